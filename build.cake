@@ -1,0 +1,100 @@
+// Build script (Cake 7). ./build.sh <target>; every target depends on Deps.
+//   Deps        install the Debian packages the project needs (as root), or print the command to run
+//   Build       Release build of the solution (warnings are errors in the libraries)
+//   Test        NUnit tests; TRX results in artifacts/test-results
+//   Bench       the main job for now: `backprop bench gemm`, report in artifacts/bench
+//   BenchSuite  the BenchmarkDotNet suites in bench/
+var target = Argument("target", "Build");
+var configuration = Argument("configuration", "Release");
+var root = MakeAbsolute(Directory("."));
+var artifacts = root.Combine("artifacts");
+
+// Debian packages: OpenBLAS (the reference BLAS and the Blas backend) and the Fashion-MNIST data.
+var debPackages = new[] { "libopenblas0-pthread", "dataset-fashion-mnist" };
+
+bool IsInstalled(string pkg)
+{
+    var settings = new ProcessSettings {
+        Arguments = $"-W -f=${{Status}} {pkg}", RedirectStandardOutput = true, RedirectStandardError = true };
+    try
+    {
+        using var p = StartAndReturnProcess("dpkg-query", settings);
+        p.WaitForExit();
+        return p.GetExitCode() == 0 && string.Join("\n", p.GetStandardOutput()).Contains("install ok installed");
+    }
+    catch { return false; }
+}
+
+int Sh(string command)
+{
+    Information($"$ {command}");
+    return StartProcess("/bin/sh", new ProcessSettings { Arguments = $"-c \"{command}\"" });
+}
+
+Task("Deps")
+    .Description("Install missing Debian packages (as root) or print the command that does.")
+    .Does(() =>
+{
+    var missing = debPackages.Where(p => !IsInstalled(p)).ToArray();
+    if (missing.Length == 0)
+    {
+        Information($"Deps: all present ({string.Join(", ", debPackages)}).");
+        return;
+    }
+    var install = $"apt-get install -y --no-install-recommends {string.Join(" ", missing)}";
+    bool isRoot = Environment.UserName == "root" || EnvironmentVariable("USER") == "root";
+    if (!isRoot)
+    {
+        throw new Exception($"Missing Debian packages: {string.Join(", ", missing)}. Run:\n  sudo apt-get update && sudo {install}");
+    }
+    Environment.SetEnvironmentVariable("DEBIAN_FRONTEND", "noninteractive");
+    if (Sh("apt-get update") != 0) throw new Exception("apt-get update failed.");
+    if (Sh(install) != 0) throw new Exception($"'{install}' failed.");
+    var still = debPackages.Where(p => !IsInstalled(p)).ToArray();
+    if (still.Length > 0) throw new Exception($"Still missing after install: {string.Join(", ", still)}.");
+});
+
+Task("Build")
+    .IsDependentOn("Deps")
+    .Does(() =>
+{
+    DotNetBuild("Engine.sln", new DotNetBuildSettings { Configuration = configuration });
+});
+
+Task("Test")
+    .IsDependentOn("Build")
+    .Does(() =>
+{
+    var results = artifacts.Combine("test-results");
+    CleanDirectory(results);
+    DotNetTest("Engine.sln", new DotNetTestSettings {
+        Configuration = configuration,
+        NoBuild = true,
+        ResultsDirectory = results,
+        Loggers = new[] { "trx", "console;verbosity=normal" },
+    });
+});
+
+Task("Bench")
+    .Description("The GEMM report: ours vs OpenBLAS in the same run (artifacts/bench/gemm.md, gemm.json).")
+    .IsDependentOn("Build")
+    .Does(() =>
+{
+    var outDir = artifacts.Combine("bench");
+    var extra = Argument("bench-args", "");
+    DotNetRun("src/Cli/Backprop.Cli.csproj", new ProcessArgumentBuilder()
+        .Append("bench").Append("gemm").Append("--output").AppendQuoted(outDir.FullPath).Append(extra),
+        new DotNetRunSettings { Configuration = configuration, NoBuild = true });
+});
+
+Task("BenchSuite")
+    .Description("BenchmarkDotNet suites (pass --filter via --bench-args, e.g. --bench-args='--filter *Gemm*').")
+    .IsDependentOn("Build")
+    .Does(() =>
+{
+    var extra = Argument("bench-args", "--filter *");
+    DotNetRun("bench/Backprop.Benchmarks/Backprop.Benchmarks.csproj", new ProcessArgumentBuilder().Append(extra),
+        new DotNetRunSettings { Configuration = configuration, NoBuild = true });
+});
+
+RunTarget(target);

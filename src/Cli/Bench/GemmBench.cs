@@ -1,0 +1,155 @@
+// `backprop bench gemm`: our SGEMM against OpenBLAS's cblas_sgemm, measured in the same process.
+// Each (shape, threads) pair is measured over several rounds; a round times ours and OpenBLAS
+// back to back (alternating which goes first) and yields one ratio. The report gives the median
+// GFLOP/s of each, the median ratio with its min..max spread, and ours as a percent of the FMA
+// peak measured in this process. Two-thread numbers on a shared 2-core machine swing between
+// processes, which is why only ratios taken in one round are compared.
+using System.Diagnostics;
+using System.Globalization;
+using System.Text;
+using System.Text.Json;
+using System.Text.Json.Serialization;
+using Backprop.Kernels.Blas;
+using Backprop.Kernels.Cpu;
+using Backprop.Kernels.Cpu.Gemm;
+using Backprop.Kernels.Threading;
+
+namespace Backprop.Cli.Bench;
+
+internal sealed record GemmShape(string Name, int M, int N, int K, Transpose TransA, Transpose TransB);
+
+internal sealed record GemmBenchRow(
+    [property: JsonPropertyName("shape")] string Shape,
+    [property: JsonPropertyName("m")] int M,
+    [property: JsonPropertyName("n")] int N,
+    [property: JsonPropertyName("k")] int K,
+    [property: JsonPropertyName("transposes")] string Transposes,
+    [property: JsonPropertyName("threads")] int Threads,
+    [property: JsonPropertyName("ours_gflops")] double OursGflops,
+    [property: JsonPropertyName("openblas_gflops")] double OpenBlasGflops,
+    [property: JsonPropertyName("ratio")] double Ratio,
+    [property: JsonPropertyName("ratio_min")] double RatioMin,
+    [property: JsonPropertyName("ratio_max")] double RatioMax,
+    [property: JsonPropertyName("pct_peak")] double PctPeak,
+    [property: JsonPropertyName("rounds")] int Rounds);
+
+internal sealed record GemmBenchReport(
+    [property: JsonPropertyName("isa")] string Isa,
+    [property: JsonPropertyName("openblas_core")] string OpenBlasCore,
+    [property: JsonPropertyName("peak_gflops")] Dictionary<string, double> PeakGflops,
+    [property: JsonPropertyName("rows")] List<GemmBenchRow> Rows);
+
+internal static class GemmBench
+{
+    public static readonly GemmShape[] DefaultShapes =
+    [
+        new("128^3", 128, 128, 128, Transpose.N, Transpose.N),
+        new("256^3", 256, 256, 256, Transpose.N, Transpose.N),
+        new("512^3", 512, 512, 512, Transpose.N, Transpose.N),
+        new("1024^3", 1024, 1024, 1024, Transpose.N, Transpose.N),
+        new("2048^3", 2048, 2048, 2048, Transpose.N, Transpose.N),
+        new("mlp 128x784x256", 128, 256, 784, Transpose.N, Transpose.N),
+        new("mlp 128x784x256", 128, 256, 784, Transpose.N, Transpose.T),
+        new("mlp 256x1024x1024", 256, 1024, 1024, Transpose.N, Transpose.N),
+        new("mlp 256x1024x1024", 256, 1024, 1024, Transpose.N, Transpose.T),
+        new("mlp 256x1024x1024", 256, 1024, 1024, Transpose.T, Transpose.N),
+        new("mlp 256x784x128", 256, 128, 784, Transpose.T, Transpose.N),
+    ];
+
+    public static unsafe GemmBenchReport Run(IReadOnlyList<GemmShape> shapes, IReadOnlyList<int> threadCounts, int rounds, double minSeconds, TextWriter log)
+    {
+        OpenBlas.EnsureAvailable();
+        int maxThreads = threadCounts.Max();
+        using var pool = new WorkerPool(maxThreads);
+        var peaks = new Dictionary<string, double>();
+        foreach (int t in threadCounts) peaks[t.ToString(CultureInfo.InvariantCulture)] = FmaPeak.Measure(pool, t);
+        var rows = new List<GemmBenchRow>();
+        foreach (int threads in threadCounts)
+        {
+            using var ctx = new GemmContext(threads, pool);
+            OpenBlas.Threads = threads;
+            foreach (var s in shapes)
+            {
+                var a = Random(s.M * s.K, 1);
+                var b = Random(s.K * s.N, 2);
+                var c = new float[s.M * s.N];
+                int lda = s.TransA == Transpose.N ? s.K : s.M;
+                int ldb = s.TransB == Transpose.N ? s.N : s.K;
+                double flops = 2.0 * s.M * s.N * s.K;
+                fixed (float* pa = a) fixed (float* pb = b) fixed (float* pc = c)
+                {
+                    float* A = pa, B = pb, C = pc;
+                    var epi = default(IdentityEpilogue<float>);
+                    void Ours() => Gemm.Compute(ctx, s.TransA, s.TransB, s.M, s.N, s.K, 1f, A, lda, B, ldb, 0f, C, s.N, ref epi);
+                    void Blas() => OpenBlas.Sgemm(s.TransA, s.TransB, s.M, s.N, s.K, 1f, A, lda, B, ldb, 0f, C, s.N);
+                    Time(Ours, 0.05); Time(Blas, 0.05); // warm-up: JIT, page faults, OpenBLAS threads
+                    var ours = new double[rounds];
+                    var blas = new double[rounds];
+                    var ratio = new double[rounds];
+                    for (int r = 0; r < rounds; r++)
+                    {
+                        if (r % 2 == 0) { ours[r] = Time(Ours, minSeconds); blas[r] = Time(Blas, minSeconds); }
+                        else { blas[r] = Time(Blas, minSeconds); ours[r] = Time(Ours, minSeconds); }
+                        ratio[r] = blas[r] / ours[r];
+                    }
+                    double og = flops / Median(ours) / 1e9, bg = flops / Median(blas) / 1e9;
+                    var row = new GemmBenchRow(s.Name, s.M, s.N, s.K, $"{s.TransA}{s.TransB}", threads, Math.Round(og, 2), Math.Round(bg, 2),
+                        Math.Round(Median(ratio), 3), Math.Round(ratio.Min(), 3), Math.Round(ratio.Max(), 3),
+                        Math.Round(100 * og / peaks[threads.ToString(CultureInfo.InvariantCulture)], 1), rounds);
+                    rows.Add(row);
+                    log.WriteLine($"  {row.Shape,-20} {row.Transposes} t={threads}: ours {row.OursGflops,7:F1}  openblas {row.OpenBlasGflops,7:F1}  ratio {row.Ratio:F3} [{row.RatioMin:F3}..{row.RatioMax:F3}]  {row.PctPeak,5:F1}% peak");
+                }
+            }
+        }
+        return new GemmBenchReport(CpuIsa.Active.ToString(), OpenBlas.CoreName, peaks, rows);
+    }
+
+    /// <summary>Median seconds per call over at least 3 calls and <paramref name="minSeconds"/> in all.</summary>
+    private static double Time(Action f, double minSeconds)
+    {
+        var times = new List<double>(64);
+        var total = Stopwatch.StartNew();
+        while (times.Count < 3 || (total.Elapsed.TotalSeconds < minSeconds && times.Count < 10_000))
+        {
+            long t0 = Stopwatch.GetTimestamp();
+            f();
+            times.Add(Stopwatch.GetElapsedTime(t0).TotalSeconds);
+        }
+        return Median(times.ToArray());
+    }
+
+    private static double Median(double[] x)
+    {
+        var s = (double[])x.Clone();
+        Array.Sort(s);
+        return s.Length % 2 == 1 ? s[s.Length / 2] : 0.5 * (s[s.Length / 2 - 1] + s[s.Length / 2]);
+    }
+
+    private static float[] Random(int n, int seed)
+    {
+        var r = new Random(seed);
+        var x = new float[n];
+        for (int i = 0; i < n; i++) x[i] = (float)(r.NextDouble() * 2 - 1);
+        return x;
+    }
+
+    public static string ToMarkdown(GemmBenchReport report)
+    {
+        var sb = new StringBuilder();
+        sb.AppendLine("# SGEMM: Backprop vs OpenBLAS");
+        sb.AppendLine();
+        sb.AppendLine(CultureInfo.InvariantCulture, $"Our ISA path: {report.Isa}. OpenBLAS core: {report.OpenBlasCore}. " +
+            $"Measured FMA peak: {string.Join(", ", report.PeakGflops.Select(p => $"{p.Value:F1} GFLOP/s on {p.Key} thread(s)"))}.");
+        sb.AppendLine("Ratio = ours / OpenBLAS throughput, median over rounds that time both back to back, [min..max] across rounds.");
+        sb.AppendLine();
+        sb.AppendLine("| shape | M | N | K | op | threads | ours GFLOP/s | OpenBLAS GFLOP/s | ratio | spread | % peak |");
+        sb.AppendLine("|---|---:|---:|---:|---|---:|---:|---:|---:|---|---:|");
+        foreach (var r in report.Rows)
+            sb.AppendLine(CultureInfo.InvariantCulture,
+                $"| {r.Shape} | {r.M} | {r.N} | {r.K} | {r.Transposes} | {r.Threads} | {r.OursGflops:F1} | {r.OpenBlasGflops:F1} | {r.Ratio:F3} | {r.RatioMin:F3}..{r.RatioMax:F3} | {r.PctPeak:F1} |");
+        return sb.ToString();
+    }
+
+    public static string ToJson(GemmBenchReport report) =>
+        JsonSerializer.Serialize(report, new JsonSerializerOptions { WriteIndented = true });
+}

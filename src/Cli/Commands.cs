@@ -1,0 +1,105 @@
+// Command tree of `backprop`: bench gemm, info. Parsing errors and invalid values exit with 2.
+using System.CommandLine;
+using System.Globalization;
+using Backprop.Cli.Bench;
+using Backprop.Kernels.Blas;
+using Backprop.Kernels.Cpu;
+using Backprop.Kernels.Cpu.Gemm;
+
+namespace Backprop.Cli;
+
+/// <summary>Thrown for a command-line value that parses but makes no sense; reported as one line, exit code 2.</summary>
+internal sealed class UsageException(string message) : Exception(message);
+
+internal static class Commands
+{
+    public const int ExitUsage = 2;
+
+    public static int Run(string[] args, TextWriter? stdout = null, TextWriter? stderr = null)
+    {
+        stdout ??= Console.Out;
+        stderr ??= Console.Error;
+        var root = new RootCommand("Backprop: a fast trainer for dense neural networks.");
+        root.Subcommands.Add(BenchCommand(stdout));
+        root.Subcommands.Add(InfoCommand(stdout));
+        var parse = root.Parse(args);
+        if (parse.Errors.Count > 0)
+        {
+            stderr.WriteLine($"backprop: {parse.Errors[0].Message} (see 'backprop --help')");
+            return ExitUsage;
+        }
+        try
+        {
+            return parse.Invoke(new InvocationConfiguration { Output = stdout, Error = stderr, EnableDefaultExceptionHandler = false });
+        }
+        catch (UsageException e)
+        {
+            stderr.WriteLine($"backprop: {e.Message}");
+            return ExitUsage;
+        }
+        catch (DllNotFoundException e)
+        {
+            stderr.WriteLine($"backprop: {e.Message}");
+            return ExitUsage;
+        }
+    }
+
+    private static Command BenchCommand(TextWriter stdout)
+    {
+        var bench = new Command("bench", "Benchmarks: kernels against OpenBLAS and the FMA peak.");
+        var threads = new Option<int[]>("--threads") { Description = "Thread counts to measure (e.g. --threads 1 2).", AllowMultipleArgumentsPerToken = true, DefaultValueFactory = _ => [1, 2] };
+        var rounds = new Option<int>("--rounds") { Description = "Rounds per shape; each times ours and OpenBLAS back to back.", DefaultValueFactory = _ => 7 };
+        var seconds = new Option<double>("--min-seconds") { Description = "Least time per measurement within a round.", DefaultValueFactory = _ => 0.15 };
+        var output = new Option<DirectoryInfo?>("--output") { Description = "Folder for gemm.md and gemm.json." };
+        var shapes = new Option<string[]>("--shape") { Description = "Only shapes whose name contains this text (repeatable).", AllowMultipleArgumentsPerToken = true };
+        var gemm = new Command("gemm", "SGEMM GFLOP/s, ours vs OpenBLAS in the same run, and percent of FMA peak.");
+        gemm.Options.Add(threads);
+        gemm.Options.Add(rounds);
+        gemm.Options.Add(seconds);
+        gemm.Options.Add(output);
+        gemm.Options.Add(shapes);
+        gemm.SetAction(p =>
+        {
+            int[] t = p.GetValue(threads)!;
+            int r = p.GetValue(rounds);
+            double s = p.GetValue(seconds);
+            if (t.Length == 0 || t.Any(x => x < 1 || x > 256))
+                throw new UsageException($"--threads must be whole numbers in [1, 256]; got '{string.Join(" ", t)}'.");
+            if (r < 1) throw new UsageException($"--rounds must be at least 1; got {r}.");
+            if (!(s > 0)) throw new UsageException($"--min-seconds must be positive; got {s.ToString(CultureInfo.InvariantCulture)}.");
+            var filter = p.GetValue(shapes) ?? [];
+            var list = GemmBench.DefaultShapes.Where(x => filter.Length == 0 || filter.Any(f => x.Name.Contains(f, StringComparison.OrdinalIgnoreCase))).ToList();
+            if (list.Count == 0) throw new UsageException($"--shape '{string.Join(" ", filter)}' matches no shape; shapes are: {string.Join(", ", GemmBench.DefaultShapes.Select(x => x.Name).Distinct())}.");
+            var dir = p.GetValue(output);
+            var report = GemmBench.Run(list, t, r, s, stdout);
+            string md = GemmBench.ToMarkdown(report);
+            stdout.WriteLine();
+            stdout.Write(md);
+            if (dir is not null)
+            {
+                Directory.CreateDirectory(dir.FullName);
+                File.WriteAllText(Path.Combine(dir.FullName, "gemm.md"), md);
+                File.WriteAllText(Path.Combine(dir.FullName, "gemm.json"), GemmBench.ToJson(report));
+                stdout.WriteLine($"wrote {Path.Combine(dir.FullName, "gemm.md")} and gemm.json");
+            }
+            return 0;
+        });
+        bench.Subcommands.Add(gemm);
+        return bench;
+    }
+
+    private static Command InfoCommand(TextWriter stdout)
+    {
+        var info = new Command("info", "What this machine offers: ISA path, cores, OpenBLAS.");
+        info.SetAction(_ =>
+        {
+            stdout.WriteLine($"cpu: {Environment.ProcessorCount} logical cores, kernel ISA {CpuIsa.Supported}");
+            stdout.WriteLine($"gemm micro-kernel: {CpuIsa.Active}");
+            stdout.WriteLine(OpenBlas.IsAvailable
+                ? $"openblas: core {OpenBlas.CoreName}, {OpenBlas.Threads} threads, config '{OpenBlas.Config.Trim()}'"
+                : $"openblas: not available: {OpenBlas.UnavailableReason}");
+            return 0;
+        });
+        return info;
+    }
+}

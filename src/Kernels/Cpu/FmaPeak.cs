@@ -1,0 +1,91 @@
+// Measures the FMA peak of this machine in the running process: a loop of independent
+// vector FMA chains (enough of them to hide the FMA latency) timed with Stopwatch.
+// Used by the benchmarks to report "percent of peak" against what the CPU really reaches now
+// (clock boost and other tenants included), not against a datasheet number.
+using System.Diagnostics;
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using Backprop.Kernels.Threading;
+
+namespace Backprop.Kernels.Cpu;
+
+/// <summary>Single-precision FMA throughput measured with a register-only loop.</summary>
+public static class FmaPeak
+{
+    /// <summary>GFLOP/s of one thread (2 flops per FMA lane), best of <paramref name="trials"/> runs of about 20 ms.</summary>
+    public static double MeasureOneThread(int trials = 5)
+    {
+        double best = 0;
+        for (int t = 0; t < trials; t++)
+        {
+            const long iters = 2_000_000;
+            var sw = Stopwatch.StartNew();
+            float sink = Loop(iters);
+            sw.Stop();
+            GC.KeepAlive(sink);
+            double flops = iters * 12.0 * Vector256<float>.Count * 2 * (CpuIsa.Supported == Isa.Avx512 ? 2 : 1);
+            best = Math.Max(best, flops / sw.Elapsed.TotalSeconds / 1e9);
+        }
+        return best;
+    }
+
+    /// <summary>GFLOP/s of <paramref name="threads"/> threads running the loop at once on <paramref name="pool"/>.</summary>
+    public static unsafe double Measure(WorkerPool pool, int threads, int trials = 5)
+    {
+        if (threads == 1) return MeasureOneThread(trials);
+        double best = 0;
+        for (int t = 0; t < trials; t++)
+        {
+            var job = new PeakJob { Iterations = 2_000_000 };
+            var sw = Stopwatch.StartNew();
+            pool.Run(ref job, threads);
+            sw.Stop();
+            double flops = threads * job.Iterations * 12.0 * Vector256<float>.Count * 2 * (CpuIsa.Supported == Isa.Avx512 ? 2 : 1);
+            best = Math.Max(best, flops / sw.Elapsed.TotalSeconds / 1e9);
+        }
+        return best;
+    }
+
+    private struct PeakJob : IParallelJob
+    {
+        public long Iterations;
+        public void Execute(int part, int parts) => GC.KeepAlive(Loop(Iterations));
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
+    private static float Loop(long iters)
+    {
+        if (CpuIsa.Supported == Isa.Avx512) return Loop512(iters);
+        var m = Vector256.Create(0.999999f);
+        var a = Vector256.Create(1e-7f);
+        Vector256<float> c0 = Vector256.Create(1f), c1 = c0, c2 = c0, c3 = c0, c4 = c0, c5 = c0, c6 = c0, c7 = c0, c8 = c0, c9 = c0, c10 = c0, c11 = c0;
+        for (long i = 0; i < iters; i++)
+        {
+            c0 = Vector256.FusedMultiplyAdd(c0, m, a); c1 = Vector256.FusedMultiplyAdd(c1, m, a);
+            c2 = Vector256.FusedMultiplyAdd(c2, m, a); c3 = Vector256.FusedMultiplyAdd(c3, m, a);
+            c4 = Vector256.FusedMultiplyAdd(c4, m, a); c5 = Vector256.FusedMultiplyAdd(c5, m, a);
+            c6 = Vector256.FusedMultiplyAdd(c6, m, a); c7 = Vector256.FusedMultiplyAdd(c7, m, a);
+            c8 = Vector256.FusedMultiplyAdd(c8, m, a); c9 = Vector256.FusedMultiplyAdd(c9, m, a);
+            c10 = Vector256.FusedMultiplyAdd(c10, m, a); c11 = Vector256.FusedMultiplyAdd(c11, m, a);
+        }
+        return Vector256.Sum(c0 + c1 + c2 + c3 + c4 + c5 + c6 + c7 + c8 + c9 + c10 + c11);
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
+    private static float Loop512(long iters)
+    {
+        var m = Vector512.Create(0.999999f);
+        var a = Vector512.Create(1e-7f);
+        Vector512<float> c0 = Vector512.Create(1f), c1 = c0, c2 = c0, c3 = c0, c4 = c0, c5 = c0, c6 = c0, c7 = c0, c8 = c0, c9 = c0, c10 = c0, c11 = c0;
+        for (long i = 0; i < iters; i++)
+        {
+            c0 = Vector512.FusedMultiplyAdd(c0, m, a); c1 = Vector512.FusedMultiplyAdd(c1, m, a);
+            c2 = Vector512.FusedMultiplyAdd(c2, m, a); c3 = Vector512.FusedMultiplyAdd(c3, m, a);
+            c4 = Vector512.FusedMultiplyAdd(c4, m, a); c5 = Vector512.FusedMultiplyAdd(c5, m, a);
+            c6 = Vector512.FusedMultiplyAdd(c6, m, a); c7 = Vector512.FusedMultiplyAdd(c7, m, a);
+            c8 = Vector512.FusedMultiplyAdd(c8, m, a); c9 = Vector512.FusedMultiplyAdd(c9, m, a);
+            c10 = Vector512.FusedMultiplyAdd(c10, m, a); c11 = Vector512.FusedMultiplyAdd(c11, m, a);
+        }
+        return Vector512.Sum(c0 + c1 + c2 + c3 + c4 + c5 + c6 + c7 + c8 + c9 + c10 + c11);
+    }
+}

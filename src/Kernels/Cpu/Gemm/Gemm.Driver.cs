@@ -1,0 +1,151 @@
+// The BLIS loop driver: C = alpha * op(A) * op(B) + beta * C, row-major, then the epilogue.
+//
+//   for jc in N by NC:                 B block (KC x NC) packed, lives in L3
+//     for pc in K by KC:
+//       pack B[pc.., jc..]
+//       for ic in M by MC:             A block (MC x KC) packed, lives in L2
+//         pack A[ic.., pc..]
+//         for jr in NC by NR:          B micro-panel (KC x NR), lives in L1
+//           for ir in MC by MR:        micro-kernel: MR x NR register tile of C
+//
+// Threads split C into static column or row ranges aligned to NR/MR; each thread packs its own
+// blocks. The K loop is never split and the block boundaries do not depend on the thread count,
+// so every element of C is computed by the same sequence of operations on 1 or on N threads.
+using System.Numerics;
+using Backprop.Kernels.Threading;
+
+namespace Backprop.Kernels.Cpu.Gemm;
+
+internal unsafe struct GemmJob<T, TKernel, TEpi> : IParallelJob
+    where T : unmanaged, IFloatingPointIeee754<T>
+    where TKernel : struct, IMicroKernel<T>
+    where TEpi : unmanaged, IGemmEpilogue<T>
+{
+    public bool TransA, TransB, SplitM, Simd;
+    public int M, N, K, Lda, Ldb, Ldc;
+    public T Alpha, Beta;
+    public T* A, B, C;
+    public byte** Packs;
+    public TEpi Epi;
+
+    public void Execute(int part, int parts)
+    {
+        int m0 = 0, m1 = M, n0 = 0, n1 = N;
+        if (SplitM)
+        {
+            int tiles = (M + TKernel.MR - 1) / TKernel.MR;
+            m0 = (int)((long)tiles * part / parts) * TKernel.MR;
+            m1 = Math.Min(M, (int)((long)tiles * (part + 1) / parts) * TKernel.MR);
+        }
+        else
+        {
+            int tiles = (N + TKernel.NR - 1) / TKernel.NR;
+            n0 = (int)((long)tiles * part / parts) * TKernel.NR;
+            n1 = Math.Min(N, (int)((long)tiles * (part + 1) / parts) * TKernel.NR);
+        }
+        if (m0 >= m1 || n0 >= n1) return;
+        Loops(m0, m1, n0, n1, (T*)Packs[2 * part], (T*)Packs[2 * part + 1]);
+    }
+
+    private void Loops(int m0, int m1, int n0, int n1, T* packA, T* packB)
+    {
+        int MR = TKernel.MR, NR = TKernel.NR, MC = TKernel.MC, KC = TKernel.KC, NC = TKernel.NC;
+        for (int jc = n0; jc < n1; jc += NC)
+        {
+            int nc = Math.Min(NC, n1 - jc);
+            for (int pc = 0; pc < K; pc += KC)
+            {
+                int kc = Math.Min(KC, K - pc);
+                var st = new TileStore<T>(Alpha, Beta, first: pc == 0, last: pc + kc == K);
+                // op(B)[pc.., jc..]: B is K x N (N) or N x K (T); panels run along N.
+                if (TransB) GemmPack.Block(true, B + (nint)jc * Ldb + pc, Ldb, nc, kc, NR, packB, Simd);
+                else GemmPack.Block(false, B + (nint)pc * Ldb + jc, Ldb, nc, kc, NR, packB, Simd);
+                for (int ic = m0; ic < m1; ic += MC)
+                {
+                    int mc = Math.Min(MC, m1 - ic);
+                    // op(A)[ic.., pc..]: A is M x K (N) or K x M (T); panels run along M.
+                    if (TransA) GemmPack.Block(false, A + (nint)pc * Lda + ic, Lda, mc, kc, MR, packA, Simd);
+                    else GemmPack.Block(true, A + (nint)ic * Lda + pc, Lda, mc, kc, MR, packA, Simd);
+                    for (int jr = 0; jr < nc; jr += NR)
+                    {
+                        int nr = Math.Min(NR, nc - jr);
+                        T* bp = packB + (nint)jr * kc;
+                        for (int ir = 0; ir < mc; ir += MR)
+                        {
+                            int mr = Math.Min(MR, mc - ir);
+                            TKernel.Run(kc, packA + (nint)ir * kc, bp,
+                                C + (nint)(ic + ir) * Ldc + jc + jr, Ldc, mr, nr, in st, ref Epi, ic + ir, jc + jr);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+internal static unsafe class GemmDriver
+{
+    // Below this many multiply-adds a second thread costs more to wake than it saves.
+    private const long ParallelThreshold = 32L * 32 * 32;
+
+    public static void Run<T, TEpi>(GemmContext ctx, bool transA, bool transB, int m, int n, int k,
+        T alpha, T* a, int lda, T* b, int ldb, T beta, T* c, int ldc, ref TEpi epi)
+        where T : unmanaged, IFloatingPointIeee754<T>
+        where TEpi : unmanaged, IGemmEpilogue<T>
+    {
+        if (m == 0 || n == 0) return;
+        if (k == 0 || alpha == T.Zero)
+        {
+            ScaleOnly(m, n, beta, c, ldc, ref epi);
+            return;
+        }
+        switch (CpuIsa.Active)
+        {
+            case Isa.Avx512:
+                Run<T, MicroKernelAvx512<T>, TEpi>(ctx, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, ref epi);
+                break;
+            case Isa.Avx2:
+                Run<T, MicroKernelAvx2<T>, TEpi>(ctx, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, ref epi);
+                break;
+            default:
+                Run<T, MicroKernelScalar<T>, TEpi>(ctx, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, ref epi);
+                break;
+        }
+    }
+
+    private static void Run<T, TKernel, TEpi>(GemmContext ctx, bool transA, bool transB, int m, int n, int k,
+        T alpha, T* a, int lda, T* b, int ldb, T beta, T* c, int ldc, ref TEpi epi)
+        where T : unmanaged, IFloatingPointIeee754<T>
+        where TKernel : struct, IMicroKernel<T>
+        where TEpi : unmanaged, IGemmEpilogue<T>
+    {
+        int mTiles = (m + TKernel.MR - 1) / TKernel.MR;
+        int nTiles = (n + TKernel.NR - 1) / TKernel.NR;
+        // Split the larger side: each thread re-packs the whole of the other operand's block,
+        // so splitting M costs an extra K x N pack of B, splitting N an extra M x K pack of A.
+        bool splitM = m >= n ? mTiles >= ctx.Threads || mTiles >= nTiles : nTiles < ctx.Threads && mTiles > nTiles;
+        int parts = Math.Min(ctx.Threads, splitM ? mTiles : nTiles);
+        if ((long)m * n * k < ParallelThreshold) parts = 1;
+        var job = new GemmJob<T, TKernel, TEpi>
+        {
+            TransA = transA, TransB = transB, SplitM = splitM, Simd = CpuIsa.Active >= Isa.Avx2,
+            M = m, N = n, K = k, Lda = lda, Ldb = ldb, Ldc = ldc,
+            Alpha = alpha, Beta = beta, A = a, B = b, C = c,
+            Packs = ctx.Packs, Epi = epi,
+        };
+        ctx.Pool.Run(ref job, parts);
+    }
+
+    // k == 0 or alpha == 0: C = beta * C (beta == 0: C = 0 whatever it held), then the epilogue.
+    private static void ScaleOnly<T, TEpi>(int m, int n, T beta, T* c, int ldc, ref TEpi epi)
+        where T : unmanaged, IFloatingPointIeee754<T>
+        where TEpi : unmanaged, IGemmEpilogue<T>
+    {
+        for (int i = 0; i < m; i++)
+        {
+            T* ci = c + (nint)i * ldc;
+            for (int j = 0; j < n; j++)
+                ci[j] = epi.Apply(beta == T.Zero ? T.Zero : beta * ci[j], i, j);
+        }
+    }
+}

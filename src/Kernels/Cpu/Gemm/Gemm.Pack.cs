@@ -1,0 +1,141 @@
+// Packing of GEMM operands into k-major micro-panels:
+//   panel p of width W holds, for k = 0..kc-1, the W values dst[p*W*kc + k*W + r] (r = 0..W-1),
+//   rows r >= w (past the matrix edge) are zero so the micro-kernel never branches on edges.
+// Two source shapes occur:
+//   Copy:      the W values of one k are contiguous in the source (op(A)=T for A, op(B)=N for B):
+//              src[k*ld + r]  -> vector copies.
+//   Transpose: the k values of one row r are contiguous (op(A)=N for A, op(B)=T for B):
+//              src[r*ld + k]  -> 8x8 (float) / 4x4 (double) in-register transposes.
+using System.Numerics;
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+
+namespace Backprop.Kernels.Cpu.Gemm;
+
+internal static unsafe class GemmPack
+{
+    /// <summary>Packs a block of <paramref name="rows"/> x kc into panels of width W (see file header).</summary>
+    public static void Block<T>(bool transpose, T* src, int ld, int rows, int kc, int W, T* dst, bool simd)
+        where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        for (int r0 = 0; r0 < rows; r0 += W)
+        {
+            int w = Math.Min(W, rows - r0);
+            T* d = dst + (nint)r0 * kc;
+            if (transpose) PanelTranspose(src + (nint)r0 * ld, ld, w, W, kc, d, simd);
+            else PanelCopy(src + r0, ld, w, W, kc, d, simd);
+        }
+    }
+
+    private static void PanelCopy<T>(T* src, int ld, int w, int W, int kc, T* dst, bool simd)
+        where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        int vc = Vector256<T>.Count;
+        for (int k = 0; k < kc; k++)
+        {
+            T* s = src + (nint)k * ld;
+            T* d = dst + (nint)k * W;
+            int r = 0;
+            if (simd)
+            {
+                for (; r + vc <= w; r += vc) Vector256.Store(Vector256.Load(s + r), d + r);
+            }
+            for (; r < w; r++) d[r] = s[r];
+            for (; r < W; r++) d[r] = T.Zero;
+        }
+    }
+
+    private static void PanelTranspose<T>(T* src, int ld, int w, int W, int kc, T* dst, bool simd)
+        where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        int r = 0;
+        if (simd && Avx.IsSupported)
+        {
+            if (typeof(T) == typeof(float))
+            {
+                for (; r + 8 <= w; r += 8)
+                {
+                    int k = 0;
+                    for (; k + 8 <= kc; k += 8)
+                        Transpose8x8((float*)src + (nint)r * ld + k, ld, (float*)dst + (nint)k * W + r, W);
+                    for (; k < kc; k++)
+                        for (int i = 0; i < 8; i++) dst[(nint)k * W + r + i] = src[(nint)(r + i) * ld + k];
+                }
+            }
+            else if (typeof(T) == typeof(double))
+            {
+                for (; r + 4 <= w; r += 4)
+                {
+                    int k = 0;
+                    for (; k + 4 <= kc; k += 4)
+                        Transpose4x4((double*)src + (nint)r * ld + k, ld, (double*)dst + (nint)k * W + r, W);
+                    for (; k < kc; k++)
+                        for (int i = 0; i < 4; i++) dst[(nint)k * W + r + i] = src[(nint)(r + i) * ld + k];
+                }
+            }
+        }
+        for (int k = 0; k < kc; k++)
+        {
+            T* d = dst + (nint)k * W;
+            for (int i = r; i < w; i++) d[i] = src[(nint)i * ld + k];
+            for (int i = w; i < W; i++) d[i] = T.Zero;
+        }
+    }
+
+    // out[k*ldd + i] = in[i*lds + k] for an 8x8 block of floats.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Transpose8x8(float* s, int lds, float* d, int ldd)
+    {
+        var r0 = Avx.LoadVector256(s);
+        var r1 = Avx.LoadVector256(s + lds);
+        var r2 = Avx.LoadVector256(s + 2 * (nint)lds);
+        var r3 = Avx.LoadVector256(s + 3 * (nint)lds);
+        var r4 = Avx.LoadVector256(s + 4 * (nint)lds);
+        var r5 = Avx.LoadVector256(s + 5 * (nint)lds);
+        var r6 = Avx.LoadVector256(s + 6 * (nint)lds);
+        var r7 = Avx.LoadVector256(s + 7 * (nint)lds);
+        var t0 = Avx.UnpackLow(r0, r1);
+        var t1 = Avx.UnpackHigh(r0, r1);
+        var t2 = Avx.UnpackLow(r2, r3);
+        var t3 = Avx.UnpackHigh(r2, r3);
+        var t4 = Avx.UnpackLow(r4, r5);
+        var t5 = Avx.UnpackHigh(r4, r5);
+        var t6 = Avx.UnpackLow(r6, r7);
+        var t7 = Avx.UnpackHigh(r6, r7);
+        var u0 = Avx.Shuffle(t0, t2, 0x44);
+        var u1 = Avx.Shuffle(t0, t2, 0xEE);
+        var u2 = Avx.Shuffle(t1, t3, 0x44);
+        var u3 = Avx.Shuffle(t1, t3, 0xEE);
+        var u4 = Avx.Shuffle(t4, t6, 0x44);
+        var u5 = Avx.Shuffle(t4, t6, 0xEE);
+        var u6 = Avx.Shuffle(t5, t7, 0x44);
+        var u7 = Avx.Shuffle(t5, t7, 0xEE);
+        Avx.Store(d, Avx.Permute2x128(u0, u4, 0x20));
+        Avx.Store(d + ldd, Avx.Permute2x128(u1, u5, 0x20));
+        Avx.Store(d + 2 * (nint)ldd, Avx.Permute2x128(u2, u6, 0x20));
+        Avx.Store(d + 3 * (nint)ldd, Avx.Permute2x128(u3, u7, 0x20));
+        Avx.Store(d + 4 * (nint)ldd, Avx.Permute2x128(u0, u4, 0x31));
+        Avx.Store(d + 5 * (nint)ldd, Avx.Permute2x128(u1, u5, 0x31));
+        Avx.Store(d + 6 * (nint)ldd, Avx.Permute2x128(u2, u6, 0x31));
+        Avx.Store(d + 7 * (nint)ldd, Avx.Permute2x128(u3, u7, 0x31));
+    }
+
+    // out[k*ldd + i] = in[i*lds + k] for a 4x4 block of doubles.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Transpose4x4(double* s, int lds, double* d, int ldd)
+    {
+        var r0 = Avx.LoadVector256(s);
+        var r1 = Avx.LoadVector256(s + lds);
+        var r2 = Avx.LoadVector256(s + 2 * (nint)lds);
+        var r3 = Avx.LoadVector256(s + 3 * (nint)lds);
+        var t0 = Avx.UnpackLow(r0, r1);
+        var t1 = Avx.UnpackHigh(r0, r1);
+        var t2 = Avx.UnpackLow(r2, r3);
+        var t3 = Avx.UnpackHigh(r2, r3);
+        Avx.Store(d, Avx.Permute2x128(t0, t2, 0x20));
+        Avx.Store(d + ldd, Avx.Permute2x128(t1, t3, 0x20));
+        Avx.Store(d + 2 * (nint)ldd, Avx.Permute2x128(t0, t2, 0x31));
+        Avx.Store(d + 3 * (nint)ldd, Avx.Permute2x128(t1, t3, 0x31));
+    }
+}

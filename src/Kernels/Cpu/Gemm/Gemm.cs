@@ -1,0 +1,96 @@
+// Public GEMM entry points:  C = alpha * op(A) * op(B) + beta * C   (row-major, BLAS semantics)
+//   op(A) is M x K: A is stored M x K (transA = N, lda >= K) or K x M (transA = T, lda >= M)
+//   op(B) is K x N: B is stored K x N (transB = N, ldb >= N) or N x K (transB = T, ldb >= K)
+//   C is M x N with ldc >= N. beta = 0 ignores what C held (NaN included).
+// Span overloads check every size, leading dimension and span length; the pointer overload with
+// an epilogue is the kernel-level entry point the dense layers build on, and trusts its caller.
+using System.Numerics;
+
+namespace Backprop.Kernels.Cpu.Gemm;
+
+/// <summary>General matrix multiply in float and double, on the project's own BLIS-style kernels.</summary>
+public static unsafe class Gemm
+{
+    /// <summary>Single-precision C = alpha·op(A)·op(B) + beta·C (row-major).</summary>
+    public static void Sgemm(Transpose transA, Transpose transB, int m, int n, int k, float alpha,
+        ReadOnlySpan<float> a, int lda, ReadOnlySpan<float> b, int ldb, float beta, Span<float> c, int ldc,
+        GemmContext? context = null)
+        => Compute(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, context);
+
+    /// <summary>Double-precision C = alpha·op(A)·op(B) + beta·C (row-major).</summary>
+    public static void Dgemm(Transpose transA, Transpose transB, int m, int n, int k, double alpha,
+        ReadOnlySpan<double> a, int lda, ReadOnlySpan<double> b, int ldb, double beta, Span<double> c, int ldc,
+        GemmContext? context = null)
+        => Compute(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, context);
+
+    /// <summary>C = alpha·op(A)·op(B) + beta·C for T = float or double, with every argument checked.</summary>
+    public static void Compute<T>(Transpose transA, Transpose transB, int m, int n, int k, T alpha,
+        ReadOnlySpan<T> a, int lda, ReadOnlySpan<T> b, int ldb, T beta, Span<T> c, int ldc,
+        GemmContext? context = null)
+        where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        var epi = default(IdentityEpilogue<T>);
+        Compute(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, ref epi, context);
+    }
+
+    /// <summary>
+    /// C = epilogue(alpha·op(A)·op(B) + beta·C) with every argument checked; the epilogue is applied
+    /// once to each element of C, in the final store.
+    /// </summary>
+    public static void Compute<T, TEpi>(Transpose transA, Transpose transB, int m, int n, int k, T alpha,
+        ReadOnlySpan<T> a, int lda, ReadOnlySpan<T> b, int ldb, T beta, Span<T> c, int ldc,
+        ref TEpi epilogue, GemmContext? context = null)
+        where T : unmanaged, IFloatingPointIeee754<T>
+        where TEpi : unmanaged, IGemmEpilogue<T>
+    {
+        Validate(transA, transB, m, n, k, a.Length, lda, b.Length, ldb, c.Length, ldc);
+        fixed (T* pa = a)
+        fixed (T* pb = b)
+        fixed (T* pc = c)
+        {
+            GemmDriver.Run(context ?? GemmContext.Default, transA == Transpose.T, transB == Transpose.T,
+                m, n, k, alpha, pa, lda, pb, ldb, beta, pc, ldc, ref epilogue);
+        }
+    }
+
+    /// <summary>
+    /// Unchecked pointer entry point for kernels that validated their shapes when they were planned.
+    /// </summary>
+    public static void Compute<T, TEpi>(GemmContext context, Transpose transA, Transpose transB, int m, int n, int k,
+        T alpha, T* a, int lda, T* b, int ldb, T beta, T* c, int ldc, ref TEpi epilogue)
+        where T : unmanaged, IFloatingPointIeee754<T>
+        where TEpi : unmanaged, IGemmEpilogue<T>
+        => GemmDriver.Run(context, transA == Transpose.T, transB == Transpose.T, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, ref epilogue);
+
+    /// <summary>Throws an exception naming the argument, the value seen and the bound when a GEMM argument is invalid.</summary>
+    public static void Validate(Transpose transA, Transpose transB, int m, int n, int k,
+        long aLength, int lda, long bLength, int ldb, long cLength, int ldc)
+    {
+        if (m < 0) throw new ArgumentOutOfRangeException(nameof(m), m, $"m must be >= 0; got {m}.");
+        if (n < 0) throw new ArgumentOutOfRangeException(nameof(n), n, $"n must be >= 0; got {n}.");
+        if (k < 0) throw new ArgumentOutOfRangeException(nameof(k), k, $"k must be >= 0; got {k}.");
+        if (transA != Transpose.N && transA != Transpose.T)
+            throw new ArgumentOutOfRangeException(nameof(transA), transA, $"transA must be N or T; got {(int)transA}.");
+        if (transB != Transpose.N && transB != Transpose.T)
+            throw new ArgumentOutOfRangeException(nameof(transB), transB, $"transB must be N or T; got {(int)transB}.");
+        // Stored shapes (rows x cols) of A, B and C.
+        (int aRows, int aCols) = transA == Transpose.N ? (m, k) : (k, m);
+        (int bRows, int bCols) = transB == Transpose.N ? (k, n) : (n, k);
+        CheckOperand("a", "lda", "A", transA, aRows, aCols, lda, aLength);
+        CheckOperand("b", "ldb", "B", transB, bRows, bCols, ldb, bLength);
+        CheckOperand("c", "ldc", "C", null, m, n, ldc, cLength);
+    }
+
+    private static void CheckOperand(string span, string ldName, string matrix, Transpose? trans, int rows, int cols, int ld, long length)
+    {
+        string stored = trans is null ? $"{matrix} is {rows}x{cols}" : $"{matrix} is stored {rows}x{cols} (trans{matrix}={trans})";
+        int minLd = Math.Max(1, cols);
+        if (ld < minLd)
+            throw new ArgumentOutOfRangeException(ldName, ld,
+                $"{ldName} must be at least {minLd} (the row length of {matrix}; {stored}); got {ld}.");
+        long need = rows == 0 || cols == 0 ? 0 : (long)(rows - 1) * ld + cols;
+        if (length < need)
+            throw new ArgumentException(
+                $"{span} has {length} elements but {stored} with {ldName}={ld} needs at least {need} ((rows-1)*{ldName} + cols).", span);
+    }
+}

@@ -1,0 +1,10 @@
+namespace Backprop.Kernels.Cpu.Gemm;
+
+/// <summary>Whether a GEMM operand is used as stored (N) or transposed (T), as in BLAS.</summary>
+public enum Transpose
+{
+    /// <summary>op(X) = X.</summary>
+    N = 0,
+    /// <summary>op(X) = Xᵀ.</summary>
+    T = 1,
+}

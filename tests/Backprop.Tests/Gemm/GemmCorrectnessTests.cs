@@ -1,0 +1,147 @@
+// SGEMM/DGEMM against the naive double reference: all four transpose pairs, sizes that hit every
+// edge of the register tiles and cache blocks, alpha/beta variations, padded leading dimensions,
+// and every ISA path forced in turn.
+using Backprop.Kernels.Cpu;
+using Backprop.Kernels.Cpu.Gemm;
+using NUnit.Framework;
+
+namespace Backprop.Tests.Gemm;
+
+[TestFixture]
+[NonParallelizable]
+public class GemmCorrectnessTests
+{
+    private static readonly int[] Sizes = [0, 1, 2, 3, 7, 15, 16, 17, 31, 33, 63, 64, 65, 127, 255, 257];
+
+    public static IEnumerable<Isa> Isas()
+    {
+        foreach (var isa in Enum.GetValues<Isa>())
+            if (isa <= CpuIsa.Supported) yield return isa;
+    }
+
+    // A sample of the (M, N, K) grid: every size appears in every position, plus the diagonal,
+    // without the 16^3 full product (which would take minutes against the naive reference).
+    public sealed record Shape(int M, int N, int K)
+    {
+        public override string ToString() => $"{M}x{N}x{K}";
+    }
+
+    public static IEnumerable<Shape> Shapes()
+    {
+        var seen = new HashSet<(int, int, int)>();
+        for (int i = 0; i < Sizes.Length; i++)
+        {
+            int a = Sizes[i], b = Sizes[(i * 7 + 3) % Sizes.Length], c = Sizes[(i * 5 + 11) % Sizes.Length];
+            foreach (var s in new[] { (a, b, c), (b, c, a), (c, a, b), (a, a, a) })
+                if (seen.Add(s)) yield return new Shape(s.Item1, s.Item2, s.Item3);
+        }
+    }
+
+    [TearDown]
+    public void Reset() => CpuIsa.Reset();
+
+    private static void RunFloat(Isa isa, Transpose ta, Transpose tb, int m, int n, int k, float alpha, float beta, int pad, int seed)
+    {
+        CpuIsa.Force(isa);
+        bool tA = ta == Transpose.T, tB = tb == Transpose.T;
+        int lda = Math.Max(1, tA ? m : k) + pad, ldb = Math.Max(1, tB ? k : n) + pad, ldc = Math.Max(1, n) + pad;
+        int aRows = tA ? k : m, bRows = tB ? n : k;
+        var a = TestData.Floats(Math.Max(1, aRows * lda), seed);
+        var b = TestData.Floats(Math.Max(1, bRows * ldb), seed + 1);
+        var c = TestData.Floats(Math.Max(1, m * ldc), seed + 2);
+        var cRef = TestData.ToDouble(c);
+        GemmReference.Compute(tA, tB, m, n, k, alpha, TestData.ToDouble(a), lda, TestData.ToDouble(b), ldb, beta, cRef, ldc);
+        var cIn = (float[])c.Clone();
+        Kernels.Cpu.Gemm.Gemm.Sgemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+        var ad = TestData.ToDouble(a);
+        var bd = TestData.ToDouble(b);
+        for (int i = 0; i < m; i++)
+            for (int j = 0; j < ldc; j++)
+            {
+                int idx = i * ldc + j;
+                if (j >= n)
+                {
+                    Assert.That(c[idx], Is.EqualTo(cIn[idx]), $"padding C[{i},{j}] was written");
+                    continue;
+                }
+                // float rounding: each product and partial sum contributes ~2^-24 relative of its magnitude.
+                double scale = Math.Abs(alpha) * GemmReference.AbsDot(tA, tB, k, ad, lda, bd, ldb, i, j) + Math.Abs(beta * cIn[idx]);
+                double tol = 1e-6 + 4e-7 * (k + 2) * scale;
+                Assert.That(c[idx], Is.EqualTo(cRef[idx]).Within(tol), $"C[{i},{j}] isa={isa} {ta}{tb} m={m} n={n} k={k}");
+            }
+    }
+
+    [Test]
+    public void Sgemm_MatchesReference_AllTransposes_AllIsas(
+        [ValueSource(nameof(Isas))] Isa isa,
+        [Values(Transpose.N, Transpose.T)] Transpose ta,
+        [Values(Transpose.N, Transpose.T)] Transpose tb,
+        [ValueSource(nameof(Shapes))] Shape shape)
+    {
+        RunFloat(isa, ta, tb, shape.M, shape.N, shape.K, 1f, 0f, 0, shape.M * 31 + shape.N * 7 + shape.K);
+    }
+
+    [TestCase(1.0f, 0.0f, 0)]
+    [TestCase(0.5f, 1.0f, 3)]
+    [TestCase(-2.0f, 0.25f, 5)]
+    [TestCase(1.0f, -1.0f, 1)]
+    [TestCase(0.0f, 2.0f, 2)]
+    public void Sgemm_AlphaBeta_AndPaddedLeadingDimensions(float alpha, float beta, int pad)
+    {
+        foreach (var isa in Isas())
+            foreach (var ta in new[] { Transpose.N, Transpose.T })
+                foreach (var tb in new[] { Transpose.N, Transpose.T })
+                {
+                    RunFloat(isa, ta, tb, 33, 65, 17, alpha, beta, pad, 11);
+                    RunFloat(isa, ta, tb, 127, 31, 257, alpha, beta, pad, 12);
+                }
+    }
+
+    [Test]
+    public void Sgemm_KZero_ScalesC()
+    {
+        foreach (var isa in Isas())
+        {
+            RunFloat(isa, Transpose.N, Transpose.N, 17, 33, 0, 1f, 0.5f, 0, 3);
+            RunFloat(isa, Transpose.T, Transpose.N, 17, 33, 0, 1f, 0f, 2, 3);
+        }
+    }
+
+    [Test]
+    public void BetaZero_IgnoresNaNInC([ValueSource(nameof(Isas))] Isa isa)
+    {
+        CpuIsa.Force(isa);
+        int m = 19, n = 37, k = 300; // k > KC so several K blocks run
+        var a = TestData.Floats(m * k, 1);
+        var b = TestData.Floats(k * n, 2);
+        var c = Enumerable.Repeat(float.NaN, m * n).ToArray();
+        Kernels.Cpu.Gemm.Gemm.Sgemm(Transpose.N, Transpose.N, m, n, k, 1f, a, k, b, n, 0f, c, n);
+        Assert.That(c.All(float.IsFinite), Is.True, "beta = 0 must not read C");
+        var d = Enumerable.Repeat(double.NaN, m * n).ToArray();
+        Kernels.Cpu.Gemm.Gemm.Dgemm(Transpose.N, Transpose.N, m, n, 0, 1.0, new double[1], 1, new double[1], n, 0.0, d, n);
+        Assert.That(d.All(x => x == 0), Is.True, "k = 0 and beta = 0 must zero C");
+    }
+
+    [Test]
+    public void Dgemm_MatchesReferenceTightly(
+        [ValueSource(nameof(Isas))] Isa isa,
+        [Values(Transpose.N, Transpose.T)] Transpose ta,
+        [Values(Transpose.N, Transpose.T)] Transpose tb)
+    {
+        CpuIsa.Force(isa);
+        foreach (var (m, n, k) in new[] { (1, 1, 1), (3, 17, 33), (65, 31, 257), (127, 64, 15), (257, 33, 300) })
+        {
+            bool tA = ta == Transpose.T, tB = tb == Transpose.T;
+            int lda = (tA ? m : k) + 1, ldb = (tB ? k : n) + 2, ldc = n + 3;
+            var a = TestData.Doubles((tA ? k : m) * lda, 5);
+            var b = TestData.Doubles((tB ? n : k) * ldb, 6);
+            var c = TestData.Doubles(m * ldc, 7);
+            var r = (double[])c.Clone();
+            GemmReference.Compute(tA, tB, m, n, k, 0.75, a, lda, b, ldb, -0.5, r, ldc);
+            Kernels.Cpu.Gemm.Gemm.Dgemm(ta, tb, m, n, k, 0.75, a, lda, b, ldb, -0.5, c, ldc);
+            for (int i = 0; i < m; i++)
+                for (int j = 0; j < n; j++)
+                    Assert.That(c[i * ldc + j], Is.EqualTo(r[i * ldc + j]).Within(1e-13 * (k + 1)), $"C[{i},{j}] {m}x{n}x{k}");
+        }
+    }
+}
