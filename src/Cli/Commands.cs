@@ -25,7 +25,7 @@ internal static class Commands
         var parse = root.Parse(args);
         if (parse.Errors.Count > 0)
         {
-            stderr.WriteLine($"backprop: {parse.Errors[0].Message} (see 'backprop --help')");
+            stderr.WriteLine($"backprop: {string.Join("; ", parse.Errors.Select(e => e.Message))} (see 'backprop --help')");
             return ExitUsage;
         }
         try

@@ -37,11 +37,14 @@ public static unsafe partial class OpenBlas
         return handle;
     }
 
-    private static (nint, string?) Load()
+    private static (nint, string?) Load() => TryLoad(LibraryNames);
+
+    /// <summary>Loads the first of <paramref name="names"/> that loads, or says which were tried and what to install.</summary>
+    internal static (nint Handle, string? Error) TryLoad(IEnumerable<string> names)
     {
-        foreach (var name in LibraryNames)
+        foreach (var name in names)
             if (NativeLibrary.TryLoad(name, out var h)) return (h, null);
-        return (0, $"OpenBLAS was not found (tried {string.Join(", ", LibraryNames)}); {InstallHint}.");
+        return (0, $"OpenBLAS was not found (tried {string.Join(", ", names)}); {InstallHint}.");
     }
 
     /// <summary>True when the library loads.</summary>

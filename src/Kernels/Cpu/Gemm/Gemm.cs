@@ -81,16 +81,18 @@ public static unsafe class Gemm
         CheckOperand("c", "ldc", "C", null, m, n, ldc, cLength);
     }
 
+    private static string Stored(string matrix, Transpose? trans, int rows, int cols) =>
+        trans is null ? $"{matrix} is {rows}x{cols}" : $"{matrix} is stored {rows}x{cols} (trans{matrix}={trans})";
+
     private static void CheckOperand(string span, string ldName, string matrix, Transpose? trans, int rows, int cols, int ld, long length)
     {
-        string stored = trans is null ? $"{matrix} is {rows}x{cols}" : $"{matrix} is stored {rows}x{cols} (trans{matrix}={trans})";
         int minLd = Math.Max(1, cols);
         if (ld < minLd)
             throw new ArgumentOutOfRangeException(ldName, ld,
-                $"{ldName} must be at least {minLd} (the row length of {matrix}; {stored}); got {ld}.");
+                $"{ldName} must be at least {minLd} (the row length of {matrix}; {Stored(matrix, trans, rows, cols)}); got {ld}.");
         long need = rows == 0 || cols == 0 ? 0 : (long)(rows - 1) * ld + cols;
         if (length < need)
             throw new ArgumentException(
-                $"{span} has {length} elements but {stored} with {ldName}={ld} needs at least {need} ((rows-1)*{ldName} + cols).", span);
+                $"{span} has {length} elements but {Stored(matrix, trans, rows, cols)} with {ldName}={ld} needs at least {need} ((rows-1)*{ldName} + cols).", span);
     }
 }

@@ -1,0 +1,64 @@
+// The `backprop` command in-process: bad input exits with 2 and one line; bench gemm writes its report.
+using System.Text.Json;
+using Backprop.Cli;
+using NUnit.Framework;
+
+namespace Backprop.Tests.Cli;
+
+[TestFixture]
+[NonParallelizable]
+public class CliTests
+{
+    private static (int Code, string Out, string Err) Run(params string[] args)
+    {
+        var o = new StringWriter();
+        var e = new StringWriter();
+        int code = Commands.Run(args, o, e);
+        return (code, o.ToString(), e.ToString());
+    }
+
+    [TestCase(new[] { "bench", "gemm", "--no-such-flag" }, "--no-such-flag")]
+    [TestCase(new[] { "bench", "gemm", "--threads", "0" }, "--threads must be whole numbers in [1, 256]; got '0'")]
+    [TestCase(new[] { "bench", "gemm", "--threads", "x" }, "x")]
+    [TestCase(new[] { "bench", "gemm", "--rounds", "-1" }, "--rounds must be at least 1; got -1")]
+    [TestCase(new[] { "bench", "gemm", "--min-seconds", "0" }, "--min-seconds must be positive; got 0")]
+    [TestCase(new[] { "bench", "gemm", "--shape", "999^3" }, "matches no shape")]
+    [TestCase(new[] { "frobnicate" }, "frobnicate")]
+    public void BadInput_ExitsWith2_AndOneMessage(string[] args, string expected)
+    {
+        var (code, _, err) = Run(args);
+        Assert.That(code, Is.EqualTo(2));
+        Assert.That(err, Does.Contain(expected));
+        Assert.That(err.Trim().Split('\n'), Has.Length.EqualTo(1), "one line, no stack trace");
+    }
+
+    [Test]
+    public void BenchGemm_WritesMarkdownAndJson()
+    {
+        var dir = Path.Combine(Path.GetTempPath(), "backprop-bench-" + Guid.NewGuid().ToString("N"));
+        try
+        {
+            var (code, output, err) = Run("bench", "gemm", "--shape", "128^3", "--threads", "1", "2", "--rounds", "2", "--min-seconds", "0.001", "--output", dir);
+            Assert.That(code, Is.EqualTo(0), err);
+            Assert.That(output, Does.Contain("| 128^3 |"));
+            Assert.That(File.ReadAllText(Path.Combine(dir, "gemm.md")), Does.Contain("ours GFLOP/s"));
+            using var json = JsonDocument.Parse(File.ReadAllText(Path.Combine(dir, "gemm.json")));
+            var rows = json.RootElement.GetProperty("rows");
+            Assert.That(rows.GetArrayLength(), Is.EqualTo(2));
+            foreach (var row in rows.EnumerateArray())
+            {
+                foreach (var key in new[] { "shape", "transposes", "threads", "ours_gflops", "openblas_gflops", "ratio", "pct_peak" })
+                    Assert.That(row.TryGetProperty(key, out _), Is.True, key);
+                double ours = row.GetProperty("ours_gflops").GetDouble(), blas = row.GetProperty("openblas_gflops").GetDouble();
+                Assert.That(ours, Is.GreaterThan(0));
+                Assert.That(blas, Is.GreaterThan(0));
+            }
+            Assert.That(rows[0].GetProperty("threads").GetInt32(), Is.EqualTo(1));
+            Assert.That(rows[1].GetProperty("threads").GetInt32(), Is.EqualTo(2));
+        }
+        finally
+        {
+            if (Directory.Exists(dir)) Directory.Delete(dir, true);
+        }
+    }
+}
