@@ -11,7 +11,8 @@ OUT = os.path.join(os.path.dirname(__file__), "..", "src", "Kernels", "Cpu", "Ge
 
 KERNELS = [
     # name, vector type, MR rows, NV vectors per row, block sizes (MC, KC, NC) in elements for float
-    dict(name="Avx512", vec="Vector512", mr=8, nv=2, mc=128, kc=256, nc=4096,
+    dict(name="Avx512", vec="Vector512", mr=int(os.environ.get("MR512", 8)), nv=int(os.environ.get("NV512", 2)),
+         mc=int(os.environ.get("MC512", 128)), kc=int(os.environ.get("KC512", 256)), nc=4096,
          doc="AVX-512: 8 rows x 2 zmm (32 floats / 16 doubles) of C in 16 zmm accumulators"),
     dict(name="Avx2", vec="Vector256", mr=6, nv=2, mc=120, kc=256, nc=4096,
          doc="AVX2+FMA: 6 rows x 2 ymm (16 floats / 8 doubles) of C in 12 ymm accumulators"),
@@ -49,14 +50,32 @@ def vec_kernel(k):
     w("    {")
     for r in range(mr):
         w("        " + " ".join(f"var c{r}{v} = {V}<T>.Zero;" for v in range(nv)))
-    w("        for (int p = 0; p < kc; p++)")
-    w("        {")
-    for v in range(nv):
-        w(f"            var b{v} = {V}.Load(b + {v} * VL);" if v else f"            var b0 = {V}.Load(b);")
-    for r in range(mr):
-        w(f"            var a{r} = {V}.Create(a[{r}]);")
+    unroll = int(os.environ.get("UNROLL", 1))
+
+    def step(off):
         for v in range(nv):
-            w(f"            c{r}{v} = VectorMath.Fma(a{r}, b{v}, c{r}{v});")
+            w(f"            var b{v} = {V}.Load(b + {off} * NR + {v} * VL);")
+        for r in range(mr):
+            w(f"            var a{r} = {V}.Create(a[{off * mr + r}]);")
+            for v in range(nv):
+                w(f"            c{r}{v} = VectorMath.Fma(a{r}, b{v}, c{r}{v});")
+
+    w("        int p = 0;")
+    if unroll > 1:
+        w(f"        for (; p + {unroll} <= kc; p += {unroll})")
+        w("        {")
+        w("            {")
+        for u in range(unroll):
+            step(u)
+            w("            }")
+            w("            {")
+        w(f"            }}")
+        w(f"            a += {unroll * mr};")
+        w(f"            b += {unroll} * NR;")
+        w("        }")
+    w("        for (; p < kc; p++)")
+    w("        {")
+    step(0)
     w(f"            a += {mr};")
     w("            b += NR;")
     w("        }")

@@ -52,12 +52,14 @@ internal static class Commands
         var seconds = new Option<double>("--min-seconds") { Description = "Least time per measurement within a round.", DefaultValueFactory = _ => 0.15 };
         var output = new Option<DirectoryInfo?>("--output") { Description = "Folder for gemm.md and gemm.json." };
         var shapes = new Option<string[]>("--shape") { Description = "Only shapes whose name contains this text (repeatable).", AllowMultipleArgumentsPerToken = true };
+        var sizes = new Option<string[]>("--size") { Description = "Extra shapes MxKxN:OP, e.g. 256x784x128:TN (repeatable); with --size only these run unless --shape is given too.", AllowMultipleArgumentsPerToken = true };
         var gemm = new Command("gemm", "SGEMM GFLOP/s, ours vs OpenBLAS in the same run, and percent of FMA peak.");
         gemm.Options.Add(threads);
         gemm.Options.Add(rounds);
         gemm.Options.Add(seconds);
         gemm.Options.Add(output);
         gemm.Options.Add(shapes);
+        gemm.Options.Add(sizes);
         gemm.SetAction(p =>
         {
             int[] t = p.GetValue(threads)!;
@@ -68,7 +70,10 @@ internal static class Commands
             if (r < 1) throw new UsageException($"--rounds must be at least 1; got {r}.");
             if (!(s > 0)) throw new UsageException($"--min-seconds must be positive; got {s.ToString(CultureInfo.InvariantCulture)}.");
             var filter = p.GetValue(shapes) ?? [];
-            var list = GemmBench.DefaultShapes.Where(x => filter.Length == 0 || filter.Any(f => x.Name.Contains(f, StringComparison.OrdinalIgnoreCase))).ToList();
+            var custom = (p.GetValue(sizes) ?? []).Select(GemmBench.ParseSize).ToList();
+            var list = custom.Count > 0 && filter.Length == 0
+                ? custom
+                : GemmBench.DefaultShapes.Where(x => filter.Length == 0 || filter.Any(f => x.Name.Contains(f, StringComparison.OrdinalIgnoreCase))).Concat(custom).ToList();
             if (list.Count == 0) throw new UsageException($"--shape '{string.Join(" ", filter)}' matches no shape; shapes are: {string.Join(", ", GemmBench.DefaultShapes.Select(x => x.Name).Distinct())}.");
             var dir = p.GetValue(output);
             var report = GemmBench.Run(list, t, r, s, stdout);

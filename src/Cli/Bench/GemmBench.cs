@@ -56,6 +56,19 @@ internal static class GemmBench
         new("mlp 256x784x128", 256, 128, 784, Transpose.T, Transpose.N),
     ];
 
+    /// <summary>Parses MxKxN:OP (OP = NN, NT, TN or TT; default NN).</summary>
+    public static GemmShape ParseSize(string text)
+    {
+        var parts = text.Split(':');
+        var dims = parts[0].Split('x', 'X');
+        string op = parts.Length > 1 ? parts[1].ToUpperInvariant() : "NN";
+        if (parts.Length > 2 || dims.Length != 3 || op.Length != 2 || op.Any(ch => ch != 'N' && ch != 'T')
+            || !dims.All(d => int.TryParse(d, NumberStyles.None, CultureInfo.InvariantCulture, out int v) && v > 0 && v <= 65536))
+            throw new UsageException($"--size must look like MxKxN or MxKxN:OP with sizes in [1, 65536] and OP in NN, NT, TN, TT; got '{text}'.");
+        int m = int.Parse(dims[0], CultureInfo.InvariantCulture), k = int.Parse(dims[1], CultureInfo.InvariantCulture), n = int.Parse(dims[2], CultureInfo.InvariantCulture);
+        return new GemmShape($"{m}x{k}x{n}", m, n, k, op[0] == 'T' ? Transpose.T : Transpose.N, op[1] == 'T' ? Transpose.T : Transpose.N);
+    }
+
     public static unsafe GemmBenchReport Run(IReadOnlyList<GemmShape> shapes, IReadOnlyList<int> threadCounts, int rounds, double minSeconds, TextWriter log)
     {
         OpenBlas.EnsureAvailable();

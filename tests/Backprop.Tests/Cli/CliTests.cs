@@ -24,6 +24,8 @@ public class CliTests
     [TestCase(new[] { "bench", "gemm", "--min-seconds", "0" }, "--min-seconds must be positive; got 0")]
     [TestCase(new[] { "bench", "gemm", "--shape", "999^3" }, "matches no shape")]
     [TestCase(new[] { "frobnicate" }, "frobnicate")]
+    [TestCase(new[] { "bench", "gemm", "--size", "12x0x4" }, "--size must look like MxKxN or MxKxN:OP")]
+    [TestCase(new[] { "bench", "gemm", "--size", "12x3x4:NX" }, "got '12x3x4:NX'")]
     public void BadInput_ExitsWith2_AndOneMessage(string[] args, string expected)
     {
         var (code, _, err) = Run(args);

@@ -19,30 +19,45 @@ internal static unsafe class GemmPack
     public static void Block<T>(bool transpose, T* src, int ld, int rows, int kc, int W, T* dst, bool simd)
         where T : unmanaged, IFloatingPointIeee754<T>
     {
-        for (int r0 = 0; r0 < rows; r0 += W)
+        if (!transpose)
         {
-            int w = Math.Min(W, rows - r0);
-            T* d = dst + (nint)r0 * kc;
-            if (transpose) PanelTranspose(src + (nint)r0 * ld, ld, w, W, kc, d, simd);
-            else PanelCopy(src + r0, ld, w, W, kc, d, simd);
+            BlockCopy(src, ld, rows, kc, W, dst, simd);
+            return;
         }
+        for (int r0 = 0; r0 < rows; r0 += W)
+            PanelTranspose(src + (nint)r0 * ld, ld, Math.Min(W, rows - r0), W, kc, dst + (nint)r0 * kc, simd);
     }
 
-    private static void PanelCopy<T>(T* src, int ld, int w, int W, int kc, T* dst, bool simd)
+    // Source row k (rows values, contiguous) is read once, front to back, and scattered into the
+    // panels: reading panel by panel instead would walk the source with stride ld, and a large
+    // power-of-two ld maps every access to the same L1 set.
+    private static void BlockCopy<T>(T* src, int ld, int rows, int kc, int W, T* dst, bool simd)
         where T : unmanaged, IFloatingPointIeee754<T>
     {
         int vc = Vector256<T>.Count;
+        int full = rows / W * W;
+        nint panelStride = (nint)W * kc;
         for (int k = 0; k < kc; k++)
         {
             T* s = src + (nint)k * ld;
             T* d = dst + (nint)k * W;
-            int r = 0;
-            if (simd)
+            int r0 = 0;
+            if (simd && W % vc == 0)
             {
-                for (; r + vc <= w; r += vc) Vector256.Store(Vector256.Load(s + r), d + r);
+                for (; r0 < full; r0 += W, d += panelStride)
+                    for (int r = 0; r < W; r += vc) Vector256.Store(Vector256.Load(s + r0 + r), d + r);
             }
-            for (; r < w; r++) d[r] = s[r];
-            for (; r < W; r++) d[r] = T.Zero;
+            else
+            {
+                for (; r0 < full; r0 += W, d += panelStride)
+                    for (int r = 0; r < W; r++) d[r] = s[r0 + r];
+            }
+            if (r0 < rows)
+            {
+                int w = rows - r0;
+                for (int r = 0; r < w; r++) d[r] = s[r0 + r];
+                for (int r = w; r < W; r++) d[r] = T.Zero;
+            }
         }
     }
 

@@ -29,10 +29,11 @@ internal readonly unsafe struct MicroKernelAvx2<T> : IMicroKernel<T> where T : u
         var c30 = Vector256<T>.Zero; var c31 = Vector256<T>.Zero;
         var c40 = Vector256<T>.Zero; var c41 = Vector256<T>.Zero;
         var c50 = Vector256<T>.Zero; var c51 = Vector256<T>.Zero;
-        for (int p = 0; p < kc; p++)
+        int p = 0;
+        for (; p < kc; p++)
         {
-            var b0 = Vector256.Load(b);
-            var b1 = Vector256.Load(b + 1 * VL);
+            var b0 = Vector256.Load(b + 0 * NR + 0 * VL);
+            var b1 = Vector256.Load(b + 0 * NR + 1 * VL);
             var a0 = Vector256.Create(a[0]);
             c00 = VectorMath.Fma(a0, b0, c00);
             c01 = VectorMath.Fma(a0, b1, c01);

@@ -31,10 +31,11 @@ internal readonly unsafe struct MicroKernelAvx512<T> : IMicroKernel<T> where T :
         var c50 = Vector512<T>.Zero; var c51 = Vector512<T>.Zero;
         var c60 = Vector512<T>.Zero; var c61 = Vector512<T>.Zero;
         var c70 = Vector512<T>.Zero; var c71 = Vector512<T>.Zero;
-        for (int p = 0; p < kc; p++)
+        int p = 0;
+        for (; p < kc; p++)
         {
-            var b0 = Vector512.Load(b);
-            var b1 = Vector512.Load(b + 1 * VL);
+            var b0 = Vector512.Load(b + 0 * NR + 0 * VL);
+            var b1 = Vector512.Load(b + 0 * NR + 1 * VL);
             var a0 = Vector512.Create(a[0]);
             c00 = VectorMath.Fma(a0, b0, c00);
             c01 = VectorMath.Fma(a0, b1, c01);
