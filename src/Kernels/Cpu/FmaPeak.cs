@@ -29,27 +29,38 @@ public static class FmaPeak
         return best;
     }
 
-    /// <summary>GFLOP/s of <paramref name="threads"/> threads running the loop at once on <paramref name="pool"/>.</summary>
+    /// <summary>
+    /// GFLOP/s of <paramref name="threads"/> threads running the loop at once on <paramref name="pool"/>:
+    /// each thread times its own loop (so waking the workers is not counted) and the rates add up.
+    /// </summary>
     public static unsafe double Measure(WorkerPool pool, int threads, int trials = 5)
     {
         if (threads == 1) return MeasureOneThread(trials);
         double best = 0;
-        for (int t = 0; t < trials; t++)
+        double* seconds = stackalloc double[threads];
+        for (int t = 0; t <= trials; t++) // trial 0 warms the workers up and is not counted
         {
-            var job = new PeakJob { Iterations = 2_000_000 };
-            var sw = Stopwatch.StartNew();
+            var job = new PeakJob { Iterations = 2_000_000, Seconds = seconds };
             pool.Run(ref job, threads);
-            sw.Stop();
-            double flops = threads * job.Iterations * 12.0 * Vector256<float>.Count * 2 * (CpuIsa.Supported == Isa.Avx512 ? 2 : 1);
-            best = Math.Max(best, flops / sw.Elapsed.TotalSeconds / 1e9);
+            if (t == 0) continue;
+            double flopsPerThread = job.Iterations * 12.0 * Vector256<float>.Count * 2 * (CpuIsa.Supported == Isa.Avx512 ? 2 : 1);
+            double rate = 0;
+            for (int i = 0; i < threads; i++) rate += flopsPerThread / seconds[i] / 1e9;
+            best = Math.Max(best, rate);
         }
         return best;
     }
 
-    private struct PeakJob : IParallelJob
+    private unsafe struct PeakJob : IParallelJob
     {
         public long Iterations;
-        public void Execute(int part, int parts) => GC.KeepAlive(Loop(Iterations));
+        public double* Seconds;
+        public void Execute(int part, int parts)
+        {
+            long t0 = Stopwatch.GetTimestamp();
+            GC.KeepAlive(Loop(Iterations));
+            Seconds[part] = Stopwatch.GetElapsedTime(t0).TotalSeconds;
+        }
     }
 
     [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
