@@ -77,6 +77,29 @@ internal static class GemmBench
         var peaks = new Dictionary<string, double>();
         foreach (int t in threadCounts) peaks[t.ToString(CultureInfo.InvariantCulture)] = FmaPeak.Measure(pool, t);
         var rows = new List<GemmBenchRow>();
+        try
+        {
+            RunShapes(shapes, threadCounts, rounds, minSeconds, log, pool, peaks, rows);
+        }
+        finally
+        {
+            // A busy neighbour during the first measurement would understate the peak (and overstate
+            // "% peak"), so it is measured again at the end and the higher figure kept.
+            foreach (int t in threadCounts)
+            {
+                string key = t.ToString(CultureInfo.InvariantCulture);
+                peaks[key] = Math.Max(peaks[key], FmaPeak.Measure(pool, t));
+            }
+        }
+        foreach (var key in peaks.Keys.ToList()) peaks[key] = Math.Round(peaks[key], 1);
+        for (int i = 0; i < rows.Count; i++)
+            rows[i] = rows[i] with { PctPeak = Math.Round(100 * rows[i].OursGflops / peaks[rows[i].Threads.ToString(CultureInfo.InvariantCulture)], 1) };
+        return new GemmBenchReport(CpuIsa.Active.ToString(), OpenBlas.CoreName, peaks, rows);
+    }
+
+    private static unsafe void RunShapes(IReadOnlyList<GemmShape> shapes, IReadOnlyList<int> threadCounts, int rounds, double minSeconds,
+        TextWriter log, WorkerPool pool, Dictionary<string, double> peaks, List<GemmBenchRow> rows)
+    {
         foreach (int threads in threadCounts)
         {
             using var ctx = new GemmContext(threads, pool);
@@ -110,11 +133,10 @@ internal static class GemmBench
                         Math.Round(Median(ratio), 3), Math.Round(ratio.Min(), 3), Math.Round(ratio.Max(), 3),
                         Math.Round(100 * og / peaks[threads.ToString(CultureInfo.InvariantCulture)], 1), rounds);
                     rows.Add(row);
-                    log.WriteLine($"  {row.Shape,-20} {row.Transposes} t={threads}: ours {row.OursGflops,7:F1}  openblas {row.OpenBlasGflops,7:F1}  ratio {row.Ratio:F3} [{row.RatioMin:F3}..{row.RatioMax:F3}]  {row.PctPeak,5:F1}% peak");
+                    log.WriteLine($"  {row.Shape,-20} {row.Transposes} t={threads}: ours {row.OursGflops,7:F1}  openblas {row.OpenBlasGflops,7:F1}  ratio {row.Ratio:F3} [{row.RatioMin:F3}..{row.RatioMax:F3}]");
                 }
             }
         }
-        return new GemmBenchReport(CpuIsa.Active.ToString(), OpenBlas.CoreName, peaks, rows);
     }
 
     /// <summary>Median seconds per call over at least 3 calls and <paramref name="minSeconds"/> in all.</summary>

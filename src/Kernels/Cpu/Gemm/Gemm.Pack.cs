@@ -28,35 +28,44 @@ internal static unsafe class GemmPack
             PanelTranspose(src + (nint)r0 * ld, ld, Math.Min(W, rows - r0), W, kc, dst + (nint)r0 * kc, simd);
     }
 
-    // Source row k (rows values, contiguous) is read once, front to back, and scattered into the
-    // panels: reading panel by panel instead would walk the source with stride ld, and a large
-    // power-of-two ld maps every access to the same L1 set.
+    // The source is read in chunks of KChunk rows: within a chunk, each panel receives KChunk
+    // consecutive k (contiguous writes), and the chunk's source rows stay in L1 while every panel
+    // takes its part. Walking a whole panel down k at a time would stride the source by ld (a large
+    // power-of-two ld maps every access to one L1 set); walking whole rows would scatter the writes
+    // W*kc apart, which conflicts the same way. Wide blocks (whose chunk would not fit in L1) fall
+    // back to one row per chunk.
+    private const int ChunkBytes = 16 * 1024;
+
     private static void BlockCopy<T>(T* src, int ld, int rows, int kc, int W, T* dst, bool simd)
         where T : unmanaged, IFloatingPointIeee754<T>
     {
         int vc = Vector256<T>.Count;
-        int full = rows / W * W;
-        nint panelStride = (nint)W * kc;
-        for (int k = 0; k < kc; k++)
+        bool vec = simd && W % vc == 0;
+        int chunk = Math.Clamp(ChunkBytes / (rows * sizeof(T)), 1, 16);
+        for (int k0 = 0; k0 < kc; k0 += chunk)
         {
-            T* s = src + (nint)k * ld;
-            T* d = dst + (nint)k * W;
-            int r0 = 0;
-            if (simd && W % vc == 0)
+            int k1 = Math.Min(kc, k0 + chunk);
+            for (int r0 = 0; r0 < rows; r0 += W)
             {
-                for (; r0 < full; r0 += W, d += panelStride)
-                    for (int r = 0; r < W; r += vc) Vector256.Store(Vector256.Load(s + r0 + r), d + r);
-            }
-            else
-            {
-                for (; r0 < full; r0 += W, d += panelStride)
-                    for (int r = 0; r < W; r++) d[r] = s[r0 + r];
-            }
-            if (r0 < rows)
-            {
-                int w = rows - r0;
-                for (int r = 0; r < w; r++) d[r] = s[r0 + r];
-                for (int r = w; r < W; r++) d[r] = T.Zero;
+                int w = Math.Min(W, rows - r0);
+                T* panel = dst + (nint)r0 * kc;
+                for (int k = k0; k < k1; k++)
+                {
+                    T* s = src + (nint)k * ld + r0;
+                    T* d = panel + (nint)k * W;
+                    if (w == W)
+                    {
+                        if (vec)
+                            for (int r = 0; r < W; r += vc) Vector256.Store(Vector256.Load(s + r), d + r);
+                        else
+                            for (int r = 0; r < W; r++) d[r] = s[r];
+                    }
+                    else
+                    {
+                        for (int r = 0; r < w; r++) d[r] = s[r];
+                        for (int r = w; r < W; r++) d[r] = T.Zero;
+                    }
+                }
             }
         }
     }
