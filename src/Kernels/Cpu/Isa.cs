@@ -1,4 +1,4 @@
-// Instruction-set ladder for the CPU kernels: Avx512 -> Avx2 (with FMA) -> Scalar.
+// Instruction-set ladder for the CPU kernels: Avx512 -> Avx2 (with FMA) -> Vector128 -> Scalar.
 // The best supported level is decided once; `Cpu.MaxIsa` caps it so tests and
 // benchmarks can force every path on one machine.
 using System.Runtime.Intrinsics;
@@ -11,10 +11,12 @@ public enum Isa
 {
     /// <summary>Plain scalar code; runs everywhere.</summary>
     Scalar = 0,
+    /// <summary>128-bit vectors (SSE / NEON) for the elementwise kernels; GEMM uses its scalar kernel here.</summary>
+    Vector128 = 1,
     /// <summary>256-bit vectors with FMA (AVX2 + FMA3).</summary>
-    Avx2 = 1,
+    Avx2 = 2,
     /// <summary>512-bit vectors (AVX-512F).</summary>
-    Avx512 = 2,
+    Avx512 = 3,
 }
 
 /// <summary>What this CPU supports and which path the kernels take.</summary>
@@ -49,6 +51,7 @@ public static class CpuIsa
     {
         if (Vector512.IsHardwareAccelerated && Avx512F.IsSupported && Fma.IsSupported) return Isa.Avx512;
         if (Avx2.IsSupported && Fma.IsSupported) return Isa.Avx2;
+        if (Vector128.IsHardwareAccelerated) return Isa.Vector128;
         return Isa.Scalar;
     }
 }

@@ -16,7 +16,7 @@ public class GemmCorrectnessTests
     public static IEnumerable<Isa> Isas()
     {
         foreach (var isa in Enum.GetValues<Isa>())
-            if (isa <= CpuIsa.Supported) yield return isa;
+            if (isa <= CpuIsa.Supported && isa != Isa.Vector128) yield return isa; // GEMM runs its scalar kernel at Vector128
     }
 
     // A sample of the (M, N, K) grid: every size appears in every position, plus the diagonal,
