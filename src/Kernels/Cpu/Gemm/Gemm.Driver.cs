@@ -27,6 +27,10 @@ internal unsafe struct GemmJob<T, TKernel, TEpi> : IParallelJob
     public T* A, B, C;
     public byte** Packs;
     public TEpi Epi;
+    // Optional fused row sums of op(A): SumA[i] (=, or += when SumAccumulate) sum_k op(A)[i, k],
+    // taken from the packed A blocks (the bias gradient of a dense layer, in the same pass as dW).
+    public T* SumA;
+    public bool SumAccumulate;
 
     public void Execute(int part, int parts)
     {
@@ -66,6 +70,10 @@ internal unsafe struct GemmJob<T, TKernel, TEpi> : IParallelJob
                     // op(A)[ic.., pc..]: A is M x K (N) or K x M (T); panels run along M.
                     if (TransA) GemmPack.Block(false, A + (nint)pc * Lda + ic, Lda, mc, kc, MR, packA, Simd);
                     else GemmPack.Block(true, A + (nint)ic * Lda + pc, Lda, mc, kc, MR, packA, Simd);
+                    // Only the thread whose columns start at 0 sums (with an N split every thread packs all of A),
+                    // once per row: in the first JC block, over every K block in order.
+                    if (SumA != null && n0 == 0 && jc == 0)
+                        GemmPack.RowSums(packA, mc, kc, MR, SumA + ic, accumulate: pc > 0 || SumAccumulate);
                     for (int jr = 0; jr < nc; jr += NR)
                     {
                         int nr = Math.Min(NR, nc - jr);
@@ -89,32 +97,45 @@ internal static unsafe class GemmDriver
     private const long ParallelThreshold = 32L * 32 * 32;
 
     public static void Run<T, TEpi>(GemmContext ctx, bool transA, bool transB, int m, int n, int k,
-        T alpha, T* a, int lda, T* b, int ldb, T beta, T* c, int ldc, ref TEpi epi)
+        T alpha, T* a, int lda, T* b, int ldb, T beta, T* c, int ldc, ref TEpi epi, T* sumA = null, bool sumAccumulate = false)
         where T : unmanaged, IFloatingPointIeee754<T>
         where TEpi : unmanaged, IGemmEpilogue<T>
     {
-        if (m == 0 || n == 0) return;
-        if (k == 0 || alpha == T.Zero)
+        if (m == 0) return;
+        if (n == 0 || k == 0 || alpha == T.Zero)
         {
-            ScaleOnly(m, n, beta, c, ldc, ref epi);
+            // Row sums still need computing when C is empty or alpha is 0; with k == 0 they are 0.
+            if (sumA != null) RowSumsUnpacked(transA, m, k, a, lda, sumA, sumAccumulate);
+            if (n > 0) ScaleOnly(m, n, beta, c, ldc, ref epi);
             return;
         }
         switch (CpuIsa.Active)
         {
             case Isa.Avx512:
-                Run<T, MicroKernelAvx512<T>, TEpi>(ctx, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, ref epi);
+                Run<T, MicroKernelAvx512<T>, TEpi>(ctx, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, ref epi, sumA, sumAccumulate);
                 break;
             case Isa.Avx2:
-                Run<T, MicroKernelAvx2<T>, TEpi>(ctx, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, ref epi);
+                Run<T, MicroKernelAvx2<T>, TEpi>(ctx, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, ref epi, sumA, sumAccumulate);
                 break;
             default:
-                Run<T, MicroKernelScalar<T>, TEpi>(ctx, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, ref epi);
+                Run<T, MicroKernelScalar<T>, TEpi>(ctx, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, ref epi, sumA, sumAccumulate);
                 break;
         }
     }
 
+    private static void RowSumsUnpacked<T>(bool transA, int m, int k, T* a, int lda, T* sum, bool accumulate)
+        where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        for (int i = 0; i < m; i++)
+        {
+            T s = accumulate ? sum[i] : T.Zero;
+            for (int p = 0; p < k; p++) s += transA ? a[(nint)p * lda + i] : a[(nint)i * lda + p];
+            sum[i] = s;
+        }
+    }
+
     private static void Run<T, TKernel, TEpi>(GemmContext ctx, bool transA, bool transB, int m, int n, int k,
-        T alpha, T* a, int lda, T* b, int ldb, T beta, T* c, int ldc, ref TEpi epi)
+        T alpha, T* a, int lda, T* b, int ldb, T beta, T* c, int ldc, ref TEpi epi, T* sumA, bool sumAccumulate)
         where T : unmanaged, IFloatingPointIeee754<T>
         where TKernel : struct, IMicroKernel<T>
         where TEpi : unmanaged, IGemmEpilogue<T>
@@ -131,7 +152,7 @@ internal static unsafe class GemmDriver
             TransA = transA, TransB = transB, SplitM = splitM, Simd = CpuIsa.Active >= Isa.Avx2,
             M = m, N = n, K = k, Lda = lda, Ldb = ldb, Ldc = ldc,
             Alpha = alpha, Beta = beta, A = a, B = b, C = c,
-            Packs = ctx.Packs, Epi = epi,
+            Packs = ctx.Packs, Epi = epi, SumA = sumA, SumAccumulate = sumAccumulate,
         };
         ctx.Pool.Run(ref job, parts);
     }

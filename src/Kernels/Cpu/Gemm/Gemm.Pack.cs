@@ -70,6 +70,38 @@ internal static unsafe class GemmPack
         }
     }
 
+    /// <summary>
+    /// sum[r] (=, or += when accumulate) of the packed rows r = 0..rows-1 over k = 0..kc-1, in k order
+    /// (so the result does not depend on how the rows were split between threads).
+    /// </summary>
+    public static void RowSums<T>(T* packed, int rows, int kc, int W, T* sum, bool accumulate)
+        where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        T* acc = stackalloc T[W];
+        for (int r0 = 0; r0 < rows; r0 += W)
+        {
+            int w = Math.Min(W, rows - r0);
+            T* p = packed + (nint)r0 * kc;
+            for (int r = 0; r < W; r++) acc[r] = accumulate && r < w ? sum[r0 + r] : T.Zero;
+            int vc = Vector256<T>.Count;
+            if (W % vc == 0)
+            {
+                for (int r = 0; r < W; r += vc)
+                {
+                    var v = Vector256.Load(acc + r);
+                    for (int k = 0; k < kc; k++) v += Vector256.Load(p + (nint)k * W + r);
+                    Vector256.Store(v, acc + r);
+                }
+            }
+            else
+            {
+                for (int k = 0; k < kc; k++)
+                    for (int r = 0; r < W; r++) acc[r] += p[(nint)k * W + r];
+            }
+            for (int r = 0; r < w; r++) sum[r0 + r] = acc[r];
+        }
+    }
+
     private static void PanelTranspose<T>(T* src, int ld, int w, int W, int kc, T* dst, bool simd)
         where T : unmanaged, IFloatingPointIeee754<T>
     {

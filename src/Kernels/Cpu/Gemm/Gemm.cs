@@ -62,6 +62,17 @@ public static unsafe class Gemm
         where TEpi : unmanaged, IGemmEpilogue<T>
         => GemmDriver.Run(context, transA == Transpose.T, transB == Transpose.T, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, ref epilogue);
 
+    /// <summary>
+    /// As the unchecked entry point, and also rowSums[i] (=, or += when <paramref name="accumulateRowSums"/>)
+    /// Σ_k op(A)[i, k], computed from the packed blocks of A in the same pass (a dense layer's bias gradient).
+    /// The sums do not depend on the thread count.
+    /// </summary>
+    public static void ComputeWithRowSums<T, TEpi>(GemmContext context, Transpose transA, Transpose transB, int m, int n, int k,
+        T alpha, T* a, int lda, T* b, int ldb, T beta, T* c, int ldc, ref TEpi epilogue, T* rowSums, bool accumulateRowSums)
+        where T : unmanaged, IFloatingPointIeee754<T>
+        where TEpi : unmanaged, IGemmEpilogue<T>
+        => GemmDriver.Run(context, transA == Transpose.T, transB == Transpose.T, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, ref epilogue, rowSums, accumulateRowSums);
+
     /// <summary>Throws an exception naming the argument, the value seen and the bound when a GEMM argument is invalid.</summary>
     public static void Validate(Transpose transA, Transpose transB, int m, int n, int k,
         long aLength, int lda, long bLength, int ldb, long cLength, int ldc)

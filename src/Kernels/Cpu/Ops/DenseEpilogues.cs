@@ -1,0 +1,87 @@
+// GEMM epilogues of the dense layer.
+//   BiasActivationEpilogue:  z = v + b[col]; preact[row, col] = z (when kept); y = f(z)
+//   ActivationGradEpilogue:  v * f'(saved[row, col])   (the previous layer's derivative mask)
+// Both run inside the GEMM's final store, so neither needs another pass over the output.
+using System.Numerics;
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using Backprop.Kernels.Cpu.Gemm;
+
+namespace Backprop.Kernels.Cpu.Ops;
+
+/// <summary>y = f(v + bias[col]); also stores v + bias[col] into <c>Preact</c> when it is not null.</summary>
+public readonly unsafe struct BiasActivationEpilogue<T, TAct> : IGemmEpilogue<T>
+    where T : unmanaged, IFloatingPointIeee754<T>
+    where TAct : unmanaged, IActivation<T>
+{
+    private readonly T* _bias;
+    private readonly T* _preact;
+    private readonly int _ldPreact;
+    private readonly TAct _act;
+
+    /// <summary>bias: [N] (may be null for no bias); preact: [M, ldPreact] or null.</summary>
+    public BiasActivationEpilogue(TAct act, T* bias, T* preact, int ldPreact)
+    {
+        _act = act;
+        _bias = bias;
+        _preact = preact;
+        _ldPreact = ldPreact;
+    }
+
+    /// <inheritdoc />
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public T Apply(T value, int row, int col)
+    {
+        T z = _bias != null ? value + _bias[col] : value;
+        if (_preact != null) _preact[(nint)row * _ldPreact + col] = z;
+        return _act.Forward(z);
+    }
+
+    /// <inheritdoc />
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public Vector256<T> Apply(Vector256<T> value, int row, int col)
+    {
+        var z = _bias != null ? value + Vector256.Load(_bias + col) : value;
+        if (_preact != null) Vector256.Store(z, _preact + (nint)row * _ldPreact + col);
+        return _act.Forward(z);
+    }
+
+    /// <inheritdoc />
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public Vector512<T> Apply(Vector512<T> value, int row, int col)
+    {
+        var z = _bias != null ? value + Vector512.Load(_bias + col) : value;
+        if (_preact != null) Vector512.Store(z, _preact + (nint)row * _ldPreact + col);
+        return _act.Forward(z);
+    }
+}
+
+/// <summary>v · f'(saved[row, col]) with saved the previous layer's output or pre-activation.</summary>
+public readonly unsafe struct ActivationGradEpilogue<T, TAct> : IGemmEpilogue<T>
+    where T : unmanaged, IFloatingPointIeee754<T>
+    where TAct : unmanaged, IActivation<T>
+{
+    private readonly T* _saved;
+    private readonly int _ld;
+    private readonly TAct _act;
+
+    /// <summary>saved: [M, ld].</summary>
+    public ActivationGradEpilogue(TAct act, T* saved, int ld)
+    {
+        _act = act;
+        _saved = saved;
+        _ld = ld;
+    }
+
+    /// <inheritdoc />
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public T Apply(T value, int row, int col) => value * _act.Grad(_saved[(nint)row * _ld + col]);
+
+    /// <inheritdoc />
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public Vector256<T> Apply(Vector256<T> value, int row, int col) => value * _act.Grad(Vector256.Load(_saved + (nint)row * _ld + col));
+
+    /// <inheritdoc />
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public Vector512<T> Apply(Vector512<T> value, int row, int col) => value * _act.Grad(Vector512.Load(_saved + (nint)row * _ld + col));
+}
