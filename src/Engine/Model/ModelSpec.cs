@@ -1,0 +1,51 @@
+// A description of a dense network: input width, a sequence of Dense(units, activation) layers with
+// optional dropout after them, and a loss. Layer i of the spec is nn.Sequential index 2i in the
+// state_dict naming ("0.weight", "2.weight", ...), as the golden files and PyTorch name them.
+using Backprop.Kernels.Cpu.Ops;
+
+namespace Backprop.Engine.Model;
+
+/// <summary>The losses a network can end in.</summary>
+public enum LossKind
+{
+    /// <summary>Softmax cross-entropy over integer class labels.</summary>
+    CrossEntropy,
+    /// <summary>Mean squared error.</summary>
+    Mse,
+    /// <summary>Mean absolute error.</summary>
+    L1,
+    /// <summary>Huber loss.</summary>
+    Huber,
+    /// <summary>Binary cross-entropy on logits.</summary>
+    BceWithLogits,
+}
+
+/// <summary>One dense layer: y = act(x·Wᵀ + b), then dropout with probability <paramref name="Dropout"/> in training.</summary>
+public sealed record LayerSpec(int Units, Activation Activation, double Dropout = 0);
+
+/// <summary>A dense network and its loss.</summary>
+public sealed record ModelSpec(int InputWidth, IReadOnlyList<LayerSpec> Layers, LossKind Loss, double LabelSmoothing = 0, double HuberDelta = 1.0)
+{
+    /// <summary>Width of layer l's input (l = 0 is the network input).</summary>
+    public int Width(int l) => l == 0 ? InputWidth : Layers[l - 1].Units;
+
+    /// <summary>Width of the output.</summary>
+    public int OutputWidth => Layers[^1].Units;
+
+    /// <summary>Throws with a message naming the layer and the value when the description is inconsistent.</summary>
+    public void Validate()
+    {
+        if (InputWidth < 1) throw new ArgumentOutOfRangeException(nameof(InputWidth), InputWidth, $"input width must be at least 1; got {InputWidth}.");
+        if (Layers.Count == 0) throw new ArgumentException("a model needs at least one Dense layer; got none.", nameof(Layers));
+        for (int l = 0; l < Layers.Count; l++)
+        {
+            var s = Layers[l];
+            if (s.Units < 1) throw new ArgumentOutOfRangeException(nameof(Layers), s.Units, $"layer {l} (Dense): units must be at least 1; got {s.Units}.");
+            if (!(s.Dropout >= 0 && s.Dropout < 1)) throw new ArgumentOutOfRangeException(nameof(Layers), s.Dropout, $"layer {l}: dropout must be in [0, 1); got {s.Dropout}.");
+        }
+        if (Loss == LossKind.CrossEntropy && OutputWidth < 2)
+            throw new ArgumentException($"cross-entropy needs at least 2 output units; the last layer has {OutputWidth}.", nameof(Loss));
+        if (!(LabelSmoothing >= 0 && LabelSmoothing <= 1)) throw new ArgumentOutOfRangeException(nameof(LabelSmoothing), LabelSmoothing, $"label smoothing must be in [0, 1]; got {LabelSmoothing}.");
+        if (!(HuberDelta > 0)) throw new ArgumentOutOfRangeException(nameof(HuberDelta), HuberDelta, $"Huber delta must be positive; got {HuberDelta}.");
+    }
+}

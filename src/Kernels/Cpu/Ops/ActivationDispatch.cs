@@ -1,0 +1,63 @@
+// Runtime-activation entry points: the kernels are generic over the operator struct, and these
+// wrappers pick the instantiation from an Activation value once per call (a switch, no allocation),
+// for callers that choose the activation at run time (the engine, gradcheck, the CLI).
+using System.Numerics;
+using Backprop.Kernels.Cpu.Gemm;
+
+namespace Backprop.Kernels.Cpu.Ops;
+
+/// <summary>Dense and elementwise kernels for an activation chosen at run time.</summary>
+public static unsafe class ActivationDispatch
+{
+    /// <summary><see cref="Dense.Fwd"/> with the operator of <paramref name="act"/>.</summary>
+    public static void DenseFwd<T>(Activation act, GemmContext ctx, int batch, int inFeatures, int outFeatures, T* src, T* w, T* b, T* dst, T* preact)
+        where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        var v = new FwdVisitor<T> { Ctx = ctx, Batch = batch, In = inFeatures, Out = outFeatures, Src = src, W = w, B = b, Dst = dst, Pre = preact };
+        act.Visit<T, FwdVisitor<T>>(ref v);
+    }
+
+    /// <summary><see cref="Dense.BwdData{T,TAct}"/> with the derivative of <paramref name="prevAct"/>.</summary>
+    public static void DenseBwdData<T>(Activation prevAct, GemmContext ctx, int batch, int inFeatures, int outFeatures, T* diffDst, T* w, T* saved, T* diffSrc)
+        where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        var v = new BwdDataVisitor<T> { Ctx = ctx, Batch = batch, In = inFeatures, Out = outFeatures, Diff = diffDst, W = w, Saved = saved, Dst = diffSrc };
+        prevAct.Visit<T, BwdDataVisitor<T>>(ref v);
+    }
+
+    /// <summary><see cref="Elementwise.Forward{T,TAct}(in TAct,T*,T*,int)"/> for <paramref name="act"/>.</summary>
+    public static void Forward<T>(Activation act, T* x, T* y, int n) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        var v = new EwVisitor<T> { X = x, Y = y, N = n, Backward = false };
+        act.Visit<T, EwVisitor<T>>(ref v);
+    }
+
+    /// <summary><see cref="Elementwise.Backward{T,TAct}(in TAct,T*,T*,T*,int)"/> for <paramref name="act"/>.</summary>
+    public static void Backward<T>(Activation act, T* saved, T* dy, T* dx, int n) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        var v = new EwVisitor<T> { X = saved, Dy = dy, Y = dx, N = n, Backward = true };
+        act.Visit<T, EwVisitor<T>>(ref v);
+    }
+
+    private struct FwdVisitor<T> : IActivationVisitor<T> where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        public GemmContext Ctx; public int Batch, In, Out; public T* Src, W, B, Dst, Pre;
+        public void Visit<TAct>(TAct act) where TAct : unmanaged, IActivation<T> => Dense.Fwd(Ctx, act, Batch, In, Out, Src, W, B, Dst, Pre);
+    }
+
+    private struct BwdDataVisitor<T> : IActivationVisitor<T> where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        public GemmContext Ctx; public int Batch, In, Out; public T* Diff, W, Saved, Dst;
+        public void Visit<TAct>(TAct act) where TAct : unmanaged, IActivation<T> => Dense.BwdData(Ctx, act, Batch, In, Out, Diff, W, Saved, Dst);
+    }
+
+    private struct EwVisitor<T> : IActivationVisitor<T> where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        public T* X, Y, Dy; public int N; public bool Backward;
+        public void Visit<TAct>(TAct act) where TAct : unmanaged, IActivation<T>
+        {
+            if (Backward) Elementwise.Backward(act, X, Dy, Y, N);
+            else Elementwise.Forward(act, X, Y, N);
+        }
+    }
+}
