@@ -22,6 +22,7 @@ internal static class Commands
         var root = new RootCommand("Backprop: a fast trainer for dense neural networks.");
         root.Subcommands.Add(BenchCommand(stdout));
         root.Subcommands.Add(InfoCommand(stdout));
+        root.Subcommands.Add(GradcheckCommand.Create(stdout));
         var parse = root.Parse(args);
         if (parse.Errors.Count > 0)
         {

@@ -24,6 +24,12 @@ public class CliTests
     [TestCase(new[] { "bench", "gemm", "--min-seconds", "0" }, "--min-seconds must be positive; got 0")]
     [TestCase(new[] { "bench", "gemm", "--shape", "999^3" }, "matches no shape")]
     [TestCase(new[] { "frobnicate" }, "frobnicate")]
+    [TestCase(new[] { "gradcheck", "--layers", "4,x" }, "--layers must be comma-separated positive widths")]
+    [TestCase(new[] { "gradcheck", "--activation", "softsign" }, "Unknown activation 'softsign'")]
+    [TestCase(new[] { "gradcheck", "--loss", "hinge" }, "--loss must be one of")]
+    [TestCase(new[] { "gradcheck", "--layers", "4,8,1" }, "cross-entropy needs at least 2 output units; the last layer has 1.")]
+    [TestCase(new[] { "gradcheck", "--batch", "0" }, "--batch must be at least 1; got 0")]
+    [TestCase(new[] { "gradcheck", "--mode", "slow" }, "--mode must be full or fast; got 'slow'")]
     [TestCase(new[] { "bench", "gemm", "--size", "12x0x4" }, "--size must look like MxKxN or MxKxN:OP")]
     [TestCase(new[] { "bench", "gemm", "--size", "12x3x4:NX" }, "got '12x3x4:NX'")]
     public void BadInput_ExitsWith2_AndOneMessage(string[] args, string expected)
@@ -32,6 +38,20 @@ public class CliTests
         Assert.That(code, Is.EqualTo(2));
         Assert.That(err, Does.Contain(expected));
         Assert.That(err.Trim().Split('\n'), Has.Length.EqualTo(1), "one line, no stack trace");
+    }
+
+    [Test]
+    public void Gradcheck_PassesWithExit0_AndFailsWithExit1()
+    {
+        var (code, output, err) = Run("gradcheck", "--layers", "5,9,7,3", "--activation", "gelu", "--dropout", "0.2");
+        Assert.That(code, Is.EqualTo(0), output + err);
+        Assert.That(output, Does.Contain("| 0.weight | [9, 5] |").And.Contain("| 6.bias | [3] |").And.Contain("gradcheck passed"));
+        (code, output, _) = Run("gradcheck", "--layers", "4,6,2", "--loss", "mse", "--activation", "tanh", "--mode", "fast", "--directions", "4");
+        Assert.That(code, Is.EqualTo(0), output);
+        // A step of 0.1 makes the central difference too coarse for rtol 1e-3: the check must fail.
+        (code, output, _) = Run("gradcheck", "--layers", "4,5,3", "--activation", "tanh", "--eps", "0.1");
+        Assert.That(code, Is.EqualTo(1), output);
+        Assert.That(output, Does.Contain("FAIL"));
     }
 
     [Test]
