@@ -91,6 +91,37 @@ internal static class Commands
             return 0;
         });
         bench.Subcommands.Add(gemm);
+
+        var dense = new Command("dense", "Fused dense kernels (Fwd, BwdData, BwdWeights) vs OpenBLAS GEMM + a separate pass, same run.");
+        var dThreads = new Option<int[]>("--threads") { Description = "Thread counts to measure.", AllowMultipleArgumentsPerToken = true, DefaultValueFactory = _ => [1, 2] };
+        var dRounds = new Option<int>("--rounds") { Description = "Rounds per shape.", DefaultValueFactory = _ => 7 };
+        var dSeconds = new Option<double>("--min-seconds") { Description = "Least time per measurement within a round.", DefaultValueFactory = _ => 0.1 };
+        var dOutput = new Option<DirectoryInfo?>("--output") { Description = "Folder for dense.md and dense.json." };
+        foreach (var o in new Option[] { dThreads, dRounds, dSeconds, dOutput }) dense.Options.Add(o);
+        dense.SetAction(p =>
+        {
+            int[] t = p.GetValue(dThreads)!;
+            int r = p.GetValue(dRounds);
+            double s = p.GetValue(dSeconds);
+            if (t.Length == 0 || t.Any(x => x < 1 || x > 256))
+                throw new UsageException($"--threads must be whole numbers in [1, 256]; got '{string.Join(" ", t)}'.");
+            if (r < 1) throw new UsageException($"--rounds must be at least 1; got {r}.");
+            if (!(s > 0)) throw new UsageException($"--min-seconds must be positive; got {s.ToString(CultureInfo.InvariantCulture)}.");
+            var rows = DenseBench.Run(t, r, s, stdout);
+            string md = DenseBench.ToMarkdown(rows);
+            stdout.WriteLine();
+            stdout.Write(md);
+            var dir = p.GetValue(dOutput);
+            if (dir is not null)
+            {
+                Directory.CreateDirectory(dir.FullName);
+                File.WriteAllText(Path.Combine(dir.FullName, "dense.md"), md);
+                File.WriteAllText(Path.Combine(dir.FullName, "dense.json"), DenseBench.ToJson(rows));
+                stdout.WriteLine($"wrote {Path.Combine(dir.FullName, "dense.md")} and dense.json");
+            }
+            return 0;
+        });
+        bench.Subcommands.Add(dense);
         return bench;
     }
 

@@ -106,8 +106,8 @@ internal static class GemmBench
             OpenBlas.Threads = threads;
             foreach (var s in shapes)
             {
-                var a = Random(s.M * s.K, 1);
-                var b = Random(s.K * s.N, 2);
+                var a = Measure.Random(s.M * s.K, 1);
+                var b = Measure.Random(s.K * s.N, 2);
                 var c = new float[s.M * s.N];
                 int lda = s.TransA == Transpose.N ? s.K : s.M;
                 int ldb = s.TransB == Transpose.N ? s.N : s.K;
@@ -118,54 +118,16 @@ internal static class GemmBench
                     var epi = default(IdentityEpilogue<float>);
                     void Ours() => Gemm.Compute(ctx, s.TransA, s.TransB, s.M, s.N, s.K, 1f, A, lda, B, ldb, 0f, C, s.N, ref epi);
                     void Blas() => OpenBlas.Sgemm(s.TransA, s.TransB, s.M, s.N, s.K, 1f, A, lda, B, ldb, 0f, C, s.N);
-                    Time(Ours, 0.05); Time(Blas, 0.05); // warm-up: JIT, page faults, OpenBLAS threads
-                    var ours = new double[rounds];
-                    var blas = new double[rounds];
-                    var ratio = new double[rounds];
-                    for (int r = 0; r < rounds; r++)
-                    {
-                        if (r % 2 == 0) { ours[r] = Time(Ours, minSeconds); blas[r] = Time(Blas, minSeconds); }
-                        else { blas[r] = Time(Blas, minSeconds); ours[r] = Time(Ours, minSeconds); }
-                        ratio[r] = blas[r] / ours[r];
-                    }
-                    double og = flops / Median(ours) / 1e9, bg = flops / Median(blas) / 1e9;
+                    var pr = Measure.Compare(Ours, Blas, rounds, minSeconds);
+                    double og = flops / pr.MedianA / 1e9, bg = flops / pr.MedianB / 1e9;
                     var row = new GemmBenchRow(s.Name, s.M, s.N, s.K, $"{s.TransA}{s.TransB}", threads, Math.Round(og, 2), Math.Round(bg, 2),
-                        Math.Round(Median(ratio), 3), Math.Round(ratio.Min(), 3), Math.Round(ratio.Max(), 3),
+                        Math.Round(pr.Ratio, 3), Math.Round(pr.RatioMin, 3), Math.Round(pr.RatioMax, 3),
                         Math.Round(100 * og / peaks[threads.ToString(CultureInfo.InvariantCulture)], 1), rounds);
                     rows.Add(row);
                     log.WriteLine($"  {row.Shape,-20} {row.Transposes} t={threads}: ours {row.OursGflops,7:F1}  openblas {row.OpenBlasGflops,7:F1}  ratio {row.Ratio:F3} [{row.RatioMin:F3}..{row.RatioMax:F3}]");
                 }
             }
         }
-    }
-
-    /// <summary>Median seconds per call over at least 3 calls and <paramref name="minSeconds"/> in all.</summary>
-    private static double Time(Action f, double minSeconds)
-    {
-        var times = new List<double>(64);
-        var total = Stopwatch.StartNew();
-        while (times.Count < 3 || (total.Elapsed.TotalSeconds < minSeconds && times.Count < 10_000))
-        {
-            long t0 = Stopwatch.GetTimestamp();
-            f();
-            times.Add(Stopwatch.GetElapsedTime(t0).TotalSeconds);
-        }
-        return Median(times.ToArray());
-    }
-
-    private static double Median(double[] x)
-    {
-        var s = (double[])x.Clone();
-        Array.Sort(s);
-        return s.Length % 2 == 1 ? s[s.Length / 2] : 0.5 * (s[s.Length / 2 - 1] + s[s.Length / 2]);
-    }
-
-    private static float[] Random(int n, int seed)
-    {
-        var r = new Random(seed);
-        var x = new float[n];
-        for (int i = 0; i < n; i++) x[i] = (float)(r.NextDouble() * 2 - 1);
-        return x;
     }
 
     public static string ToMarkdown(GemmBenchReport report)

@@ -55,6 +55,26 @@ public class CliTests
     }
 
     [Test]
+    public void BenchDense_WritesMarkdownAndJson()
+    {
+        var dir = Path.Combine(Path.GetTempPath(), "backprop-dense-" + Guid.NewGuid().ToString("N"));
+        try
+        {
+            var (code, output, err) = Run("bench", "dense", "--threads", "1", "--rounds", "1", "--min-seconds", "0.001", "--output", dir);
+            Assert.That(code, Is.EqualTo(0), err);
+            Assert.That(output, Does.Contain("| Fwd bias+ReLU | 128 | 784 | 256 | 1 |"));
+            using var json = JsonDocument.Parse(File.ReadAllText(Path.Combine(dir, "dense.json")));
+            Assert.That(json.RootElement.GetArrayLength(), Is.EqualTo(9));
+            foreach (var row in json.RootElement.EnumerateArray())
+                Assert.That(row.GetProperty("speedup").GetDouble(), Is.GreaterThan(0));
+        }
+        finally
+        {
+            if (Directory.Exists(dir)) Directory.Delete(dir, true);
+        }
+    }
+
+    [Test]
     public void BenchGemm_WritesMarkdownAndJson()
     {
         var dir = Path.Combine(Path.GetTempPath(), "backprop-bench-" + Guid.NewGuid().ToString("N"));

@@ -34,6 +34,57 @@ public static unsafe class Elementwise
         for (; i < n; i++) y[i] = act.Forward(x[i]);
     }
 
+    /// <summary>
+    /// The unfused epilogue pass over a GEMM result: for each of <paramref name="rows"/> rows of
+    /// <paramref name="cols"/> values, z = y + bias (bias may be null), preact = z when not null, y = f(z).
+    /// </summary>
+    public static void BiasForward<T, TAct>(in TAct act, T* y, T* bias, int rows, int cols, T* preact)
+        where T : unmanaged, IFloatingPointIeee754<T> where TAct : unmanaged, IActivation<T>
+    {
+        var isa = CpuIsa.Active;
+        for (int r = 0; r < rows; r++)
+        {
+            T* row = y + (nint)r * cols;
+            T* pre = preact == null ? null : preact + (nint)r * cols;
+            int i = 0;
+            if (isa >= Isa.Avx512)
+                for (; i + Vector512<T>.Count <= cols; i += Vector512<T>.Count)
+                {
+                    var z = Vector512.Load(row + i);
+                    if (bias != null) z += Vector512.Load(bias + i);
+                    if (pre != null) Vector512.Store(z, pre + i);
+                    Vector512.Store(act.Forward(z), row + i);
+                }
+            if (isa >= Isa.Avx2)
+                for (; i + Vector256<T>.Count <= cols; i += Vector256<T>.Count)
+                {
+                    var z = Vector256.Load(row + i);
+                    if (bias != null) z += Vector256.Load(bias + i);
+                    if (pre != null) Vector256.Store(z, pre + i);
+                    Vector256.Store(act.Forward(z), row + i);
+                }
+            for (; i < cols; i++)
+            {
+                T z = bias != null ? row[i] + bias[i] : row[i];
+                if (pre != null) pre[i] = z;
+                row[i] = act.Forward(z);
+            }
+        }
+    }
+
+    /// <summary>sum[c] (=, or += when accumulate) Σ_r x[r, c] over <paramref name="rows"/> rows of <paramref name="cols"/> (a bias gradient, unfused).</summary>
+    public static void ColumnSums<T>(T* x, int rows, int cols, T* sum, bool accumulate) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        if (!accumulate) new Span<T>(sum, cols).Clear();
+        for (int r = 0; r < rows; r++)
+        {
+            T* row = x + (nint)r * cols;
+            int i = 0;
+            for (; i + Vector256<T>.Count <= cols; i += Vector256<T>.Count) Vector256.Store(Vector256.Load(sum + i) + Vector256.Load(row + i), sum + i);
+            for (; i < cols; i++) sum[i] += row[i];
+        }
+    }
+
     /// <summary>dx = dy ⊙ f'(saved).</summary>
     public static void Backward<T, TAct>(in TAct act, ReadOnlySpan<T> saved, ReadOnlySpan<T> dy, Span<T> dx)
         where T : unmanaged, IFloatingPointIeee754<T> where TAct : unmanaged, IActivation<T>
