@@ -35,9 +35,9 @@ public unsafe class DenseGoldenTests
         {
             acts[l + 1] = new T[batch * sizes[l + 1]];
             pres[l] = new T[batch * sizes[l + 1]];
-            var v = new FwdVisitor<T> { Ctx = ctx, Batch = batch, In = sizes[l], Out = sizes[l + 1], Src = acts[l], W = W[l], B = B[l], Dst = acts[l + 1], Pre = pres[l] };
-            if (l < layers - 1) hidden.Visit<T, FwdVisitor<T>>(ref v);
-            else v.Visit(default(Identity<T>));
+            var act = l < layers - 1 ? hidden : new Activation(ActivationKind.Identity);
+            fixed (T* s = acts[l]) fixed (T* w = W[l]) fixed (T* b = B[l]) fixed (T* d = acts[l + 1]) fixed (T* p = pres[l])
+                ActivationDispatch.DenseFwd(act, ctx, batch, sizes[l], sizes[l + 1], s, w, b, d, p);
         }
         var grad = new T[batch * sizes[layers]];
         double loss = lossAndGrad(acts[layers], grad);
@@ -54,34 +54,15 @@ public unsafe class DenseGoldenTests
             gW[l] = dW.Select(double.CreateTruncating).ToArray();
             gB[l] = dB.Select(double.CreateTruncating).ToArray();
             var prev = new T[batch * sizes[l]];
-            var bv = new BwdVisitor<T> { Ctx = ctx, Batch = batch, In = sizes[l], Out = sizes[l + 1], Diff = diff, W = W[l], Saved = l > 0 ? (hidden.GradFromOutput ? acts[l] : pres[l - 1]) : acts[0], Dst = prev };
-            if (l > 0) hidden.Visit<T, BwdVisitor<T>>(ref bv);
-            else bv.Visit(default(Identity<T>));
+            var prevAct = l > 0 ? hidden : new Activation(ActivationKind.Identity);
+            var saved = l > 0 ? (hidden.GradFromOutput ? acts[l] : pres[l - 1]) : acts[0];
+            fixed (T* d = diff) fixed (T* w = W[l]) fixed (T* sv = saved) fixed (T* o = prev)
+                ActivationDispatch.DenseBwdData(prevAct, ctx, batch, sizes[l], sizes[l + 1], d, w, sv, o);
             if (l == 0) gx = prev;
             diff = prev;
         }
         return new NetResult(loss, pres.Select(p => p.Select(double.CreateTruncating).ToArray()).ToArray(), gW, gB,
             gx.Select(double.CreateTruncating).ToArray(), acts[layers].Select(double.CreateTruncating).ToArray());
-    }
-
-    private struct FwdVisitor<T> : IActivationVisitor<T> where T : unmanaged, System.Numerics.IFloatingPointIeee754<T>
-    {
-        public GemmContext Ctx; public int Batch, In, Out; public T[] Src, W, B, Dst, Pre;
-        public void Visit<TAct>(TAct act) where TAct : unmanaged, IActivation<T>
-        {
-            fixed (T* s = Src) fixed (T* w = W) fixed (T* b = B) fixed (T* d = Dst) fixed (T* p = Pre)
-                Dense.Fwd(Ctx, act, Batch, In, Out, s, w, b, d, p);
-        }
-    }
-
-    private struct BwdVisitor<T> : IActivationVisitor<T> where T : unmanaged, System.Numerics.IFloatingPointIeee754<T>
-    {
-        public GemmContext Ctx; public int Batch, In, Out; public T[] Diff, W, Saved, Dst;
-        public void Visit<TAct>(TAct act) where TAct : unmanaged, IActivation<T>
-        {
-            fixed (T* d = Diff) fixed (T* w = W) fixed (T* s = Saved) fixed (T* o = Dst)
-                Dense.BwdData(Ctx, act, Batch, In, Out, d, w, s, o);
-        }
     }
 
     internal static (double[][] W, double[][] B) Params(System.Text.Json.JsonElement p, int layers, int stride)

@@ -20,18 +20,6 @@ public unsafe class DenseShapeTests
     private static readonly (int Batch, int In, int Out)[] Shapes =
         [(1, 1, 1), (3, 17, 33), (17, 3, 127), (33, 127, 3), (127, 33, 17), (300, 257, 33), (257, 1, 257)];
 
-    private struct Fwd : IActivationVisitor<float>
-    {
-        public GemmContext Ctx; public int B, I, O; public float* Src, W, Bias, Dst, Pre;
-        public void Visit<TAct>(TAct act) where TAct : unmanaged, IActivation<float> => Dense.Fwd(Ctx, act, B, I, O, Src, W, Bias, Dst, Pre);
-    }
-
-    private struct BwdData : IActivationVisitor<float>
-    {
-        public GemmContext Ctx; public int B, I, O; public float* Diff, W, Saved, Dst;
-        public void Visit<TAct>(TAct act) where TAct : unmanaged, IActivation<float> => Dense.BwdData(Ctx, act, B, I, O, Diff, W, Saved, Dst);
-    }
-
     private static double RefAct(ActivationKind k, double z) => k switch
     {
         ActivationKind.ReLU => Math.Max(z, 0),
@@ -65,10 +53,7 @@ public unsafe class DenseShapeTests
             var y = new float[b * o];
             var pre = new float[b * o];
             fixed (float* px = x) fixed (float* pw = w) fixed (float* pb = bias) fixed (float* py = y) fixed (float* pp = pre)
-            {
-                var f = new Fwd { Ctx = ctx, B = b, I = i, O = o, Src = px, W = pw, Bias = pb, Dst = py, Pre = act.GradFromOutput ? null : pp };
-                act.Visit<float, Fwd>(ref f);
-            }
+                ActivationDispatch.DenseFwd(act, ctx, b, i, o, px, pw, pb, py, act.GradFromOutput ? null : pp);
             var z = new double[b * o];
             for (int r = 0; r < b; r++)
                 for (int c = 0; c < o; c++)
@@ -109,10 +94,7 @@ public unsafe class DenseShapeTests
             for (int n = 0; n < saved.Length; n++) saved[n] = act.GradFromOutput ? (float)RefAct(kind, zp[n]) : zp[n];
             var dx = new float[b * i];
             fixed (float* pdy = dy) fixed (float* pw = w) fixed (float* ps = saved) fixed (float* pdx = dx)
-            {
-                var bd = new BwdData { Ctx = ctx, B = b, I = i, O = o, Diff = pdy, W = pw, Saved = ps, Dst = pdx };
-                act.Visit<float, BwdData>(ref bd);
-            }
+                ActivationDispatch.DenseBwdData(act, ctx, b, i, o, pdy, pw, ps, pdx);
             for (int r = 0; r < b; r++)
                 for (int k = 0; k < i; k++)
                 {
