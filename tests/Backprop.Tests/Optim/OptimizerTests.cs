@@ -183,6 +183,65 @@ public class OptimizerTests
     }
 
     [Test]
+    public void AdamW_RMSprop_Adagrad_AllOptions_FiveSteps_FromTheWrittenFormula()
+    {
+        var rng = new System.Random(4);
+        int n = 6;
+        var p0 = Enumerable.Range(0, n).Select(_ => rng.NextDouble() * 2 - 1).ToArray();
+        var gs = Enumerable.Range(0, 5).Select(_ => Enumerable.Range(0, n).Select(_ => rng.NextDouble() * 2 - 1).ToArray()).ToArray();
+        var cases = new[]
+        {
+            new OptimizerSettings { Kind = OptimizerKind.AdamW, LearningRate = 0.02, WeightDecay = 0.3, Amsgrad = true, ClipValue = 0.8, ClipNorm = 1.2 },
+            new OptimizerSettings { Kind = OptimizerKind.RMSprop, LearningRate = 0.01, Alpha = 0.9, WeightDecay = 0.05, Momentum = 0.8, Centered = true, ClipNorm = 1.2 },
+            new OptimizerSettings { Kind = OptimizerKind.Adagrad, LearningRate = 0.1, LrDecay = 0.05, WeightDecay = 0.02, InitialAccumulatorValue = 0.2, Eps = 1e-10, ClipValue = 0.8 },
+        };
+        foreach (var s in cases)
+        {
+            s.Validate();
+            var p = (double[])p0.Clone();
+            var st = Enumerable.Range(0, 3).Select(k => k < s.StateSlots ? new double[n] : []).ToArray();
+            Optimizer.InitState<double>(s, st[0], st[1], st[2]);
+            var rp = (double[])p0.Clone();
+            var a = new double[n]; var b = new double[n]; var c = new double[n];
+            if (s.Kind == OptimizerKind.Adagrad) Array.Fill(a, 0.2);
+            for (int t = 1; t <= 5; t++)
+            {
+                double ss = Optimizer.SumOfSquares<double>(gs[t - 1], s.ClipValue);
+                Optimizer.Update<double>(s, new OptimizerStep(s.LearningRate, t, Optimizer.GlobalNormScale(ss, s.ClipNorm)), p, gs[t - 1], st[0], st[1], st[2]);
+                var gc = gs[t - 1].Select(x => s.ClipValue > 0 ? Math.Clamp(x, -s.ClipValue, s.ClipValue) : x).ToArray();
+                double coef = s.ClipNorm > 0 ? Math.Min(1, s.ClipNorm / (Math.Sqrt(gc.Sum(x => x * x)) + 1e-6)) : 1;
+                for (int i = 0; i < n; i++)
+                {
+                    double g = gc[i] * coef;
+                    switch (s.Kind)
+                    {
+                        case OptimizerKind.AdamW:
+                            rp[i] *= 1 - 0.02 * 0.3;
+                            a[i] = 0.9 * a[i] + 0.1 * g;                  // m
+                            b[i] = 0.999 * b[i] + 0.001 * g * g;          // v
+                            c[i] = Math.Max(c[i], b[i]);                  // v max
+                            rp[i] -= 0.02 * (a[i] / (1 - Math.Pow(0.9, t))) / (Math.Sqrt(c[i] / (1 - Math.Pow(0.999, t))) + 1e-8);
+                            break;
+                        case OptimizerKind.RMSprop:
+                            g += 0.05 * rp[i];
+                            a[i] = 0.9 * a[i] + 0.1 * g * g;              // square average
+                            b[i] = 0.9 * b[i] + 0.1 * g;                  // gradient average (centered)
+                            c[i] = 0.8 * c[i] + g / (Math.Sqrt(a[i] - b[i] * b[i]) + 1e-8); // momentum buffer
+                            rp[i] -= 0.01 * c[i];
+                            break;
+                        case OptimizerKind.Adagrad:
+                            g += 0.02 * rp[i];
+                            a[i] += g * g;
+                            rp[i] -= 0.1 / (1 + (t - 1) * 0.05) * g / (Math.Sqrt(a[i]) + 1e-10);
+                            break;
+                    }
+                    Assert.That(p[i], Is.EqualTo(rp[i]).Within(1e-12), $"{s.Kind} step {t} element {i}");
+                }
+            }
+        }
+    }
+
+    [Test]
     public void BadSettings_NameTheValue()
     {
         Assert.That(Assert.Throws<ArgumentOutOfRangeException>(() => new OptimizerSettings { LearningRate = -1 }.Validate())!.Message,
