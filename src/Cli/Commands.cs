@@ -23,6 +23,7 @@ internal static class Commands
         root.Subcommands.Add(BenchCommand(stdout));
         root.Subcommands.Add(InfoCommand(stdout));
         root.Subcommands.Add(GradcheckCommand.Create(stdout));
+        root.Subcommands.Add(TrainCommand.Create(stdout));
         var parse = root.Parse(args);
         if (parse.Errors.Count > 0)
         {
@@ -122,6 +123,39 @@ internal static class Commands
             return 0;
         });
         bench.Subcommands.Add(dense);
+
+        var step = new Command("step", "Training step time of named model shapes on the Cpu and Blas backends, same run.");
+        var sThreads = new Option<int[]>("--threads") { Description = "Thread counts to measure.", AllowMultipleArgumentsPerToken = true, DefaultValueFactory = _ => [Environment.ProcessorCount] };
+        var sRounds = new Option<int>("--rounds") { Description = "Rounds per shape.", DefaultValueFactory = _ => 5 };
+        var sSeconds = new Option<double>("--min-seconds") { Description = "Least time per measurement within a round.", DefaultValueFactory = _ => 0.2 };
+        var sModel = new Option<string?>("--model") { Description = "Only models whose name contains this text (e.g. 784-256-10)." };
+        var sOutput = new Option<DirectoryInfo?>("--output") { Description = "Folder for step.md and step.json." };
+        foreach (var o in new Option[] { sThreads, sRounds, sSeconds, sModel, sOutput }) step.Options.Add(o);
+        step.SetAction(p =>
+        {
+            int[] t = p.GetValue(sThreads)!;
+            int r = p.GetValue(sRounds);
+            double s = p.GetValue(sSeconds);
+            if (t.Length == 0 || t.Any(x => x < 1 || x > 256))
+                throw new UsageException($"--threads must be whole numbers in [1, 256]; got '{string.Join(" ", t)}'.");
+            if (r < 1) throw new UsageException($"--rounds must be at least 1; got {r}.");
+            if (!(s > 0)) throw new UsageException($"--min-seconds must be positive; got {s.ToString(CultureInfo.InvariantCulture)}.");
+            var rows = StepBench.Run(t, r, s, p.GetValue(sModel), stdout);
+            if (rows.Count == 0) throw new UsageException($"--model '{p.GetValue(sModel)}' matches no model; models are: {string.Join(", ", StepBench.Shapes.Select(x => x.Name).Distinct())}.");
+            string md = StepBench.ToMarkdown(rows);
+            stdout.WriteLine();
+            stdout.Write(md);
+            var dir = p.GetValue(sOutput);
+            if (dir is not null)
+            {
+                Directory.CreateDirectory(dir.FullName);
+                File.WriteAllText(Path.Combine(dir.FullName, "step.md"), md);
+                File.WriteAllText(Path.Combine(dir.FullName, "step.json"), StepBench.ToJson(rows));
+                stdout.WriteLine($"wrote {Path.Combine(dir.FullName, "step.md")} and step.json");
+            }
+            return 0;
+        });
+        bench.Subcommands.Add(step);
         return bench;
     }
 

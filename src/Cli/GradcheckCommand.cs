@@ -4,7 +4,7 @@
 using System.CommandLine;
 using System.Globalization;
 using Backprop.Engine.Gradcheck;
-using Backprop.Engine.Model;
+using Backprop.Engine;
 using Backprop.Kernels.Cpu.Gemm;
 using Backprop.Kernels.Cpu.Ops;
 

@@ -1,7 +1,7 @@
 // The functions the gradient checker runs: a whole network, one dense layer, one activation, one
 // loss, dropout with a fixed mask. Each computes its gradient with the production kernels in double.
 // Losses of elementwise ops are Σ r ⊙ y with fixed random weights r (so dL/dy = r is not trivially 1).
-using Backprop.Engine.Model;
+using Backprop.Engine;
 using Backprop.Kernels.Cpu.Gemm;
 using Backprop.Kernels.Cpu.Ops;
 

@@ -3,7 +3,7 @@
 // state_dict naming ("0.weight", "2.weight", ...), as the golden files and PyTorch name them.
 using Backprop.Kernels.Cpu.Ops;
 
-namespace Backprop.Engine.Model;
+namespace Backprop.Engine;
 
 /// <summary>The losses a network can end in.</summary>
 public enum LossKind

@@ -9,7 +9,7 @@ using System.Numerics;
 using Backprop.Kernels.Cpu.Gemm;
 using Backprop.Kernels.Cpu.Ops;
 
-namespace Backprop.Engine.Model;
+namespace Backprop.Engine;
 
 /// <summary>Parameters of a model, one W [out, in] and b [out] array per layer.</summary>
 public sealed class ModelParameters<T>(T[][] weights, T[][] biases) where T : unmanaged, IFloatingPointIeee754<T>

@@ -4,7 +4,7 @@
 using System.Numerics;
 using System.Runtime.Intrinsics;
 using Backprop.Engine.Gradcheck;
-using Backprop.Engine.Model;
+using Backprop.Engine;
 using Backprop.Kernels.Cpu;
 using Backprop.Kernels.Cpu.Gemm;
 using Backprop.Kernels.Cpu.Ops;

@@ -1,6 +1,6 @@
 // Kernels composed into training steps: libtorch's 10 Adam steps (golden/train_steps.json), and
 // bit-identical weights after 100 steps on 1 and on 2 threads.
-using Backprop.Engine.Model;
+using Backprop.Engine;
 using Backprop.Kernels.Cpu.Gemm;
 using Backprop.Kernels.Cpu.Optim;
 using Backprop.Kernels.Cpu.Ops;

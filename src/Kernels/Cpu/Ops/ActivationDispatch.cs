@@ -39,6 +39,19 @@ public static unsafe class ActivationDispatch
         act.Visit<T, EwVisitor<T>>(ref v);
     }
 
+    /// <summary><see cref="Elementwise.BiasForward{T,TAct}"/> (the unfused bias + activation pass) for <paramref name="act"/>.</summary>
+    public static void BiasForward<T>(Activation act, T* y, T* bias, int rows, int cols, T* preact) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        var v = new BiasVisitor<T> { Y = y, Bias = bias, Rows = rows, Cols = cols, Pre = preact };
+        act.Visit<T, BiasVisitor<T>>(ref v);
+    }
+
+    private struct BiasVisitor<T> : IActivationVisitor<T> where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        public T* Y, Bias, Pre; public int Rows, Cols;
+        public void Visit<TAct>(TAct act) where TAct : unmanaged, IActivation<T> => Elementwise.BiasForward(act, Y, Bias, Rows, Cols, Pre);
+    }
+
     private struct FwdVisitor<T> : IActivationVisitor<T> where T : unmanaged, IFloatingPointIeee754<T>
     {
         public GemmContext Ctx; public int Batch, In, Out; public T* Src, W, B, Dst, Pre;

@@ -1,0 +1,192 @@
+// `backprop train`: trains an MLP on an IDX dataset (Fashion-MNIST by default) and ends with the
+// line "test accuracy 0.xxxx". Every choice has a flag; bad input exits with 2 and one message.
+using System.CommandLine;
+using System.Globalization;
+using Backprop.Engine;
+using Backprop.Engine.Data;
+using Backprop.Engine.Training;
+using Backprop.Kernels.Cpu.Ops;
+using Backprop.Kernels.Cpu.Optim;
+
+namespace Backprop.Cli;
+
+internal static class TrainCommand
+{
+    public const string DefaultData = "/usr/share/datasets/fashion-mnist";
+
+    public static Command Create(TextWriter stdout)
+    {
+        var o = new Dictionary<string, Option>();
+        Option<T> Add<T>(string name, string description, T def)
+        {
+            var opt = new Option<T>(name) { Description = description, DefaultValueFactory = _ => def };
+            o[name] = opt;
+            return opt;
+        }
+        var data = Add("--data", "Folder with train-/t10k- images and labels in IDX format (gzip or raw).", DefaultData);
+        var layers = Add("--layers", "Hidden layer sizes, comma-separated (the input and output widths come from the data).", "512,256");
+        var activation = Add("--activation", "Hidden activation: relu, leaky_relu[:slope], elu[:alpha], tanh, sigmoid, gelu, gelu_tanh, silu.", "relu");
+        var dropout = Add("--dropout", "Dropout after each hidden layer.", 0.2);
+        var lossOpt = Add("--loss", "Loss (cross_entropy for class labels).", "cross_entropy");
+        var smoothing = Add("--label-smoothing", "Cross-entropy label smoothing.", 0.0);
+        var optimizer = Add("--optimizer", "sgd, adam, adamw, rmsprop, adagrad.", "adam");
+        var lr = Add("--lr", "Base learning rate.", 1e-3);
+        var momentum = Add("--momentum", "SGD/RMSprop momentum.", 0.0);
+        var nesterov = Add("--nesterov", "SGD Nesterov momentum.", false);
+        var wd = Add("--weight-decay", "Weight decay (L2; decoupled for adamw).", 0.0);
+        var beta1 = Add("--beta1", "Adam β1.", 0.9);
+        var beta2 = Add("--beta2", "Adam β2.", 0.999);
+        var eps = Add("--eps", "Optimizer ε (default: the optimizer's own).", double.NaN);
+        var clipNorm = Add("--clip-norm", "Clip the global gradient norm (0 = off).", 0.0);
+        var schedule = Add("--schedule", "constant, step, exponential, cosine, linear.", "cosine");
+        var warmup = Add("--warmup", "Linear warm-up steps in front of the schedule.", 0);
+        var stepSize = Add("--step-size", "StepLR step size in steps.", 1000);
+        var gamma = Add("--gamma", "StepLR/ExponentialLR factor.", 0.5);
+        var batch = Add("--batch", "Batch size.", 128);
+        var epochs = Add("--epochs", "Epochs.", 15);
+        var seed = Add("--seed", "Seed of initialization, dropout and shuffling.", 1);
+        var threads = Add("--threads", "Threads.", Environment.ProcessorCount);
+        var backend = Add("--backend", "cpu (fused kernels) or blas (OpenBLAS + elementwise passes).", "cpu");
+        var init = Add("--init", "he_uniform, he_normal, xavier_uniform, xavier_normal, pytorch.", "he_uniform");
+        var normalize = Add("--normalize", "scale (x/255), standardize (train statistics) or none.", "scale");
+        var validation = Add("--validation", "Fraction of the training set held out for validation.", 0.0);
+        var patience = Add("--patience", "Early stopping patience in epochs (needs --validation).", 0);
+        var output = new Option<DirectoryInfo?>("--output") { Description = "Folder for metrics.csv, metrics.json, curves.png, confusion.csv and model.safetensors." };
+        var cmd = new Command("train", "Train an MLP (Fashion-MNIST from the Debian package by default) and report test accuracy.");
+        foreach (var opt in o.Values) cmd.Options.Add(opt);
+        cmd.Options.Add(output);
+        cmd.SetAction(p =>
+        {
+            var hidden = ParseSizes(p.GetValue(layers)!);
+            var act = GradcheckCommand.ParseActivation(p.GetValue(activation)!, "--activation");
+            var loss = GradcheckCommand.ParseLoss(p.GetValue(lossOpt)!);
+            if (loss != LossKind.CrossEntropy) throw new UsageException($"--loss {p.GetValue(lossOpt)} needs target values; IDX data has class labels, so use cross_entropy.");
+            double drop = p.GetValue(dropout);
+            if (!(drop >= 0 && drop < 1)) throw new UsageException($"--dropout must be in [0, 1); got {Inv(drop)}.");
+            var kind = p.GetValue(optimizer)!.ToLowerInvariant() switch
+            {
+                "sgd" => OptimizerKind.Sgd, "adam" => OptimizerKind.Adam, "adamw" => OptimizerKind.AdamW,
+                "rmsprop" => OptimizerKind.RMSprop, "adagrad" => OptimizerKind.Adagrad,
+                var other => throw new UsageException($"--optimizer must be sgd, adam, adamw, rmsprop or adagrad; got '{other}'."),
+            };
+            var defaults = OptimizerSettings.ForKind(kind);
+            var settings = defaults with
+            {
+                LearningRate = p.GetValue(lr), Momentum = p.GetValue(momentum), Nesterov = p.GetValue(nesterov),
+                WeightDecay = p.GetResult(wd) is null ? defaults.WeightDecay : p.GetValue(wd),
+                Beta1 = p.GetValue(beta1), Beta2 = p.GetValue(beta2), Eps = double.IsNaN(p.GetValue(eps)) ? defaults.Eps : p.GetValue(eps),
+                ClipNorm = p.GetValue(clipNorm),
+            };
+            int b = p.GetValue(batch), ep = p.GetValue(epochs), th = p.GetValue(threads);
+            if (b < 1) throw new UsageException($"--batch must be at least 1; got {b}.");
+            if (ep < 1) throw new UsageException($"--epochs must be at least 1; got {ep}.");
+            if (th < 1 || th > 1024) throw new UsageException($"--threads must be in [1, 1024]; got {th}.");
+            var be = p.GetValue(backend)!.ToLowerInvariant() switch
+            {
+                "cpu" => Backend.Cpu, "blas" => Backend.Blas,
+                var other => throw new UsageException($"--backend must be cpu or blas; got '{other}'."),
+            };
+            var initScheme = p.GetValue(init)!.ToLowerInvariant() switch
+            {
+                "he_uniform" => InitScheme.HeUniform, "he_normal" => InitScheme.HeNormal, "xavier_uniform" => InitScheme.XavierUniform,
+                "xavier_normal" => InitScheme.XavierNormal, "pytorch" => InitScheme.PyTorchDefault,
+                var other => throw new UsageException($"--init must be he_uniform, he_normal, xavier_uniform, xavier_normal or pytorch; got '{other}'."),
+            };
+            var norm = p.GetValue(normalize)!.ToLowerInvariant() switch
+            {
+                "scale" => Normalization.Scale01, "standardize" => Normalization.Standardize, "none" => Normalization.None,
+                var other => throw new UsageException($"--normalize must be scale, standardize or none; got '{other}'."),
+            };
+            var fit = new FitOptions { Epochs = ep, ValidationFraction = p.GetValue(validation), Patience = p.GetValue(patience) };
+            var (trainSet, testSet) = LoadIdx(p.GetValue(data)!);
+            int stepsPerEpoch = (int)Math.Ceiling(trainSet.Count * (1 - fit.ValidationFraction) / b);
+            var sched = ParseSchedule(p.GetValue(schedule)!, p.GetValue(warmup), p.GetValue(stepSize), p.GetValue(gamma), ep * stepsPerEpoch);
+            var options = new TrainingOptions
+            {
+                Loss = loss, LabelSmoothing = p.GetValue(smoothing), Optimizer = settings, Schedule = sched, MaxBatch = b,
+                Seed = (ulong)p.GetValue(seed), Threads = th, Backend = be, Init = initScheme,
+            };
+            try
+            {
+                options.Validate();
+                fit.Validate();
+            }
+            catch (ArgumentException e) { throw new UsageException(e.Message.Split(" (Parameter")[0]); }
+
+            if (norm == Normalization.Standardize)
+            {
+                var (mean, std) = trainSet.FeatureStats();
+                trainSet.Normalize(norm, mean, std);
+                testSet.Normalize(norm, mean, std);
+            }
+            else
+            {
+                trainSet.Normalize(norm);
+                testSet.Normalize(norm);
+            }
+            var net = new Sequential(trainSet.Width);
+            foreach (int h in hidden)
+            {
+                net.Dense(h, act);
+                if (drop > 0) net.Dropout(drop);
+            }
+            net.Dense(trainSet.Outputs);
+            using var model = net.Compile(options);
+            var dir = p.GetValue(output);
+            return TrainRunner.Run(model, trainSet, testSet, fit, dir, stdout);
+        });
+        return cmd;
+    }
+
+    private static string Inv(double v) => v.ToString(CultureInfo.InvariantCulture);
+
+    private static int[] ParseSizes(string text)
+    {
+        if (text.Trim().Length == 0) return [];
+        var parts = text.Split(',', StringSplitOptions.TrimEntries);
+        var r = new int[parts.Length];
+        for (int i = 0; i < parts.Length; i++)
+            if (!int.TryParse(parts[i], NumberStyles.None, CultureInfo.InvariantCulture, out r[i]) || r[i] < 1 || r[i] > 1 << 20)
+                throw new UsageException($"--layers must be comma-separated positive sizes, e.g. 512,256; got '{text}'.");
+        return r;
+    }
+
+    private static LrSchedule ParseSchedule(string name, int warmup, int stepSize, double gamma, int totalSteps)
+    {
+        if (warmup < 0) throw new UsageException($"--warmup must be >= 0; got {warmup}.");
+        var s = name.ToLowerInvariant() switch
+        {
+            "constant" => new LrSchedule { Kind = ScheduleKind.Constant },
+            "step" => new LrSchedule { Kind = ScheduleKind.Step, StepSize = stepSize, Gamma = gamma },
+            "exponential" => new LrSchedule { Kind = ScheduleKind.Exponential, Gamma = gamma },
+            "cosine" => new LrSchedule { Kind = ScheduleKind.Cosine, TMax = Math.Max(1, totalSteps - warmup), EtaMin = 0 },
+            "linear" => new LrSchedule { Kind = ScheduleKind.Linear, StartFactor = 1, EndFactor = 0.01, TotalIters = Math.Max(1, totalSteps - warmup) },
+            _ => throw new UsageException($"--schedule must be constant, step, exponential, cosine or linear; got '{name}'."),
+        };
+        return s with { WarmupSteps = warmup };
+    }
+
+    internal static (Dataset Train, Dataset Test) LoadIdx(string folder)
+    {
+        if (!Directory.Exists(folder))
+            throw new UsageException($"--data folder '{folder}' does not exist" + (folder == DefaultData ? " (install it with: apt-get install dataset-fashion-mnist, or ./build.sh Deps)." : "."));
+        string Find(string stem)
+        {
+            foreach (var name in new[] { stem, stem + ".gz" })
+            {
+                var path = Path.Combine(folder, name);
+                if (File.Exists(path)) return path;
+            }
+            throw new UsageException($"--data folder '{folder}' has no {stem}[.gz].");
+        }
+        try
+        {
+            var train = Idx.ReadPair(Find("train-images-idx3-ubyte"), Find("train-labels-idx1-ubyte"));
+            var test = Idx.ReadPair(Find("t10k-images-idx3-ubyte"), Find("t10k-labels-idx1-ubyte"));
+            if (train.Width != test.Width)
+                throw new UsageException($"the training images have {train.Width} pixels and the test images {test.Width}; they must match.");
+            return (train, test);
+        }
+        catch (InvalidDataException e) { throw new UsageException(e.Message); }
+    }
+}

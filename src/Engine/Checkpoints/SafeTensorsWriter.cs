@@ -1,0 +1,69 @@
+// Writes a model's parameters as safetensors: an 8-byte little-endian header length N, N bytes of
+// JSON {"name": {"dtype": "F32", "shape": [...], "data_offsets": [begin, end]}, ..., "__metadata__": {...}}
+// (padded with spaces to a multiple of 8), then the raw little-endian float32 data. Names follow a
+// PyTorch state_dict of the equivalent nn.Sequential ("0.weight" [out, in], "0.bias", "2.weight", ...),
+// so safetensors.torch.load_file + load_state_dict read it unchanged. The file is written to a
+// temporary name in the same folder and renamed, so a crash never leaves a half-written file.
+using System.Buffers.Binary;
+using System.Text;
+using System.Text.Json;
+using Backprop.Engine.Gradcheck;
+
+namespace Backprop.Engine.Checkpoints;
+
+/// <summary>Saves parameters in the safetensors format.</summary>
+public static class SafeTensorsWriter
+{
+    /// <summary>The state_dict names and tensors of <paramref name="model"/>, in layer order.</summary>
+    public static IReadOnlyList<(string Name, int[] Shape, float[] Data)> StateDict(Model model)
+    {
+        var list = new List<(string, int[], float[])>();
+        for (int l = 0; l < model.Spec.Layers.Count; l++)
+        {
+            int idx = NetworkGradcheck.StateDictIndex(model.Spec, l);
+            list.Add(($"{idx}.weight", [model.Spec.Layers[l].Units, model.Spec.Width(l)], model.GetWeights(l)));
+            list.Add(($"{idx}.bias", [model.Spec.Layers[l].Units], model.GetBias(l)));
+        }
+        return list;
+    }
+
+    /// <summary>Writes <paramref name="tensors"/> to <paramref name="path"/> atomically, with string metadata.</summary>
+    public static void Write(string path, IReadOnlyList<(string Name, int[] Shape, float[] Data)> tensors, IReadOnlyDictionary<string, string>? metadata = null)
+    {
+        var header = new Dictionary<string, object>();
+        if (metadata is { Count: > 0 }) header["__metadata__"] = metadata;
+        long offset = 0;
+        foreach (var (name, shape, data) in tensors)
+        {
+            long bytes = (long)data.Length * sizeof(float);
+            header[name] = new Dictionary<string, object> { ["dtype"] = "F32", ["shape"] = shape, ["data_offsets"] = new[] { offset, offset + bytes } };
+            offset += bytes;
+        }
+        var json = Encoding.UTF8.GetBytes(JsonSerializer.Serialize(header));
+        int padded = (json.Length + 7) / 8 * 8;
+        string dir = Path.GetDirectoryName(Path.GetFullPath(path))!;
+        string tmp = Path.Combine(dir, $".{Path.GetFileName(path)}.{Environment.ProcessId}.tmp");
+        try
+        {
+            using (var fs = new FileStream(tmp, FileMode.Create, FileAccess.Write, FileShare.None))
+            {
+                Span<byte> buf = stackalloc byte[8];
+                BinaryPrimitives.WriteUInt64LittleEndian(buf, (ulong)padded);
+                fs.Write(buf);
+                fs.Write(json);
+                for (int i = json.Length; i < padded; i++) fs.WriteByte((byte)' ');
+                foreach (var (_, _, data) in tensors)
+                {
+                    if (BitConverter.IsLittleEndian) fs.Write(System.Runtime.InteropServices.MemoryMarshal.AsBytes(data.AsSpan()));
+                    else foreach (var v in data) { BinaryPrimitives.WriteSingleLittleEndian(buf, v); fs.Write(buf[..4]); }
+                }
+                fs.Flush(flushToDisk: true);
+            }
+            File.Move(tmp, path, overwrite: true);
+        }
+        finally
+        {
+            if (File.Exists(tmp)) File.Delete(tmp);
+        }
+    }
+}

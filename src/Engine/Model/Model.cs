@@ -1,0 +1,348 @@
+// A compiled, trainable model: one Plan, one native parameter block (parameters, gradients,
+// optimizer state) and one native activation block sized for the largest batch. A training step
+// runs the plan's ops on views into those blocks and allocates nothing. One thread uses a model at a
+// time; Predict/Evaluate share the activation block with Step, so they too are single-caller.
+using System.Runtime.InteropServices;
+using Backprop.Engine.Planning;
+using Backprop.Kernels.Blas;
+using Backprop.Kernels.Cpu.Gemm;
+using Backprop.Kernels.Cpu.Ops;
+using Backprop.Kernels.Cpu.Optim;
+
+namespace Backprop.Engine;
+
+/// <summary>A NaN or infinite loss: training stopped before the update, the parameters are those from before the step.</summary>
+public sealed class TrainingDivergedException(long step, double loss, double learningRate)
+    : Exception($"Training diverged at step {step}: the loss is {loss}. The parameters from before this step are kept. " +
+                $"Try a lower learning rate (it was {learningRate:G3}), gradient clipping (--clip-norm), or normalized inputs.")
+{
+    /// <summary>The optimizer step (1-based) whose loss was not finite.</summary>
+    public long Step { get; } = step;
+    /// <summary>The loss seen.</summary>
+    public double Loss { get; } = loss;
+}
+
+/// <summary>Loss, accuracy and confusion matrix of a model on a dataset.</summary>
+public sealed record EvaluationResult(double Loss, double Accuracy, long[,]? Confusion, int Samples);
+
+/// <summary>A compiled dense network with its optimizer, ready to train.</summary>
+public sealed unsafe class Model : IDisposable
+{
+    private readonly Plan _plan;
+    private readonly GemmContext _ctx;
+    private float* _params;
+    private float* _acts;
+    private int* _labels;
+    private bool _disposed;
+    private long _step;
+
+    /// <summary>Compiles <paramref name="spec"/> with <paramref name="options"/> and initializes the parameters.</summary>
+    public Model(ModelSpec spec, TrainingOptions options)
+    {
+        _plan = new Plan(spec, options);
+        if (options.Backend == Backend.Blas) OpenBlas.EnsureAvailable();
+        _ctx = new GemmContext(options.Threads);
+        _params = (float*)NativeMemory.AlignedAlloc((nuint)(_plan.ParameterBlock * sizeof(float)), 64);
+        _acts = (float*)NativeMemory.AlignedAlloc((nuint)(Math.Max(1, _plan.ActivationBlock) * sizeof(float)), 64);
+        _labels = (int*)NativeMemory.AlignedAlloc((nuint)(options.MaxBatch * sizeof(int)), 64);
+        new Span<float>(_params, checked((int)_plan.ParameterBlock)).Clear();
+        new Span<float>(_acts, checked((int)_plan.ActivationBlock)).Clear();
+        for (int l = 0; l < spec.Layers.Count; l++)
+        {
+            var s = _plan.Layers[l];
+            Initializers.Initialize<float>(options.Init, options.Seed, (uint)l, spec.Width(l), spec.Layers[l].Units, View(_params, s.Weight), View(_params, s.Bias));
+        }
+        Optimizer.InitState<float>(options.Optimizer, State(0), State(1), State(2));
+    }
+
+    /// <summary>The compiled plan.</summary>
+    public Plan Plan => _plan;
+    /// <summary>The description.</summary>
+    public ModelSpec Spec => _plan.Spec;
+    /// <summary>The options.</summary>
+    public TrainingOptions Options => _plan.Options;
+    /// <summary>Optimizer steps taken.</summary>
+    public long StepCount => _step;
+    /// <summary>The learning rate the next step will use.</summary>
+    public double CurrentLearningRate => Options.Schedule.At(Options.Optimizer.LearningRate, _step);
+
+    private static Span<float> View(float* block, Slot s) => new(block + s.Offset, checked((int)s.Length));
+    private Span<float> Section(int k) => new(_params + k * _plan.ParameterSection, checked((int)_plan.ParameterSection));
+    private Span<float> State(int k) => k < _plan.StateSlots ? Section(2 + k) : default;
+
+    private void ThrowIfDisposed() => ObjectDisposedException.ThrowIf(_disposed, this);
+
+    /// <summary>One training step on a classification batch: forward, loss, backward, update. Returns the loss.</summary>
+    public double Step(ReadOnlySpan<float> x, ReadOnlySpan<int> labels)
+    {
+        ThrowIfDisposed();
+        if (Spec.Loss != LossKind.CrossEntropy) throw new InvalidOperationException($"this model's loss is {Spec.Loss}; pass target values, not labels.");
+        int batch = CheckBatch(x, labels.Length);
+        Labels.Check(labels, Spec.OutputWidth);
+        labels.CopyTo(new Span<int>(_labels, batch));
+        return Train(x, batch);
+    }
+
+    /// <summary>One training step on a regression batch (targets [batch, outputs]). Returns the loss.</summary>
+    public double Step(ReadOnlySpan<float> x, ReadOnlySpan<float> targets)
+    {
+        ThrowIfDisposed();
+        if (Spec.Loss == LossKind.CrossEntropy) throw new InvalidOperationException("this model's loss is cross-entropy; pass class labels, not target values.");
+        int batch = CheckBatch(x, targets.Length / Math.Max(1, Spec.OutputWidth));
+        if (targets.Length != batch * Spec.OutputWidth)
+            throw new ArgumentException($"targets has {targets.Length} values; batch {batch} x {Spec.OutputWidth} outputs needs {batch * Spec.OutputWidth}.", nameof(targets));
+        targets.CopyTo(new Span<float>(_acts + _plan.Targets.Offset, targets.Length));
+        return Train(x, batch);
+    }
+
+    private int CheckBatch(ReadOnlySpan<float> x, int batch)
+    {
+        if (batch < 1 || batch > Options.MaxBatch)
+            throw new ArgumentException($"a batch must hold 1 to {Options.MaxBatch} samples (the compiled maximum); got {batch}.", nameof(x));
+        if (x.Length != batch * Spec.InputWidth)
+            throw new ArgumentException($"x has {x.Length} values; {batch} samples x input width {Spec.InputWidth} needs {batch * Spec.InputWidth}.", nameof(x));
+        return batch;
+    }
+
+    private double Train(ReadOnlySpan<float> x, int batch)
+    {
+        x.CopyTo(new Span<float>(_acts + _plan.Input.Offset, x.Length));
+        long t = _step + 1;
+        int L = Spec.Layers.Count;
+        for (int l = 0; l < L; l++) Forward(l, batch, training: true, t);
+        int outW = Spec.OutputWidth;
+        float* output = _acts + _plan.Layers[L - 1].Next.Offset;
+        float* grad = _acts + _plan.GradA.Offset;
+        double loss = LossForwardBackward(output, grad, batch);
+        if (!double.IsFinite(loss)) throw new TrainingDivergedException(t, loss, CurrentLearningRate);
+
+        var last = Spec.Layers[L - 1];
+        if (last.Activation.Kind != ActivationKind.Identity)
+            ActivationDispatch.Backward(last.Activation, Saved(L - 1), grad, grad, batch * outW);
+        float* other = _acts + _plan.GradB.Offset;
+        for (int l = L - 1; l >= 0; l--)
+        {
+            BackwardWeights(l, batch, grad);
+            if (l == 0) break;
+            BackwardData(l, batch, grad, other, t);
+            float* swap = grad;
+            grad = other;
+            other = swap;
+        }
+        Update(t);
+        _step = t;
+        return loss;
+    }
+
+    private float* Saved(int l)
+    {
+        var s = _plan.Layers[l];
+        return _acts + (Spec.Layers[l].Activation.GradFromOutput ? s.Output.Offset : s.PreActivation.Offset);
+    }
+
+    private float* LayerInput(int l, bool training) =>
+        _acts + (l == 0 ? _plan.Input.Offset : training ? _plan.Layers[l - 1].Next.Offset : _plan.Layers[l - 1].Output.Offset);
+
+    private void Forward(int l, int batch, bool training, long t)
+    {
+        var s = Spec.Layers[l];
+        var slots = _plan.Layers[l];
+        int inW = Spec.Width(l), outW = s.Units;
+        float* src = LayerInput(l, training);
+        float* w = _params + slots.Weight.Offset, b = _params + slots.Bias.Offset, dst = _acts + slots.Output.Offset;
+        float* pre = slots.PreActivation.Exists ? _acts + slots.PreActivation.Offset : null;
+        if (Options.Backend == Backend.Cpu)
+            ActivationDispatch.DenseFwd(s.Activation, _ctx, batch, inW, outW, src, w, b, dst, pre);
+        else
+        {
+            OpenBlas.Sgemm(Transpose.N, Transpose.T, batch, outW, inW, 1f, src, inW, w, inW, 0f, dst, outW);
+            ActivationDispatch.BiasForward(s.Activation, dst, b, batch, outW, pre);
+        }
+        if (training && slots.DropOutput.Exists)
+            Dropout.Apply<float>(s.Dropout, Options.Seed, (ulong)t, (uint)l, new ReadOnlySpan<float>(dst, batch * outW), new Span<float>(_acts + slots.DropOutput.Offset, batch * outW));
+    }
+
+    private double LossForwardBackward(float* output, float* grad, int batch)
+    {
+        int n = batch * Spec.OutputWidth;
+        var o = new ReadOnlySpan<float>(output, n);
+        var g = new Span<float>(grad, n);
+        return Spec.Loss switch
+        {
+            LossKind.CrossEntropy => SoftmaxCrossEntropy.ForwardBackward(o, new ReadOnlySpan<int>(_labels, batch), Spec.OutputWidth, g, Spec.LabelSmoothing),
+            _ => RegressionLosses.ForwardBackward(RegressionKind(Spec.Loss), o, new ReadOnlySpan<float>(_acts + _plan.Targets.Offset, n), g, Spec.HuberDelta),
+        };
+    }
+
+    private static RegressionLossKind RegressionKind(LossKind k) => k switch
+    {
+        LossKind.Mse => RegressionLossKind.Mse,
+        LossKind.L1 => RegressionLossKind.L1,
+        LossKind.Huber => RegressionLossKind.Huber,
+        LossKind.BceWithLogits => RegressionLossKind.BceWithLogits,
+        _ => throw new ArgumentOutOfRangeException(nameof(k), k, $"{k} is not an elementwise loss."),
+    };
+
+    private void BackwardWeights(int l, int batch, float* dz)
+    {
+        var slots = _plan.Layers[l];
+        int inW = Spec.Width(l), outW = Spec.Layers[l].Units;
+        float* src = LayerInput(l, training: true);
+        float* dw = _params + slots.WeightGrad.Offset, db = _params + slots.BiasGrad.Offset;
+        if (Options.Backend == Backend.Cpu)
+            Dense.BwdWeights(_ctx, GradientMode.Overwrite, batch, inW, outW, dz, src, dw, db);
+        else
+        {
+            OpenBlas.Sgemm(Transpose.T, Transpose.N, outW, inW, batch, 1f, dz, outW, src, inW, 0f, dw, inW);
+            Elementwise.ColumnSums(dz, batch, outW, db, accumulate: false);
+        }
+    }
+
+    private void BackwardData(int l, int batch, float* dz, float* dst, long t)
+    {
+        var slots = _plan.Layers[l];
+        var prev = Spec.Layers[l - 1];
+        int inW = Spec.Width(l), outW = Spec.Layers[l].Units;
+        float* w = _params + slots.Weight.Offset;
+        float* saved = Saved(l - 1);
+        if (Options.Backend == Backend.Cpu)
+            ActivationDispatch.DenseBwdData(prev.Activation, _ctx, batch, inW, outW, dz, w, saved, dst);
+        else
+        {
+            OpenBlas.Sgemm(Transpose.N, Transpose.N, batch, inW, outW, 1f, dz, outW, w, inW, 0f, dst, inW);
+            ActivationDispatch.Backward(prev.Activation, saved, dst, dst, batch * inW);
+        }
+        if (prev.Dropout > 0)
+        {
+            var d = new Span<float>(dst, batch * inW);
+            Dropout.Apply<float>(prev.Dropout, Options.Seed, (ulong)t, (uint)(l - 1), d, d);
+        }
+    }
+
+    private void Update(long t)
+    {
+        var opt = Options.Optimizer;
+        double lr = Options.Schedule.At(opt.LearningRate, t - 1);
+        var grads = Section(1);
+        double scale = opt.ClipNorm > 0 ? Optimizer.GlobalNormScale(Optimizer.SumOfSquares<float>(grads, opt.ClipValue), opt.ClipNorm) : 1.0;
+        Optimizer.Update<float>(opt, new OptimizerStep(lr, t, scale), Section(0), grads, State(0), State(1), State(2));
+    }
+
+    /// <summary>Network outputs for <paramref name="x"/> ([n, input width]) into <paramref name="output"/> ([n, outputs]); no dropout; allocates nothing.</summary>
+    public void Predict(ReadOnlySpan<float> x, Span<float> output)
+    {
+        ThrowIfDisposed();
+        int inW = Spec.InputWidth, outW = Spec.OutputWidth;
+        if (x.Length % inW != 0) throw new ArgumentException($"x has {x.Length} values, not a multiple of the input width {inW}.", nameof(x));
+        int n = x.Length / inW;
+        if (output.Length < n * outW) throw new ArgumentException($"output has {output.Length} values; {n} samples x {outW} outputs need {n * outW}.", nameof(output));
+        for (int start = 0; start < n; start += Options.MaxBatch)
+        {
+            int batch = Math.Min(Options.MaxBatch, n - start);
+            x.Slice(start * inW, batch * inW).CopyTo(new Span<float>(_acts + _plan.Input.Offset, batch * inW));
+            for (int l = 0; l < Spec.Layers.Count; l++) Forward(l, batch, training: false, 0);
+            new ReadOnlySpan<float>(_acts + _plan.Layers[^1].Output.Offset, batch * outW).CopyTo(output.Slice(start * outW, batch * outW));
+        }
+    }
+
+    /// <summary>Mean loss, accuracy and confusion matrix (rows: true class, columns: predicted) over a labelled set; no dropout.</summary>
+    public EvaluationResult Evaluate(ReadOnlySpan<float> x, ReadOnlySpan<int> labels)
+    {
+        ThrowIfDisposed();
+        if (Spec.Loss != LossKind.CrossEntropy) throw new InvalidOperationException($"this model's loss is {Spec.Loss}; evaluate it with target values.");
+        int inW = Spec.InputWidth, C = Spec.OutputWidth, n = labels.Length;
+        if (x.Length != n * inW) throw new ArgumentException($"x has {x.Length} values; {n} labels x input width {inW} needs {n * inW}.", nameof(x));
+        Labels.Check(labels, C);
+        var confusion = new long[C, C];
+        double lossSum = 0;
+        long correct = 0;
+        float* grad = _acts + _plan.GradA.Offset;
+        for (int start = 0; start < n; start += Options.MaxBatch)
+        {
+            int batch = Math.Min(Options.MaxBatch, n - start);
+            x.Slice(start * inW, batch * inW).CopyTo(new Span<float>(_acts + _plan.Input.Offset, batch * inW));
+            for (int l = 0; l < Spec.Layers.Count; l++) Forward(l, batch, training: false, 0);
+            float* o = _acts + _plan.Layers[^1].Output.Offset;
+            var lab = labels.Slice(start, batch);
+            lossSum += batch * SoftmaxCrossEntropy.ForwardBackward(new ReadOnlySpan<float>(o, batch * C), lab, C, new Span<float>(grad, batch * C), Spec.LabelSmoothing);
+            for (int r = 0; r < batch; r++)
+            {
+                int best = 0;
+                for (int c = 1; c < C; c++) if (o[r * C + c] > o[r * C + best]) best = c;
+                confusion[lab[r], best]++;
+                if (best == lab[r]) correct++;
+            }
+        }
+        return new EvaluationResult(n == 0 ? 0 : lossSum / n, n == 0 ? 0 : (double)correct / n, confusion, n);
+    }
+
+    /// <summary>Mean loss over a regression set (targets [n, outputs]); no dropout.</summary>
+    public double EvaluateLoss(ReadOnlySpan<float> x, ReadOnlySpan<float> targets)
+    {
+        ThrowIfDisposed();
+        int inW = Spec.InputWidth, outW = Spec.OutputWidth;
+        int n = x.Length / inW;
+        if (x.Length != n * inW || targets.Length != n * outW)
+            throw new ArgumentException($"x has {x.Length} values and targets {targets.Length}; expected n x {inW} and n x {outW}.", nameof(targets));
+        double sum = 0;
+        float* grad = _acts + _plan.GradA.Offset;
+        for (int start = 0; start < n; start += Options.MaxBatch)
+        {
+            int batch = Math.Min(Options.MaxBatch, n - start);
+            x.Slice(start * inW, batch * inW).CopyTo(new Span<float>(_acts + _plan.Input.Offset, batch * inW));
+            for (int l = 0; l < Spec.Layers.Count; l++) Forward(l, batch, training: false, 0);
+            var o = new ReadOnlySpan<float>(_acts + _plan.Layers[^1].Output.Offset, batch * outW);
+            sum += batch * RegressionLosses.ForwardBackward(RegressionKind(Spec.Loss), o, targets.Slice(start * outW, batch * outW), new Span<float>(grad, batch * outW), Spec.HuberDelta);
+        }
+        return n == 0 ? 0 : sum / n;
+    }
+
+    /// <summary>A copy of layer <paramref name="layer"/>'s weights [units, inputs].</summary>
+    public float[] GetWeights(int layer) { ThrowIfDisposed(); return View(_params, _plan.Layers[layer].Weight).ToArray(); }
+    /// <summary>A copy of layer <paramref name="layer"/>'s bias [units].</summary>
+    public float[] GetBias(int layer) { ThrowIfDisposed(); return View(_params, _plan.Layers[layer].Bias).ToArray(); }
+
+    /// <summary>Overwrites layer <paramref name="layer"/>'s weights and bias (shapes must match the plan).</summary>
+    public void SetParameters(int layer, ReadOnlySpan<float> weights, ReadOnlySpan<float> bias)
+    {
+        ThrowIfDisposed();
+        var s = _plan.Layers[layer];
+        if (weights.Length != s.Weight.Length) throw new ArgumentException($"layer {layer}: weights has {weights.Length} values; [{s.Weight.Rows}, {s.Weight.Cols}] needs {s.Weight.Length}.", nameof(weights));
+        if (bias.Length != s.Bias.Length) throw new ArgumentException($"layer {layer}: bias has {bias.Length} values; [{s.Bias.Cols}] needs {s.Bias.Length}.", nameof(bias));
+        weights.CopyTo(View(_params, s.Weight));
+        bias.CopyTo(View(_params, s.Bias));
+    }
+
+    /// <summary>Length of the parameter section (all layers' W and b with alignment gaps) for <see cref="CopyParametersTo"/>.</summary>
+    public int ParameterSectionLength => checked((int)_plan.ParameterSection);
+
+    /// <summary>Copies every parameter (the whole parameter section) into <paramref name="destination"/>.</summary>
+    public void CopyParametersTo(Span<float> destination)
+    {
+        ThrowIfDisposed();
+        Section(0).CopyTo(destination);
+    }
+
+    /// <summary>Overwrites every parameter from a copy made by <see cref="CopyParametersTo"/>.</summary>
+    public void CopyParametersFrom(ReadOnlySpan<float> source)
+    {
+        ThrowIfDisposed();
+        if (source.Length != _plan.ParameterSection)
+            throw new ArgumentException($"source has {source.Length} values; the parameter section has {_plan.ParameterSection}.", nameof(source));
+        source.CopyTo(Section(0));
+    }
+
+    /// <summary>Frees the native blocks and the worker threads. Using the model afterwards throws <see cref="ObjectDisposedException"/>.</summary>
+    public void Dispose()
+    {
+        if (_disposed) return;
+        _disposed = true;
+        _ctx.Dispose();
+        NativeMemory.AlignedFree(_params);
+        NativeMemory.AlignedFree(_acts);
+        NativeMemory.AlignedFree(_labels);
+        _params = null;
+        _acts = null;
+        _labels = null;
+    }
+}

@@ -1,0 +1,49 @@
+// Everything about training that is not the layer stack: loss, optimizer, schedule, batch size,
+// seed, threads, backend, initialization. Part of the description a Plan is compiled from.
+using Backprop.Kernels.Cpu.Ops;
+using Backprop.Kernels.Cpu.Optim;
+
+namespace Backprop.Engine;
+
+/// <summary>Where the plan's kernels run.</summary>
+public enum Backend
+{
+    /// <summary>The project's fused kernels (default).</summary>
+    Cpu,
+    /// <summary>OpenBLAS GEMMs with the project's elementwise kernels between them (unfused reference).</summary>
+    Blas,
+}
+
+/// <summary>Training settings; defaults are a sensible classifier setup (Adam 1e-3, batch 128).</summary>
+public sealed record TrainingOptions
+{
+    /// <summary>The loss.</summary>
+    public LossKind Loss { get; init; } = LossKind.CrossEntropy;
+    /// <summary>Cross-entropy label smoothing.</summary>
+    public double LabelSmoothing { get; init; }
+    /// <summary>Huber δ.</summary>
+    public double HuberDelta { get; init; } = 1.0;
+    /// <summary>Optimizer and its hyper-parameters.</summary>
+    public OptimizerSettings Optimizer { get; init; } = new() { Kind = OptimizerKind.Adam, LearningRate = 1e-3 };
+    /// <summary>Learning-rate schedule, stepped once per optimizer step.</summary>
+    public LrSchedule Schedule { get; init; } = new();
+    /// <summary>Largest batch a step takes (buffers are sized for it; smaller batches need no new plan).</summary>
+    public int MaxBatch { get; init; } = 128;
+    /// <summary>Seed of initialization, dropout and shuffling.</summary>
+    public ulong Seed { get; init; } = 1;
+    /// <summary>Threads for the kernels.</summary>
+    public int Threads { get; init; } = Environment.ProcessorCount;
+    /// <summary>Kernel backend.</summary>
+    public Backend Backend { get; init; } = Backend.Cpu;
+    /// <summary>Weight initialization.</summary>
+    public InitScheme Init { get; init; } = InitScheme.HeUniform;
+
+    /// <summary>Throws with the offending value when a setting is out of range.</summary>
+    public void Validate()
+    {
+        if (MaxBatch < 1) throw new ArgumentOutOfRangeException(nameof(MaxBatch), MaxBatch, $"batch size must be at least 1; got {MaxBatch}.");
+        if (Threads < 1 || Threads > 1024) throw new ArgumentOutOfRangeException(nameof(Threads), Threads, $"threads must be in [1, 1024]; got {Threads}.");
+        Optimizer.Validate();
+        Schedule.Validate();
+    }
+}
