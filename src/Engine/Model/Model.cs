@@ -225,7 +225,11 @@ public sealed unsafe class Model : IDisposable
         double lr = Options.Schedule.At(opt.LearningRate, t - 1);
         var grads = Section(1);
         double scale = opt.ClipNorm > 0 ? Optimizer.GlobalNormScale(Optimizer.SumOfSquares<float>(grads, opt.ClipValue), opt.ClipNorm) : 1.0;
-        Optimizer.Update<float>(opt, new OptimizerStep(lr, t, scale), Section(0), grads, State(0), State(1), State(2));
+        float* sec = _params;
+        long len = _plan.ParameterSection;
+        int slots = _plan.StateSlots;
+        Optimizer.Update(_ctx, opt, new OptimizerStep(lr, t, scale), sec, sec + len,
+            slots > 0 ? sec + 2 * len : null, slots > 1 ? sec + 3 * len : null, slots > 2 ? sec + 4 * len : null, len);
     }
 
     /// <summary>Network outputs for <paramref name="x"/> ([n, input width]) into <paramref name="output"/> ([n, outputs]); no dropout; allocates nothing.</summary>

@@ -12,6 +12,9 @@
 //   Adagrad: g ← g + wd·p; clr = lr/(1 + (t−1)·lr_decay); s ← s + g²; p ← p − clr·g/(√s + ε)
 // These are torch.optim's single-tensor algorithms (see tests/golden/optimizers.json).
 using System.Numerics;
+using System.Runtime.Intrinsics;
+using Backprop.Kernels.Cpu.Gemm;
+using Backprop.Kernels.Threading;
 
 namespace Backprop.Kernels.Cpu.Optim;
 
@@ -53,6 +56,62 @@ public static class Optimizer
     /// <summary>Updates <paramref name="p"/> and the state in one pass (see the file header for the formulas).</summary>
     public static void Update<T>(OptimizerSettings s, in OptimizerStep step, Span<T> p, ReadOnlySpan<T> g, Span<T> state0, Span<T> state1, Span<T> state2)
         where T : unmanaged, IFloatingPointIeee754<T>
+        => UpdateCore(new Hyper(s), step, p, g, state0, state1, state2);
+
+    /// <summary>
+    /// As <see cref="Update{T}(OptimizerSettings, in OptimizerStep, Span{T}, ReadOnlySpan{T}, Span{T}, Span{T}, Span{T})"/> on
+    /// n elements at raw pointers, split over the threads of <paramref name="ctx"/> in ranges aligned to 64 elements (elementwise,
+    /// so the result does not depend on the split). State pointers the optimizer does not use may be null.
+    /// </summary>
+    public static unsafe void Update<T>(GemmContext ctx, OptimizerSettings s, in OptimizerStep step, T* p, T* g, T* state0, T* state1, T* state2, long n)
+        where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        var job = new UpdateJob<T> { H = new Hyper(s), Step = step, P = p, G = g, S0 = state0, S1 = state1, S2 = state2, N = n };
+        int parts = n < 16384 ? 1 : Math.Min(ctx.Threads, (int)(n / 8192));
+        ctx.Pool.Run(ref job, parts);
+    }
+
+    private unsafe struct UpdateJob<T> : IParallelJob where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        public Hyper H;
+        public OptimizerStep Step;
+        public T* P, G, S0, S1, S2;
+        public long N;
+
+        public void Execute(int part, int parts)
+        {
+            long chunks = (N + 63) / 64;
+            long a = Math.Min(N, chunks * part / parts * 64), b = Math.Min(N, chunks * (part + 1) / parts * 64);
+            int len = checked((int)(b - a));
+            if (len == 0) return;
+            int slots = H.StateSlots;
+            UpdateCore(H, Step, new Span<T>(P + a, len), new ReadOnlySpan<T>(G + a, len),
+                slots > 0 ? new Span<T>(S0 + a, len) : default, slots > 1 ? new Span<T>(S1 + a, len) : default, slots > 2 ? new Span<T>(S2 + a, len) : default);
+        }
+    }
+
+    /// <summary>The hyper-parameters as an unmanaged value (what a parallel job can carry).</summary>
+    private readonly struct Hyper(OptimizerSettings s)
+    {
+        public OptimizerKind Kind { get; } = s.Kind;
+        public double Momentum { get; } = s.Momentum;
+        public double Dampening { get; } = s.Dampening;
+        public bool Nesterov { get; } = s.Nesterov;
+        public double Beta1 { get; } = s.Beta1;
+        public double Beta2 { get; } = s.Beta2;
+        public double Eps { get; } = s.Eps;
+        public double WeightDecay { get; } = s.WeightDecay;
+        public bool Amsgrad { get; } = s.Amsgrad;
+        public double Alpha { get; } = s.Alpha;
+        public bool Centered { get; } = s.Centered;
+        public double LrDecay { get; } = s.LrDecay;
+        public double L1 { get; } = s.L1;
+        public double ClipValue { get; } = s.ClipValue;
+        public int StateSlots { get; } = s.StateSlots;
+    }
+
+    private static void UpdateCore<T>(in Hyper s, in OptimizerStep step, Span<T> p, ReadOnlySpan<T> g, Span<T> state0, Span<T> state1, Span<T> state2)
+        where T : unmanaged, IFloatingPointIeee754<T>
     {
         int n = p.Length;
         if (g.Length != n) throw new ArgumentException($"gradient has {g.Length} elements; parameters have {n}.", nameof(g));
@@ -74,7 +133,26 @@ public static class Optimizer
             {
                 T mu = T.CreateTruncating(s.Momentum), damp = T.One - T.CreateTruncating(s.Dampening);
                 bool first = step.Step == 1;
-                for (int i = 0; i < n; i++)
+                int i = 0;
+                if (CpuIsa.Active >= Isa.Avx512 && !clipOn && s.L1 == 0)
+                {
+                    var vlr = Vector512.Create(lr); var vwd = Vector512.Create(wd); var vmu = Vector512.Create(mu); var vdamp = Vector512.Create(damp); var vs = Vector512.Create(scale);
+                    for (; i + Vector512<T>.Count <= n; i += Vector512<T>.Count)
+                    {
+                        var pi = Vector512.Create(p.Slice(i, Vector512<T>.Count));
+                        var gi = Vector512.Create(g.Slice(i, Vector512<T>.Count));
+                        if (scaleOn) gi *= vs;
+                        gi += vwd * pi;
+                        if (slots > 0)
+                        {
+                            var buf = first ? gi : vmu * Vector512.Create(state0.Slice(i, Vector512<T>.Count)) + vdamp * gi;
+                            buf.CopyTo(state0.Slice(i));
+                            gi = s.Nesterov ? gi + vmu * buf : buf;
+                        }
+                        (pi - vlr * gi).CopyTo(p.Slice(i));
+                    }
+                }
+                for (; i < n; i++)
                 {
                     T gi = Prepare(g[i], p[i], clip, clipOn, scale, scaleOn, l1) + wd * p[i];
                     if (slots > 0)
@@ -98,7 +176,32 @@ public static class Optimizer
                 T sqrtBc2 = T.CreateTruncating(Math.Sqrt(bc2));
                 T eps = T.CreateTruncating(s.Eps);
                 T decay = T.One - lr * wd;
-                for (int i = 0; i < n; i++)
+                int i = 0;
+                if (CpuIsa.Active >= Isa.Avx512 && !clipOn && s.L1 == 0)
+                {
+                    int vc = Vector512<T>.Count;
+                    var vb1 = Vector512.Create(b1); var vb2 = Vector512.Create(b2); var vob1 = Vector512.Create(ob1); var vob2 = Vector512.Create(ob2);
+                    var vstep = Vector512.Create(stepSize); var vsq = Vector512.Create(sqrtBc2); var veps = Vector512.Create(eps);
+                    var vwd = Vector512.Create(wd); var vdecay = Vector512.Create(decay); var vs = Vector512.Create(scale);
+                    for (; i + vc <= n; i += vc)
+                    {
+                        var pi = Vector512.Create(p.Slice(i, vc));
+                        var gi = Vector512.Create(g.Slice(i, vc));
+                        if (scaleOn) gi *= vs;
+                        if (decoupled) pi *= vdecay; else gi += vwd * pi;
+                        var m = vb1 * Vector512.Create(state0.Slice(i, vc)) + vob1 * gi;
+                        var v = vb2 * Vector512.Create(state1.Slice(i, vc)) + vob2 * gi * gi;
+                        m.CopyTo(state0.Slice(i));
+                        v.CopyTo(state1.Slice(i));
+                        if (s.Amsgrad)
+                        {
+                            v = Vector512.Max(Vector512.Create(state2.Slice(i, vc)), v);
+                            v.CopyTo(state2.Slice(i));
+                        }
+                        (pi - vstep * m / (Vector512.Sqrt(v) / vsq + veps)).CopyTo(p.Slice(i));
+                    }
+                }
+                for (; i < n; i++)
                 {
                     T pi = p[i];
                     T gi = Prepare(g[i], pi, clip, clipOn, scale, scaleOn, l1);
