@@ -156,6 +156,20 @@ internal static class Commands
             return 0;
         });
         bench.Subcommands.Add(step);
+
+        var alloc = new Command("alloc", "Bytes allocated per training step after warm-up (calling thread and all threads); exit 1 if any.");
+        var aSteps = new Option<int>("--steps") { Description = "Steps to measure.", DefaultValueFactory = _ => 1000 };
+        var aThreads = new Option<int>("--threads") { Description = "Kernel threads.", DefaultValueFactory = _ => 2 };
+        alloc.Options.Add(aSteps);
+        alloc.Options.Add(aThreads);
+        alloc.SetAction(p =>
+        {
+            int n = p.GetValue(aSteps), t = p.GetValue(aThreads);
+            if (n < 1) throw new UsageException($"--steps must be at least 1; got {n}.");
+            if (t < 1 || t > 256) throw new UsageException($"--threads must be in [1, 256]; got {t}.");
+            return AllocBench.Run(n, t, stdout);
+        });
+        bench.Subcommands.Add(alloc);
         return bench;
     }
 
