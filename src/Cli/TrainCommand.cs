@@ -51,6 +51,7 @@ internal static class TrainCommand
         var normalize = Add("--normalize", "scale (x/255), standardize (train statistics) or none.", "scale");
         var validation = Add("--validation", "Fraction of the training set held out for validation.", 0.0);
         var patience = Add("--patience", "Early stopping patience in epochs (needs --validation).", 0);
+        var inputWidth = Add("--input-width", "Expected features per sample (checked against the data; 0 = take it from the data).", 0);
         var output = new Option<DirectoryInfo?>("--output") { Description = "Folder for metrics.csv, metrics.json, curves.png, confusion.csv and model.safetensors." };
         var cmd = new Command("train", "Train an MLP (Fashion-MNIST from the Debian package by default) and report test accuracy.");
         foreach (var opt in o.Values) cmd.Options.Add(opt);
@@ -98,7 +99,11 @@ internal static class TrainCommand
                 var other => throw new UsageException($"--normalize must be scale, standardize or none; got '{other}'."),
             };
             var fit = new FitOptions { Epochs = ep, ValidationFraction = p.GetValue(validation), Patience = p.GetValue(patience) };
+            int iw = p.GetValue(inputWidth);
+            if (iw < 0) throw new UsageException($"--input-width must be >= 0; got {iw}.");
             var (trainSet, testSet) = LoadIdx(p.GetValue(data)!);
+            if (iw > 0 && iw != trainSet.Width)
+                throw new UsageException($"the data has {trainSet.Width} features per sample but the first layer expects {iw} (--input-width).");
             int stepsPerEpoch = (int)Math.Ceiling(trainSet.Count * (1 - fit.ValidationFraction) / b);
             var sched = ParseSchedule(p.GetValue(schedule)!, p.GetValue(warmup), p.GetValue(stepSize), p.GetValue(gamma), ep * stepsPerEpoch);
             var options = new TrainingOptions
@@ -130,7 +135,7 @@ internal static class TrainCommand
                 net.Dense(h, act);
                 if (drop > 0) net.Dropout(drop);
             }
-            net.Dense(trainSet.Outputs);
+            net.Dense(Math.Max(2, Math.Max(trainSet.Outputs, testSet.Outputs)));
             using var model = net.Compile(options);
             var dir = p.GetValue(output);
             return TrainRunner.Run(model, trainSet, testSet, fit, dir, stdout);

@@ -72,8 +72,11 @@ public static class Idx
         return new IdxArray(path, dims, bytes.AsSpan(header).ToArray());
     }
 
-    /// <summary>Reads an image file and a label file and checks that they agree.</summary>
-    public static Dataset ReadPair(string imagesPath, string labelsPath, int classes = 10)
+    /// <summary>
+    /// Reads an image file and a label file and checks that they agree. With <paramref name="classes"/> given, labels
+    /// must be below it; otherwise the number of classes is the largest label + 1.
+    /// </summary>
+    public static Dataset ReadPair(string imagesPath, string labelsPath, int? classes = null)
     {
         var images = Read(imagesPath);
         var labels = Read(labelsPath);
@@ -84,15 +87,17 @@ public static class Idx
         if (images.Count != labels.Count)
             throw new InvalidDataException($"IDX files '{imagesPath}' and '{labelsPath}': expected as many labels as images; found {images.Count} images and {labels.Count} labels.");
         var y = new int[labels.Count];
+        int maxLabel = 0;
         for (int i = 0; i < y.Length; i++)
         {
             y[i] = labels.Data[i];
             if (y[i] >= classes)
                 throw new InvalidDataException($"IDX file '{labelsPath}': label {y[i]} of sample {i} is outside [0, {classes}).");
+            maxLabel = Math.Max(maxLabel, y[i]);
         }
         int width = images.ItemSize;
         var x = new float[(long)images.Count * width];
         for (long i = 0; i < x.Length; i++) x[i] = images.Data[i];
-        return new Dataset(x, y, null, width, classes);
+        return new Dataset(x, y, null, width, classes ?? maxLabel + 1);
     }
 }

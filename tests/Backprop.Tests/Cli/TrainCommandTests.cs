@@ -1,0 +1,120 @@
+// `backprop train` end to end on a small synthetic IDX dataset: the output folder, the closing line,
+// and bad input exiting with 2 and one message.
+using System.Text.Json;
+using Backprop.Cli;
+using Backprop.Tests.Data;
+using NUnit.Framework;
+
+namespace Backprop.Tests.Cli;
+
+[TestFixture]
+[NonParallelizable]
+public class TrainCommandTests
+{
+    private string _dir = "";
+
+    [OneTimeSetUp]
+    public void MakeData()
+    {
+        _dir = Path.Combine(Path.GetTempPath(), "backprop-train-" + Guid.NewGuid().ToString("N"));
+        Directory.CreateDirectory(_dir);
+        // 3 classes of 4x4 "images": class c lights up row c; noise elsewhere.
+        void Make(string prefix, int n, int seed)
+        {
+            var r = new Random(seed);
+            var px = new byte[n * 16];
+            var lab = new byte[n];
+            for (int i = 0; i < n; i++)
+            {
+                int c = i % 3;
+                lab[i] = (byte)c;
+                for (int j = 0; j < 16; j++) px[i * 16 + j] = (byte)(j / 4 == c ? 200 + r.Next(50) : r.Next(60));
+            }
+            File.WriteAllBytes(Path.Combine(_dir, $"{prefix}-images-idx3-ubyte"), IdxTests.Encode([n, 4, 4], px));
+            File.WriteAllBytes(Path.Combine(_dir, $"{prefix}-labels-idx1-ubyte"), IdxTests.Encode([n], lab));
+        }
+        Make("train", 600, 1);
+        Make("t10k", 150, 2);
+    }
+
+    [OneTimeTearDown]
+    public void Clean() => Directory.Delete(_dir, true);
+
+    private static (int Code, string Out, string Err) Run(params string[] args)
+    {
+        var o = new StringWriter();
+        var e = new StringWriter();
+        int code = Commands.Run(args, o, e);
+        return (code, o.ToString(), e.ToString());
+    }
+
+    [Test]
+    public void Train_WritesTheRunFolder_AndEndsWithTestAccuracy()
+    {
+        string outDir = Path.Combine(_dir, "run");
+        var (code, output, err) = Run("train", "--data", _dir, "--layers", "16", "--epochs", "3", "--batch", "32", "--threads", "1", "--lr", "0.01", "--output", outDir);
+        Assert.That(code, Is.EqualTo(0), output + err);
+        var lines = output.TrimEnd().Split('\n');
+        Assert.That(lines[^1], Does.Match(@"^test accuracy [01]\.\d{4}$"));
+        Assert.That(double.Parse(lines[^1].Split(' ')[^1], System.Globalization.CultureInfo.InvariantCulture), Is.GreaterThan(0.9));
+        Assert.That(output, Does.Contain("epoch 3/3: train loss").And.Contain("| epoch | train loss | test loss | test accuracy | seconds | samples/s |"));
+        using var json = JsonDocument.Parse(File.ReadAllText(Path.Combine(outDir, "metrics.json")));
+        Assert.That(json.RootElement.GetArrayLength(), Is.EqualTo(3));
+        foreach (var key in new[] { "train_loss", "test_loss", "test_accuracy", "seconds", "samples_per_second" })
+            Assert.That(json.RootElement[0].TryGetProperty(key, out _), Is.True, key);
+        Assert.That(File.ReadAllLines(Path.Combine(outDir, "metrics.csv")), Has.Length.EqualTo(4));
+        var png = File.ReadAllBytes(Path.Combine(outDir, "curves.png"));
+        Assert.That(png[..4], Is.EqualTo(new byte[] { 0x89, 0x50, 0x4E, 0x47 }), "a PNG file");
+        var conf = File.ReadAllLines(Path.Combine(outDir, "confusion.csv"));
+        Assert.That(conf, Has.Length.EqualTo(4));
+        Assert.That(conf[1..].Sum(l => l.Split(',').Skip(1).Sum(int.Parse)), Is.EqualTo(150));
+        var st = File.ReadAllBytes(Path.Combine(outDir, "model.safetensors"));
+        long headerLen = BitConverter.ToInt64(st, 0);
+        using var header = JsonDocument.Parse(st.AsMemory(8, (int)headerLen));
+        Assert.That(header.RootElement.GetProperty("0.weight").GetProperty("shape").EnumerateArray().Select(v => v.GetInt32()), Is.EqualTo(new[] { 16, 16 }));
+        Assert.That(header.RootElement.GetProperty("3.bias").GetProperty("dtype").GetString(), Is.EqualTo("F32"));
+        Assert.That(st.Length, Is.EqualTo(8 + headerLen + 4 * (16 * 16 + 16 + 3 * 16 + 3)));
+        Assert.That(Directory.GetFiles(outDir, "*.tmp"), Is.Empty, "no temporary files left");
+    }
+
+    [Test]
+    public void Train_IsReproducibleForASeed()
+    {
+        string Last(string output) => output.TrimEnd().Split('\n')[^1];
+        var a = Run("train", "--data", _dir, "--layers", "8", "--epochs", "2", "--batch", "16", "--threads", "2", "--dropout", "0.3", "--seed", "4");
+        var b = Run("train", "--data", _dir, "--layers", "8", "--epochs", "2", "--batch", "16", "--threads", "1", "--dropout", "0.3", "--seed", "4");
+        Assert.That(a.Out.Split('\n').Where(l => l.StartsWith("epoch")).Select(l => l.Split(", ")[..3]),
+            Is.EqualTo(b.Out.Split('\n').Where(l => l.StartsWith("epoch")).Select(l => l.Split(", ")[..3])));
+        Assert.That(Last(a.Out), Is.EqualTo(Last(b.Out)));
+    }
+
+    [TestCase(new[] { "train", "--no-such-flag" }, "--no-such-flag")]
+    [TestCase(new[] { "train", "--layers", "-5" }, "--layers must be comma-separated positive sizes")]
+    [TestCase(new[] { "train", "--batch", "-1" }, "--batch must be at least 1; got -1")]
+    [TestCase(new[] { "train", "--epochs", "0" }, "--epochs must be at least 1; got 0")]
+    [TestCase(new[] { "train", "--data", "/no/such/folder" }, "--data folder '/no/such/folder' does not exist")]
+    [TestCase(new[] { "train", "--optimizer", "lion" }, "--optimizer must be sgd, adam, adamw, rmsprop or adagrad; got 'lion'")]
+    [TestCase(new[] { "train", "--lr", "-0.1" }, "LearningRate must be a finite number >= 0; got -0.1")]
+    [TestCase(new[] { "train", "--backend", "gpu" }, "--backend must be cpu or blas; got 'gpu'")]
+    [TestCase(new[] { "train", "--schedule", "cyclic" }, "--schedule must be constant, step, exponential, cosine or linear; got 'cyclic'")]
+    [TestCase(new[] { "train", "--patience", "2" }, "early stopping (patience > 0) needs a validation split")]
+    [TestCase(new[] { "train", "--input-width", "784" }, "the data has 16 features per sample but the first layer expects 784")]
+    public void BadInput_ExitsWith2_AndOneMessage(string[] args, string expected)
+    {
+        var withData = args.Contains("--data") ? args : args.Concat(new[] { "--data", _dir }).ToArray();
+        var (code, _, err) = Run(withData);
+        Assert.That(code, Is.EqualTo(2), err);
+        Assert.That(err, Does.Contain(expected));
+        Assert.That(err.Trim().Split('\n'), Has.Length.EqualTo(1), "one line, no stack trace");
+    }
+
+    [Test]
+    public void MissingFiles_ExitWith2()
+    {
+        string empty = Path.Combine(_dir, "empty");
+        Directory.CreateDirectory(empty);
+        var (code, _, err) = Run("train", "--data", empty);
+        Assert.That(code, Is.EqualTo(2));
+        Assert.That(err, Does.Contain("has no train-images-idx3-ubyte[.gz]"));
+    }
+}

@@ -1,0 +1,114 @@
+// IDX loading: a valid file round-trips (raw and gzip), each corruption gives its message, and the
+// real Fashion-MNIST files from the Debian package load and train.
+using System.Buffers.Binary;
+using System.IO.Compression;
+using Backprop.Engine;
+using Backprop.Engine.Data;
+using Backprop.Engine.Training;
+using Backprop.Kernels.Cpu.Optim;
+using NUnit.Framework;
+
+namespace Backprop.Tests.Data;
+
+[TestFixture]
+public class IdxTests
+{
+    private string _dir = "";
+
+    [SetUp]
+    public void SetUp() => Directory.CreateDirectory(_dir = Path.Combine(Path.GetTempPath(), "backprop-idx-" + Guid.NewGuid().ToString("N")));
+
+    [TearDown]
+    public void TearDown() => Directory.Delete(_dir, true);
+
+    internal static byte[] Encode(int[] dims, byte[] data, byte type = 0x08)
+    {
+        var b = new byte[4 + 4 * dims.Length + data.Length];
+        b[2] = type;
+        b[3] = (byte)dims.Length;
+        for (int i = 0; i < dims.Length; i++) BinaryPrimitives.WriteInt32BigEndian(b.AsSpan(4 + 4 * i), dims[i]);
+        data.CopyTo(b, 4 + 4 * dims.Length);
+        return b;
+    }
+
+    private string Write(string name, byte[] bytes, bool gzip = false)
+    {
+        string path = Path.Combine(_dir, name);
+        if (gzip)
+        {
+            using var fs = File.Create(path);
+            using var gz = new GZipStream(fs, CompressionLevel.Fastest);
+            gz.Write(bytes);
+        }
+        else File.WriteAllBytes(path, bytes);
+        return path;
+    }
+
+    [TestCase(false)]
+    [TestCase(true)]
+    public void ValidFiles_RoundTrip(bool gzip)
+    {
+        var pixels = Enumerable.Range(0, 3 * 2 * 2).Select(i => (byte)(i * 20)).ToArray();
+        string img = Write("img", Encode([3, 2, 2], pixels), gzip);
+        string lab = Write("lab", Encode([3], [2, 0, 1]), gzip);
+        var d = Idx.ReadPair(img, lab, classes: 3);
+        Assert.That(d.Count, Is.EqualTo(3));
+        Assert.That(d.Width, Is.EqualTo(4));
+        Assert.That(d.Labels, Is.EqualTo(new[] { 2, 0, 1 }));
+        Assert.That(d.Features, Is.EqualTo(pixels.Select(p => (float)p).ToArray()));
+        d.Normalize(Normalization.Scale01);
+        Assert.That(d.Features[^1], Is.EqualTo(220f / 255f).Within(1e-6));
+    }
+
+    [Test]
+    public void Corruptions_NameTheFileAndTheProblem()
+    {
+        string Err(byte[] bytes)
+        {
+            string p = Write("bad-" + Guid.NewGuid().ToString("N"), bytes);
+            return Assert.Throws<InvalidDataException>(() => Idx.Read(p))!.Message;
+        }
+        var good = Encode([2, 3], new byte[6]);
+        var wrongMagic = (byte[])good.Clone();
+        wrongMagic[0] = 0x50;
+        Assert.That(Err(wrongMagic), Does.Contain("expected magic bytes 00 00").And.Contain("found 50 00").And.Contain("bad-"));
+        Assert.That(Err(Encode([2, 3], new byte[6], type: 0x0D)), Does.Contain("expected element type 0x08 (unsigned byte); found 0x0d"));
+        Assert.That(Err(good[..^1]), Does.Contain("dimensions [2, 3] need 6 data bytes after the 12-byte header; found 5"));
+        Assert.That(Err([.. good, 7]), Does.Contain("found 7"));
+        Assert.That(Err(good[..6]), Does.Contain("expected a 12-byte header for 2 dimensions; the file has 6 bytes"));
+        Assert.That(Err([0, 0]), Does.Contain("expected at least a 4-byte header; found 2 bytes"));
+
+        string img = Write("i", Encode([3, 2], new byte[6]));
+        string lab = Write("l", Encode([2], [1, 1]));
+        Assert.That(Assert.Throws<InvalidDataException>(() => Idx.ReadPair(img, lab))!.Message, Does.Contain("expected as many labels as images; found 3 images and 2 labels"));
+        string lab2 = Write("l2", Encode([3], [1, 12, 1]));
+        Assert.That(Assert.Throws<InvalidDataException>(() => Idx.ReadPair(img, lab2, classes: 10))!.Message, Does.Contain("label 12 of sample 1 is outside [0, 10)"));
+        Assert.That(Idx.ReadPair(img, lab2).Outputs, Is.EqualTo(13), "without a class count: largest label + 1");
+        string notGz = Write("broken.gz", [0x1f, 0x8b, 1, 2, 3]);
+        Assert.That(Assert.Throws<InvalidDataException>(() => Idx.Read(notGz))!.Message, Does.Contain("gzip stream is corrupt").Or.Contain("expected at least"));
+        Assert.That(Assert.Throws<FileNotFoundException>(() => Idx.Read(Path.Combine(_dir, "missing")))!.Message, Does.Contain("does not exist"));
+    }
+
+    public const string FashionDir = "/usr/share/datasets/fashion-mnist";
+
+    [Test]
+    public void FashionMnist_Loads_AndATwoLayerNetPasses080OnA6000SampleSubset()
+    {
+        // Deps installs the data, so on this project's machines its absence is a failure, not a skip.
+        Assert.That(Directory.Exists(FashionDir), Is.True, $"{FashionDir} is missing: run ./build.sh Deps (apt-get install dataset-fashion-mnist)");
+        var train = Idx.ReadPair(Path.Combine(FashionDir, "train-images-idx3-ubyte.gz"), Path.Combine(FashionDir, "train-labels-idx1-ubyte.gz"));
+        var test = Idx.ReadPair(Path.Combine(FashionDir, "t10k-images-idx3-ubyte.gz"), Path.Combine(FashionDir, "t10k-labels-idx1-ubyte.gz"));
+        Assert.That((train.Count, train.Width, test.Count), Is.EqualTo((60000, 784, 10000)));
+        var sub = train.Slice(0, 6000);
+        var testSub = test.Slice(0, 2000);
+        sub.Normalize(Normalization.Scale01);
+        testSub.Normalize(Normalization.Scale01);
+        using var model = new Sequential(784).Dense(128, "relu").Dense(10).Compile(new TrainingOptions
+        {
+            MaxBatch = 64, Threads = 2, Seed = 7, Optimizer = new OptimizerSettings { Kind = OptimizerKind.Adam, LearningRate = 2e-3 },
+        });
+        var fit = new Trainer(model).Fit(sub, testSub, new FitOptions { Epochs = 4 });
+        Assert.That(fit.Epochs[^1].TestAccuracy, Is.GreaterThan(0.80), string.Join(", ", fit.Epochs.Select(e => e.TestAccuracy)));
+        Assert.That(fit.Epochs[^1].TrainLoss, Is.LessThan(fit.Epochs[0].TrainLoss));
+    }
+}
