@@ -2,7 +2,8 @@
 //   Deps        install the Debian packages the project needs (as root), or print the command to run
 //   Build       Release build of the solution (warnings are errors in the libraries)
 //   Test        NUnit tests; TRX results in artifacts/test-results
-//   Bench       the main job for now: `backprop bench gemm`, report in artifacts/bench
+//   Train       the main job: `backprop train` on Fashion-MNIST, run folder in artifacts/train
+//   Bench       `backprop bench gemm`, `bench dense` and `bench step` reports in artifacts/bench
 //   BenchSuite  the BenchmarkDotNet suites in bench/
 var target = Argument("target", "Build");
 var configuration = Argument("configuration", "Release");
@@ -75,16 +76,28 @@ Task("Test")
     });
 });
 
+Task("Train")
+    .Description("The main job: train the default MLP on Fashion-MNIST (pass flags with --train-args='--epochs 5 ...').")
+    .IsDependentOn("Build")
+    .Does(() =>
+{
+    var outDir = artifacts.Combine("train");
+    var extra = Argument("train-args", "");
+    DotNetRun("src/Cli/Backprop.Cli.csproj", new ProcessArgumentBuilder()
+        .Append("train").Append("--output").AppendQuoted(outDir.FullPath).Append(extra),
+        new DotNetRunSettings { Configuration = configuration, NoBuild = true });
+});
+
 Task("Bench")
-    .Description("The GEMM report: ours vs OpenBLAS in the same run (artifacts/bench/gemm.md, gemm.json).")
+    .Description("Reports: GEMM vs OpenBLAS, fused dense kernels, training steps per backend (artifacts/bench).")
     .IsDependentOn("Build")
     .Does(() =>
 {
     var outDir = artifacts.Combine("bench");
-    var extra = Argument("bench-args", "");
-    DotNetRun("src/Cli/Backprop.Cli.csproj", new ProcessArgumentBuilder()
-        .Append("bench").Append("gemm").Append("--output").AppendQuoted(outDir.FullPath).Append(extra),
-        new DotNetRunSettings { Configuration = configuration, NoBuild = true });
+    foreach (var suite in new[] { "gemm", "dense", "step" })
+        DotNetRun("src/Cli/Backprop.Cli.csproj", new ProcessArgumentBuilder()
+            .Append("bench").Append(suite).Append("--output").AppendQuoted(outDir.FullPath),
+            new DotNetRunSettings { Configuration = configuration, NoBuild = true });
 });
 
 Task("BenchSuite")
