@@ -23,7 +23,9 @@ internal static class TrainCommand
             o[name] = opt;
             return opt;
         }
-        var data = Add("--data", "Folder with train-/t10k- images and labels in IDX format (gzip or raw).", DefaultData);
+        var data = Add("--data", "Folder with the data: IDX train-/t10k- files (gzip or raw), train.csv/test.csv, or train_x/train_y/test_x/test_y.npy.", DefaultData);
+        var format = Add("--format", "idx, csv or npy.", "idx");
+        var labelColumn = Add("--label-column", "CSV label column: a name or an index (-1 = last); default 'label' if present, else the last.", "");
         var layers = Add("--layers", "Hidden layer sizes, comma-separated (the input and output widths come from the data).", "512,256");
         var activation = Add("--activation", "Hidden activation: relu, leaky_relu[:slope], elu[:alpha], tanh, sigmoid, gelu, gelu_tanh, silu.", "relu");
         var dropout = Add("--dropout", "Dropout after each hidden layer.", 0.2);
@@ -101,7 +103,13 @@ internal static class TrainCommand
             var fit = new FitOptions { Epochs = ep, ValidationFraction = p.GetValue(validation), Patience = p.GetValue(patience) };
             int iw = p.GetValue(inputWidth);
             if (iw < 0) throw new UsageException($"--input-width must be >= 0; got {iw}.");
-            var (trainSet, testSet) = LoadIdx(p.GetValue(data)!);
+            var (trainSet, testSet) = p.GetValue(format)!.ToLowerInvariant() switch
+            {
+                "idx" => LoadIdx(p.GetValue(data)!),
+                "csv" => LoadOther(p.GetValue(data)!, "csv", p.GetValue(labelColumn)!),
+                "npy" => LoadOther(p.GetValue(data)!, "npy", ""),
+                var other => throw new UsageException($"--format must be idx, csv or npy; got '{other}'."),
+            };
             if (iw > 0 && iw != trainSet.Width)
                 throw new UsageException($"the data has {trainSet.Width} features per sample but the first layer expects {iw} (--input-width).");
             int stepsPerEpoch = (int)Math.Ceiling(trainSet.Count * (1 - fit.ValidationFraction) / b);
@@ -169,6 +177,26 @@ internal static class TrainCommand
             _ => throw new UsageException($"--schedule must be constant, step, exponential, cosine or linear; got '{name}'."),
         };
         return s with { WarmupSteps = warmup };
+    }
+
+    private static (Dataset Train, Dataset Test) LoadOther(string folder, string format, string labelColumn)
+    {
+        if (!Directory.Exists(folder)) throw new UsageException($"--data folder '{folder}' does not exist.");
+        string Need(string name)
+        {
+            var path = Path.Combine(folder, name);
+            return File.Exists(path) ? path : throw new UsageException($"--data folder '{folder}' has no {name} (--format {format}).");
+        }
+        try
+        {
+            var (train, test) = format == "csv"
+                ? (Csv.Read(Need("train.csv"), labelColumn), Csv.Read(Need("test.csv"), labelColumn))
+                : (Npy.ReadPair(Need("train_x.npy"), Need("train_y.npy")), Npy.ReadPair(Need("test_x.npy"), Need("test_y.npy")));
+            if (train.Width != test.Width)
+                throw new UsageException($"the training data has {train.Width} features and the test data {test.Width}; they must match.");
+            return (train, test);
+        }
+        catch (Exception e) when (e is InvalidDataException or ArgumentException) { throw new UsageException(e.Message.Split(" (Parameter")[0]); }
     }
 
     internal static (Dataset Train, Dataset Test) LoadIdx(string folder)

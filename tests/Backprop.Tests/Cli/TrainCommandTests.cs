@@ -109,6 +109,29 @@ public class TrainCommandTests
     }
 
     [Test]
+    public void Train_ReadsCsv()
+    {
+        string csvDir = Path.Combine(_dir, "csv");
+        Directory.CreateDirectory(csvDir);
+        var train = Backprop.Engine.Data.Idx.ReadPair(Path.Combine(_dir, "train-images-idx3-ubyte"), Path.Combine(_dir, "train-labels-idx1-ubyte"));
+        var test = Backprop.Engine.Data.Idx.ReadPair(Path.Combine(_dir, "t10k-images-idx3-ubyte"), Path.Combine(_dir, "t10k-labels-idx1-ubyte"));
+        void Csv(string name, Backprop.Engine.Data.Dataset d)
+        {
+            var lines = new List<string> { "label," + string.Join(",", Enumerable.Range(0, 16).Select(i => $"p{i}")) };
+            for (int i = 0; i < d.Count; i++) lines.Add(d.Labels![i] + "," + string.Join(",", d.Features.Skip(i * 16).Take(16)));
+            File.WriteAllLines(Path.Combine(csvDir, name), lines);
+        }
+        Csv("train.csv", train);
+        Csv("test.csv", test);
+        var (code, output, err) = Run("train", "--data", csvDir, "--format", "csv", "--layers", "16", "--epochs", "2", "--batch", "32", "--lr", "0.01");
+        Assert.That(code, Is.EqualTo(0), output + err);
+        Assert.That(output, Does.Contain("data: 600 training and 150 test samples of 16 features, 3 classes"));
+        var (code2, _, err2) = Run("train", "--data", csvDir, "--format", "npy");
+        Assert.That(code2, Is.EqualTo(2));
+        Assert.That(err2, Does.Contain("has no train_x.npy (--format npy)"));
+    }
+
+    [Test]
     public void MissingFiles_ExitWith2()
     {
         string empty = Path.Combine(_dir, "empty");

@@ -1,0 +1,63 @@
+// Trainer: seeded shuffling, early stopping on a validation split restoring the best epoch.
+using Backprop.Engine;
+using Backprop.Engine.Data;
+using Backprop.Engine.Training;
+using Backprop.Kernels.Cpu.Optim;
+using NUnit.Framework;
+
+namespace Backprop.Tests.Engine;
+
+[TestFixture]
+public class TrainerTests
+{
+    private static Dataset Noise(int n, int seed)
+    {
+        // Labels unrelated to features: a network can only memorize, so validation loss rises.
+        var x = TestData.Floats(n * 8, seed);
+        var y = Enumerable.Range(0, n).Select(i => (i * 7 + seed) % 3).ToArray();
+        return new Dataset(x, y, null, 8, 3);
+    }
+
+    [Test]
+    public void Permutation_DependsOnlyOnSeedAndStream()
+    {
+        var a = Trainer.Permutation(1000, 5, 1);
+        Assert.That(a.OrderBy(v => v), Is.EqualTo(Enumerable.Range(0, 1000)));
+        Assert.That(Trainer.Permutation(1000, 5, 1), Is.EqualTo(a));
+        Assert.That(Trainer.Permutation(1000, 5, 2), Is.Not.EqualTo(a));
+        Assert.That(Trainer.Permutation(1000, 6, 1), Is.Not.EqualTo(a));
+    }
+
+    [Test]
+    public void EarlyStopping_StopsAndRestoresTheBestEpoch()
+    {
+        using var m = new Sequential(8).Dense(128, "relu").Dense(3).Compile(new TrainingOptions
+        {
+            MaxBatch = 16, Threads = 1, Seed = 2, Optimizer = new OptimizerSettings { Kind = OptimizerKind.Adam, LearningRate = 1e-2 },
+        });
+        var data = Noise(400, 1);
+        var seen = new List<EpochMetrics>();
+        var fit = new Trainer(m).Fit(data, null, new FitOptions { Epochs = 60, ValidationFraction = 0.25, Patience = 3, OnEpoch = seen.Add });
+        Assert.That(fit.StoppedEarly, Is.True, string.Join(", ", fit.Epochs.Select(e => e.ValidationLoss)));
+        Assert.That(fit.Epochs.Count, Is.EqualTo(fit.BestEpoch + 3));
+        Assert.That(seen, Has.Count.EqualTo(fit.Epochs.Count));
+        double best = fit.Epochs.Min(e => e.ValidationLoss!.Value);
+        Assert.That(fit.Epochs[fit.BestEpoch - 1].ValidationLoss, Is.EqualTo(best));
+
+        // The model now holds the best epoch's parameters: its validation loss is the best one.
+        var order = Trainer.Permutation(400, 2, ulong.MaxValue);
+        var valX = order.Skip(300).SelectMany(i => data.Features.Skip(i * 8).Take(8)).ToArray();
+        var valY = order.Skip(300).Select(i => data.Labels![i]).ToArray();
+        Assert.That(m.Evaluate(valX, valY).Loss, Is.EqualTo(best).Within(1e-6));
+    }
+
+    [Test]
+    public void FitOptions_Errors()
+    {
+        Assert.That(Assert.Throws<ArgumentOutOfRangeException>(() => new FitOptions { Epochs = 0 }.Validate())!.Message, Does.Contain("epochs must be at least 1; got 0"));
+        Assert.That(Assert.Throws<ArgumentException>(() => new FitOptions { Patience = 2 }.Validate())!.Message, Does.Contain("needs a validation split"));
+        using var m = new Sequential(5).Dense(3).Compile(new TrainingOptions { Threads = 1 });
+        Assert.That(Assert.Throws<ArgumentException>(() => new Trainer(m).Fit(Noise(10, 1), null, new FitOptions()))!.Message,
+            Does.Contain("the training data has 8 features per sample; the first layer expects 5"));
+    }
+}
