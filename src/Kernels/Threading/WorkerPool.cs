@@ -24,7 +24,7 @@ public interface IParallelJob
 /// </summary>
 public sealed unsafe class WorkerPool : IDisposable
 {
-    private const int SpinIterations = 20_000;
+    private const int SpinIterations = 2_000;
 
     private readonly Thread[] _workers;
     private readonly object _sleepLock = new();
@@ -135,7 +135,7 @@ public sealed unsafe class WorkerPool : IDisposable
         {
             long gen = Volatile.Read(ref _generation);
             if (gen != seen || _disposed) return gen;
-            Thread.SpinWait(8);
+            Thread.SpinWait(4);
         }
         lock (_sleepLock)
         {
