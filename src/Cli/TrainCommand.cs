@@ -3,6 +3,7 @@
 using System.CommandLine;
 using System.Globalization;
 using Backprop.Engine;
+using Backprop.Engine.Checkpoints;
 using Backprop.Engine.Data;
 using Backprop.Engine.Training;
 using Backprop.Kernels.Cpu.Ops;
@@ -53,11 +54,15 @@ internal static class TrainCommand
         var normalize = Add("--normalize", "scale (x/255), standardize (train statistics) or none.", "scale");
         var validation = Add("--validation", "Fraction of the training set held out for validation.", 0.0);
         var patience = Add("--patience", "Early stopping patience in epochs (needs --validation).", 0);
+        var checkpointEvery = Add("--checkpoint-every", "Save OUTPUT/checkpoint.safetensors every N steps (0 = never).", 0L);
+        var stopAfter = Add("--stop-after-steps", "Stop after N optimizer steps in all, saving a checkpoint (0 = run every epoch).", 0L);
+        var resume = new Option<DirectoryInfo?>("--resume") { Description = "Continue the run whose DIR/checkpoint.safetensors was saved (architecture and options come from it)." };
         var inputWidth = Add("--input-width", "Expected features per sample (checked against the data; 0 = take it from the data).", 0);
         var output = new Option<DirectoryInfo?>("--output") { Description = "Folder for metrics.csv, metrics.json, curves.png, confusion.csv and model.safetensors." };
         var cmd = new Command("train", "Train an MLP (Fashion-MNIST from the Debian package by default) and report test accuracy.");
         foreach (var opt in o.Values) cmd.Options.Add(opt);
         cmd.Options.Add(output);
+        cmd.Options.Add(resume);
         cmd.SetAction(p =>
         {
             var hidden = ParseSizes(p.GetValue(layers)!);
@@ -100,7 +105,11 @@ internal static class TrainCommand
                 "scale" => Normalization.Scale01, "standardize" => Normalization.Standardize, "none" => Normalization.None,
                 var other => throw new UsageException($"--normalize must be scale, standardize or none; got '{other}'."),
             };
-            var fit = new FitOptions { Epochs = ep, ValidationFraction = p.GetValue(validation), Patience = p.GetValue(patience) };
+            var resumeDir = p.GetValue(resume);
+            var dir = p.GetValue(output) ?? resumeDir;
+            long every = p.GetValue(checkpointEvery), stop = p.GetValue(stopAfter);
+            if ((every != 0 || stop != 0) && dir is null) throw new UsageException("--checkpoint-every and --stop-after-steps need --output DIR (where the checkpoint goes).");
+            var fit = new FitOptions { Epochs = ep, ValidationFraction = p.GetValue(validation), Patience = p.GetValue(patience), CheckpointEvery = every, StopAfterSteps = stop };
             int iw = p.GetValue(inputWidth);
             if (iw < 0) throw new UsageException($"--input-width must be >= 0; got {iw}.");
             var (trainSet, testSet) = p.GetValue(format)!.ToLowerInvariant() switch
@@ -137,16 +146,44 @@ internal static class TrainCommand
                 trainSet.Normalize(norm);
                 testSet.Normalize(norm);
             }
-            var net = new Sequential(trainSet.Width);
-            foreach (int h in hidden)
+            Model model;
+            if (resumeDir is not null)
             {
-                net.Dense(h, act);
-                if (drop > 0) net.Dropout(drop);
+                string ckpt = Path.Combine(resumeDir.FullName, "checkpoint.safetensors");
+                try
+                {
+                    var info = Checkpoint.ReadInfo(ckpt);
+                    if (info.Spec.InputWidth != trainSet.Width)
+                        throw new UsageException($"the checkpoint's model takes {info.Spec.InputWidth} features but the data has {trainSet.Width}.");
+                    model = new Model(info.Spec, info.Options with { Threads = th });
+                    try { Checkpoint.LoadTraining(model, ckpt); }
+                    catch { model.Dispose(); throw; }
+                    fit = fit with { Start = info.Position };
+                    stdout.WriteLine($"resuming {ckpt} at step {info.Step} (epoch {info.Position.Epoch}, batch {info.Position.NextBatch})");
+                }
+                catch (Exception e) when (e is FileNotFoundException or InvalidDataException) { throw new UsageException(e.Message); }
             }
-            net.Dense(Math.Max(2, Math.Max(trainSet.Outputs, testSet.Outputs)));
-            using var model = net.Compile(options);
-            var dir = p.GetValue(output);
-            return TrainRunner.Run(model, trainSet, testSet, fit, dir, stdout);
+            else
+            {
+                var net = new Sequential(trainSet.Width);
+                foreach (int h in hidden)
+                {
+                    net.Dense(h, act);
+                    if (drop > 0) net.Dropout(drop);
+                }
+                net.Dense(Math.Max(2, Math.Max(trainSet.Outputs, testSet.Outputs)));
+                model = net.Compile(options);
+            }
+            using (model)
+            {
+                if (dir is not null)
+                {
+                    Directory.CreateDirectory(dir.FullName);
+                    string path = Path.Combine(dir.FullName, "checkpoint.safetensors");
+                    fit = fit with { OnCheckpoint = pos => Checkpoint.SaveTraining(model, path, pos) };
+                }
+                return TrainRunner.Run(model, trainSet, testSet, fit, dir, stdout);
+            }
         });
         return cmd;
     }

@@ -55,6 +55,7 @@ internal static class TrainRunner
         }
         PrintTable(result.Epochs, stdout, interactive);
         var final = model.Evaluate(test.Features, test.Labels!);
+        if (result.StoppedAtStepLimit) stdout.WriteLine($"stopped at step {model.StepCount} (--stop-after-steps); continue with --resume");
         if (result.StoppedEarly) stdout.WriteLine($"stopped early after epoch {result.Epochs.Count}; kept the parameters of epoch {result.BestEpoch}");
         if (output is not null)
         {
@@ -110,15 +111,6 @@ internal static class TrainRunner
         for (int i = 0; i < C; i++) conf.AppendLine(i + "," + string.Join(",", Enumerable.Range(0, C).Select(j => final.Confusion[i, j])));
         File.WriteAllText(Path.Combine(dir.FullName, "confusion.csv"), conf.ToString());
         Curves.Write(Path.Combine(dir.FullName, "curves.png"), result.Epochs);
-        var meta = new Dictionary<string, string>
-        {
-            ["format"] = "backprop-mlp", ["spec"] = JsonSerializer.Serialize(new
-            {
-                input = model.Spec.InputWidth,
-                layers = model.Spec.Layers.Select(l => new { units = l.Units, activation = l.Activation.ToString(), dropout = l.Dropout }),
-                loss = model.Spec.Loss.ToString(),
-            }),
-        };
-        SafeTensorsWriter.Write(Path.Combine(dir.FullName, "model.safetensors"), SafeTensorsWriter.StateDict(model), meta);
+        Checkpoint.SaveWeights(model, Path.Combine(dir.FullName, "model.safetensors"));
     }
 }

@@ -7,26 +7,12 @@
 using System.Buffers.Binary;
 using System.Text;
 using System.Text.Json;
-using Backprop.Engine.Gradcheck;
 
 namespace Backprop.Engine.Checkpoints;
 
 /// <summary>Saves parameters in the safetensors format.</summary>
 public static class SafeTensorsWriter
 {
-    /// <summary>The state_dict names and tensors of <paramref name="model"/>, in layer order.</summary>
-    public static IReadOnlyList<(string Name, int[] Shape, float[] Data)> StateDict(Model model)
-    {
-        var list = new List<(string, int[], float[])>();
-        for (int l = 0; l < model.Spec.Layers.Count; l++)
-        {
-            int idx = NetworkGradcheck.StateDictIndex(model.Spec, l);
-            list.Add(($"{idx}.weight", [model.Spec.Layers[l].Units, model.Spec.Width(l)], model.GetWeights(l)));
-            list.Add(($"{idx}.bias", [model.Spec.Layers[l].Units], model.GetBias(l)));
-        }
-        return list;
-    }
-
     /// <summary>Writes <paramref name="tensors"/> to <paramref name="path"/> atomically, with string metadata.</summary>
     public static void Write(string path, IReadOnlyList<(string Name, int[] Shape, float[] Data)> tensors, IReadOnlyDictionary<string, string>? metadata = null)
     {

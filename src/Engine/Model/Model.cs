@@ -317,6 +317,25 @@ public sealed unsafe class Model : IDisposable
         bias.CopyTo(View(_params, s.Bias));
     }
 
+    /// <summary>A view of a parameter tensor in the parameter block (for checkpoints).</summary>
+    internal Span<float> ParameterView(Slot slot) { ThrowIfDisposed(); return View(_params, slot); }
+
+    /// <summary>A view of optimizer state slot <paramref name="k"/> for the tensor at <paramref name="slot"/>.</summary>
+    internal Span<float> StateView(int k, Slot slot)
+    {
+        ThrowIfDisposed();
+        if (k >= _plan.StateSlots) throw new ArgumentOutOfRangeException(nameof(k), k, $"the optimizer has {_plan.StateSlots} state slot(s).");
+        return new Span<float>(_params + (2 + k) * _plan.ParameterSection + slot.Offset, checked((int)slot.Length));
+    }
+
+    /// <summary>Sets the optimizer step count (the schedule position and the dropout stream follow it), for checkpoints.</summary>
+    internal void RestoreStepCount(long step)
+    {
+        ThrowIfDisposed();
+        if (step < 0) throw new ArgumentOutOfRangeException(nameof(step), step, $"step count must be >= 0; got {step}.");
+        _step = step;
+    }
+
     /// <summary>Length of the parameter section (all layers' W and b with alignment gaps) for <see cref="CopyParametersTo"/>.</summary>
     public int ParameterSectionLength => checked((int)_plan.ParameterSection);
 

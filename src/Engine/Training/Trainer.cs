@@ -4,6 +4,7 @@
 // stopping watches the loss on a validation split held out from the training set and restores the
 // best parameters when it stops.
 using System.Diagnostics;
+using Backprop.Engine.Checkpoints;
 using Backprop.Engine.Data;
 using Backprop.Kernels.Cpu.Rng;
 
@@ -26,6 +27,14 @@ public sealed record FitOptions
     public Action<int, int, int>? OnBatch { get; init; }
     /// <summary>Called after every epoch.</summary>
     public Action<EpochMetrics>? OnEpoch { get; init; }
+    /// <summary>Where to start (a resumed run): the epoch and the next batch in it.</summary>
+    public TrainingPosition Start { get; init; } = new(1, 0);
+    /// <summary>Stop after the model has taken this many optimizer steps in all (0 = run every epoch).</summary>
+    public long StopAfterSteps { get; init; }
+    /// <summary>Call <see cref="OnCheckpoint"/> every this many steps (0 = never), and when stopping after steps.</summary>
+    public long CheckpointEvery { get; init; }
+    /// <summary>Receives the position to save (the batch to run next) at checkpoint time.</summary>
+    public Action<TrainingPosition>? OnCheckpoint { get; init; }
 
     /// <summary>Throws with the offending value when a setting is out of range.</summary>
     public void Validate()
@@ -34,11 +43,14 @@ public sealed record FitOptions
         if (!(ValidationFraction >= 0 && ValidationFraction < 1)) throw new ArgumentOutOfRangeException(nameof(ValidationFraction), ValidationFraction, $"validation fraction must be in [0, 1); got {ValidationFraction}.");
         if (Patience < 0) throw new ArgumentOutOfRangeException(nameof(Patience), Patience, $"patience must be >= 0; got {Patience}.");
         if (Patience > 0 && ValidationFraction == 0) throw new ArgumentException("early stopping (patience > 0) needs a validation split (validation fraction > 0).");
+        if (StopAfterSteps < 0) throw new ArgumentOutOfRangeException(nameof(StopAfterSteps), StopAfterSteps, $"stop-after-steps must be >= 0; got {StopAfterSteps}.");
+        if (CheckpointEvery < 0) throw new ArgumentOutOfRangeException(nameof(CheckpointEvery), CheckpointEvery, $"checkpoint interval must be >= 0; got {CheckpointEvery}.");
+        if (Start.Epoch < 1 || Start.NextBatch < 0) throw new ArgumentOutOfRangeException(nameof(Start), Start, $"start position must have epoch >= 1 and batch >= 0; got {Start}.");
     }
 }
 
-/// <summary>The result of <see cref="Trainer.Fit"/>.</summary>
-public sealed record FitResult(IReadOnlyList<EpochMetrics> Epochs, bool StoppedEarly, int BestEpoch);
+/// <summary>The result of <see cref="Trainer.Fit"/>: the epochs run, whether early stopping ended it, the best epoch, and whether the step limit did.</summary>
+public sealed record FitResult(IReadOnlyList<EpochMetrics> Epochs, bool StoppedEarly, int BestEpoch, bool StoppedAtStepLimit = false);
 
 /// <summary>Trains a classification or regression model epoch by epoch.</summary>
 public sealed class Trainer(Model model)
@@ -81,13 +93,15 @@ public sealed class Trainer(Model model)
         float[]? best = null;
         bool stopped = false;
         int batches = (n + maxBatch - 1) / maxBatch;
-        for (int epoch = 1; epoch <= options.Epochs; epoch++)
+        bool stepLimit = false;
+        for (int epoch = options.Start.Epoch; epoch <= options.Epochs && !stepLimit; epoch++)
         {
             PermutationInto(perm, Model.Options.Seed, (ulong)epoch);
             double lr = Model.CurrentLearningRate;
             var sw = Stopwatch.StartNew();
             double lossSum = 0;
-            for (int bi = 0; bi < batches; bi++)
+            int firstBatch = epoch == options.Start.Epoch ? options.Start.NextBatch : 0, samples = 0;
+            for (int bi = firstBatch; bi < batches; bi++)
             {
                 int start = bi * maxBatch, b = Math.Min(maxBatch, n - start);
                 for (int r = 0; r < b; r++)
@@ -101,13 +115,20 @@ public sealed class Trainer(Model model)
                     ? Model.Step(batchX.AsSpan(0, b * width), batchL.AsSpan(0, b))
                     : Model.Step(batchX.AsSpan(0, b * width), batchT.AsSpan(0, b * outW));
                 lossSum += loss * b;
+                samples += b;
                 options.OnBatch?.Invoke(epoch, bi + 1, batches);
+                var next = bi + 1 < batches ? new TrainingPosition(epoch, bi + 1) : new TrainingPosition(epoch + 1, 0);
+                stepLimit = options.StopAfterSteps > 0 && Model.StepCount >= options.StopAfterSteps;
+                if (options.OnCheckpoint is not null && (stepLimit || options.CheckpointEvery > 0 && Model.StepCount % options.CheckpointEvery == 0))
+                    options.OnCheckpoint(next);
+                if (stepLimit) break;
             }
             sw.Stop();
+            if (samples == 0) continue;
             double seconds = sw.Elapsed.TotalSeconds;
             (double? testLoss, double? testAcc) = Score(test);
             (double? valLoss, double? valAcc) = options.ValidationFraction > 0 ? Score(validation) : (null, null);
-            var m = new EpochMetrics(epoch, lossSum / n, testLoss, testAcc, valLoss, valAcc, seconds, n / seconds, lr);
+            var m = new EpochMetrics(epoch, lossSum / samples, testLoss, testAcc, valLoss, valAcc, seconds, samples / seconds, lr);
             epochs.Add(m);
             options.OnEpoch?.Invoke(m);
             if (valLoss is double v)
@@ -128,7 +149,7 @@ public sealed class Trainer(Model model)
                 }
             }
         }
-        return new FitResult(epochs, stopped, bestEpoch == 0 ? epochs.Count : bestEpoch);
+        return new FitResult(epochs, stopped, bestEpoch == 0 ? epochs.Count : bestEpoch, stepLimit);
     }
 
     private (double?, double?) Score(Dataset? d)
