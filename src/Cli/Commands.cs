@@ -24,6 +24,7 @@ internal static class Commands
         root.Subcommands.Add(InfoCommand(stdout));
         root.Subcommands.Add(GradcheckCommand.Create(stdout));
         root.Subcommands.Add(TrainCommand.Create(stdout));
+        root.Subcommands.Add(ExportCommand.Create(stdout));
         var parse = root.Parse(args);
         if (parse.Errors.Count > 0)
         {

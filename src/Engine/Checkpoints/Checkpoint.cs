@@ -102,6 +102,19 @@ public static class Checkpoint
         }
     }
 
+    /// <summary>The model description stored in a weights file or training checkpoint written by backprop.</summary>
+    public static ModelSpec ReadSpec(string path)
+    {
+        var f = SafeTensorsFile.Read(path);
+        if (!f.Metadata.TryGetValue("spec", out var json))
+            throw new InvalidDataException($"safetensors file '{path}' has no model description (__metadata__ 'spec'); it was not written by backprop.");
+        try
+        {
+            return JsonSerializer.Deserialize<ModelSpec>(json, Json) ?? throw new InvalidDataException($"safetensors file '{path}': empty model description.");
+        }
+        catch (JsonException e) { throw new InvalidDataException($"safetensors file '{path}': the model description is damaged ({e.Message}).", e); }
+    }
+
     /// <summary>Loads weights (a weights file or a training checkpoint) into <paramref name="model"/>; validates everything first.</summary>
     public static void LoadWeights(Model model, string path)
     {

@@ -1,0 +1,145 @@
+// ONNX export of a trained network for inference: opset 17, IR version 8, input "input"
+// [batch, in] and output "output" [batch, out] with a dynamic batch dimension. Each Dense layer is a
+// Gemm (transB = 1, so W stays [out, in] as stored); activations map to ONNX operators: Relu,
+// LeakyRelu(alpha), Elu(alpha), Tanh, Sigmoid; those opset 17 has no operator for are written as
+// their defining formulas, exactly: GELU = 0.5·x·(1 + Erf(x/√2)), GELU-tanh =
+// 0.5·x·(1 + Tanh(√(2/π)·(x + 0.044715·x³))), SiLU = x·Sigmoid(x). Softmax over the classes is optional.
+// Field numbers follow onnx.proto (ModelProto, GraphProto, NodeProto, TensorProto, ValueInfoProto).
+using Backprop.Kernels.Cpu.Ops;
+
+namespace Backprop.Engine.Export;
+
+/// <summary>Writes a model as an ONNX file.</summary>
+public static class OnnxExporter
+{
+    private const int Float = 1;      // TensorProto.DataType.FLOAT
+    private const int AttrFloat = 1, AttrInt = 2;
+
+    /// <summary>Writes <paramref name="model"/> to <paramref name="path"/>; with <paramref name="softmax"/> the output is class probabilities.</summary>
+    public static void Export(Model model, string path, bool softmax = false)
+    {
+        var bytes = Build(model, softmax);
+        string dir = Path.GetDirectoryName(Path.GetFullPath(path))!;
+        string tmp = Path.Combine(dir, $".{Path.GetFileName(path)}.{Environment.ProcessId}.tmp");
+        File.WriteAllBytes(tmp, bytes);
+        File.Move(tmp, path, overwrite: true);
+    }
+
+    /// <summary>The ONNX ModelProto bytes.</summary>
+    public static byte[] Build(Model model, bool softmax = false)
+    {
+        var spec = model.Spec;
+        var graph = new Protobuf().String(2, "backprop_mlp");
+        var nodes = new List<Protobuf>();
+        var inits = new List<Protobuf>();
+        int counter = 0;
+        string Fresh(string stem) => $"{stem}_{counter++}";
+        string Const(float v)
+        {
+            string name = Fresh("const");
+            inits.Add(Tensor(name, [], [v]));
+            return name;
+        }
+        void Node(string op, string[] inputs, string output, params Protobuf[] attrs)
+        {
+            var n = new Protobuf();
+            foreach (var i in inputs) n.String(1, i);
+            n.String(2, output).String(3, Fresh(op.ToLowerInvariant())).String(4, op);
+            foreach (var a in attrs) n.Message(5, a);
+            nodes.Add(n);
+        }
+
+        string x = "input";
+        int L = spec.Layers.Count;
+        for (int l = 0; l < L; l++)
+        {
+            var s = spec.Layers[l];
+            int idx = Gradcheck.NetworkGradcheck.StateDictIndex(spec, l);
+            inits.Add(Tensor($"{idx}.weight", [s.Units, spec.Width(l)], model.GetWeights(l)));
+            inits.Add(Tensor($"{idx}.bias", [s.Units], model.GetBias(l)));
+            bool last = l == L - 1;
+            string z = last && s.Activation.Kind == ActivationKind.Identity && !softmax ? "output" : Fresh("z");
+            Node("Gemm", [x, $"{idx}.weight", $"{idx}.bias"], z, AttrI("transB", 1));
+            string y = last && !softmax ? "output" : Fresh("h");
+            switch (s.Activation.Kind)
+            {
+                case ActivationKind.Identity: y = z; break;
+                case ActivationKind.ReLU: Node("Relu", [z], y); break;
+                case ActivationKind.LeakyReLU: Node("LeakyRelu", [z], y, AttrF("alpha", (float)s.Activation.EffectiveParameter)); break;
+                case ActivationKind.ELU: Node("Elu", [z], y, AttrF("alpha", (float)s.Activation.EffectiveParameter)); break;
+                case ActivationKind.Tanh: Node("Tanh", [z], y); break;
+                case ActivationKind.Sigmoid: Node("Sigmoid", [z], y); break;
+                case ActivationKind.SiLU:
+                {
+                    string sg = Fresh("sig");
+                    Node("Sigmoid", [z], sg);
+                    Node("Mul", [z, sg], y);
+                    break;
+                }
+                case ActivationKind.GELU:
+                {
+                    string a = Fresh("t"), e = Fresh("t"), p = Fresh("t"), h = Fresh("t");
+                    Node("Div", [z, Const(MathF.Sqrt(2f))], a);
+                    Node("Erf", [a], e);
+                    Node("Add", [e, Const(1f)], p);
+                    Node("Mul", [z, p], h);
+                    Node("Mul", [h, Const(0.5f)], y);
+                    break;
+                }
+                case ActivationKind.GELUTanh:
+                {
+                    string x2 = Fresh("t"), x3 = Fresh("t"), c = Fresh("t"), sum = Fresh("t"), u = Fresh("t"), t = Fresh("t"), p = Fresh("t"), h = Fresh("t");
+                    Node("Mul", [z, z], x2);
+                    Node("Mul", [x2, z], x3);
+                    Node("Mul", [x3, Const(0.044715f)], c);
+                    Node("Add", [z, c], sum);
+                    Node("Mul", [sum, Const(MathF.Sqrt(2f / MathF.PI))], u);
+                    Node("Tanh", [u], t);
+                    Node("Add", [t, Const(1f)], p);
+                    Node("Mul", [z, p], h);
+                    Node("Mul", [h, Const(0.5f)], y);
+                    break;
+                }
+                default:
+                    throw new NotSupportedException($"layer {l}: activation {s.Activation} has no ONNX export.");
+            }
+            x = y;
+        }
+        if (softmax) Node("Softmax", [x], "output", AttrI("axis", 1));
+        else if (x != "output") Node("Identity", [x], "output");
+
+        foreach (var n in nodes) graph.Message(1, n);
+        foreach (var t in inits) graph.Message(5, t);
+        graph.Message(11, ValueInfo("input", spec.InputWidth));
+        graph.Message(12, ValueInfo("output", spec.OutputWidth));
+        return new Protobuf()
+            .Int(1, 8)                                   // ir_version
+            .String(2, "backprop")                       // producer_name
+            .String(3, typeof(OnnxExporter).Assembly.GetName().Version?.ToString() ?? "0")
+            .Message(7, graph)
+            .Message(8, new Protobuf().String(1, "").Int(2, 17)) // opset_import: default domain, 17
+            .ToArray();
+    }
+
+    private static Protobuf AttrI(string name, long v) => new Protobuf().String(1, name).Int(3, v).Int(20, AttrInt);
+    private static Protobuf AttrF(string name, float v) => new Protobuf().String(1, name).Float(2, v).Int(20, AttrFloat);
+
+    private static Protobuf Tensor(string name, int[] dims, float[] data)
+    {
+        var t = new Protobuf();
+        foreach (var d in dims) t.Int(1, d);
+        t.Int(2, Float).String(8, name);
+        var raw = new byte[data.Length * 4];
+        for (int i = 0; i < data.Length; i++) System.Buffers.Binary.BinaryPrimitives.WriteSingleLittleEndian(raw.AsSpan(4 * i), data[i]);
+        return t.Bytes(9, raw);
+    }
+
+    private static Protobuf ValueInfo(string name, int width)
+    {
+        var shape = new Protobuf()
+            .Message(1, new Protobuf().String(2, "batch"))      // dim_param: dynamic batch
+            .Message(1, new Protobuf().Int(1, width));           // dim_value
+        var tensorType = new Protobuf().Int(1, Float).Message(2, shape);
+        return new Protobuf().String(1, name).Message(2, new Protobuf().Message(1, tensorType));
+    }
+}
