@@ -171,6 +171,30 @@ internal static class Commands
             return AllocBench.Run(n, t, stdout);
         });
         bench.Subcommands.Add(alloc);
+
+        var predict = new Command("predict", "Predict latency at batch 1, 16 and 256 (median and p99).");
+        var pThreads = new Option<int>("--threads") { Description = "Kernel threads.", DefaultValueFactory = _ => 1 };
+        var pSeconds = new Option<double>("--seconds") { Description = "Time per batch size.", DefaultValueFactory = _ => 1.0 };
+        var pOutput = new Option<DirectoryInfo?>("--output") { Description = "Folder for predict.md." };
+        foreach (var o in new Option[] { pThreads, pSeconds, pOutput }) predict.Options.Add(o);
+        predict.SetAction(p =>
+        {
+            int t = p.GetValue(pThreads);
+            double s = p.GetValue(pSeconds);
+            if (t < 1 || t > 256) throw new UsageException($"--threads must be in [1, 256]; got {t}.");
+            if (!(s > 0)) throw new UsageException($"--seconds must be positive; got {s.ToString(CultureInfo.InvariantCulture)}.");
+            string md = PredictBench.Run(t, s, stdout);
+            stdout.WriteLine();
+            stdout.Write(md);
+            var dir = p.GetValue(pOutput);
+            if (dir is not null)
+            {
+                Directory.CreateDirectory(dir.FullName);
+                File.WriteAllText(Path.Combine(dir.FullName, "predict.md"), md);
+            }
+            return 0;
+        });
+        bench.Subcommands.Add(predict);
         return bench;
     }
 

@@ -19,7 +19,13 @@ internal static class AllocBench
         var xSmall = x.AsSpan(0, 7 * 64).ToArray();
         var ySmall = y.AsSpan(0, 7).ToArray();
         var output = new float[7 * 10];
-        for (int i = 0; i < 100; i++) { m.Step(x, y); m.Step(xSmall, ySmall); m.Predict(xSmall, output); }
+        var one = x.AsSpan(0, 64).ToArray();
+        var oneOut = new float[10];
+        // Warm-up: long enough for tiered compilation to promote the hot methods (its background work
+        // allocates on its own), then a pause so nothing from the warm-up is still in flight.
+        var warm = System.Diagnostics.Stopwatch.StartNew();
+        for (int i = 0; i < 300 || warm.ElapsedMilliseconds < 1000; i++) { m.Step(x, y); m.Step(xSmall, ySmall); m.Predict(xSmall, output); m.Predict(one, oneOut); }
+        Thread.Sleep(300);
         long mine = GC.GetAllocatedBytesForCurrentThread();
         long all = GC.GetTotalAllocatedBytes(precise: true);
         for (int i = 0; i < steps; i++)
@@ -27,6 +33,7 @@ internal static class AllocBench
             m.Step(x, y);
             if (i % 10 == 0) m.Step(xSmall, ySmall);
             if (i % 10 == 5) m.Predict(xSmall, output);
+            if (i % 10 == 7) m.Predict(one, oneOut); // a single sample
         }
         long dMine = GC.GetAllocatedBytesForCurrentThread() - mine;
         long dAll = GC.GetTotalAllocatedBytes(precise: true) - all;

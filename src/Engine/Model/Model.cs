@@ -1,7 +1,8 @@
 // A compiled, trainable model: one Plan, one native parameter block (parameters, gradients,
 // optimizer state) and one native activation block sized for the largest batch. A training step
 // runs the plan's ops on views into those blocks and allocates nothing. One thread uses a model at a
-// time; Predict/Evaluate share the activation block with Step, so they too are single-caller.
+// time; Predict/Evaluate share the activation block with Step, so they too are single-caller, and a
+// concurrent second caller gets an InvalidOperationException rather than wrong numbers.
 using System.Runtime.InteropServices;
 using Backprop.Engine.Planning;
 using Backprop.Kernels.Blas;
@@ -35,6 +36,7 @@ public sealed unsafe class Model : IDisposable
     private int* _labels;
     private bool _disposed;
     private long _step;
+    private int _busy; // 1 while a call uses the activation block: one thread at a time
 
     /// <summary>Compiles <paramref name="spec"/> with <paramref name="options"/> and initializes the parameters.</summary>
     public Model(ModelSpec spec, TrainingOptions options)
@@ -72,27 +74,46 @@ public sealed unsafe class Model : IDisposable
 
     private void ThrowIfDisposed() => ObjectDisposedException.ThrowIf(_disposed, this);
 
+    // Step, Predict and Evaluate share the activation block, so a model serves one thread at a time.
+    // A second concurrent caller gets an exception instead of silently wrong numbers.
+    private void Enter()
+    {
+        ThrowIfDisposed();
+        if (Interlocked.Exchange(ref _busy, 1) != 0)
+            throw new InvalidOperationException("This model is in use by another thread: Step, Predict and Evaluate share its buffers, so call them from one thread at a time (or give each thread its own model).");
+    }
+
+    private void Exit() => Volatile.Write(ref _busy, 0);
+
     /// <summary>One training step on a classification batch: forward, loss, backward, update. Returns the loss.</summary>
     public double Step(ReadOnlySpan<float> x, ReadOnlySpan<int> labels)
     {
-        ThrowIfDisposed();
-        if (Spec.Loss != LossKind.CrossEntropy) throw new InvalidOperationException($"this model's loss is {Spec.Loss}; pass target values, not labels.");
-        int batch = CheckBatch(x, labels.Length);
-        Labels.Check(labels, Spec.OutputWidth);
-        labels.CopyTo(new Span<int>(_labels, batch));
-        return Train(x, batch);
+        Enter();
+        try
+        {
+            if (Spec.Loss != LossKind.CrossEntropy) throw new InvalidOperationException($"this model's loss is {Spec.Loss}; pass target values, not labels.");
+            int batch = CheckBatch(x, labels.Length);
+            Labels.Check(labels, Spec.OutputWidth);
+            labels.CopyTo(new Span<int>(_labels, batch));
+            return Train(x, batch);
+        }
+        finally { Exit(); }
     }
 
     /// <summary>One training step on a regression batch (targets [batch, outputs]). Returns the loss.</summary>
     public double Step(ReadOnlySpan<float> x, ReadOnlySpan<float> targets)
     {
-        ThrowIfDisposed();
-        if (Spec.Loss == LossKind.CrossEntropy) throw new InvalidOperationException("this model's loss is cross-entropy; pass class labels, not target values.");
-        int batch = CheckBatch(x, targets.Length / Math.Max(1, Spec.OutputWidth));
-        if (targets.Length != batch * Spec.OutputWidth)
-            throw new ArgumentException($"targets has {targets.Length} values; batch {batch} x {Spec.OutputWidth} outputs needs {batch * Spec.OutputWidth}.", nameof(targets));
-        targets.CopyTo(new Span<float>(_acts + _plan.Targets.Offset, targets.Length));
-        return Train(x, batch);
+        Enter();
+        try
+        {
+            if (Spec.Loss == LossKind.CrossEntropy) throw new InvalidOperationException("this model's loss is cross-entropy; pass class labels, not target values.");
+            int batch = CheckBatch(x, targets.Length / Math.Max(1, Spec.OutputWidth));
+            if (targets.Length != batch * Spec.OutputWidth)
+                throw new ArgumentException($"targets has {targets.Length} values; batch {batch} x {Spec.OutputWidth} outputs needs {batch * Spec.OutputWidth}.", nameof(targets));
+            targets.CopyTo(new Span<float>(_acts + _plan.Targets.Offset, targets.Length));
+            return Train(x, batch);
+        }
+        finally { Exit(); }
     }
 
     private int CheckBatch(ReadOnlySpan<float> x, int batch)
@@ -235,7 +256,13 @@ public sealed unsafe class Model : IDisposable
     /// <summary>Network outputs for <paramref name="x"/> ([n, input width]) into <paramref name="output"/> ([n, outputs]); no dropout; allocates nothing.</summary>
     public void Predict(ReadOnlySpan<float> x, Span<float> output)
     {
-        ThrowIfDisposed();
+        Enter();
+        try { PredictCore(x, output); }
+        finally { Exit(); }
+    }
+
+    private void PredictCore(ReadOnlySpan<float> x, Span<float> output)
+    {
         int inW = Spec.InputWidth, outW = Spec.OutputWidth;
         if (x.Length % inW != 0) throw new ArgumentException($"x has {x.Length} values, not a multiple of the input width {inW}.", nameof(x));
         int n = x.Length / inW;
@@ -252,7 +279,13 @@ public sealed unsafe class Model : IDisposable
     /// <summary>Mean loss, accuracy and confusion matrix (rows: true class, columns: predicted) over a labelled set; no dropout.</summary>
     public EvaluationResult Evaluate(ReadOnlySpan<float> x, ReadOnlySpan<int> labels)
     {
-        ThrowIfDisposed();
+        Enter();
+        try { return EvaluateCore(x, labels); }
+        finally { Exit(); }
+    }
+
+    private EvaluationResult EvaluateCore(ReadOnlySpan<float> x, ReadOnlySpan<int> labels)
+    {
         if (Spec.Loss != LossKind.CrossEntropy) throw new InvalidOperationException($"this model's loss is {Spec.Loss}; evaluate it with target values.");
         int inW = Spec.InputWidth, C = Spec.OutputWidth, n = labels.Length;
         if (x.Length != n * inW) throw new ArgumentException($"x has {x.Length} values; {n} labels x input width {inW} needs {n * inW}.", nameof(x));
@@ -283,7 +316,13 @@ public sealed unsafe class Model : IDisposable
     /// <summary>Mean loss over a regression set (targets [n, outputs]); no dropout.</summary>
     public double EvaluateLoss(ReadOnlySpan<float> x, ReadOnlySpan<float> targets)
     {
-        ThrowIfDisposed();
+        Enter();
+        try { return EvaluateLossCore(x, targets); }
+        finally { Exit(); }
+    }
+
+    private double EvaluateLossCore(ReadOnlySpan<float> x, ReadOnlySpan<float> targets)
+    {
         int inW = Spec.InputWidth, outW = Spec.OutputWidth;
         int n = x.Length / inW;
         if (x.Length != n * inW || targets.Length != n * outW)

@@ -77,13 +77,6 @@ public class ModelTests
         {
             RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false,
         };
-        // The test host hands its children diagnostics hooks (startup hooks, profilers, test-platform
-        // variables) that allocate on their own threads; the child runs without them, like a user's process.
-        foreach (var key in psi.Environment.Keys.ToList())
-            if (key.StartsWith("VSTEST", StringComparison.OrdinalIgnoreCase) || key.StartsWith("DOTNET_STARTUP_HOOKS", StringComparison.OrdinalIgnoreCase)
-                || key.StartsWith("COR", StringComparison.OrdinalIgnoreCase) || key.StartsWith("DOTNET_DiagnosticPorts", StringComparison.OrdinalIgnoreCase)
-                || key.StartsWith("TESTINGPLATFORM", StringComparison.OrdinalIgnoreCase))
-                psi.Environment.Remove(key);
         using var p = System.Diagnostics.Process.Start(psi)!;
         string output = p.StandardOutput.ReadToEnd() + p.StandardError.ReadToEnd();
         p.WaitForExit();
@@ -227,6 +220,43 @@ public class ModelTests
         Assert.That(total, Is.EqualTo(45));
         var grad = new float[45 * 5];
         Assert.That(r.Loss, Is.EqualTo(SoftmaxCrossEntropy.ForwardBackward<float>(outputs, y, 5, grad)).Within(1e-5));
+    }
+
+    [Test]
+    public void ConcurrentCalls_AreRefused_AndSerializedCallsAreCorrect()
+    {
+        // The rule: one thread at a time per model. A second thread calling Predict while the first is
+        // inside gets an InvalidOperationException; calls that were let through return correct outputs.
+        using var m = new Sequential(256).Dense(512, "relu").Dense(10).Compile(new TrainingOptions { MaxBatch = 128, Threads = 1, Seed = 2 });
+        var x = TestData.Floats(128 * 256, 3);
+        var expected = new float[128 * 10];
+        m.Predict(x, expected);
+        int refused = 0, wrong = 0;
+        var start = new Barrier(2);
+        void Worker()
+        {
+            var y = new float[128 * 10];
+            start.SignalAndWait();
+            var sw = System.Diagnostics.Stopwatch.StartNew();
+            while (sw.ElapsedMilliseconds < 1500 && Volatile.Read(ref refused) < 20)
+            {
+                try
+                {
+                    m.Predict(x, y);
+                    if (!y.SequenceEqual(expected)) Interlocked.Increment(ref wrong);
+                }
+                catch (InvalidOperationException e) when (e.Message.Contains("in use by another thread"))
+                {
+                    Interlocked.Increment(ref refused);
+                }
+            }
+        }
+        var t1 = new Thread(Worker);
+        var t2 = new Thread(Worker);
+        t1.Start(); t2.Start();
+        t1.Join(); t2.Join();
+        Assert.That(refused, Is.GreaterThan(0), "overlapping calls must be refused");
+        Assert.That(wrong, Is.EqualTo(0), "a call that ran alone returns the right outputs");
     }
 
     [Test]
