@@ -5,6 +5,7 @@
 //   Train       the main job: `backprop train` on Fashion-MNIST, run folder in artifacts/train
 //   Bench       `backprop bench gemm`, `bench dense` and `bench step` reports in artifacts/bench
 //   BenchSuite  the BenchmarkDotNet suites in bench/
+//   Pack        NuGet packages of the two libraries in artifacts/packages
 var target = Argument("target", "Build");
 var configuration = Argument("configuration", "Release");
 var root = MakeAbsolute(Directory("."));
@@ -108,6 +109,16 @@ Task("BenchSuite")
     var extra = Argument("bench-args", "--filter *");
     DotNetRun("bench/Backprop.Benchmarks/Backprop.Benchmarks.csproj", new ProcessArgumentBuilder().Append(extra),
         new DotNetRunSettings { Configuration = configuration, NoBuild = true });
+});
+
+Task("Pack")
+    .Description("NuGet packages of Backprop.Kernels and Backprop.Engine into artifacts/packages.")
+    .IsDependentOn("Build")
+    .Does(() =>
+{
+    var outDir = artifacts.Combine("packages");
+    foreach (var project in new[] { "src/Kernels/Backprop.Kernels.csproj", "src/Engine/Backprop.Engine.csproj" })
+        DotNetPack(project, new DotNetPackSettings { Configuration = configuration, NoBuild = true, OutputDirectory = outDir });
 });
 
 RunTarget(target);
