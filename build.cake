@@ -11,8 +11,11 @@ var configuration = Argument("configuration", "Release");
 var root = MakeAbsolute(Directory("."));
 var artifacts = root.Combine("artifacts");
 
-// Debian packages: OpenBLAS (the reference BLAS and the Blas backend) and the Fashion-MNIST data.
-var debPackages = new[] { "libopenblas0-pthread", "dataset-fashion-mnist" };
+// Debian packages: OpenBLAS (the reference BLAS and the Blas backend), the Fashion-MNIST data, g++ (the
+// tests build the CUDA kernels' per-element math for the host) and, from the non-free component,
+// NVRTC (the tests compile every .cu file to PTX and cubin without a GPU).
+var debPackages = new[] { "libopenblas0-pthread", "dataset-fashion-mnist", "g++" };
+var nonFreePackages = new[] { "libnvrtc11.2" };
 
 bool IsInstalled(string pkg)
 {
@@ -38,21 +41,39 @@ Task("Deps")
     .Does(() =>
 {
     var missing = debPackages.Where(p => !IsInstalled(p)).ToArray();
-    if (missing.Length == 0)
+    var missingNonFree = nonFreePackages.Where(p => !IsInstalled(p)).ToArray();
+    if (missing.Length == 0 && missingNonFree.Length == 0)
     {
-        Information($"Deps: all present ({string.Join(", ", debPackages)}).");
+        Information($"Deps: all present ({string.Join(", ", debPackages.Concat(nonFreePackages))}).");
         return;
     }
+    // non-free through a separate apt configuration: a copy of the system's sources with the
+    // non-free component added, so the system's own apt sources stay as they are.
+    var aptDir = "/var/lib/backprop/apt-sources";
+    var nonFreeOpts = $"-o Dir::Etc::SourceParts={aptDir} -o Dir::Etc::SourceList=/dev/null";
+    var prepareNonFree = $"mkdir -p {aptDir} && sed -E 's/^Components:.*/Components: main contrib non-free/' /etc/apt/sources.list.d/debian.sources > {aptDir}/debian-nonfree.sources";
     var install = $"apt-get install -y --no-install-recommends {string.Join(" ", missing)}";
+    var installNonFree = $"apt-get {nonFreeOpts} update && apt-get {nonFreeOpts} install -y --no-install-recommends {string.Join(" ", missingNonFree)}";
     bool isRoot = Environment.UserName == "root" || EnvironmentVariable("USER") == "root";
     if (!isRoot)
     {
-        throw new Exception($"Missing Debian packages: {string.Join(", ", missing)}. Run:\n  sudo apt-get update && sudo {install}");
+        var steps = new List<string>();
+        if (missing.Length > 0) steps.Add($"sudo apt-get update && sudo {install}");
+        if (missingNonFree.Length > 0) steps.Add($"sudo sh -c \"{prepareNonFree} && {installNonFree}\"");
+        throw new Exception($"Missing Debian packages: {string.Join(", ", missing.Concat(missingNonFree))}. Run:\n  " + string.Join("\n  ", steps));
     }
     Environment.SetEnvironmentVariable("DEBIAN_FRONTEND", "noninteractive");
-    if (Sh("apt-get update") != 0) throw new Exception("apt-get update failed.");
-    if (Sh(install) != 0) throw new Exception($"'{install}' failed.");
-    var still = debPackages.Where(p => !IsInstalled(p)).ToArray();
+    if (missing.Length > 0)
+    {
+        if (Sh("apt-get update") != 0) throw new Exception("apt-get update failed.");
+        if (Sh(install) != 0) throw new Exception($"'{install}' failed.");
+    }
+    if (missingNonFree.Length > 0)
+    {
+        if (Sh(prepareNonFree) != 0) throw new Exception($"could not write {aptDir}/debian-nonfree.sources.");
+        if (Sh(installNonFree) != 0) throw new Exception($"'{installNonFree}' failed.");
+    }
+    var still = debPackages.Concat(nonFreePackages).Where(p => !IsInstalled(p)).ToArray();
     if (still.Length > 0) throw new Exception($"Still missing after install: {string.Join(", ", still)}.");
 });
 

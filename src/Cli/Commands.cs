@@ -208,6 +208,13 @@ internal static class Commands
             stdout.WriteLine(OpenBlas.IsAvailable
                 ? $"openblas: core {OpenBlas.CoreName}, {OpenBlas.Threads} threads, config '{OpenBlas.Config.Trim()}'"
                 : $"openblas: not available: {OpenBlas.UnavailableReason}");
+            var cuda = Backprop.Kernels.Cuda.CudaDriver.Probe();
+            stdout.WriteLine(cuda.Available
+                ? $"cuda: {cuda.DeviceName}, compute capability {cuda.Major}.{cuda.Minor} ({cuda.Arch}), {cuda.TotalMemory / (1L << 20):N0} MiB, {cuda.Multiprocessors} SMs, driver {cuda.DriverVersion / 1000}.{cuda.DriverVersion % 1000 / 10}"
+                : $"cuda: not available: {cuda.Reason}");
+            stdout.WriteLine(Backprop.Kernels.Cuda.Nvrtc.IsAvailable
+                ? $"nvrtc: {Backprop.Kernels.Cuda.Nvrtc.Version.Major}.{Backprop.Kernels.Cuda.Nvrtc.Version.Minor}; kernels: {string.Join(", ", Backprop.Kernels.Cuda.CudaSources.Kernels)}"
+                : $"nvrtc: not available: {Backprop.Kernels.Cuda.Nvrtc.UnavailableReason}");
             return 0;
         });
         return info;

@@ -1,9 +1,9 @@
 // OpenBLAS through P/Invoke: cblas_sgemm / cblas_dgemm (row-major), thread control and build info.
 // The library is resolved at first use from libopenblas.so.0 (Debian: libopenblas0-pthread) and a
 // few other names; when none loads, every call throws an exception that says which package to install.
-using System.Reflection;
 using System.Runtime.InteropServices;
 using Backprop.Kernels.Cpu.Gemm;
+using Backprop.Kernels.Native;
 
 namespace Backprop.Kernels.Blas;
 
@@ -22,41 +22,25 @@ public static unsafe partial class OpenBlas
     /// <summary>What to install when OpenBLAS is missing.</summary>
     public const string InstallHint = "install it with: apt-get install libopenblas0-pthread (or run ./build.sh Deps as root)";
 
-    private static readonly Lazy<(nint Handle, string? Error)> s_handle = new(Load);
-
     static OpenBlas()
     {
-        NativeLibrary.SetDllImportResolver(typeof(OpenBlas).Assembly, Resolve);
+        NativeLibraries.Register(Lib, [.. LibraryNames], $"OpenBLAS is missing: {InstallHint}.");
     }
-
-    private static nint Resolve(string name, Assembly assembly, DllImportSearchPath? path)
-    {
-        if (name != Lib) return 0;
-        var (handle, error) = s_handle.Value;
-        if (handle == 0) throw new DllNotFoundException(error);
-        return handle;
-    }
-
-    private static (nint, string?) Load() => TryLoad(LibraryNames);
 
     /// <summary>Loads the first of <paramref name="names"/> that loads, or says which were tried and what to install.</summary>
-    internal static (nint Handle, string? Error) TryLoad(IEnumerable<string> names)
-    {
-        foreach (var name in names)
-            if (NativeLibrary.TryLoad(name, out var h)) return (h, null);
-        return (0, $"OpenBLAS was not found (tried {string.Join(", ", names)}); {InstallHint}.");
-    }
+    internal static (nint Handle, string? Error) TryLoad(IEnumerable<string> names) =>
+        NativeLibraries.TryLoad(names, $"OpenBLAS is missing: {InstallHint}.");
 
     /// <summary>True when the library loads.</summary>
-    public static bool IsAvailable => s_handle.Value.Handle != 0;
+    public static bool IsAvailable => NativeLibraries.Get(Lib).Handle != 0;
 
     /// <summary>Why the library is not available (null when it is).</summary>
-    public static string? UnavailableReason => s_handle.Value.Error;
+    public static string? UnavailableReason => NativeLibraries.Get(Lib).Error;
 
     /// <summary>Throws <see cref="DllNotFoundException"/> with the install hint when OpenBLAS is missing.</summary>
     public static void EnsureAvailable()
     {
-        var (handle, error) = s_handle.Value;
+        var (handle, error) = NativeLibraries.Get(Lib);
         if (handle == 0) throw new DllNotFoundException(error);
     }
 

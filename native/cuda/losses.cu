@@ -1,0 +1,71 @@
+// Losses, forward and backward in one pass.
+//   softmax_ce: one warp per row; warp-shuffle max and sum; loss_rows[r] = lse − (off·Σx + (on−off)·x_label);
+//               grad = (softmax − q)/B with q = (1−ε)·onehot + ε/C. A label outside [0, C) writes NaN to its row's loss.
+//   mse / bce_with_logits: elementwise terms into loss_terms and grad (mean over n); the host (or a
+//   reduction kernel) sums loss_terms in a fixed order.
+#include "common.cuh"
+
+__device__ __forceinline__ float warp_max(float v)
+{
+    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+    return v;
+}
+
+__device__ __forceinline__ float warp_sum(float v)
+{
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+
+extern "C" __global__ void softmax_ce(const float* logits, const int* labels, float* grad, float* loss_rows, int batch, int classes, float smoothing)
+{
+    int warp = (blockIdx.x * blockDim.x + threadIdx.x) >> 5, lane = threadIdx.x & 31;
+    if (warp >= batch) return;
+    const float* x = logits + (long long)warp * classes;
+    float* g = grad + (long long)warp * classes;
+    int label = labels[warp];
+    float m = -3.402823466e38f;
+    for (int c = lane; c < classes; c += 32) m = fmaxf(m, x[c]);
+    m = warp_max(m);
+    float s = 0.0f, sx = 0.0f;
+    for (int c = lane; c < classes; c += 32) { s += expf(x[c] - m); sx += x[c]; }
+    s = warp_sum(s);
+    sx = warp_sum(sx);
+    float lse = m + logf(s);
+    float off = smoothing / classes, on = 1.0f - smoothing + off, invB = 1.0f / batch;
+    bool ok = label >= 0 && label < classes;
+    for (int c = lane; c < classes; c += 32) g[c] = (expf(x[c] - lse) - (c == label ? on : off)) * invB;
+    if (lane == 0) loss_rows[warp] = ok ? lse - (off * sx + (on - off) * x[label]) : __int_as_float(0x7fc00000);
+}
+
+extern "C" __global__ void mse(const float* x, const float* t, float* grad, float* loss_terms, long long n)
+{
+    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x)
+    {
+        float d = x[i] - t[i];
+        loss_terms[i] = d * d;
+        grad[i] = 2.0f * d / n;
+    }
+}
+
+extern "C" __global__ void bce_with_logits(const float* x, const float* t, float* grad, float* loss_terms, long long n)
+{
+    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x)
+    {
+        float xi = x[i], e = expf(-fabsf(xi));
+        loss_terms[i] = fmaxf(xi, 0.0f) - xi * t[i] + log1pf(e);
+        float s = xi >= 0.0f ? 1.0f / (1.0f + e) : e / (1.0f + e);
+        grad[i] = (s - t[i]) / n;
+    }
+}
+
+// correct[0] += number of rows whose argmax equals the label (first maximum wins, as the CPU).
+extern "C" __global__ void count_correct(const float* logits, const int* labels, int batch, int classes, unsigned int* correct)
+{
+    int r = blockIdx.x * blockDim.x + threadIdx.x;
+    if (r >= batch) return;
+    const float* x = logits + (long long)r * classes;
+    int best = 0;
+    for (int c = 1; c < classes; c++) if (x[c] > x[best]) best = c;
+    if (best == labels[r]) atomicAdd(correct, 1u);
+}

@@ -1,0 +1,90 @@
+// Optimizers as one fused pass over the whole parameter block (params, grads and state share offsets,
+// as in the CPU plan), and the global gradient norm as a deterministic two-phase reduction:
+//   sumsq_partial: block b writes the sum of squares of its fixed slice (tree order inside the block)
+//   sumsq_final:   one block adds the partials in index order
+// so the norm does not depend on scheduling.
+#include "common.cuh"
+
+extern "C" __global__ void sumsq_partial(const float* g, long long n, float clip_value, float* partial)
+{
+    __shared__ float sh[256];
+    long long chunk = (n + gridDim.x - 1) / gridDim.x;
+    long long begin = blockIdx.x * chunk, end = begin + chunk < n ? begin + chunk : n;
+    float s = 0.0f;
+    for (long long i = begin + threadIdx.x; i < end; i += blockDim.x)
+    {
+        float v = g[i];
+        if (clip_value > 0.0f) v = fminf(fmaxf(v, -clip_value), clip_value);
+        s += v * v;
+    }
+    sh[threadIdx.x] = s;
+    __syncthreads();
+    for (int w = blockDim.x / 2; w > 0; w >>= 1)
+    {
+        if (threadIdx.x < w) sh[threadIdx.x] += sh[threadIdx.x + w];
+        __syncthreads();
+    }
+    if (threadIdx.x == 0) partial[blockIdx.x] = sh[0];
+}
+
+extern "C" __global__ void sumsq_final(const float* partial, int parts, float max_norm, float* scale)
+{
+    if (threadIdx.x != 0 || blockIdx.x != 0) return;
+    float s = 0.0f;
+    for (int i = 0; i < parts; i++) s += partial[i];
+    float norm = sqrtf(s);
+    scale[0] = max_norm > 0.0f ? fminf(1.0f, max_norm / (norm + 1e-6f)) : 1.0f;
+    scale[1] = norm;
+}
+
+__device__ __forceinline__ float prepare(float g, float p, float clip_value, const float* scale, float l1)
+{
+    if (clip_value > 0.0f) g = fminf(fmaxf(g, -clip_value), clip_value);
+    if (scale) g *= scale[0];
+    if (l1 != 0.0f) g += l1 * (p > 0.0f ? 1.0f : (p < 0.0f ? -1.0f : 0.0f));
+    return g;
+}
+
+extern "C" __global__ void adam_update(float* p, const float* g, float* m, float* v, float* vmax, long long n,
+    float beta1, float beta2, float eps, float wd, float step_size, float sqrt_bc2, float decay, int decoupled, int amsgrad,
+    float clip_value, const float* scale, float l1)
+{
+    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x)
+        bp_adam(p + i, prepare(g[i], p[i], clip_value, scale, l1), m + i, v + i, amsgrad ? vmax + i : m + i,
+                beta1, beta2, eps, wd, step_size, sqrt_bc2, decay, decoupled, amsgrad);
+}
+
+extern "C" __global__ void sgd_update(float* p, const float* g, float* buf, long long n, float lr, float momentum, float dampening,
+    float wd, int nesterov, int first, float clip_value, const float* scale, float l1)
+{
+    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x)
+        bp_sgd(p + i, prepare(g[i], p[i], clip_value, scale, l1), buf ? buf + i : p + i, lr, momentum, dampening, wd, nesterov, first);
+}
+
+extern "C" __global__ void rmsprop_update(float* p, const float* g, float* sq, float* avg, float* buf, long long n, float lr, float alpha,
+    float eps, float wd, float momentum, int centered, float clip_value, const float* scale, float l1)
+{
+    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x)
+    {
+        float gi = prepare(g[i], p[i], clip_value, scale, l1) + wd * p[i];
+        float s = alpha * sq[i] + (1.0f - alpha) * gi * gi;
+        sq[i] = s;
+        float d;
+        if (centered) { float a = alpha * avg[i] + (1.0f - alpha) * gi; avg[i] = a; d = sqrtf(s - a * a) + eps; }
+        else d = sqrtf(s) + eps;
+        if (momentum > 0.0f) { float b = momentum * buf[i] + gi / d; buf[i] = b; p[i] -= lr * b; }
+        else p[i] -= lr * gi / d;
+    }
+}
+
+extern "C" __global__ void adagrad_update(float* p, const float* g, float* sum, long long n, float clr, float eps, float wd,
+    float clip_value, const float* scale, float l1)
+{
+    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x)
+    {
+        float gi = prepare(g[i], p[i], clip_value, scale, l1) + wd * p[i];
+        float s = sum[i] + gi * gi;
+        sum[i] = s;
+        p[i] -= clr * gi / (sqrtf(s) + eps);
+    }
+}
