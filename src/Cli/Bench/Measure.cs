@@ -30,6 +30,10 @@ internal static class Measure
         return s.Length % 2 == 1 ? s[s.Length / 2] : 0.5 * (s[s.Length / 2 - 1] + s[s.Length / 2]);
     }
 
+    // OpenBLAS's pthreads keep spinning for a while after a call (and so, briefly, do ours); a pause
+    // between the two measurements of a round lets each side start on idle cores.
+    private const int SettleMs = 120;
+
     /// <summary>Times a and b in <paramref name="rounds"/> rounds; Ratio = time(b)/time(a) per round (a's speed-up over b), median and spread.</summary>
     public static PairResult Compare(Action a, Action b, int rounds, double minSeconds)
     {
@@ -40,8 +44,9 @@ internal static class Measure
         var ratio = new double[rounds];
         for (int r = 0; r < rounds; r++)
         {
-            if (r % 2 == 0) { ta[r] = Time(a, minSeconds); tb[r] = Time(b, minSeconds); }
-            else { tb[r] = Time(b, minSeconds); ta[r] = Time(a, minSeconds); }
+            Thread.Sleep(SettleMs);
+            if (r % 2 == 0) { ta[r] = Time(a, minSeconds); Thread.Sleep(SettleMs); tb[r] = Time(b, minSeconds); }
+            else { tb[r] = Time(b, minSeconds); Thread.Sleep(SettleMs); ta[r] = Time(a, minSeconds); }
             ratio[r] = tb[r] / ta[r];
         }
         return new PairResult(Median(ta), Median(tb), Median(ratio), ratio.Min(), ratio.Max());
