@@ -12,7 +12,7 @@ OUT = os.path.join(os.path.dirname(__file__), "..", "src", "Kernels", "Cpu", "Ge
 KERNELS = [
     # name, vector type, MR rows, NV vectors per row, block sizes (MC, KC, NC) in elements for float
     dict(name="Avx512", vec="Vector512", mr=int(os.environ.get("MR512", 8)), nv=int(os.environ.get("NV512", 2)),
-         mc=int(os.environ.get("MC512", 128)), kc=int(os.environ.get("KC512", 256)), nc=int(os.environ.get("NC512", 4096)),
+         mc=int(os.environ.get("MC512", 128)), kc=int(os.environ.get("KC512", 256)), nc=int(os.environ.get("NC512", 1024)),
          doc="AVX-512: 8 rows x 2 zmm (32 floats / 16 doubles) of C in 16 zmm accumulators"),
     dict(name="Avx2", vec="Vector256", mr=6, nv=2, mc=120, kc=256, nc=4096,
          doc="AVX2+FMA: 6 rows x 2 ymm (16 floats / 8 doubles) of C in 12 ymm accumulators"),

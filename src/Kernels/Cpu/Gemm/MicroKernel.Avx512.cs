@@ -17,7 +17,7 @@ internal readonly unsafe struct MicroKernelAvx512<T> : IMicroKernel<T> where T :
     public static int NR => 2 * Vector512<T>.Count;
     public static int MC => 128;
     public static int KC => 256;
-    public static int NC => 4096;
+    public static int NC => 1024;
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Run<TEpi>(int kc, T* a, T* b, T* c, int ldc, int mr, int nr, in TileStore<T> st, ref TEpi epi, int row, int col)
