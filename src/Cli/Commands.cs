@@ -50,110 +50,48 @@ internal static class Commands
     private static Command BenchCommand(TextWriter stdout)
     {
         var bench = new Command("bench", "Benchmarks: kernels against OpenBLAS and the FMA peak.");
-        var threads = new Option<int[]>("--threads") { Description = "Thread counts to measure (e.g. --threads 1 2).", AllowMultipleArgumentsPerToken = true, DefaultValueFactory = _ => [1, 2] };
-        var rounds = new Option<int>("--rounds") { Description = "Rounds per shape; each times ours and OpenBLAS back to back.", DefaultValueFactory = _ => 7 };
-        var seconds = new Option<double>("--min-seconds") { Description = "Least time per measurement within a round.", DefaultValueFactory = _ => 0.15 };
-        var output = new Option<DirectoryInfo?>("--output") { Description = "Folder for gemm.md and gemm.json." };
         var shapes = new Option<string[]>("--shape") { Description = "Only shapes whose name contains this text (repeatable).", AllowMultipleArgumentsPerToken = true };
         var sizes = new Option<string[]>("--size") { Description = "Extra shapes MxKxN:OP, e.g. 256x784x128:TN (repeatable); with --size only these run unless --shape is given too.", AllowMultipleArgumentsPerToken = true };
         var gemm = new Command("gemm", "SGEMM GFLOP/s, ours vs OpenBLAS in the same run, and percent of FMA peak.");
-        gemm.Options.Add(threads);
-        gemm.Options.Add(rounds);
-        gemm.Options.Add(seconds);
-        gemm.Options.Add(output);
+        var gt = AddTimingOptions(gemm, [1, 2], 7, 0.15, "gemm.md and gemm.json");
         gemm.Options.Add(shapes);
         gemm.Options.Add(sizes);
         gemm.SetAction(p =>
         {
-            int[] t = p.GetValue(threads)!;
-            int r = p.GetValue(rounds);
-            double s = p.GetValue(seconds);
-            if (t.Length == 0 || t.Any(x => x < 1 || x > 256))
-                throw new UsageException($"--threads must be whole numbers in [1, 256]; got '{string.Join(" ", t)}'.");
-            if (r < 1) throw new UsageException($"--rounds must be at least 1; got {r}.");
-            if (!(s > 0)) throw new UsageException($"--min-seconds must be positive; got {s.ToString(CultureInfo.InvariantCulture)}.");
+            var (t, r, s) = ReadTiming(p, gt);
             var filter = p.GetValue(shapes) ?? [];
             var custom = (p.GetValue(sizes) ?? []).Select(GemmBench.ParseSize).ToList();
             var list = custom.Count > 0 && filter.Length == 0
                 ? custom
                 : GemmBench.DefaultShapes.Where(x => filter.Length == 0 || filter.Any(f => x.Name.Contains(f, StringComparison.OrdinalIgnoreCase))).Concat(custom).ToList();
             if (list.Count == 0) throw new UsageException($"--shape '{string.Join(" ", filter)}' matches no shape; shapes are: {string.Join(", ", GemmBench.DefaultShapes.Select(x => x.Name).Distinct())}.");
-            var dir = p.GetValue(output);
             var report = GemmBench.Run(list, t, r, s, stdout);
-            string md = GemmBench.ToMarkdown(report);
-            stdout.WriteLine();
-            stdout.Write(md);
-            if (dir is not null)
-            {
-                Directory.CreateDirectory(dir.FullName);
-                File.WriteAllText(Path.Combine(dir.FullName, "gemm.md"), md);
-                File.WriteAllText(Path.Combine(dir.FullName, "gemm.json"), GemmBench.ToJson(report));
-                stdout.WriteLine($"wrote {Path.Combine(dir.FullName, "gemm.md")} and gemm.json");
-            }
+            WriteReport(stdout, p.GetValue(gt.Output), "gemm", GemmBench.ToMarkdown(report), GemmBench.ToJson(report));
             return 0;
         });
         bench.Subcommands.Add(gemm);
 
         var dense = new Command("dense", "Fused dense kernels (Fwd, BwdData, BwdWeights) vs OpenBLAS GEMM + a separate pass, same run.");
-        var dThreads = new Option<int[]>("--threads") { Description = "Thread counts to measure.", AllowMultipleArgumentsPerToken = true, DefaultValueFactory = _ => [1, 2] };
-        var dRounds = new Option<int>("--rounds") { Description = "Rounds per shape.", DefaultValueFactory = _ => 7 };
-        var dSeconds = new Option<double>("--min-seconds") { Description = "Least time per measurement within a round.", DefaultValueFactory = _ => 0.1 };
-        var dOutput = new Option<DirectoryInfo?>("--output") { Description = "Folder for dense.md and dense.json." };
-        foreach (var o in new Option[] { dThreads, dRounds, dSeconds, dOutput }) dense.Options.Add(o);
+        var dt = AddTimingOptions(dense, [1, 2], 7, 0.1, "dense.md and dense.json");
         dense.SetAction(p =>
         {
-            int[] t = p.GetValue(dThreads)!;
-            int r = p.GetValue(dRounds);
-            double s = p.GetValue(dSeconds);
-            if (t.Length == 0 || t.Any(x => x < 1 || x > 256))
-                throw new UsageException($"--threads must be whole numbers in [1, 256]; got '{string.Join(" ", t)}'.");
-            if (r < 1) throw new UsageException($"--rounds must be at least 1; got {r}.");
-            if (!(s > 0)) throw new UsageException($"--min-seconds must be positive; got {s.ToString(CultureInfo.InvariantCulture)}.");
+            var (t, r, s) = ReadTiming(p, dt);
             var rows = DenseBench.Run(t, r, s, stdout);
-            string md = DenseBench.ToMarkdown(rows);
-            stdout.WriteLine();
-            stdout.Write(md);
-            var dir = p.GetValue(dOutput);
-            if (dir is not null)
-            {
-                Directory.CreateDirectory(dir.FullName);
-                File.WriteAllText(Path.Combine(dir.FullName, "dense.md"), md);
-                File.WriteAllText(Path.Combine(dir.FullName, "dense.json"), DenseBench.ToJson(rows));
-                stdout.WriteLine($"wrote {Path.Combine(dir.FullName, "dense.md")} and dense.json");
-            }
+            WriteReport(stdout, p.GetValue(dt.Output), "dense", DenseBench.ToMarkdown(rows), DenseBench.ToJson(rows));
             return 0;
         });
         bench.Subcommands.Add(dense);
 
         var step = new Command("step", "Training step time of named model shapes on the Cpu and Blas backends, same run.");
-        var sThreads = new Option<int[]>("--threads") { Description = "Thread counts to measure.", AllowMultipleArgumentsPerToken = true, DefaultValueFactory = _ => [Environment.ProcessorCount] };
-        var sRounds = new Option<int>("--rounds") { Description = "Rounds per shape.", DefaultValueFactory = _ => 5 };
-        var sSeconds = new Option<double>("--min-seconds") { Description = "Least time per measurement within a round.", DefaultValueFactory = _ => 0.2 };
+        var st = AddTimingOptions(step, [Environment.ProcessorCount], 5, 0.2, "step.md and step.json");
         var sModel = new Option<string?>("--model") { Description = "Only models whose name contains this text (e.g. 784-256-10)." };
-        var sOutput = new Option<DirectoryInfo?>("--output") { Description = "Folder for step.md and step.json." };
-        foreach (var o in new Option[] { sThreads, sRounds, sSeconds, sModel, sOutput }) step.Options.Add(o);
+        step.Options.Add(sModel);
         step.SetAction(p =>
         {
-            int[] t = p.GetValue(sThreads)!;
-            int r = p.GetValue(sRounds);
-            double s = p.GetValue(sSeconds);
-            if (t.Length == 0 || t.Any(x => x < 1 || x > 256))
-                throw new UsageException($"--threads must be whole numbers in [1, 256]; got '{string.Join(" ", t)}'.");
-            if (r < 1) throw new UsageException($"--rounds must be at least 1; got {r}.");
-            if (!(s > 0)) throw new UsageException($"--min-seconds must be positive; got {s.ToString(CultureInfo.InvariantCulture)}.");
+            var (t, r, s) = ReadTiming(p, st);
             var rows = StepBench.Run(t, r, s, p.GetValue(sModel), stdout);
             if (rows.Count == 0) throw new UsageException($"--model '{p.GetValue(sModel)}' matches no model; models are: {string.Join(", ", StepBench.Shapes.Select(x => x.Name).Distinct())}.");
-            string md = StepBench.ToMarkdown(rows);
-            stdout.WriteLine();
-            stdout.Write(md);
-            var dir = p.GetValue(sOutput);
-            if (dir is not null)
-            {
-                Directory.CreateDirectory(dir.FullName);
-                File.WriteAllText(Path.Combine(dir.FullName, "step.md"), md);
-                File.WriteAllText(Path.Combine(dir.FullName, "step.json"), StepBench.ToJson(rows));
-                stdout.WriteLine($"wrote {Path.Combine(dir.FullName, "step.md")} and step.json");
-            }
+            WriteReport(stdout, p.GetValue(st.Output), "step", StepBench.ToMarkdown(rows), StepBench.ToJson(rows));
             return 0;
         });
         bench.Subcommands.Add(step);
@@ -183,19 +121,52 @@ internal static class Commands
             double s = p.GetValue(pSeconds);
             if (t < 1 || t > 256) throw new UsageException($"--threads must be in [1, 256]; got {t}.");
             if (!(s > 0)) throw new UsageException($"--seconds must be positive; got {s.ToString(CultureInfo.InvariantCulture)}.");
-            string md = PredictBench.Run(t, s, stdout);
-            stdout.WriteLine();
-            stdout.Write(md);
-            var dir = p.GetValue(pOutput);
-            if (dir is not null)
-            {
-                Directory.CreateDirectory(dir.FullName);
-                File.WriteAllText(Path.Combine(dir.FullName, "predict.md"), md);
-            }
+            WriteReport(stdout, p.GetValue(pOutput), "predict", PredictBench.Run(t, s, stdout), null);
             return 0;
         });
         bench.Subcommands.Add(predict);
         return bench;
+    }
+
+    /// <summary>The options every timing benchmark shares.</summary>
+    private sealed record TimingOptions(Option<int[]> Threads, Option<int> Rounds, Option<double> MinSeconds, Option<DirectoryInfo?> Output);
+
+    private static TimingOptions AddTimingOptions(Command cmd, int[] threads, int rounds, double minSeconds, string files)
+    {
+        var o = new TimingOptions(
+            new Option<int[]>("--threads") { Description = "Thread counts to measure (e.g. --threads 1 2).", AllowMultipleArgumentsPerToken = true, DefaultValueFactory = _ => threads },
+            new Option<int>("--rounds") { Description = "Rounds per shape; each times both sides back to back.", DefaultValueFactory = _ => rounds },
+            new Option<double>("--min-seconds") { Description = "Least time per measurement within a round.", DefaultValueFactory = _ => minSeconds },
+            new Option<DirectoryInfo?>("--output") { Description = $"Folder for {files}." });
+        cmd.Options.Add(o.Threads);
+        cmd.Options.Add(o.Rounds);
+        cmd.Options.Add(o.MinSeconds);
+        cmd.Options.Add(o.Output);
+        return o;
+    }
+
+    private static (int[] Threads, int Rounds, double MinSeconds) ReadTiming(ParseResult p, TimingOptions o)
+    {
+        int[] t = p.GetValue(o.Threads)!;
+        int r = p.GetValue(o.Rounds);
+        double s = p.GetValue(o.MinSeconds);
+        if (t.Length == 0 || t.Any(x => x < 1 || x > 256))
+            throw new UsageException($"--threads must be whole numbers in [1, 256]; got '{string.Join(" ", t)}'.");
+        if (r < 1) throw new UsageException($"--rounds must be at least 1; got {r}.");
+        if (!(s > 0)) throw new UsageException($"--min-seconds must be positive; got {s.ToString(CultureInfo.InvariantCulture)}.");
+        return (t, r, s);
+    }
+
+    /// <summary>Prints the Markdown report and, with --output, writes NAME.md (and NAME.json).</summary>
+    private static void WriteReport(TextWriter stdout, DirectoryInfo? dir, string name, string md, string? json)
+    {
+        stdout.WriteLine();
+        stdout.Write(md);
+        if (dir is null) return;
+        Directory.CreateDirectory(dir.FullName);
+        File.WriteAllText(Path.Combine(dir.FullName, name + ".md"), md);
+        if (json is not null) File.WriteAllText(Path.Combine(dir.FullName, name + ".json"), json);
+        stdout.WriteLine($"wrote {Path.Combine(dir.FullName, name + ".md")}" + (json is null ? "" : $" and {name}.json"));
     }
 
     private static Command InfoCommand(TextWriter stdout)

@@ -253,6 +253,15 @@ public sealed unsafe class Model : IDisposable
             slots > 0 ? sec + 2 * len : null, slots > 1 ? sec + 3 * len : null, slots > 2 ? sec + 4 * len : null, len);
     }
 
+    // Forward without dropout over samples [start, start + batch) of x; returns the output slot.
+    private float* InferChunk(ReadOnlySpan<float> x, int start, int batch)
+    {
+        int inW = Spec.InputWidth;
+        x.Slice(start * inW, batch * inW).CopyTo(new Span<float>(_acts + _plan.Input.Offset, batch * inW));
+        for (int l = 0; l < Spec.Layers.Count; l++) Forward(l, batch, training: false, 0);
+        return _acts + _plan.Layers[^1].Output.Offset;
+    }
+
     /// <summary>Network outputs for <paramref name="x"/> ([n, input width]) into <paramref name="output"/> ([n, outputs]); no dropout; allocates nothing.</summary>
     public void Predict(ReadOnlySpan<float> x, Span<float> output)
     {
@@ -270,9 +279,7 @@ public sealed unsafe class Model : IDisposable
         for (int start = 0; start < n; start += Options.MaxBatch)
         {
             int batch = Math.Min(Options.MaxBatch, n - start);
-            x.Slice(start * inW, batch * inW).CopyTo(new Span<float>(_acts + _plan.Input.Offset, batch * inW));
-            for (int l = 0; l < Spec.Layers.Count; l++) Forward(l, batch, training: false, 0);
-            new ReadOnlySpan<float>(_acts + _plan.Layers[^1].Output.Offset, batch * outW).CopyTo(output.Slice(start * outW, batch * outW));
+            new ReadOnlySpan<float>(InferChunk(x, start, batch), batch * outW).CopyTo(output.Slice(start * outW, batch * outW));
         }
     }
 
@@ -297,9 +304,7 @@ public sealed unsafe class Model : IDisposable
         for (int start = 0; start < n; start += Options.MaxBatch)
         {
             int batch = Math.Min(Options.MaxBatch, n - start);
-            x.Slice(start * inW, batch * inW).CopyTo(new Span<float>(_acts + _plan.Input.Offset, batch * inW));
-            for (int l = 0; l < Spec.Layers.Count; l++) Forward(l, batch, training: false, 0);
-            float* o = _acts + _plan.Layers[^1].Output.Offset;
+            float* o = InferChunk(x, start, batch);
             var lab = labels.Slice(start, batch);
             lossSum += batch * SoftmaxCrossEntropy.ForwardBackward(new ReadOnlySpan<float>(o, batch * C), lab, C, new Span<float>(grad, batch * C), Spec.LabelSmoothing);
             for (int r = 0; r < batch; r++)
@@ -332,9 +337,7 @@ public sealed unsafe class Model : IDisposable
         for (int start = 0; start < n; start += Options.MaxBatch)
         {
             int batch = Math.Min(Options.MaxBatch, n - start);
-            x.Slice(start * inW, batch * inW).CopyTo(new Span<float>(_acts + _plan.Input.Offset, batch * inW));
-            for (int l = 0; l < Spec.Layers.Count; l++) Forward(l, batch, training: false, 0);
-            var o = new ReadOnlySpan<float>(_acts + _plan.Layers[^1].Output.Offset, batch * outW);
+            var o = new ReadOnlySpan<float>(InferChunk(x, start, batch), batch * outW);
             sum += batch * RegressionLosses.ForwardBackward(RegressionKind(Spec.Loss), o, targets.Slice(start * outW, batch * outW), new Span<float>(grad, batch * outW), Spec.HuberDelta);
         }
         return n == 0 ? 0 : sum / n;
