@@ -98,6 +98,27 @@ public class GemmCorrectnessTests
     }
 
     [Test]
+    public void SmallM_TimesTransposedB_DotProductPath([ValueSource(nameof(Isas))] Isa isa)
+    {
+        // M <= 4 with op(A) = A, op(B) = Bᵀ takes the dot-product path (no packing): every M, tails of K, alpha/beta, padding.
+        foreach (int m in new[] { 1, 2, 3, 4 })
+            foreach (int k in new[] { 1, 7, 16, 63, 64, 65, 257 })
+            {
+                RunFloat(isa, Transpose.N, Transpose.T, m, 37, k, 1f, 0f, 0, m * 100 + k);
+                RunFloat(isa, Transpose.N, Transpose.T, m, 19, k, -0.5f, 1.5f, 3, m * 100 + k + 1);
+            }
+        using var one = new GemmContext(1);
+        using var two = new GemmContext(2);
+        var a = TestData.Floats(3 * 300, 1);
+        var b = TestData.Floats(2000 * 300, 2);
+        var c1 = new float[3 * 2000];
+        var c2 = new float[3 * 2000];
+        Kernels.Cpu.Gemm.Gemm.Sgemm(Transpose.N, Transpose.T, 3, 2000, 300, 1f, a, 300, b, 300, 0f, c1, 2000, one);
+        Kernels.Cpu.Gemm.Gemm.Sgemm(Transpose.N, Transpose.T, 3, 2000, 300, 1f, a, 300, b, 300, 0f, c2, 2000, two);
+        Assert.That(c2.Select(BitConverter.SingleToInt32Bits), Is.EqualTo(c1.Select(BitConverter.SingleToInt32Bits)), "1 and 2 threads bit for bit");
+    }
+
+    [Test]
     public void Sgemm_KZero_ScalesC()
     {
         foreach (var isa in Isas())

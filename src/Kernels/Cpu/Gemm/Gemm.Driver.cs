@@ -96,6 +96,9 @@ internal static unsafe class GemmDriver
     // Below this many multiply-adds a second thread costs more to wake than it saves.
     private const long ParallelThreshold = 32L * 32 * 32;
 
+    // Up to this many rows of A (N x T case), the dot-product path beats packing B.
+    private const int SmallM = 4;
+
     public static void Run<T, TEpi>(GemmContext ctx, bool transA, bool transB, int m, int n, int k,
         T alpha, T* a, int lda, T* b, int ldb, T beta, T* c, int ldc, ref TEpi epi, T* sumA = null, bool sumAccumulate = false)
         where T : unmanaged, IFloatingPointIeee754<T>
@@ -107,6 +110,17 @@ internal static unsafe class GemmDriver
             // Row sums still need computing when C is empty or alpha is 0; with k == 0 they are 0.
             if (sumA != null) RowSumsUnpacked(transA, m, k, a, lda, sumA, sumAccumulate);
             if (n > 0) ScaleOnly(m, n, beta, c, ldc, ref epi);
+            return;
+        }
+        // A few rows against a transposed B (a dense layer's forward at batch <= 4): dot products, no packing.
+        if (m <= SmallM && !transA && transB && sumA == null)
+        {
+            var job = new SmallMJob<T, TEpi>
+            {
+                M = m, N = n, K = k, Lda = lda, Ldb = ldb, Ldc = ldc, Alpha = alpha, Beta = beta, A = a, B = b, C = c, Epi = epi, Isa = CpuIsa.Active,
+            };
+            int parts = (long)m * n * k < 4 * ParallelThreshold ? 1 : Math.Min(ctx.Threads, n);
+            ctx.Pool.Run(ref job, parts);
             return;
         }
         switch (CpuIsa.Active)
