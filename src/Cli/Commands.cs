@@ -183,6 +183,8 @@ internal static class Commands
             stdout.WriteLine(cuda.Available
                 ? $"cuda: {cuda.DeviceName}, compute capability {cuda.Major}.{cuda.Minor} ({cuda.Arch}), {cuda.TotalMemory / (1L << 20):N0} MiB, {cuda.Multiprocessors} SMs, driver {cuda.DriverVersion / 1000}.{cuda.DriverVersion % 1000 / 10}"
                 : $"cuda: not available: {cuda.Reason}");
+            var (blas, blasWhy) = Backprop.Kernels.Cuda.CuBlas.Probe();
+            stdout.WriteLine(blas ? "cublas: available (cuBLAS and cuBLASLt)" : $"cublas: not available: {blasWhy}");
             stdout.WriteLine(Backprop.Kernels.Cuda.Nvrtc.IsAvailable
                 ? $"nvrtc: {Backprop.Kernels.Cuda.Nvrtc.Version.Major}.{Backprop.Kernels.Cuda.Nvrtc.Version.Minor}; kernels: {string.Join(", ", Backprop.Kernels.Cuda.CudaSources.Kernels)}"
                 : $"nvrtc: not available: {Backprop.Kernels.Cuda.Nvrtc.UnavailableReason}");

@@ -90,6 +90,10 @@ public unsafe partial class CudaHostTests
         if (!info.Available) Assert.That(info.Reason, Is.Not.Empty);
         else Assert.That(info.Arch, Does.StartWith("sm_"));
         Assert.That(Nvrtc.ResultName(6), Is.EqualTo("NVRTC_ERROR_COMPILATION"));
+        var (blas, why) = CuBlas.Probe(); // never throws
+        if (!blas) Assert.That(why, Does.Contain("libcublas"));
+        Assert.That(new CuBlasException("cublasSgemm_v2", 13).Message, Is.EqualTo("cublasSgemm_v2 failed with CUBLAS_STATUS_EXECUTION_FAILED (13)."));
+        Assert.DoesNotThrow(() => CuBlas.Check(0, "cublasCreate_v2"));
     }
 
     [Test]
