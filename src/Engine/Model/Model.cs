@@ -125,32 +125,51 @@ public sealed unsafe class Model : IDisposable
         return batch;
     }
 
+    // Runs the plan's training ops in order; the two gradient slots alternate after each BwdData.
     private double Train(ReadOnlySpan<float> x, int batch)
     {
         x.CopyTo(new Span<float>(_acts + _plan.Input.Offset, x.Length));
         long t = _step + 1;
-        int L = Spec.Layers.Count;
-        for (int l = 0; l < L; l++) Forward(l, batch, training: true, t);
-        int outW = Spec.OutputWidth;
-        float* output = _acts + _plan.Layers[L - 1].Next.Offset;
         float* grad = _acts + _plan.GradA.Offset;
-        double loss = LossForwardBackward(output, grad, batch);
-        if (!double.IsFinite(loss)) throw new TrainingDivergedException(t, loss, CurrentLearningRate);
-
-        var last = Spec.Layers[L - 1];
-        if (last.Activation.Kind != ActivationKind.Identity)
-            ActivationDispatch.Backward(last.Activation, Saved(L - 1), grad, grad, batch * outW);
         float* other = _acts + _plan.GradB.Offset;
-        for (int l = L - 1; l >= 0; l--)
+        double loss = double.NaN;
+        var ops = _plan.TrainingOps;
+        for (int i = 0; i < ops.Count; i++)
         {
-            BackwardWeights(l, batch, grad);
-            if (l == 0) break;
-            BackwardData(l, batch, grad, other, t);
-            float* swap = grad;
-            grad = other;
-            other = swap;
+            var op = ops[i];
+            switch (op.Kind)
+            {
+                case OpKind.DenseFwd:
+                    Forward(op.Layer, batch, training: true);
+                    break;
+                case OpKind.DropoutFwd:
+                    DropoutForward(op.Layer, batch, t);
+                    break;
+                case OpKind.Loss:
+                    loss = LossForwardBackward(_acts + _plan.Layers[^1].Next.Offset, grad, batch);
+                    if (!double.IsFinite(loss)) throw new TrainingDivergedException(t, loss, CurrentLearningRate);
+                    break;
+                case OpKind.OutputBwd:
+                    var act = Spec.Layers[op.Layer].Activation;
+                    if (act.Kind != ActivationKind.Identity)
+                        ActivationDispatch.Backward(act, Saved(op.Layer), grad, grad, batch * Spec.Layers[op.Layer].Units);
+                    break;
+                case OpKind.DenseBwdWeights:
+                    BackwardWeights(op.Layer, batch, grad);
+                    break;
+                case OpKind.DenseBwdData:
+                    BackwardData(op.Layer, batch, grad, other, t);
+                    float* swap = grad;
+                    grad = other;
+                    other = swap;
+                    break;
+                case OpKind.OptimizerUpdate:
+                    Update(t);
+                    break;
+                default:
+                    throw new InvalidOperationException($"unknown plan op {op}");
+            }
         }
-        Update(t);
         _step = t;
         return loss;
     }
@@ -164,7 +183,7 @@ public sealed unsafe class Model : IDisposable
     private float* LayerInput(int l, bool training) =>
         _acts + (l == 0 ? _plan.Input.Offset : training ? _plan.Layers[l - 1].Next.Offset : _plan.Layers[l - 1].Output.Offset);
 
-    private void Forward(int l, int batch, bool training, long t)
+    private void Forward(int l, int batch, bool training)
     {
         var s = Spec.Layers[l];
         var slots = _plan.Layers[l];
@@ -179,8 +198,14 @@ public sealed unsafe class Model : IDisposable
             OpenBlas.Sgemm(Transpose.N, Transpose.T, batch, outW, inW, 1f, src, inW, w, inW, 0f, dst, outW);
             ActivationDispatch.BiasForward(s.Activation, dst, b, batch, outW, pre);
         }
-        if (training && slots.DropOutput.Exists)
-            Dropout.Apply<float>(s.Dropout, Options.Seed, (ulong)t, (uint)l, new ReadOnlySpan<float>(dst, batch * outW), new Span<float>(_acts + slots.DropOutput.Offset, batch * outW));
+    }
+
+    private void DropoutForward(int l, int batch, long t)
+    {
+        var slots = _plan.Layers[l];
+        int n = batch * Spec.Layers[l].Units;
+        Dropout.Apply<float>(Spec.Layers[l].Dropout, Options.Seed, (ulong)t, (uint)l,
+            new ReadOnlySpan<float>(_acts + slots.Output.Offset, n), new Span<float>(_acts + slots.DropOutput.Offset, n));
     }
 
     private double LossForwardBackward(float* output, float* grad, int batch)
@@ -258,7 +283,8 @@ public sealed unsafe class Model : IDisposable
     {
         int inW = Spec.InputWidth;
         x.Slice(start * inW, batch * inW).CopyTo(new Span<float>(_acts + _plan.Input.Offset, batch * inW));
-        for (int l = 0; l < Spec.Layers.Count; l++) Forward(l, batch, training: false, 0);
+        var ops = _plan.InferenceOps;
+        for (int i = 0; i < ops.Count; i++) Forward(ops[i].Layer, batch, training: false);
         return _acts + _plan.Layers[^1].Output.Offset;
     }
 

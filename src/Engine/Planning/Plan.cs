@@ -85,10 +85,14 @@ public sealed class Plan
     public Slot Targets { get; }
     /// <summary>Elements of the activation block.</summary>
     public long ActivationBlock { get; }
-    /// <summary>The ordered ops of a training step.</summary>
-    public IReadOnlyList<PlanOp> TrainingOps { get; }
-    /// <summary>The ordered ops of an inference pass.</summary>
-    public IReadOnlyList<PlanOp> InferenceOps { get; }
+    /// <summary>The ordered ops of a training step (what Model.Step executes).</summary>
+    public IReadOnlyList<PlanOp> TrainingOps => _trainingOps;
+    /// <summary>The ordered ops of an inference pass (what Predict and Evaluate execute).</summary>
+    public IReadOnlyList<PlanOp> InferenceOps => _inferenceOps;
+
+    // Arrays, so indexing them through IReadOnlyList in the step allocates nothing.
+    private readonly PlanOp[] _trainingOps;
+    private readonly PlanOp[] _inferenceOps;
 
     /// <summary>Compiles <paramref name="spec"/> with <paramref name="options"/>, checking every shape.</summary>
     public Plan(ModelSpec spec, TrainingOptions options)
@@ -163,8 +167,8 @@ public sealed class Plan
             if (l > 0) train.Add(new PlanOp(OpKind.DenseBwdData, l));
         }
         train.Add(new PlanOp(OpKind.OptimizerUpdate, -1));
-        TrainingOps = train;
-        InferenceOps = infer;
+        _trainingOps = train.ToArray();
+        _inferenceOps = infer.ToArray();
     }
 
     private static long Round(long n) => (n + Align - 1) / Align * Align;

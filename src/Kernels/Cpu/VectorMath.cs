@@ -1,6 +1,5 @@
 // Type-generic vector helpers for T in {float, double}. The typeof(T) tests are JIT-time
 // constants, so each instantiation compiles to the single instruction of its type.
-using System.Numerics;
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 
@@ -29,8 +28,4 @@ internal static class VectorMath
             return Vector256.FusedMultiplyAdd(a.AsDouble(), b.AsDouble(), c.AsDouble()).As<double, T>();
         throw new NotSupportedException(typeof(T).Name);
     }
-
-    /// <summary>a*b + c with one rounding (scalar).</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static T Fma<T>(T a, T b, T c) where T : IFloatingPointIeee754<T> => T.FusedMultiplyAdd(a, b, c);
 }

@@ -72,9 +72,6 @@ public sealed unsafe class GemmContext : IDisposable
         }
     }
 
-    internal static int MaxBlockMcKc => MaxMcKc;
-    internal static int MaxBlockKcNc => MaxKcNc;
-
     /// <summary>Frees the scratch and, if this context created it, stops the pool.</summary>
     public void Dispose()
     {
