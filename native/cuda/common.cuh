@@ -15,6 +15,32 @@
 typedef unsigned int bp_u32;
 typedef unsigned long long bp_u64;
 
+// Per-step values the host writes before every step. The engine's captured CUDA graph copies them
+// from pinned host memory at the start of each replay, so one graph serves every step (the schedule's
+// learning rate, Adam's bias corrections and the dropout stream all follow the step count).
+// Layout shared with Backprop.Kernels.Cuda.StepConstants (32 bytes).
+struct bp_step_consts
+{
+    bp_u64 step;     // t, 1-based
+    float lr;        // the schedule's learning rate for this step
+    float step_size; // Adam/AdamW: lr / (1 − β1^t); Adagrad: lr / (1 + (t − 1)·lr_decay)
+    float sqrt_bc2;  // Adam/AdamW: sqrt(1 − β2^t)
+    float decay;     // AdamW: 1 − lr·wd
+    int first;       // t == 1 (SGD starts its momentum buffer at g)
+    int pad;
+};
+
+// What the device reports back after a step (Backprop.Kernels.Cuda.StepStatus, 16 bytes): the mean
+// loss, the gradient norm and clip scale (with clip-norm), and skip = 1 when the loss is not finite,
+// in which case the update kernels leave every parameter and state untouched.
+struct bp_step_status
+{
+    float loss;
+    float norm;
+    float clip_scale;
+    int skip;
+};
+
 // Activation kinds: the order of Backprop.Kernels.Cpu.Ops.ActivationKind.
 enum { BP_IDENTITY = 0, BP_RELU = 1, BP_LEAKY_RELU = 2, BP_ELU = 3, BP_TANH = 4, BP_SIGMOID = 5, BP_GELU = 6, BP_GELU_TANH = 7, BP_SILU = 8 };
 

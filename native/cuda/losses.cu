@@ -1,8 +1,9 @@
 // Losses, forward and backward in one pass.
 //   softmax_ce: one warp per row; warp-shuffle max and sum; loss_rows[r] = lse − (off·Σx + (on−off)·x_label);
 //               grad = (softmax − q)/B with q = (1−ε)·onehot + ε/C. A label outside [0, C) writes NaN to its row's loss.
-//   mse / bce_with_logits: elementwise terms into loss_terms and grad (mean over n); the host (or a
-//   reduction kernel) sums loss_terms in a fixed order.
+//   mse / l1 / huber / bce_with_logits: elementwise terms into loss_terms and grad (mean over n).
+//   loss_reduce: one block sums the per-row or per-element terms in a fixed order (double), writes the
+//   mean to the step status and sets its skip flag when the loss is not finite (the update then skips).
 #include "common.cuh"
 
 __device__ __forceinline__ float warp_max(float v)
@@ -56,6 +57,48 @@ extern "C" __global__ void bce_with_logits(const float* x, const float* t, float
         loss_terms[i] = fmaxf(xi, 0.0f) - xi * t[i] + log1pf(e);
         float s = xi >= 0.0f ? 1.0f / (1.0f + e) : e / (1.0f + e);
         grad[i] = (s - t[i]) / n;
+    }
+}
+
+extern "C" __global__ void l1_loss(const float* x, const float* t, float* grad, float* loss_terms, long long n)
+{
+    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x)
+    {
+        float d = x[i] - t[i];
+        loss_terms[i] = fabsf(d);
+        grad[i] = (d > 0.0f ? 1.0f : (d < 0.0f ? -1.0f : 0.0f)) / n;
+    }
+}
+
+extern "C" __global__ void huber(const float* x, const float* t, float* grad, float* loss_terms, long long n, float delta)
+{
+    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x)
+    {
+        float d = x[i] - t[i], a = fabsf(d);
+        loss_terms[i] = a < delta ? 0.5f * d * d : delta * (a - 0.5f * delta);
+        grad[i] = (d > delta ? delta : (d < -delta ? -delta : d)) / n;
+    }
+}
+
+// One block of 256 threads: thread j sums terms j, j+256, … in order, then a fixed tree; so the result
+// does not depend on scheduling.
+extern "C" __global__ void loss_reduce(const float* terms, long long n, double divisor, bp_step_status* status)
+{
+    __shared__ double sh[256];
+    double s = 0.0;
+    for (long long i = threadIdx.x; i < n; i += blockDim.x) s += terms[i];
+    sh[threadIdx.x] = s;
+    __syncthreads();
+    for (unsigned w = blockDim.x / 2; w > 0; w >>= 1)
+    {
+        if (threadIdx.x < w) sh[threadIdx.x] += sh[threadIdx.x + w];
+        __syncthreads();
+    }
+    if (threadIdx.x == 0)
+    {
+        double mean = sh[0] / divisor;
+        status->loss = (float)mean;
+        status->skip = (mean == mean && mean <= 1.7e308 && mean >= -1.7e308) ? 0 : 1;
     }
 }
 

@@ -19,7 +19,7 @@ extern "C" __global__ void sumsq_partial(const float* g, long long n, float clip
     }
     sh[threadIdx.x] = s;
     __syncthreads();
-    for (int w = blockDim.x / 2; w > 0; w >>= 1)
+    for (unsigned w = blockDim.x / 2; w > 0; w >>= 1)
     {
         if (threadIdx.x < w) sh[threadIdx.x] += sh[threadIdx.x + w];
         __syncthreads();
@@ -27,46 +27,55 @@ extern "C" __global__ void sumsq_partial(const float* g, long long n, float clip
     if (threadIdx.x == 0) partial[blockIdx.x] = sh[0];
 }
 
-extern "C" __global__ void sumsq_final(const float* partial, int parts, float max_norm, float* scale)
+extern "C" __global__ void sumsq_final(const float* partial, int parts, float max_norm, bp_step_status* status)
 {
     if (threadIdx.x != 0 || blockIdx.x != 0) return;
-    float s = 0.0f;
+    double s = 0.0;
     for (int i = 0; i < parts; i++) s += partial[i];
-    float norm = sqrtf(s);
-    scale[0] = max_norm > 0.0f ? fminf(1.0f, max_norm / (norm + 1e-6f)) : 1.0f;
-    scale[1] = norm;
+    double norm = sqrt(s);
+    status->clip_scale = max_norm > 0.0f ? (float)fmin(1.0, max_norm / (norm + 1e-6)) : 1.0f;
+    status->norm = (float)norm;
 }
 
-__device__ __forceinline__ float prepare(float g, float p, float clip_value, const float* scale, float l1)
+// The update kernels read the step's values from sc, and return at once when status->skip is set
+// (a non-finite loss): the parameters and optimizer state stay as they were, as on the CPU.
+__device__ __forceinline__ float prepare(float g, float p, float clip_value, const bp_step_status* status, int use_scale, float l1)
 {
     if (clip_value > 0.0f) g = fminf(fmaxf(g, -clip_value), clip_value);
-    if (scale) g *= scale[0];
+    if (use_scale) g *= status->clip_scale;
     if (l1 != 0.0f) g += l1 * (p > 0.0f ? 1.0f : (p < 0.0f ? -1.0f : 0.0f));
     return g;
 }
 
 extern "C" __global__ void adam_update(float* p, const float* g, float* m, float* v, float* vmax, long long n,
-    float beta1, float beta2, float eps, float wd, float step_size, float sqrt_bc2, float decay, int decoupled, int amsgrad,
-    float clip_value, const float* scale, float l1)
+    float beta1, float beta2, float eps, float wd, int decoupled, int amsgrad,
+    float clip_value, int use_scale, float l1, const bp_step_consts* sc, const bp_step_status* status)
 {
+    if (status->skip) return;
+    float step_size = sc->step_size, sqrt_bc2 = sc->sqrt_bc2, decay = sc->decay;
     for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x)
-        bp_adam(p + i, prepare(g[i], p[i], clip_value, scale, l1), m + i, v + i, amsgrad ? vmax + i : m + i,
+        bp_adam(p + i, prepare(g[i], p[i], clip_value, status, use_scale, l1), m + i, v + i, amsgrad ? vmax + i : m + i,
                 beta1, beta2, eps, wd, step_size, sqrt_bc2, decay, decoupled, amsgrad);
 }
 
-extern "C" __global__ void sgd_update(float* p, const float* g, float* buf, long long n, float lr, float momentum, float dampening,
-    float wd, int nesterov, int first, float clip_value, const float* scale, float l1)
+extern "C" __global__ void sgd_update(float* p, const float* g, float* buf, long long n, float momentum, float dampening,
+    float wd, int nesterov, float clip_value, int use_scale, float l1, const bp_step_consts* sc, const bp_step_status* status)
 {
+    if (status->skip) return;
+    float lr = sc->lr;
+    int first = sc->first;
     for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x)
-        bp_sgd(p + i, prepare(g[i], p[i], clip_value, scale, l1), buf ? buf + i : p + i, lr, momentum, dampening, wd, nesterov, first);
+        bp_sgd(p + i, prepare(g[i], p[i], clip_value, status, use_scale, l1), buf ? buf + i : p + i, lr, momentum, dampening, wd, nesterov, first);
 }
 
-extern "C" __global__ void rmsprop_update(float* p, const float* g, float* sq, float* avg, float* buf, long long n, float lr, float alpha,
-    float eps, float wd, float momentum, int centered, float clip_value, const float* scale, float l1)
+extern "C" __global__ void rmsprop_update(float* p, const float* g, float* sq, float* avg, float* buf, long long n, float alpha,
+    float eps, float wd, float momentum, int centered, float clip_value, int use_scale, float l1, const bp_step_consts* sc, const bp_step_status* status)
 {
+    if (status->skip) return;
+    float lr = sc->lr;
     for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x)
     {
-        float gi = prepare(g[i], p[i], clip_value, scale, l1) + wd * p[i];
+        float gi = prepare(g[i], p[i], clip_value, status, use_scale, l1) + wd * p[i];
         float s = alpha * sq[i] + (1.0f - alpha) * gi * gi;
         sq[i] = s;
         float d;
@@ -77,12 +86,14 @@ extern "C" __global__ void rmsprop_update(float* p, const float* g, float* sq, f
     }
 }
 
-extern "C" __global__ void adagrad_update(float* p, const float* g, float* sum, long long n, float clr, float eps, float wd,
-    float clip_value, const float* scale, float l1)
+extern "C" __global__ void adagrad_update(float* p, const float* g, float* sum, long long n, float eps, float wd,
+    float clip_value, int use_scale, float l1, const bp_step_consts* sc, const bp_step_status* status)
 {
+    if (status->skip) return;
+    float clr = sc->step_size;
     for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x)
     {
-        float gi = prepare(g[i], p[i], clip_value, scale, l1) + wd * p[i];
+        float gi = prepare(g[i], p[i], clip_value, status, use_scale, l1) + wd * p[i];
         float s = sum[i] + gi * gi;
         sum[i] = s;
         p[i] -= clr * gi / (sqrtf(s) + eps);

@@ -4,7 +4,9 @@
 // time; Predict/Evaluate share the activation block with Step, so they too are single-caller, and a
 // concurrent second caller gets an InvalidOperationException rather than wrong numbers.
 using System.Runtime.InteropServices;
+using Backprop.Engine.Cuda;
 using Backprop.Engine.Planning;
+using Backprop.Kernels.Cuda;
 using Backprop.Kernels.Blas;
 using Backprop.Kernels.Cpu.Gemm;
 using Backprop.Kernels.Cpu.Ops;
@@ -37,11 +39,24 @@ public sealed unsafe class Model : IDisposable
     private bool _disposed;
     private long _step;
     private int _busy; // 1 while a call uses the activation block: one thread at a time
+    // Cuda backend: the device holds the live parameter block. The host copy is brought up to date before
+    // the host reads it (_deviceAhead) and sent back before the device next runs after a host write (_hostAhead).
+    private CudaExecutor? _cuda;
+    private bool _deviceAhead, _hostAhead;
 
     /// <summary>Compiles <paramref name="spec"/> with <paramref name="options"/> and initializes the parameters.</summary>
-    public Model(ModelSpec spec, TrainingOptions options)
+    /// <remarks>With <see cref="Backend.Cuda"/> this opens CUDA device 0 and throws <see cref="InvalidOperationException"/> saying why when there is none.</remarks>
+    public Model(ModelSpec spec, TrainingOptions options) : this(spec, options, null) { }
+
+    /// <summary>
+    /// A model on <paramref name="device"/> (the Cuda backend; <paramref name="options"/>.Backend must be <see cref="Backend.Cuda"/>).
+    /// The model does not dispose the device.
+    /// </summary>
+    public Model(ModelSpec spec, TrainingOptions options, IGpuDevice? device)
     {
         _plan = new Plan(spec, options);
+        if (device != null && options.Backend != Backend.Cuda)
+            throw new ArgumentException($"a device was given but the backend is {options.Backend}; set Backend = Cuda.", nameof(device));
         if (options.Backend == Backend.Blas) OpenBlas.EnsureAvailable();
         _ctx = new GemmContext(options.Threads);
         _params = (float*)NativeMemory.AlignedAlloc((nuint)(_plan.ParameterBlock * sizeof(float)), 64);
@@ -55,6 +70,53 @@ public sealed unsafe class Model : IDisposable
             Initializers.Initialize<float>(options.Init, options.Seed, (uint)l, spec.Width(l), spec.Layers[l].Units, View(_params, s.Weight), View(_params, s.Bias));
         }
         Optimizer.InitState<float>(options.Optimizer, State(0), State(1), State(2));
+        if (options.Backend == Backend.Cuda)
+        {
+            try
+            {
+                _cuda = new CudaExecutor(_plan, device ?? CudaGpu.Open(options.AllowTf32), ownsDevice: device == null, options.CudaGraph);
+                _cuda.UploadParameters(_params);
+                _cuda.UploadActivations(_acts);
+            }
+            catch
+            {
+                Dispose();
+                throw;
+            }
+        }
+    }
+
+    /// <summary>The device a Cuda model runs on (null on the CPU backends).</summary>
+    public string? DeviceDescription => _cuda?.Description;
+
+    /// <summary>The Cuda backend's lowered training step for <paramref name="batch"/>, one command per line.</summary>
+    public IReadOnlyList<string> CudaStepListing(int batch) =>
+        _cuda?.TrainingListing(batch) ?? throw new InvalidOperationException($"this model runs on the {Options.Backend} backend, not Cuda.");
+
+    // Host reads of the parameter block on the Cuda backend: fetch the device's copy first.
+    private void HostRead()
+    {
+        if (_cuda != null && _deviceAhead)
+        {
+            _cuda.DownloadParameters(_params);
+            _deviceAhead = false;
+        }
+    }
+
+    // Host writes: the next device run sends the block first.
+    private void HostWrite()
+    {
+        HostRead();
+        if (_cuda != null) _hostAhead = true;
+    }
+
+    private void DeviceRun()
+    {
+        if (_hostAhead)
+        {
+            _cuda!.UploadParameters(_params);
+            _hostAhead = false;
+        }
     }
 
     /// <summary>The compiled plan.</summary>
@@ -94,7 +156,7 @@ public sealed unsafe class Model : IDisposable
             if (Spec.Loss != LossKind.CrossEntropy) throw new InvalidOperationException($"this model's loss is {Spec.Loss}; pass target values, not labels.");
             int batch = CheckBatch(x, labels.Length);
             Labels.Check(labels, Spec.OutputWidth);
-            labels.CopyTo(new Span<int>(_labels, batch));
+            labels.CopyTo(new Span<int>(_cuda != null ? _cuda.Labels : _labels, batch));
             return Train(x, batch);
         }
         finally { Exit(); }
@@ -110,7 +172,7 @@ public sealed unsafe class Model : IDisposable
             int batch = CheckBatch(x, targets.Length / Math.Max(1, Spec.OutputWidth));
             if (targets.Length != batch * Spec.OutputWidth)
                 throw new ArgumentException($"targets has {targets.Length} values; batch {batch} x {Spec.OutputWidth} outputs needs {batch * Spec.OutputWidth}.", nameof(targets));
-            targets.CopyTo(new Span<float>(_acts + _plan.Targets.Offset, targets.Length));
+            targets.CopyTo(new Span<float>(_cuda != null ? _cuda.Targets : _acts + _plan.Targets.Offset, targets.Length));
             return Train(x, batch);
         }
         finally { Exit(); }
@@ -128,6 +190,7 @@ public sealed unsafe class Model : IDisposable
     // Runs the plan's training ops in order; the two gradient slots alternate after each BwdData.
     private double Train(ReadOnlySpan<float> x, int batch)
     {
+        if (_cuda != null) return TrainCuda(x, batch);
         x.CopyTo(new Span<float>(_acts + _plan.Input.Offset, x.Length));
         long t = _step + 1;
         float* grad = _acts + _plan.GradA.Offset;
@@ -172,6 +235,21 @@ public sealed unsafe class Model : IDisposable
         }
         _step = t;
         return loss;
+    }
+
+    // The whole step on the device: stage the batch and the step's constants, replay the graph, read the status.
+    // A non-finite loss makes the device skip the update, so the parameters stay those from before the step.
+    private double TrainCuda(ReadOnlySpan<float> x, int batch)
+    {
+        DeviceRun();
+        long t = _step + 1;
+        x.CopyTo(new Span<float>(_cuda!.Input, x.Length));
+        *_cuda.Constants = CudaExecutor.ConstantsFor(Options, t);
+        var status = _cuda.Train(batch);
+        if (status.Skip != 0 || !float.IsFinite(status.Loss)) throw new TrainingDivergedException(t, status.Loss, CurrentLearningRate);
+        _step = t;
+        _deviceAhead = true;
+        return status.Loss;
     }
 
     private float* Saved(int l)
@@ -282,6 +360,13 @@ public sealed unsafe class Model : IDisposable
     private float* InferChunk(ReadOnlySpan<float> x, int start, int batch)
     {
         int inW = Spec.InputWidth;
+        if (_cuda != null)
+        {
+            DeviceRun();
+            x.Slice(start * inW, batch * inW).CopyTo(new Span<float>(_cuda.Input, batch * inW));
+            _cuda.Infer(batch);
+            return _cuda.Output;
+        }
         x.Slice(start * inW, batch * inW).CopyTo(new Span<float>(_acts + _plan.Input.Offset, batch * inW));
         var ops = _plan.InferenceOps;
         for (int i = 0; i < ops.Count; i++) Forward(ops[i].Layer, batch, training: false);
@@ -370,9 +455,9 @@ public sealed unsafe class Model : IDisposable
     }
 
     /// <summary>A copy of layer <paramref name="layer"/>'s weights [units, inputs].</summary>
-    public float[] GetWeights(int layer) { ThrowIfDisposed(); return View(_params, _plan.Layers[layer].Weight).ToArray(); }
+    public float[] GetWeights(int layer) { ThrowIfDisposed(); HostRead(); return View(_params, _plan.Layers[layer].Weight).ToArray(); }
     /// <summary>A copy of layer <paramref name="layer"/>'s bias [units].</summary>
-    public float[] GetBias(int layer) { ThrowIfDisposed(); return View(_params, _plan.Layers[layer].Bias).ToArray(); }
+    public float[] GetBias(int layer) { ThrowIfDisposed(); HostRead(); return View(_params, _plan.Layers[layer].Bias).ToArray(); }
 
     /// <summary>Overwrites layer <paramref name="layer"/>'s weights and bias (shapes must match the plan).</summary>
     public void SetParameters(int layer, ReadOnlySpan<float> weights, ReadOnlySpan<float> bias)
@@ -381,18 +466,20 @@ public sealed unsafe class Model : IDisposable
         var s = _plan.Layers[layer];
         if (weights.Length != s.Weight.Length) throw new ArgumentException($"layer {layer}: weights has {weights.Length} values; [{s.Weight.Rows}, {s.Weight.Cols}] needs {s.Weight.Length}.", nameof(weights));
         if (bias.Length != s.Bias.Length) throw new ArgumentException($"layer {layer}: bias has {bias.Length} values; [{s.Bias.Cols}] needs {s.Bias.Length}.", nameof(bias));
+        HostWrite();
         weights.CopyTo(View(_params, s.Weight));
         bias.CopyTo(View(_params, s.Bias));
     }
 
     /// <summary>A view of a parameter tensor in the parameter block (for checkpoints).</summary>
-    internal Span<float> ParameterView(Slot slot) { ThrowIfDisposed(); return View(_params, slot); }
+    internal Span<float> ParameterView(Slot slot) { ThrowIfDisposed(); HostWrite(); return View(_params, slot); }
 
     /// <summary>A view of optimizer state slot <paramref name="k"/> for the tensor at <paramref name="slot"/>.</summary>
     internal Span<float> StateView(int k, Slot slot)
     {
         ThrowIfDisposed();
         if (k >= _plan.StateSlots) throw new ArgumentOutOfRangeException(nameof(k), k, $"the optimizer has {_plan.StateSlots} state slot(s).");
+        HostWrite();
         return new Span<float>(_params + (2 + k) * _plan.ParameterSection + slot.Offset, checked((int)slot.Length));
     }
 
@@ -411,6 +498,7 @@ public sealed unsafe class Model : IDisposable
     public void CopyParametersTo(Span<float> destination)
     {
         ThrowIfDisposed();
+        HostRead();
         Section(0).CopyTo(destination);
     }
 
@@ -420,6 +508,7 @@ public sealed unsafe class Model : IDisposable
         ThrowIfDisposed();
         if (source.Length != _plan.ParameterSection)
             throw new ArgumentException($"source has {source.Length} values; the parameter section has {_plan.ParameterSection}.", nameof(source));
+        HostWrite();
         source.CopyTo(Section(0));
     }
 
@@ -428,6 +517,8 @@ public sealed unsafe class Model : IDisposable
     {
         if (_disposed) return;
         _disposed = true;
+        _cuda?.Dispose();
+        _cuda = null;
         _ctx.Dispose();
         NativeMemory.AlignedFree(_params);
         NativeMemory.AlignedFree(_acts);

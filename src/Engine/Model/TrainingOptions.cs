@@ -12,6 +12,8 @@ public enum Backend
     Cpu,
     /// <summary>OpenBLAS GEMMs with the project's elementwise kernels between them (unfused reference).</summary>
     Blas,
+    /// <summary>An NVIDIA GPU: cuBLAS/cuBLASLt GEMMs and the project's CUDA kernels, the step replayed as a CUDA graph.</summary>
+    Cuda,
 }
 
 /// <summary>Training settings; defaults are a sensible classifier setup (Adam 1e-3, batch 128).</summary>
@@ -35,6 +37,10 @@ public sealed record TrainingOptions
     public int Threads { get; init; } = Environment.ProcessorCount;
     /// <summary>Kernel backend.</summary>
     public Backend Backend { get; init; } = Backend.Cpu;
+    /// <summary>Cuda backend: capture the training step once per batch size as a CUDA graph and replay it (else launch each kernel).</summary>
+    public bool CudaGraph { get; init; } = true;
+    /// <summary>Cuda backend: let cuBLAS use TF32 tensor cores (faster, ~1e-3 relative error); FP32 when false.</summary>
+    public bool AllowTf32 { get; init; }
     /// <summary>Weight initialization.</summary>
     public InitScheme Init { get; init; } = InitScheme.HeUniform;
 

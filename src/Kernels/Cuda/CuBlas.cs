@@ -1,8 +1,9 @@
 // cuBLAS and cuBLASLt through P/Invoke, probing the library names of CUDA 13, 12 and 11.
-//   cuBLAS:   handle, stream, math mode (TF32 is off by default, MathMode.Tf32 opts in), cublasSgemm_v2.
-//             Row-major C = op(A)·op(B) is issued as the column-major Cᵀ = op(B)ᵀ·op(A)ᵀ (operands swapped).
-//   cuBLASLt: matmul descriptors with epilogues (bias, ReLU+bias, GELU+bias with aux output forward;
-//             DReLU/DGELU with bias gradient backward), layouts, heuristics and cublasLtMatmul.
+//   cuBLAS:   handle, stream, workspace, math mode (TF32 is off by default, MathMode.Tf32 opts in),
+//             cublasSgemm_v2 on a column-major GemmDesc (GemmDesc.RowMajor maps a row-major problem).
+//   cuBLASLt: matmuls prepared once (descriptor with epilogue — bias, ReLU+bias, GELU+bias with aux output
+//             forward; DReLU/DGELU with bias gradient backward —, layouts, heuristic algorithm) and issued
+//             with cublasLtMatmul.
 // Every status is checked and turned into CuBlasException naming the call and the status.
 // Not yet exercised on a device in this project (no GPU was lent); the constants follow the cuBLAS
 // documentation (cublasLtEpilogue_t, cublasLtMatmulDescAttributes_t).
@@ -115,9 +116,18 @@ public static unsafe partial class CuBlas
     /// <summary>Destroys a handle from <see cref="Create"/>.</summary>
     public static void Destroy(nint handle) => Check(cublasDestroy(handle), "cublasDestroy_v2");
 
-    /// <summary>Row-major C[m×n] = alpha·op(A)·op(B) + beta·C on device pointers (as Gemm.Sgemm on the CPU).</summary>
-    public static void SgemmRowMajor(nint handle, bool transA, bool transB, int m, int n, int k, float alpha, ulong a, int lda, ulong b, int ldb, float beta, ulong c, int ldc) =>
-        Check(cublasSgemm(handle, transB ? 1 : 0, transA ? 1 : 0, n, m, k, &alpha, b, ldb, a, lda, &beta, c, ldc), "cublasSgemm_v2");
+    [LibraryImport(Blas, EntryPoint = "cublasSetWorkspace_v2")] private static partial int cublasSetWorkspace(nint handle, ulong workspace, nuint bytes);
+
+    /// <summary>Gives cuBLAS a fixed workspace so that it allocates nothing while a stream is captured into a graph.</summary>
+    public static void SetWorkspace(nint handle, ulong workspace, nuint bytes) => Check(cublasSetWorkspace(handle, workspace, bytes), "cublasSetWorkspace_v2");
+
+    /// <summary>D = op(A)·op(B) as cublasSgemm_v2 takes it (column-major; <see cref="GemmDesc.RowMajor"/> maps a row-major problem).</summary>
+    public static void Sgemm(nint handle, in GemmDesc g)
+    {
+        if (g.NeedsLt) throw new ArgumentException($"epilogue {g.Epilogue} with bias {(g.Bias != 0 ? "set" : "none")} needs cuBLASLt; cublasSgemm takes plain products.");
+        float alpha = 1f, beta = 0f;
+        Check(cublasSgemm(handle, g.TransA ? 1 : 0, g.TransB ? 1 : 0, g.M, g.N, g.K, &alpha, g.A, g.Lda, g.B, g.Ldb, &beta, g.D, g.Ldd), "cublasSgemm_v2");
+    }
 
     // ---- cuBLASLt ----
     private const int ComputeF32 = 68, ComputeF32FastTf32 = 77, CudaR32F = 0;
@@ -149,51 +159,83 @@ public static unsafe partial class CuBlas
     }
 
     /// <summary>
-    /// Row-major D[m×n] = epilogue(op(A)[m×k]·op(B)[k×n] (+ bias[n])), with aux [m×n] (pre-activation forward,
-    /// or the saved input of the derivative backward) and the bias gradient written to <paramref name="bias"/> for the BGRAD epilogues.
-    /// All pointers are device pointers; <paramref name="workspace"/> may be 0 with size 0.
+    /// A cuBLASLt matmul prepared once: descriptor with the epilogue, bias and aux pointers, the three layouts and the
+    /// heuristic's algorithm. <see cref="Run"/> issues it on a stream and allocates nothing, so it can be captured.
     /// </summary>
-    public static void LtMatmulRowMajor(nint handle, nint stream, LtEpilogue epilogue, bool transA, bool transB, int m, int n, int k,
-        ulong a, ulong b, ulong d, ulong bias, ulong aux, ulong workspace, nuint workspaceSize, bool allowTf32 = false)
+    public sealed class LtMatmul : IDisposable
     {
-        // Row-major D = A·B is column-major Dᵀ = Bᵀ·Aᵀ: the cuBLASLt problem is (n × m) = (n × k)(k × m) with the
-        // row-major buffers read as column-major transposes; bias runs along n = the rows of Dᵀ, as cuBLASLt wants.
-        nint desc = 0, la = 0, lb = 0, ld = 0, pref = 0;
-        try
+        private nint _desc, _la, _lb, _ld;
+        private HeuristicResult _algo;
+        private readonly GemmDesc _g;
+
+        /// <summary>Prepares <paramref name="g"/> (column-major) with at most <paramref name="workspaceSize"/> bytes of workspace.</summary>
+        public LtMatmul(nint ltHandle, in GemmDesc g, nuint workspaceSize, bool allowTf32)
         {
-            Check(cublasLtMatmulDescCreate(&desc, allowTf32 ? ComputeF32FastTf32 : ComputeF32, CudaR32F), "cublasLtMatmulDescCreate");
-            int opA = transB ? 1 : 0, opB = transA ? 1 : 0, epi = (int)epilogue;
-            Check(cublasLtMatmulDescSetAttribute(desc, DescTransA, &opA, sizeof(int)), "cublasLtMatmulDescSetAttribute(TRANSA)");
-            Check(cublasLtMatmulDescSetAttribute(desc, DescTransB, &opB, sizeof(int)), "cublasLtMatmulDescSetAttribute(TRANSB)");
-            Check(cublasLtMatmulDescSetAttribute(desc, DescEpilogue, &epi, sizeof(int)), "cublasLtMatmulDescSetAttribute(EPILOGUE)");
-            if (bias != 0) Check(cublasLtMatmulDescSetAttribute(desc, DescBiasPointer, &bias, (nuint)sizeof(ulong)), "cublasLtMatmulDescSetAttribute(BIAS_POINTER)");
-            if (aux != 0)
+            g.Validate();
+            _g = g;
+            try
             {
-                long auxLd = n;
-                Check(cublasLtMatmulDescSetAttribute(desc, DescAuxPointer, &aux, (nuint)sizeof(ulong)), "cublasLtMatmulDescSetAttribute(EPILOGUE_AUX_POINTER)");
-                Check(cublasLtMatmulDescSetAttribute(desc, DescAuxLd, &auxLd, sizeof(long)), "cublasLtMatmulDescSetAttribute(EPILOGUE_AUX_LD)");
+                nint desc, la, lb, ld, pref = 0;
+                Check(cublasLtMatmulDescCreate(&desc, allowTf32 ? ComputeF32FastTf32 : ComputeF32, CudaR32F), "cublasLtMatmulDescCreate");
+                _desc = desc;
+                int opA = g.TransA ? 1 : 0, opB = g.TransB ? 1 : 0, epi = (int)g.Epilogue;
+                Check(cublasLtMatmulDescSetAttribute(desc, DescTransA, &opA, sizeof(int)), "cublasLtMatmulDescSetAttribute(TRANSA)");
+                Check(cublasLtMatmulDescSetAttribute(desc, DescTransB, &opB, sizeof(int)), "cublasLtMatmulDescSetAttribute(TRANSB)");
+                Check(cublasLtMatmulDescSetAttribute(desc, DescEpilogue, &epi, sizeof(int)), "cublasLtMatmulDescSetAttribute(EPILOGUE)");
+                ulong bias = g.Bias, aux = g.Aux;
+                if (bias != 0) Check(cublasLtMatmulDescSetAttribute(desc, DescBiasPointer, &bias, (nuint)sizeof(ulong)), "cublasLtMatmulDescSetAttribute(BIAS_POINTER)");
+                if (g.UsesAux)
+                {
+                    long auxLd = g.AuxLd;
+                    Check(cublasLtMatmulDescSetAttribute(desc, DescAuxPointer, &aux, (nuint)sizeof(ulong)), "cublasLtMatmulDescSetAttribute(EPILOGUE_AUX_POINTER)");
+                    Check(cublasLtMatmulDescSetAttribute(desc, DescAuxLd, &auxLd, sizeof(long)), "cublasLtMatmulDescSetAttribute(EPILOGUE_AUX_LD)");
+                }
+                Check(cublasLtMatrixLayoutCreate(&la, CudaR32F, (ulong)(g.TransA ? g.K : g.M), (ulong)(g.TransA ? g.M : g.K), g.Lda), "cublasLtMatrixLayoutCreate(A)");
+                _la = la;
+                Check(cublasLtMatrixLayoutCreate(&lb, CudaR32F, (ulong)(g.TransB ? g.N : g.K), (ulong)(g.TransB ? g.K : g.N), g.Ldb), "cublasLtMatrixLayoutCreate(B)");
+                _lb = lb;
+                Check(cublasLtMatrixLayoutCreate(&ld, CudaR32F, (ulong)g.M, (ulong)g.N, g.Ldd), "cublasLtMatrixLayoutCreate(D)");
+                _ld = ld;
+                try
+                {
+                    Check(cublasLtMatmulPreferenceCreate(&pref), "cublasLtMatmulPreferenceCreate");
+                    ulong ws = workspaceSize;
+                    Check(cublasLtMatmulPreferenceSetAttribute(pref, PrefMaxWorkspace, &ws, sizeof(ulong)), "cublasLtMatmulPreferenceSetAttribute(MAX_WORKSPACE_BYTES)");
+                    HeuristicResult result;
+                    int returned;
+                    Check(cublasLtMatmulAlgoGetHeuristic(ltHandle, desc, la, lb, ld, ld, pref, 1, &result, &returned), "cublasLtMatmulAlgoGetHeuristic");
+                    if (returned == 0)
+                        throw new CuBlasException($"cublasLtMatmulAlgoGetHeuristic (no algorithm for {g.Epilogue}, M={g.M} N={g.N} K={g.K})", 15);
+                    _algo = result;
+                }
+                finally
+                {
+                    if (pref != 0) cublasLtMatmulPreferenceDestroy(pref);
+                }
             }
-            // Column-major views: B as (transB ? k×n : n×k) etc.
-            Check(cublasLtMatrixLayoutCreate(&la, CudaR32F, (ulong)(transB ? k : n), (ulong)(transB ? n : k), transB ? k : n), "cublasLtMatrixLayoutCreate(B)");
-            Check(cublasLtMatrixLayoutCreate(&lb, CudaR32F, (ulong)(transA ? m : k), (ulong)(transA ? k : m), transA ? m : k), "cublasLtMatrixLayoutCreate(A)");
-            Check(cublasLtMatrixLayoutCreate(&ld, CudaR32F, (ulong)n, (ulong)m, n), "cublasLtMatrixLayoutCreate(D)");
-            Check(cublasLtMatmulPreferenceCreate(&pref), "cublasLtMatmulPreferenceCreate");
-            ulong ws = workspaceSize;
-            Check(cublasLtMatmulPreferenceSetAttribute(pref, PrefMaxWorkspace, &ws, sizeof(ulong)), "cublasLtMatmulPreferenceSetAttribute(MAX_WORKSPACE_BYTES)");
-            HeuristicResult result;
-            int returned;
-            Check(cublasLtMatmulAlgoGetHeuristic(handle, desc, la, lb, ld, ld, pref, 1, &result, &returned), "cublasLtMatmulAlgoGetHeuristic");
-            if (returned == 0) throw new CuBlasException("cublasLtMatmulAlgoGetHeuristic (no algorithm for this problem)", 15);
-            float alpha = 1f, beta = 0f;
-            Check(cublasLtMatmul(handle, desc, &alpha, b, la, a, lb, &beta, d, ld, d, ld, result.Algo, workspace, workspaceSize, stream), "cublasLtMatmul");
+            catch
+            {
+                Dispose();
+                throw;
+            }
         }
-        finally
+
+        /// <summary>Issues the matmul on <paramref name="stream"/>.</summary>
+        public void Run(nint ltHandle, nint stream, ulong workspace, nuint workspaceSize)
         {
-            if (pref != 0) cublasLtMatmulPreferenceDestroy(pref);
-            if (ld != 0) cublasLtMatrixLayoutDestroy(ld);
-            if (lb != 0) cublasLtMatrixLayoutDestroy(lb);
-            if (la != 0) cublasLtMatrixLayoutDestroy(la);
-            if (desc != 0) cublasLtMatmulDescDestroy(desc);
+            float alpha = 1f, beta = 0f;
+            var algo = _algo;
+            Check(cublasLtMatmul(ltHandle, _desc, &alpha, _g.A, _la, _g.B, _lb, &beta, _g.D, _ld, _g.D, _ld, algo.Algo, workspace, workspaceSize, stream), "cublasLtMatmul");
+        }
+
+        /// <summary>Frees the descriptors.</summary>
+        public void Dispose()
+        {
+            if (_ld != 0) cublasLtMatrixLayoutDestroy(_ld);
+            if (_lb != 0) cublasLtMatrixLayoutDestroy(_lb);
+            if (_la != 0) cublasLtMatrixLayoutDestroy(_la);
+            if (_desc != 0) cublasLtMatmulDescDestroy(_desc);
+            _ld = _lb = _la = _desc = 0;
         }
     }
 

@@ -102,7 +102,7 @@ public unsafe partial class CudaHostTests
         var info = CudaDriver.Probe();
         if (!info.Available) Assert.Ignore($"no CUDA device: {info.Reason}");
         // With a device: load every module for its architecture (the kernels' numerical checks against
-        // the CPU come with the CUDA backend).
+        // the CPU are in CudaBackendTests).
         nint ctx;
         CudaDriver.Check(CudaDriver.cuDevicePrimaryCtxRetain(&ctx, 0), "cuDevicePrimaryCtxRetain");
         CudaDriver.Check(CudaDriver.cuCtxSetCurrent(ctx), "cuCtxSetCurrent");

@@ -15,7 +15,8 @@ namespace Backprop.Kernels.Cpu.Ops;
 /// <summary>Inverted dropout whose mask is a function of (seed, step, layer, element).</summary>
 public static class Dropout
 {
-    private static uint Threshold(double p) => p >= 1 ? uint.MaxValue : (uint)Math.Round(p * 4294967296.0);
+    /// <summary>The keep threshold for drop probability <paramref name="p"/>: a Philox word at or above it keeps its element (shared with the CUDA kernel).</summary>
+    public static uint Threshold(double p) => p >= 1 ? uint.MaxValue : (uint)Math.Round(p * 4294967296.0);
 
     /// <summary>Applies the mask: y = keep ? x/(1−p) : 0 (forward; backward is the same map on dy).</summary>
     public static void Apply<T>(double p, ulong seed, ulong step, uint layer, ReadOnlySpan<T> x, Span<T> y)

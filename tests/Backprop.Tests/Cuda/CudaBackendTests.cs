@@ -1,0 +1,300 @@
+// The Cuda backend against the CPU backend. Every test runs on two devices:
+//   "emulated": EmulatedGpu — the real .cu kernels under the host emulation of the CUDA execution model
+//               and the cuBLAS/cuBLASLt definitions in double precision; runs everywhere.
+//   "device":   CudaGpu on a real GPU; skipped with "no CUDA device: …" where there is none.
+// What is compared: loss at every step and the weights after 20 steps for every activation, loss,
+// optimizer and regularizer; Predict/Evaluate; the graph-replayed step against the eagerly launched one
+// bit for bit; the host ↔ device parameter hand-over (SetParameters, checkpoints); divergence; and that a
+// step allocates nothing on the host.
+using Backprop.Engine;
+using Backprop.Engine.Checkpoints;
+using Backprop.Kernels.Cpu.Ops;
+using Backprop.Kernels.Cpu.Optim;
+using Backprop.Kernels.Cuda;
+using NUnit.Framework;
+
+namespace Backprop.Tests.Cuda;
+
+[TestFixture]
+[NonParallelizable]
+public class CudaBackendTests
+{
+    public static readonly string[] Devices = ["emulated", "device"];
+
+    private static IGpuDevice Open(string device)
+    {
+        if (device == "emulated") return new EmulatedGpu();
+        var info = CudaDriver.Probe();
+        if (!info.Available) Assert.Ignore($"no CUDA device: {info.Reason}");
+        return CudaGpu.Open();
+    }
+
+    private static (float[] X, int[] Y) Batch(int n, int width, int classes, int seed)
+    {
+        var x = TestData.Floats(n * width, seed);
+        var y = new int[n];
+        for (int i = 0; i < n; i++) y[i] = (int)Math.Abs(x[i * width] * 7) % classes;
+        return (x, y);
+    }
+
+    private static TrainingOptions Options(Backend backend, OptimizerSettings? opt = null, bool graph = true, int maxBatch = 24) => new()
+    {
+        MaxBatch = maxBatch, Threads = 1, Backend = backend, Seed = 11, CudaGraph = graph,
+        Optimizer = opt ?? new OptimizerSettings { Kind = OptimizerKind.Adam, LearningRate = 5e-3 },
+        Schedule = new LrSchedule { Kind = ScheduleKind.Cosine, TMax = 30, WarmupSteps = 3 },
+    };
+
+    private static void AssertClose(Model cpu, Model gpu, double tol, string what)
+    {
+        for (int l = 0; l < cpu.Spec.Layers.Count; l++)
+        {
+            var (wa, wb) = (cpu.GetWeights(l), gpu.GetWeights(l));
+            var (ba, bb) = (cpu.GetBias(l), gpu.GetBias(l));
+            for (int i = 0; i < wa.Length; i++) Assert.That(wb[i], Is.EqualTo(wa[i]).Within(tol * (1 + Math.Abs(wa[i]))), $"{what}: layer {l} weight {i}");
+            for (int i = 0; i < ba.Length; i++) Assert.That(bb[i], Is.EqualTo(ba[i]).Within(tol * (1 + Math.Abs(ba[i]))), $"{what}: layer {l} bias {i}");
+        }
+    }
+
+    // Every activation (ReLU and GELU-tanh through the cuBLASLt epilogues, the rest through our kernel),
+    // with dropout between layers, 20 steps of Adam with warm-up + cosine; batches of 24 and 13.
+    [Test]
+    public void ClassifierTraining_MatchesTheCpuBackend_ForEveryActivation(
+        [ValueSource(nameof(Devices))] string device,
+        [Values("relu", "gelu_tanh", "gelu", "silu", "tanh", "sigmoid", "elu:0.7", "leaky_relu:0.05")] string activation)
+    {
+        using var gpu = Open(device);
+        var net = new Sequential(12).Dense(16, activation).Dropout(0.25).Dense(10, activation).Dense(4);
+        var spec = net.ToSpec(LossKind.CrossEntropy, labelSmoothing: 0.1);
+        using var cpu = new Model(spec, Options(Backend.Cpu));
+        using var cuda = new Model(spec, Options(Backend.Cuda), gpu);
+        for (int t = 0; t < 20; t++)
+        {
+            var (x, y) = Batch(t % 4 == 3 ? 13 : 24, 12, 4, 100 + t);
+            double a = cpu.Step(x, y), b = cuda.Step(x, y);
+            Assert.That(b, Is.EqualTo(a).Within(2e-5 * (1 + Math.Abs(a))), $"loss at step {t + 1}");
+        }
+        AssertClose(cpu, cuda, 1e-4, activation);
+    }
+
+    // 37 classes: every lane of the row's warp loops, and the shuffle trees span all 32 lanes.
+    [Test]
+    public void SoftmaxCrossEntropy_OverMoreClassesThanAWarpHasLanes_MatchesTheCpuBackend([ValueSource(nameof(Devices))] string device, [Values(17, 37)] int classes)
+    {
+        using var gpu = Open(device);
+        var spec = new Sequential(12).Dense(24, "relu").Dense(classes).ToSpec(LossKind.CrossEntropy, labelSmoothing: 0.05);
+        using var cpu = new Model(spec, Options(Backend.Cpu));
+        using var cuda = new Model(spec, Options(Backend.Cuda), gpu);
+        for (int t = 0; t < 10; t++)
+        {
+            var (x, y) = Batch(24, 12, classes, 150 + t);
+            double a = cpu.Step(x, y), b = cuda.Step(x, y);
+            Assert.That(b, Is.EqualTo(a).Within(2e-5 * (1 + Math.Abs(a))), $"loss at step {t + 1}");
+        }
+        AssertClose(cpu, cuda, 1e-4, $"{classes} classes");
+    }
+
+    [Test]
+    public void EveryOptimizerAndRegularizer_MatchesTheCpuBackend(
+        [ValueSource(nameof(Devices))] string device,
+        [Values("sgd", "sgd-nesterov", "adam-amsgrad-clipnorm", "adamw-l1", "rmsprop-centered-momentum", "rmsprop", "adagrad-clipvalue")] string name)
+    {
+        var opt = name switch
+        {
+            "sgd" => new OptimizerSettings { Kind = OptimizerKind.Sgd, LearningRate = 0.05 },
+            "sgd-nesterov" => new OptimizerSettings { Kind = OptimizerKind.Sgd, LearningRate = 0.05, Momentum = 0.9, Nesterov = true, WeightDecay = 1e-3 },
+            "adam-amsgrad-clipnorm" => new OptimizerSettings { Kind = OptimizerKind.Adam, LearningRate = 1e-2, Amsgrad = true, ClipNorm = 0.5 },
+            "adamw-l1" => new OptimizerSettings { Kind = OptimizerKind.AdamW, LearningRate = 1e-2, WeightDecay = 0.05, L1 = 1e-4 },
+            "rmsprop-centered-momentum" => new OptimizerSettings { Kind = OptimizerKind.RMSprop, LearningRate = 1e-3, Centered = true, Momentum = 0.5 },
+            "rmsprop" => new OptimizerSettings { Kind = OptimizerKind.RMSprop, LearningRate = 1e-3, WeightDecay = 1e-3 },
+            "adagrad-clipvalue" => new OptimizerSettings { Kind = OptimizerKind.Adagrad, LearningRate = 0.05, LrDecay = 0.01, ClipValue = 0.05, InitialAccumulatorValue = 0.1 },
+            _ => throw new ArgumentException(name),
+        };
+        using var gpu = Open(device);
+        var spec = new Sequential(12).Dense(16, "relu").Dense(8, "tanh").Dense(4).ToSpec(LossKind.CrossEntropy);
+        using var cpu = new Model(spec, Options(Backend.Cpu, opt));
+        using var cuda = new Model(spec, Options(Backend.Cuda, opt), gpu);
+        for (int t = 0; t < 20; t++)
+        {
+            var (x, y) = Batch(24, 12, 4, 200 + t);
+            double a = cpu.Step(x, y), b = cuda.Step(x, y);
+            Assert.That(b, Is.EqualTo(a).Within(2e-5 * (1 + Math.Abs(a))), $"{name}: loss at step {t + 1}");
+        }
+        AssertClose(cpu, cuda, 2e-4, name);
+    }
+
+    [Test]
+    public void RegressionLosses_MatchTheCpuBackend([ValueSource(nameof(Devices))] string device, [Values] LossKind loss)
+    {
+        if (loss == LossKind.CrossEntropy) Assert.Pass("covered by the classifier tests");
+        using var gpu = Open(device);
+        var spec = new Sequential(6).Dense(12, "silu").Dense(3).ToSpec(loss, huberDelta: 0.3);
+        using var cpu = new Model(spec, Options(Backend.Cpu));
+        using var cuda = new Model(spec, Options(Backend.Cuda), gpu);
+        for (int t = 0; t < 20; t++)
+        {
+            int n = t % 5 == 4 ? 7 : 24;
+            var x = TestData.Floats(n * 6, 300 + t);
+            var target = TestData.Floats(n * 3, 400 + t).Select(v => loss == LossKind.BceWithLogits ? (v > 0 ? 1f : 0f) : 2 * v).ToArray();
+            double a = cpu.Step(x, target), b = cuda.Step(x, target);
+            Assert.That(b, Is.EqualTo(a).Within(2e-5 * (1 + Math.Abs(a))), $"{loss}: loss at step {t + 1}");
+        }
+        AssertClose(cpu, cuda, 1e-4, loss.ToString());
+        var probe = TestData.Floats(9 * 6, 500);
+        Assert.That(cuda.EvaluateLoss(probe, new float[9 * 3]), Is.EqualTo(cpu.EvaluateLoss(probe, new float[9 * 3])).Within(1e-4));
+    }
+
+    [Test]
+    public void PredictAndEvaluate_MatchTheCpuBackend([ValueSource(nameof(Devices))] string device)
+    {
+        using var gpu = Open(device);
+        var spec = new Sequential(12).Dense(16, "gelu_tanh").Dropout(0.5).Dense(4).ToSpec(LossKind.CrossEntropy);
+        using var cpu = new Model(spec, Options(Backend.Cpu));
+        using var cuda = new Model(spec, Options(Backend.Cuda), gpu);
+        for (int t = 0; t < 5; t++)
+        {
+            var (x, y) = Batch(24, 12, 4, 600 + t);
+            cpu.Step(x, y);
+            cuda.Step(x, y);
+        }
+        var (px, py) = Batch(61, 12, 4, 700); // three chunks of the compiled batch, the last partial
+        var (oa, ob) = (new float[61 * 4], new float[61 * 4]);
+        cpu.Predict(px, oa);
+        cuda.Predict(px, ob);
+        for (int i = 0; i < oa.Length; i++) Assert.That(ob[i], Is.EqualTo(oa[i]).Within(1e-4 * (1 + Math.Abs(oa[i]))), $"output {i}");
+        var (ea, eb) = (cpu.Evaluate(px, py), cuda.Evaluate(px, py));
+        Assert.That(eb.Loss, Is.EqualTo(ea.Loss).Within(1e-5));
+        Assert.That(eb.Confusion, Is.EqualTo(ea.Confusion));
+    }
+
+    // The captured graph replays the same work as launching each command: same bits after 20 steps.
+    [Test]
+    public void GraphReplay_IsBitIdenticalToEagerLaunches([ValueSource(nameof(Devices))] string device)
+    {
+        float[] Train(bool graph)
+        {
+            using var gpu = Open(device);
+            var spec = new Sequential(12).Dense(16, "relu").Dropout(0.3).Dense(8, "gelu").Dense(4).ToSpec(LossKind.CrossEntropy);
+            using var m = new Model(spec, Options(Backend.Cuda, graph: graph), gpu);
+            for (int t = 0; t < 20; t++)
+            {
+                var (x, y) = Batch(t % 3 == 2 ? 9 : 24, 12, 4, 800 + t);
+                m.Step(x, y);
+            }
+            var all = new float[m.ParameterSectionLength];
+            m.CopyParametersTo(all);
+            if (gpu is EmulatedGpu e)
+            {
+                Assert.That(e.GraphLaunches, Is.EqualTo(graph ? 20 : 0), "one graph launch per step");
+                Assert.That(e.GemmsByEpilogue.GetValueOrDefault(LtEpilogue.ReluBias), Is.EqualTo(20), "ReLU forward through the cuBLASLt epilogue");
+            }
+            return all;
+        }
+        Assert.That(Train(graph: true), Is.EqualTo(Train(graph: false)));
+    }
+
+    [Test]
+    public void TheLoweredStep_UsesEpiloguesAndOneCommandListPerBatchSize([ValueSource(nameof(Devices))] string device)
+    {
+        using var gpu = Open(device);
+        var spec = new Sequential(12).Dense(16, "relu").Dense(8, "gelu_tanh").Dense(6, "gelu_tanh").Dense(4).ToSpec(LossKind.CrossEntropy);
+        using var m = new Model(spec, Options(Backend.Cuda, new OptimizerSettings { Kind = OptimizerKind.Adam, ClipNorm = 1 }), gpu);
+        var listing = m.CudaStepListing(24);
+        string text = string.Join("\n", listing);
+        Assert.That(text, Does.Contain("dense0 fwd cublasLtMatmul ReluBias 16x24x12"), text);
+        Assert.That(text, Does.Contain("dense1 fwd cublasLtMatmul GeluAuxBias 8x24x16"), text);
+        Assert.That(text, Does.Contain("dense2 fwd cublasLtMatmul Bias 6x24x8"), "6 units: the GELU aux ld is not a multiple of 8, so our kernel applies GELU");
+        Assert.That(text, Does.Contain("dense3 fwd cublasLtMatmul Bias 4x24x6"));
+        Assert.That(listing[0], Is.EqualTo("copy input"));
+        Assert.That(listing[^1], Is.EqualTo("copy status"));
+        Assert.That(listing.Count(l => l.StartsWith("sumsq_", StringComparison.Ordinal)), Is.EqualTo(2));
+        Assert.That(listing.Count(l => l.StartsWith("adam_update", StringComparison.Ordinal)), Is.EqualTo(1), "one fused pass over the parameter block");
+        Assert.That(Assert.Throws<InvalidOperationException>(() => new Sequential(3).Dense(2).Compile(new TrainingOptions { Backend = Backend.Cpu }).CudaStepListing(1))!.Message,
+            Does.Contain("runs on the Cpu backend, not Cuda"));
+    }
+
+    [Test]
+    public void HostWrites_ReachTheDevice_AndCheckpointsResumeBitForBit([ValueSource(nameof(Devices))] string device)
+    {
+        using var gpu = Open(device);
+        var spec = new Sequential(12).Dense(16, "relu").Dropout(0.2).Dense(4).ToSpec(LossKind.CrossEntropy);
+        var opts = Options(Backend.Cuda, new OptimizerSettings { Kind = OptimizerKind.Adam, LearningRate = 1e-2 });
+        string dir = Path.Combine(Path.GetTempPath(), "backprop-cuda-ckpt-" + Guid.NewGuid().ToString("N"));
+        Directory.CreateDirectory(dir);
+        try
+        {
+            using var a = new Model(spec, opts, gpu);
+            for (int t = 0; t < 8; t++) { var (x, y) = Batch(24, 12, 4, 900 + t); a.Step(x, y); }
+            string file = Path.Combine(dir, "a.safetensors");
+            Checkpoint.SaveTraining(a, file, new TrainingPosition(0, 8));
+            for (int t = 8; t < 16; t++) { var (x, y) = Batch(24, 12, 4, 900 + t); a.Step(x, y); }
+
+            using var b = new Model(spec, opts, gpu);
+            Checkpoint.LoadTraining(b, file);
+            for (int t = 8; t < 16; t++) { var (x, y) = Batch(24, 12, 4, 900 + t); b.Step(x, y); }
+            var (pa, pb) = (new float[a.ParameterSectionLength], new float[b.ParameterSectionLength]);
+            a.CopyParametersTo(pa);
+            b.CopyParametersTo(pb);
+            Assert.That(pb, Is.EqualTo(pa), "resumed on the device from a checkpoint, bit for bit");
+
+            // SetParameters lands on the device before the next forward pass.
+            b.SetParameters(1, new float[4 * 16], new float[] { 0, 0, 5, 0 });
+            var output = new float[3 * 4];
+            b.Predict(Batch(3, 12, 4, 1).X, output);
+            Assert.That(output, Is.EqualTo(new float[] { 0, 0, 5, 0, 0, 0, 5, 0, 0, 0, 5, 0 }));
+        }
+        finally { Directory.Delete(dir, true); }
+    }
+
+    [Test]
+    public void ANonFiniteLoss_SkipsTheUpdateOnTheDevice_AndKeepsTheParameters([ValueSource(nameof(Devices))] string device)
+    {
+        using var gpu = Open(device);
+        var spec = new Sequential(4).Dense(3).ToSpec(LossKind.Mse);
+        using var m = new Model(spec, Options(Backend.Cuda, new OptimizerSettings { Kind = OptimizerKind.Sgd, LearningRate = 0.1 }), gpu);
+        var x = TestData.Floats(8, 1);
+        m.Step(x, new float[6]);
+        var before = new float[m.ParameterSectionLength];
+        m.CopyParametersTo(before);
+        var bad = new float[6];
+        bad[4] = float.PositiveInfinity;
+        var e = Assert.Throws<TrainingDivergedException>(() => m.Step(x, bad))!;
+        Assert.That(e.Step, Is.EqualTo(2));
+        Assert.That(m.StepCount, Is.EqualTo(1));
+        var after = new float[m.ParameterSectionLength];
+        m.CopyParametersTo(after);
+        Assert.That(after, Is.EqualTo(before));
+        Assert.DoesNotThrow(() => m.Step(x, new float[6]), "training goes on after the skipped step");
+    }
+
+    [Test]
+    public void AStep_AllocatesNothingOnTheHost([ValueSource(nameof(Devices))] string device)
+    {
+        using var gpu = Open(device);
+        var spec = new Sequential(12).Dense(16, "gelu_tanh").Dropout(0.2).Dense(4).ToSpec(LossKind.CrossEntropy);
+        using var m = new Model(spec, Options(Backend.Cuda), gpu);
+        var (x, y) = Batch(24, 12, 4, 1);
+        var (x2, y2) = Batch(5, 12, 4, 2);
+        var output = new float[5 * 4];
+        for (int i = 0; i < 5; i++) { m.Step(x, y); m.Step(x2, y2); m.Predict(x2, output); }
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        for (int i = 0; i < 50; i++) { m.Step(x, y); m.Step(x2, y2); m.Predict(x2, output); }
+        Assert.That(GC.GetAllocatedBytesForCurrentThread() - before, Is.EqualTo(0));
+    }
+
+    [Test]
+    public void WithoutADevice_TheBackendSaysWhy_AndBadCombinationsAreRejected()
+    {
+        var spec = new Sequential(4).Dense(3).ToSpec(LossKind.Mse);
+        var info = CudaDriver.Probe();
+        if (!info.Available)
+        {
+            var e = Assert.Throws<InvalidOperationException>(() => new Model(spec, new TrainingOptions { Backend = Backend.Cuda }))!;
+            Assert.That(e.Message, Does.StartWith("CUDA is not available: ").And.Contain(info.Reason!));
+        }
+        using var gpu = new EmulatedGpu();
+        Assert.That(Assert.Throws<ArgumentException>(() => new Model(spec, new TrainingOptions { Backend = Backend.Cpu }, gpu))!.Message,
+            Does.Contain("a device was given but the backend is Cpu; set Backend = Cuda"));
+        using (new Model(spec, new TrainingOptions { Backend = Backend.Cuda, MaxBatch = 4 }, gpu)) { }
+        Assert.That(gpu.LiveAllocations, Is.EqualTo(0), "disposing the model frees its arena and staging buffers");
+    }
+}
