@@ -5,6 +5,7 @@ using Backprop.Cli.Bench;
 using Backprop.Kernels.Blas;
 using Backprop.Kernels.Cpu;
 using Backprop.Kernels.Cpu.Gemm;
+using Backprop.Kernels.Cuda;
 
 namespace Backprop.Cli;
 
@@ -82,13 +83,35 @@ internal static class Commands
         });
         bench.Subcommands.Add(dense);
 
-        var step = new Command("step", "Training step time of named model shapes on the Cpu and Blas backends, same run.");
+        var step = new Command("step", "Training step time of named model shapes: the Cpu and Blas backends in the same run, or (--backend cuda) the Cuda backend against cuBLAS's GEMMs alone.");
         var st = AddTimingOptions(step, [Environment.ProcessorCount], 5, 0.2, "step.md and step.json");
         var sModel = new Option<string?>("--model") { Description = "Only models whose name contains this text (e.g. 784-256-10)." };
+        var sBackend = new Option<string>("--backend") { Description = "cpu: Cpu vs Blas backends (default); cuda: the Cuda backend on GPU 0.", DefaultValueFactory = _ => "cpu" };
+        var sTf32 = new Option<bool>("--tf32") { Description = "Cuda: allow TF32 tensor-core GEMMs." };
         step.Options.Add(sModel);
+        step.Options.Add(sBackend);
+        step.Options.Add(sTf32);
         step.SetAction(p =>
         {
             var (t, r, s) = ReadTiming(p, st);
+            switch (p.GetValue(sBackend)!.ToLowerInvariant())
+            {
+                case "cpu": break;
+                case "cuda":
+                {
+                    CudaGpu probe;
+                    try { probe = CudaGpu.Open(p.GetValue(sTf32)); }
+                    catch (InvalidOperationException e) { throw new UsageException(e.Message); }
+                    string device = probe.Description;
+                    probe.Dispose();
+                    bool tf32 = p.GetValue(sTf32);
+                    var cudaRows = CudaStepBench.Run(() => CudaGpu.Open(tf32), CudaStepBench.Shapes, r, s, p.GetValue(sModel), tf32, stdout);
+                    if (cudaRows.Count == 0) throw new UsageException($"--model '{p.GetValue(sModel)}' matches no model; models are: {string.Join(", ", CudaStepBench.Shapes.Select(x => x.Name).Distinct())}.");
+                    WriteReport(stdout, p.GetValue(st.Output), "step-cuda", CudaStepBench.ToMarkdown(cudaRows, device, tf32), CudaStepBench.ToJson(cudaRows));
+                    return 0;
+                }
+                case var other: throw new UsageException($"--backend must be cpu or cuda; got '{other}'.");
+            }
             var rows = StepBench.Run(t, r, s, p.GetValue(sModel), stdout);
             if (rows.Count == 0) throw new UsageException($"--model '{p.GetValue(sModel)}' matches no model; models are: {string.Join(", ", StepBench.Shapes.Select(x => x.Name).Distinct())}.");
             WriteReport(stdout, p.GetValue(st.Output), "step", StepBench.ToMarkdown(rows), StepBench.ToJson(rows));
@@ -171,7 +194,7 @@ internal static class Commands
 
     private static Command InfoCommand(TextWriter stdout)
     {
-        var info = new Command("info", "What this machine offers: ISA path, cores, OpenBLAS.");
+        var info = new Command("info", "What this machine offers: ISA path, cores, OpenBLAS, CUDA (device, compute capability, memory, driver, cuBLAS and NVRTC versions, or why not).");
         info.SetAction(_ =>
         {
             stdout.WriteLine($"cpu: {Environment.ProcessorCount} logical cores, kernel ISA {CpuIsa.Supported}");
@@ -184,7 +207,7 @@ internal static class Commands
                 ? $"cuda: {cuda.DeviceName}, compute capability {cuda.Major}.{cuda.Minor} ({cuda.Arch}), {cuda.TotalMemory / (1L << 20):N0} MiB, {cuda.Multiprocessors} SMs, driver {cuda.DriverVersion / 1000}.{cuda.DriverVersion % 1000 / 10}"
                 : $"cuda: not available: {cuda.Reason}");
             var (blas, blasWhy) = Backprop.Kernels.Cuda.CuBlas.Probe();
-            stdout.WriteLine(blas ? "cublas: available (cuBLAS and cuBLASLt)" : $"cublas: not available: {blasWhy}");
+            stdout.WriteLine(blas ? $"cublas: {Backprop.Kernels.Cuda.CuBlas.Version?.ToString() ?? "version unknown"} (cuBLAS and cuBLASLt)" : $"cublas: not available: {blasWhy}");
             stdout.WriteLine(Backprop.Kernels.Cuda.Nvrtc.IsAvailable
                 ? $"nvrtc: {Backprop.Kernels.Cuda.Nvrtc.Version.Major}.{Backprop.Kernels.Cuda.Nvrtc.Version.Minor}; kernels: {string.Join(", ", Backprop.Kernels.Cuda.CudaSources.Kernels)}"
                 : $"nvrtc: not available: {Backprop.Kernels.Cuda.Nvrtc.UnavailableReason}");

@@ -49,7 +49,8 @@ internal static class TrainCommand
         var epochs = Add("--epochs", "Epochs.", 15);
         var seed = Add("--seed", "Seed of initialization, dropout and shuffling.", 1);
         var threads = Add("--threads", "Threads.", Environment.ProcessorCount);
-        var backend = Add("--backend", "cpu (fused kernels) or blas (OpenBLAS + elementwise passes).", "cpu");
+        var backend = Add("--backend", "cpu (fused kernels), blas (OpenBLAS + elementwise passes) or cuda (GPU 0: cuBLAS + our CUDA kernels, the step as a CUDA graph).", "cpu");
+        var tf32 = new Option<bool>("--tf32") { Description = "With --backend cuda: allow TF32 tensor-core GEMMs (faster, ~1e-3 relative error)." };
         var init = Add("--init", "he_uniform, he_normal, xavier_uniform, xavier_normal, pytorch.", "he_uniform");
         var normalize = Add("--normalize", "scale (x/255), standardize (train statistics) or none.", "scale");
         var validation = Add("--validation", "Fraction of the training set held out for validation.", 0.0);
@@ -63,6 +64,7 @@ internal static class TrainCommand
         foreach (var opt in o.Values) cmd.Options.Add(opt);
         cmd.Options.Add(output);
         cmd.Options.Add(resume);
+        cmd.Options.Add(tf32);
         cmd.SetAction(p =>
         {
             var hidden = ParseSizes(p.GetValue(layers)!);
@@ -91,8 +93,8 @@ internal static class TrainCommand
             if (th < 1 || th > 1024) throw new UsageException($"--threads must be in [1, 1024]; got {th}.");
             var be = p.GetValue(backend)!.ToLowerInvariant() switch
             {
-                "cpu" => Backend.Cpu, "blas" => Backend.Blas,
-                var other => throw new UsageException($"--backend must be cpu or blas; got '{other}'."),
+                "cpu" => Backend.Cpu, "blas" => Backend.Blas, "cuda" => Backend.Cuda,
+                var other => throw new UsageException($"--backend must be cpu, blas or cuda; got '{other}'."),
             };
             var initScheme = p.GetValue(init)!.ToLowerInvariant() switch
             {
@@ -126,8 +128,9 @@ internal static class TrainCommand
             var options = new TrainingOptions
             {
                 Loss = loss, LabelSmoothing = p.GetValue(smoothing), Optimizer = settings, Schedule = sched, MaxBatch = b,
-                Seed = (ulong)p.GetValue(seed), Threads = th, Backend = be, Init = initScheme,
+                Seed = (ulong)p.GetValue(seed), Threads = th, Backend = be, Init = initScheme, AllowTf32 = p.GetValue(tf32),
             };
+            if (p.GetValue(tf32) && be != Backend.Cuda) throw new UsageException($"--tf32 applies to --backend cuda; the backend is {be.ToString().ToLowerInvariant()}.");
             try
             {
                 options.Validate();
@@ -155,7 +158,8 @@ internal static class TrainCommand
                     var info = Checkpoint.ReadInfo(ckpt);
                     if (info.Spec.InputWidth != trainSet.Width)
                         throw new UsageException($"the checkpoint's model takes {info.Spec.InputWidth} features but the data has {trainSet.Width}.");
-                    model = new Model(info.Spec, info.Options with { Threads = th });
+                    try { model = new Model(info.Spec, info.Options with { Threads = th }); }
+                    catch (InvalidOperationException e) when (info.Options.Backend == Backend.Cuda) { throw new UsageException(e.Message); }
                     try { Checkpoint.LoadTraining(model, ckpt); }
                     catch { model.Dispose(); throw; }
                     fit = fit with { Start = info.Position };
@@ -172,7 +176,8 @@ internal static class TrainCommand
                     if (drop > 0) net.Dropout(drop);
                 }
                 net.Dense(Math.Max(2, Math.Max(trainSet.Outputs, testSet.Outputs)));
-                model = net.Compile(options);
+                try { model = net.Compile(options); }
+                catch (InvalidOperationException e) when (be == Backend.Cuda) { throw new UsageException(e.Message); } // no CUDA device, cuBLAS or NVRTC
             }
             using (model)
             {

@@ -69,6 +69,20 @@ public static unsafe partial class CuBlas
         return l.Handle == 0 ? (false, l.Error) : (true, null);
     }
 
+    [LibraryImport(Blas)] private static partial int cublasGetProperty(int type, int* value);
+
+    /// <summary>The loaded cuBLAS version (major.minor.patch), or null when cuBLAS is not available.</summary>
+    public static Version? Version
+    {
+        get
+        {
+            if (!Probe().Available) return null;
+            int major, minor, patch;
+            if (cublasGetProperty(0, &major) != 0 || cublasGetProperty(1, &minor) != 0 || cublasGetProperty(2, &patch) != 0) return null;
+            return new Version(major, minor, patch);
+        }
+    }
+
     /// <summary>The name of a cublasStatus_t.</summary>
     public static string StatusName(int status) => status switch
     {

@@ -24,6 +24,7 @@ public class CliTests
     [TestCase(new[] { "bench", "gemm", "--min-seconds", "0" }, "--min-seconds must be positive; got 0")]
     [TestCase(new[] { "bench", "gemm", "--shape", "999^3" }, "matches no shape")]
     [TestCase(new[] { "frobnicate" }, "frobnicate")]
+    [TestCase(new[] { "bench", "step", "--backend", "tpu" }, "--backend must be cpu or cuda; got 'tpu'")]
     [TestCase(new[] { "gradcheck", "--layers", "4,x" }, "--layers must be comma-separated positive widths")]
     [TestCase(new[] { "gradcheck", "--activation", "softsign" }, "Unknown activation 'softsign'")]
     [TestCase(new[] { "gradcheck", "--loss", "hinge" }, "--loss must be one of")]
@@ -102,5 +103,29 @@ public class CliTests
         {
             if (Directory.Exists(dir)) Directory.Delete(dir, true);
         }
+    }
+
+    [Test]
+    public void BenchStep_OnCuda_WithoutADevice_SaysWhy()
+    {
+        var info = Backprop.Kernels.Cuda.CudaDriver.Probe();
+        if (info.Available) Assert.Ignore($"this machine has a CUDA device ({info.DeviceName}); the no-device message cannot be shown here");
+        var (code, _, err) = Run("bench", "step", "--backend", "cuda", "--rounds", "1");
+        Assert.That(code, Is.EqualTo(2), err);
+        Assert.That(err, Does.Contain("CUDA is not available: ").And.Contain(info.Reason!));
+    }
+
+    // The Cuda step benchmark's own logic (model, GEMM-only set, timing, report) on the emulated device;
+    // what its numbers mean on a GPU is for `backprop bench step --backend cuda` there.
+    [Test]
+    public void CudaStepBench_RunsItsShapes_AndReportsTheGemmFraction()
+    {
+        var rows = Backprop.Cli.Bench.CudaStepBench.Run(() => new Backprop.Tests.Cuda.EmulatedGpu(), [("8-16-4", [8, 16, 4], 6), ("8-16-12-4", [8, 16, 12, 4], 5)],
+            rounds: 2, minSeconds: 0.001, filter: null, tf32: false, TextWriter.Null);
+        Assert.That(rows.Select(r => (r.ModelName, r.Batch)), Is.EqualTo(new[] { ("8-16-4", 6), ("8-16-12-4", 5) }));
+        Assert.That(rows.All(r => r.StepMs > 0 && r.GemmMs > 0 && r.Fraction > 0 && r.Samples > 0), Is.True);
+        var md = Backprop.Cli.Bench.CudaStepBench.ToMarkdown(rows, "host emulation", tf32: false);
+        Assert.That(md, Does.Contain("| 8-16-12-4 | 5 |").And.Contain("FP32 GEMMs (no TF32)"));
+        Assert.That(JsonDocument.Parse(Backprop.Cli.Bench.CudaStepBench.ToJson(rows)).RootElement[0].GetProperty("gemm_fraction").GetDouble(), Is.GreaterThan(0));
     }
 }

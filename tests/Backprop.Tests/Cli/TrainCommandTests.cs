@@ -95,7 +95,8 @@ public class TrainCommandTests
     [TestCase(new[] { "train", "--data", "/no/such/folder" }, "--data folder '/no/such/folder' does not exist")]
     [TestCase(new[] { "train", "--optimizer", "lion" }, "--optimizer must be sgd, adam, adamw, rmsprop or adagrad; got 'lion'")]
     [TestCase(new[] { "train", "--lr", "-0.1" }, "LearningRate must be a finite number >= 0; got -0.1")]
-    [TestCase(new[] { "train", "--backend", "gpu" }, "--backend must be cpu or blas; got 'gpu'")]
+    [TestCase(new[] { "train", "--backend", "gpu" }, "--backend must be cpu, blas or cuda; got 'gpu'")]
+    [TestCase(new[] { "train", "--tf32" }, "--tf32 applies to --backend cuda; the backend is cpu")]
     [TestCase(new[] { "train", "--schedule", "cyclic" }, "--schedule must be constant, step, exponential, cosine or linear; got 'cyclic'")]
     [TestCase(new[] { "train", "--patience", "2" }, "early stopping (patience > 0) needs a validation split")]
     [TestCase(new[] { "train", "--input-width", "784" }, "the data has 16 features per sample but the first layer expects 784")]
@@ -105,6 +106,17 @@ public class TrainCommandTests
         var (code, _, err) = Run(withData);
         Assert.That(code, Is.EqualTo(2), err);
         Assert.That(err, Does.Contain(expected));
+        Assert.That(err.Trim().Split('\n'), Has.Length.EqualTo(1), "one line, no stack trace");
+    }
+
+    [Test]
+    public void Train_OnCuda_WithoutADevice_SaysWhy()
+    {
+        var info = Backprop.Kernels.Cuda.CudaDriver.Probe();
+        if (info.Available) Assert.Ignore($"this machine has a CUDA device ({info.DeviceName}); the no-device message cannot be shown here");
+        var (code, _, err) = Run("train", "--data", _dir, "--layers", "16", "--epochs", "1", "--backend", "cuda");
+        Assert.That(code, Is.EqualTo(2), err);
+        Assert.That(err, Does.Contain("CUDA is not available: ").And.Contain(info.Reason!));
         Assert.That(err.Trim().Split('\n'), Has.Length.EqualTo(1), "one line, no stack trace");
     }
 
