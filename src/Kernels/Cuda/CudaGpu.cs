@@ -44,7 +44,8 @@ public sealed unsafe class CudaGpu : IGpuDevice
         CudaDriver.Check(CudaDriver.cuMemAlloc(&ws, WorkspaceBytes), $"cuMemAlloc({WorkspaceBytes} bytes of GEMM workspace)");
         _workspace = ws;
         _blas = CuBlas.Create(stream, allowTf32 ? CuBlas.MathMode.Tf32 : CuBlas.MathMode.Default);
-        CuBlas.SetWorkspace(_blas, _workspace, WorkspaceBytes);
+        try { CuBlas.SetWorkspace(_blas, _workspace, WorkspaceBytes); }
+        catch (EntryPointNotFoundException) { } // cuBLAS before 11.4 has no cublasSetWorkspace and keeps its own workspace
         _lt = CuBlas.CreateLt();
     }
 

@@ -281,6 +281,29 @@ public class CudaBackendTests
         Assert.That(GC.GetAllocatedBytesForCurrentThread() - before, Is.EqualTo(0));
     }
 
+    // The Trainer on the device: shuffling, validation, early stopping that restores the best epoch's
+    // parameters into the device, the same epochs and metrics as on the CPU.
+    [Test]
+    public void TheTrainer_EarlyStopsAndRestores_AsOnTheCpu([ValueSource(nameof(Devices))] string device)
+    {
+        using var gpu = Open(device);
+        var x = TestData.Floats(300 * 8, 1);
+        var y = Enumerable.Range(0, 300).Select(i => (i * 7 + 1) % 3).ToArray(); // noise: validation loss rises
+        var data = new Backprop.Engine.Data.Dataset(x, y, null, 8, 3);
+        var spec = new Sequential(8).Dense(64, "relu").Dense(3).ToSpec(LossKind.CrossEntropy);
+        var opt = new OptimizerSettings { Kind = OptimizerKind.Adam, LearningRate = 1e-2 };
+        var fitOptions = new Backprop.Engine.Training.FitOptions { Epochs = 40, ValidationFraction = 0.25, Patience = 3 };
+        using var cpu = new Model(spec, Options(Backend.Cpu, opt, maxBatch: 16));
+        using var cuda = new Model(spec, Options(Backend.Cuda, opt, maxBatch: 16), gpu);
+        var a = new Backprop.Engine.Training.Trainer(cpu).Fit(data, null, fitOptions);
+        var b = new Backprop.Engine.Training.Trainer(cuda).Fit(data, null, fitOptions);
+        Assert.That(b.StoppedEarly, Is.True);
+        Assert.That((b.BestEpoch, b.Epochs.Count), Is.EqualTo((a.BestEpoch, a.Epochs.Count)));
+        for (int e = 0; e < a.Epochs.Count; e++)
+            Assert.That(b.Epochs[e].ValidationLoss!.Value, Is.EqualTo(a.Epochs[e].ValidationLoss!.Value).Within(1e-4), $"epoch {e + 1}");
+        AssertClose(cpu, cuda, 1e-3, "restored best epoch");
+    }
+
     [Test]
     public void WithoutADevice_TheBackendSaysWhy_AndBadCombinationsAreRejected()
     {
