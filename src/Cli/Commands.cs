@@ -23,6 +23,7 @@ internal static class Commands
         var root = new RootCommand("Backprop: a fast trainer for dense neural networks.");
         root.Subcommands.Add(BenchCommand(stdout));
         root.Subcommands.Add(InfoCommand(stdout));
+        root.Subcommands.Add(CheckCommand(stdout));
         root.Subcommands.Add(GradcheckCommand.Create(stdout));
         root.Subcommands.Add(TrainCommand.Create(stdout));
         root.Subcommands.Add(ExportCommand.Create(stdout));
@@ -190,6 +191,32 @@ internal static class Commands
         File.WriteAllText(Path.Combine(dir.FullName, name + ".md"), md);
         if (json is not null) File.WriteAllText(Path.Combine(dir.FullName, name + ".json"), json);
         stdout.WriteLine($"wrote {Path.Combine(dir.FullName, name + ".md")}" + (json is null ? "" : $" and {name}.json"));
+    }
+
+    private static Command CheckCommand(TextWriter stdout)
+    {
+        var check = new Command("check", "Correctness checks of a backend on this machine.");
+        var cuda = new Command("cuda", "The Cuda backend on GPU 0 against the CPU backend: every activation, loss and optimizer for 20 steps, and graph replay against eager launches bit for bit. Exit 1 when a check fails.");
+        var only = new Option<string?>("--case") { Description = "Only cases whose name contains this text (e.g. gelu, optimizer, graph)." };
+        cuda.Options.Add(only);
+        cuda.SetAction(p =>
+        {
+            string device;
+            try
+            {
+                using var probe = CudaGpu.Open();
+                device = probe.Description;
+            }
+            catch (InvalidOperationException e) { throw new UsageException(e.Message); }
+            stdout.WriteLine($"checking the Cuda backend on {device} against the CPU backend");
+            var results = Backprop.Engine.Cuda.CudaCheck.Run(() => CudaGpu.Open(), stdout, p.GetValue(only));
+            if (results.Count == 0) throw new UsageException($"--case '{p.GetValue(only)}' matches no check.");
+            int passed = results.Count(r => r.Passed);
+            stdout.WriteLine($"{passed} of {results.Count} checks passed");
+            return passed == results.Count ? 0 : 1;
+        });
+        check.Subcommands.Add(cuda);
+        return check;
     }
 
     private static Command InfoCommand(TextWriter stdout)

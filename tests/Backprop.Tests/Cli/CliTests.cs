@@ -128,4 +128,14 @@ public class CliTests
         Assert.That(md, Does.Contain("| 8-16-12-4 | 5 |").And.Contain("FP32 GEMMs (no TF32)"));
         Assert.That(JsonDocument.Parse(Backprop.Cli.Bench.CudaStepBench.ToJson(rows)).RootElement[0].GetProperty("gemm_fraction").GetDouble(), Is.GreaterThan(0));
     }
+
+    [Test]
+    public void CheckCuda_WithoutADevice_SaysWhy()
+    {
+        var info = Backprop.Kernels.Cuda.CudaDriver.Probe();
+        if (info.Available) Assert.Ignore($"this machine has a CUDA device ({info.DeviceName}); the no-device message cannot be shown here");
+        var (code, _, err) = Run("check", "cuda");
+        Assert.That(code, Is.EqualTo(2), err);
+        Assert.That(err, Does.Contain("CUDA is not available: ").And.Contain(info.Reason!));
+    }
 }

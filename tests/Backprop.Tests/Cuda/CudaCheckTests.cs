@@ -1,0 +1,66 @@
+// `backprop check cuda`'s comparisons (CudaCheck) on the emulated device: they pass on a correct
+// backend and report the case, with the differences, when the device computes something wrong.
+using Backprop.Engine.Cuda;
+using Backprop.Kernels.Cuda;
+using NUnit.Framework;
+
+namespace Backprop.Tests.Cuda;
+
+[TestFixture]
+[NonParallelizable]
+public class CudaCheckTests
+{
+    [Test]
+    public void EveryCheck_PassesOnTheEmulatedDevice()
+    {
+        var log = new StringWriter();
+        var results = CudaCheck.Run(() => new EmulatedGpu(), log);
+        Assert.That(results, Has.Count.EqualTo(CudaCheck.Cases.Count + 1));
+        Assert.That(results.Where(r => !r.Passed).Select(r => r.Case), Is.Empty, log.ToString());
+        Assert.That(log.ToString(), Does.Contain("ok   activation gelu_tanh").And.Contain("ok   graph replay vs eager launches, bit for bit"));
+    }
+
+    [Test]
+    public void ADeviceThatSkipsAKernel_FailsTheChecksThatNeedIt()
+    {
+        var log = new StringWriter();
+        var results = CudaCheck.Run(() => new SkippingGpu(new EmulatedGpu(), "column_sums"), log, filter: "activation relu");
+        Assert.That(results, Has.Count.EqualTo(1));
+        Assert.That(results[0].Passed, Is.False, log.ToString());
+        Assert.That(log.ToString(), Does.StartWith("FAIL activation relu, dropout 0.25, cross-entropy (smoothing 0.1): 20 steps, max loss difference"));
+        var broken = CudaCheck.Run(() => new SkippingGpu(new EmulatedGpu(), "adam_update"), TextWriter.Null, filter: "graph");
+        Assert.That(broken.Single().Passed, Is.True, "graph and eager skip the same kernel: still bit-identical to each other");
+    }
+
+    // A device that silently never runs one kernel.
+    private sealed class SkippingGpu(EmulatedGpu inner, string skip) : IGpuDevice
+    {
+        private readonly HashSet<nint> _skipped = [];
+        public string Description => inner.Description;
+        public int Multiprocessors => inner.Multiprocessors;
+        public ulong Allocate(long bytes) => inner.Allocate(bytes);
+        public void Free(ulong pointer) => inner.Free(pointer);
+        public nint AllocatePinned(long bytes) => inner.AllocatePinned(bytes);
+        public void FreePinned(nint pointer) => inner.FreePinned(pointer);
+        public void CopyToDevice(ulong destination, nint source, long bytes) => inner.CopyToDevice(destination, source, bytes);
+        public void CopyToHost(nint destination, ulong source, long bytes) => inner.CopyToHost(destination, source, bytes);
+        public void Synchronize() => inner.Synchronize();
+        public nint GetFunction(string source, string name)
+        {
+            var f = inner.GetFunction(source, name);
+            if (name == skip) _skipped.Add(f);
+            return f;
+        }
+        public void Launch(nint function, uint grid, uint block, KernelArgs args)
+        {
+            if (!_skipped.Contains(function)) inner.Launch(function, grid, block, args);
+        }
+        public nint PrepareGemm(in GemmDesc desc) => inner.PrepareGemm(desc);
+        public void Gemm(nint prepared) => inner.Gemm(prepared);
+        public void BeginCapture() => inner.BeginCapture();
+        public nint EndCapture() => inner.EndCapture();
+        public void LaunchGraph(nint graph) => inner.LaunchGraph(graph);
+        public void DestroyGraph(nint graph) => inner.DestroyGraph(graph);
+        public void Dispose() => inner.Dispose();
+    }
+}
