@@ -24,8 +24,8 @@ public static class CudaCheck
         var adam = new OptimizerSettings { Kind = OptimizerKind.Adam, LearningRate = 5e-3 };
         var list = new List<(string, Func<ModelSpec>, OptimizerSettings)>();
         foreach (var a in new[] { "relu", "gelu_tanh", "gelu", "silu", "tanh", "sigmoid", "elu:0.7", "leaky_relu:0.05" })
-            list.Add(($"activation {a}, dropout 0.25, cross-entropy (smoothing 0.1)",
-                () => new Sequential(12).Dense(16, a).Dropout(0.25).Dense(10, a).Dense(4).ToSpec(LossKind.CrossEntropy, labelSmoothing: 0.1), adam));
+            list.Add(($"activation {a}, dropout 0.25 and 0.1, cross-entropy (smoothing 0.1)",
+                () => new Sequential(12).Dense(16, a).Dropout(0.25).Dense(10, a).Dropout(0.1).Dense(4).ToSpec(LossKind.CrossEntropy, labelSmoothing: 0.1), adam));
         list.Add(("37 classes (more than a warp's lanes)", () => new Sequential(12).Dense(24, "relu").Dense(37).ToSpec(LossKind.CrossEntropy), adam));
         foreach (var loss in new[] { LossKind.Mse, LossKind.L1, LossKind.Huber, LossKind.BceWithLogits })
             list.Add(($"loss {loss}", () => new Sequential(12).Dense(12, "silu").Dense(3).ToSpec(loss, huberDelta: 0.3), adam));
@@ -39,7 +39,7 @@ public static class CudaCheck
             ("adagrad + clip-value", new() { Kind = OptimizerKind.Adagrad, LearningRate = 0.05, LrDecay = 0.01, ClipValue = 0.05, InitialAccumulatorValue = 0.1 }),
         };
         foreach (var (name, o) in opts)
-            list.Add(($"optimizer {name}", () => new Sequential(12).Dense(16, "relu").Dense(8, "tanh").Dense(4).ToSpec(LossKind.CrossEntropy), o));
+            list.Add(($"optimizer {name}", () => new Sequential(12).Dense(128, "relu").Dense(32, "tanh").Dense(4).ToSpec(LossKind.CrossEntropy), o));
         return list;
     }
 

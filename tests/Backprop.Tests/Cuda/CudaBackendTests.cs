@@ -63,7 +63,7 @@ public class CudaBackendTests
         [Values("relu", "gelu_tanh", "gelu", "silu", "tanh", "sigmoid", "elu:0.7", "leaky_relu:0.05")] string activation)
     {
         using var gpu = Open(device);
-        var net = new Sequential(12).Dense(16, activation).Dropout(0.25).Dense(10, activation).Dense(4);
+        var net = new Sequential(12).Dense(16, activation).Dropout(0.25).Dense(10, activation).Dropout(0.1).Dense(4);
         var spec = net.ToSpec(LossKind.CrossEntropy, labelSmoothing: 0.1);
         using var cpu = new Model(spec, Options(Backend.Cpu));
         using var cuda = new Model(spec, Options(Backend.Cuda), gpu);
@@ -110,7 +110,8 @@ public class CudaBackendTests
             _ => throw new ArgumentException(name),
         };
         using var gpu = Open(device);
-        var spec = new Sequential(12).Dense(16, "relu").Dense(8, "tanh").Dense(4).ToSpec(LossKind.CrossEntropy);
+        // ~5,900 parameters: more than the emulated device's 16 blocks x 256 threads, so the update kernels' grid-stride loops go round.
+        var spec = new Sequential(12).Dense(128, "relu").Dense(32, "tanh").Dense(4).ToSpec(LossKind.CrossEntropy);
         using var cpu = new Model(spec, Options(Backend.Cpu, opt));
         using var cuda = new Model(spec, Options(Backend.Cuda, opt), gpu);
         for (int t = 0; t < 20; t++)
