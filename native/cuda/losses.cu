@@ -96,9 +96,9 @@ extern "C" __global__ void loss_reduce(const float* terms, long long n, double d
     }
     if (threadIdx.x == 0)
     {
-        double mean = sh[0] / divisor;
-        status->loss = (float)mean;
-        status->skip = (mean == mean && mean <= 1.7e308 && mean >= -1.7e308) ? 0 : 1;
+        float loss = (float)(sh[0] / divisor); // skip is decided on the value the host reads
+        status->loss = loss;
+        status->skip = (loss == loss && loss <= 3.4028234e38f && loss >= -3.4028234e38f) ? 0 : 1;
     }
 }
 

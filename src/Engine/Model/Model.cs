@@ -246,7 +246,7 @@ public sealed unsafe class Model : IDisposable
         x.CopyTo(new Span<float>(_cuda!.Input, x.Length));
         *_cuda.Constants = CudaExecutor.ConstantsFor(Options, t);
         var status = _cuda.Train(batch);
-        if (status.Skip != 0 || !float.IsFinite(status.Loss)) throw new TrainingDivergedException(t, status.Loss, CurrentLearningRate);
+        if (status.Skip != 0) throw new TrainingDivergedException(t, status.Loss, CurrentLearningRate);
         _step = t;
         _deviceAhead = true;
         return status.Loss;
