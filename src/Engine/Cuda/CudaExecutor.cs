@@ -169,6 +169,9 @@ internal sealed unsafe class CudaExecutor : IDisposable
         ulong dst = Act(slots.Output), w = Par(slots.Weight), b = Par(slots.Bias);
         var kind = layer.Activation.Kind;
         // cuBLASLt's GELU epilogue is the tanh approximation; its aux output is the pre-activation GELU' needs.
+        // cuBLASLt wants the GELU aux leading dimension divisible by 8 (CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD);
+        // other widths take the BIAS epilogue and our kernel. (ReLU's aux would be a bit mask with ld divisible
+        // by 128; ReLU backward reads its output instead, so no aux is needed.)
         var (epi, aux) = kind switch
         {
             ActivationKind.Identity => (LtEpilogue.Bias, 0UL),
