@@ -40,14 +40,12 @@ internal static class CudaStepBench
         {
             if (filter is not null && !name.Contains(filter, StringComparison.OrdinalIgnoreCase)) continue;
             using var gpu = open();
-            var net = new Sequential(widths[0]);
-            for (int i = 1; i < widths.Length; i++) net.Dense(widths[i], i < widths.Length - 1 ? "relu" : "identity");
             var options = new TrainingOptions
             {
                 MaxBatch = batch, Backend = Backend.Cuda, Seed = 3, AllowTf32 = tf32,
                 Optimizer = new OptimizerSettings { Kind = OptimizerKind.Adam, LearningRate = 1e-4 },
             };
-            using var model = new Model(net.ToSpec(LossKind.CrossEntropy), options, gpu);
+            using var model = new Model(StepBench.Spec(widths), options, gpu);
             var x = Measure.Random(batch * widths[0], 1);
             var labels = new int[batch];
             for (int i = 0; i < batch; i++) labels[i] = i % widths[^1];
@@ -63,8 +61,7 @@ internal static class CudaStepBench
                 gemmTimes[r] = Measure.Time(gemms.Run, minSeconds);
             }
             double step = Measure.Median(stepTimes), gemm = Measure.Median(gemmTimes);
-            double flops = 0;
-            for (int l = 1; l < widths.Length; l++) flops += 2.0 * batch * widths[l - 1] * widths[l] * (l == 1 ? 2 : 3);
+            double flops = StepBench.FlopsPerStep(widths, batch);
             var row = new CudaStepBenchRow(name, batch, Math.Round(step * 1e3, 4), Math.Round(batch / step), Math.Round(flops / step / 1e9, 1),
                 Math.Round(gemm * 1e3, 4), Math.Round(flops / gemm / 1e9, 1), Math.Round(gemm / step, 3));
             rows.Add(row);

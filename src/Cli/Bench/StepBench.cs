@@ -37,6 +37,22 @@ internal static class StepBench
         ("4096-4096-4096", [4096, 4096, 4096], 512),
     ];
 
+    /// <summary>The benchmarked MLP: ReLU hidden layers, identity output, softmax cross-entropy.</summary>
+    public static ModelSpec Spec(int[] widths)
+    {
+        var net = new Sequential(widths[0]);
+        for (int i = 1; i < widths.Length; i++) net.Dense(widths[i], i < widths.Length - 1 ? "relu" : "identity");
+        return net.ToSpec(LossKind.CrossEntropy);
+    }
+
+    /// <summary>FLOPs of a training step: forward, dW and dX GEMMs of every layer (the first has no dX), 2·batch·in·out each.</summary>
+    public static double FlopsPerStep(int[] widths, int batch)
+    {
+        double flops = 0;
+        for (int l = 1; l < widths.Length; l++) flops += 2.0 * batch * widths[l - 1] * widths[l] * (l == 1 ? 2 : 3);
+        return flops;
+    }
+
     public static List<StepBenchRow> Run(IReadOnlyList<int> threadCounts, int rounds, double minSeconds, string? filter, TextWriter log)
     {
         OpenBlas.EnsureAvailable();
@@ -47,24 +63,19 @@ internal static class StepBench
             foreach (var (name, widths, batch) in Shapes)
             {
                 if (filter is not null && !name.Contains(filter, StringComparison.OrdinalIgnoreCase)) continue;
-                Model Build(Backend be)
-                {
-                    var net = new Sequential(widths[0]);
-                    for (int i = 1; i < widths.Length; i++) net.Dense(widths[i], i < widths.Length - 1 ? "relu" : "identity");
-                    return net.Compile(new TrainingOptions
+                Model Build(Backend be) =>
+                    new Model(Spec(widths), new TrainingOptions
                     {
                         MaxBatch = batch, Threads = threads, Backend = be, Seed = 3,
                         Optimizer = new OptimizerSettings { Kind = OptimizerKind.Adam, LearningRate = 1e-4 },
                     });
-                }
                 using var cpu = Build(Backend.Cpu);
                 using var blas = Build(Backend.Blas);
                 var x = Measure.Random(batch * widths[0], 1);
                 var labels = new int[batch];
                 for (int i = 0; i < batch; i++) labels[i] = i % widths[^1];
                 var pr = Measure.Compare(() => cpu.Step(x, labels), () => blas.Step(x, labels), rounds, minSeconds);
-                double flops = 0;
-                for (int l = 1; l < widths.Length; l++) flops += 2.0 * batch * widths[l - 1] * widths[l] * (l == 1 ? 2 : 3);
+                double flops = FlopsPerStep(widths, batch);
                 var row = new StepBenchRow(name, batch, threads, Math.Round(pr.MedianA * 1e3, 3), Math.Round(pr.MedianB * 1e3, 3),
                     Math.Round(batch / pr.MedianA), Math.Round(batch / pr.MedianB), Math.Round(flops / pr.MedianA / 1e9, 1), Math.Round(flops / pr.MedianB / 1e9, 1),
                     Math.Round(pr.Ratio, 3), Math.Round(pr.RatioMin, 3), Math.Round(pr.RatioMax, 3));

@@ -342,7 +342,7 @@ internal sealed unsafe class CudaExecutor : IDisposable
         return p.Listing;
     }
 
-    /// <summary>Fills the step constants for step <paramref name="t"/> (1-based) with the same formulas as the CPU optimizer.</summary>
+    /// <summary>Fills the step constants for step <paramref name="t"/> (1-based) with the CPU optimizer's own formulas.</summary>
     public static StepConstants ConstantsFor(TrainingOptions options, long t)
     {
         var o = options.Optimizer;
@@ -352,12 +352,12 @@ internal sealed unsafe class CudaExecutor : IDisposable
         {
             case OptimizerKind.Adam:
             case OptimizerKind.AdamW:
-                c.StepSize = (float)(lr / (1 - Math.Pow(o.Beta1, t)));
-                c.SqrtBiasCorrection2 = (float)Math.Sqrt(1 - Math.Pow(o.Beta2, t));
+                c.StepSize = (float)Optimizer.AdamStepSize(lr, o.Beta1, t);
+                c.SqrtBiasCorrection2 = (float)Optimizer.AdamSqrtBiasCorrection2(o.Beta2, t);
                 c.Decay = 1f - (float)lr * (float)o.WeightDecay;
                 break;
             case OptimizerKind.Adagrad:
-                c.StepSize = (float)(lr / (1 + (t - 1) * o.LrDecay));
+                c.StepSize = (float)Optimizer.AdagradLearningRate(lr, o.LrDecay, t);
                 break;
         }
         return c;

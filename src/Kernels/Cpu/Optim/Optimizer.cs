@@ -171,9 +171,8 @@ public static class Optimizer
                 bool decoupled = s.Kind == OptimizerKind.AdamW;
                 T b1 = T.CreateTruncating(s.Beta1), b2 = T.CreateTruncating(s.Beta2);
                 T ob1 = T.One - b1, ob2 = T.One - b2;
-                double bc1 = 1 - Math.Pow(s.Beta1, step.Step), bc2 = 1 - Math.Pow(s.Beta2, step.Step);
-                T stepSize = T.CreateTruncating(step.LearningRate / bc1);
-                T sqrtBc2 = T.CreateTruncating(Math.Sqrt(bc2));
+                T stepSize = T.CreateTruncating(AdamStepSize(step.LearningRate, s.Beta1, step.Step));
+                T sqrtBc2 = T.CreateTruncating(AdamSqrtBiasCorrection2(s.Beta2, step.Step));
                 T eps = T.CreateTruncating(s.Eps);
                 T decay = T.One - lr * wd;
                 int i = 0;
@@ -250,7 +249,7 @@ public static class Optimizer
             }
             case OptimizerKind.Adagrad:
             {
-                T clr = T.CreateTruncating(step.LearningRate / (1 + (step.Step - 1) * s.LrDecay));
+                T clr = T.CreateTruncating(AdagradLearningRate(step.LearningRate, s.LrDecay, step.Step));
                 T eps = T.CreateTruncating(s.Eps);
                 for (int i = 0; i < n; i++)
                 {
@@ -265,6 +264,15 @@ public static class Optimizer
                 throw new ArgumentOutOfRangeException(nameof(s), s.Kind, $"Unknown optimizer {(int)s.Kind}.");
         }
     }
+
+    /// <summary>Adam/AdamW step size at step <paramref name="t"/> (1-based): lr / (1 − β1^t).</summary>
+    public static double AdamStepSize(double lr, double beta1, long t) => lr / (1 - Math.Pow(beta1, t));
+
+    /// <summary>Adam/AdamW √(1 − β2^t) at step <paramref name="t"/> (1-based).</summary>
+    public static double AdamSqrtBiasCorrection2(double beta2, long t) => Math.Sqrt(1 - Math.Pow(beta2, t));
+
+    /// <summary>Adagrad's decayed learning rate at step <paramref name="t"/> (1-based): lr / (1 + (t − 1)·lr_decay).</summary>
+    public static double AdagradLearningRate(double lr, double lrDecay, long t) => lr / (1 + (t - 1) * lrDecay);
 
     private static T Prepare<T>(T g, T p, T clip, bool clipOn, T scale, bool scaleOn, T l1) where T : unmanaged, IFloatingPointIeee754<T>
     {
