@@ -1,7 +1,7 @@
 // Fused dense forward (GEMM + bias + ReLU in the store) against OpenBLAS sgemm + a bias/ReLU pass.
 using BenchmarkDotNet.Attributes;
 using Backprop.Kernels.Blas;
-using Backprop.Kernels.Cpu.Gemm;
+using Backprop.Kernels.Cpu;
 using Backprop.Kernels.Cpu.Ops;
 
 namespace Backprop.Benchmarks;
@@ -10,7 +10,7 @@ namespace Backprop.Benchmarks;
 public unsafe class DenseBenchmarks
 {
     private float* _x, _w, _b, _y;
-    private GemmContext _ctx = null!;
+    private CpuContext _ctx = null!;
 
     [Params("128x784x256", "256x1024x1024")]
     public string Shape { get; set; } = "";
@@ -29,7 +29,7 @@ public unsafe class DenseBenchmarks
         _w = Alloc(_out * _in);
         _b = Alloc(_out);
         _y = Alloc(_batch * _out);
-        _ctx = new GemmContext(Threads);
+        _ctx = new CpuContext(Threads);
         OpenBlas.Threads = Threads;
     }
 
@@ -52,7 +52,7 @@ public unsafe class DenseBenchmarks
     public void OpenBlasThenBiasRelu()
     {
         OpenBlas.Sgemm(Transpose.N, Transpose.T, _batch, _out, _in, 1f, _x, _in, _w, _in, 0f, _y, _out);
-        Elementwise.BiasForward(default(ReLU<float>), _y, _b, _batch, _out, null);
+        Elementwise.BiasForward(_ctx.Isa, default(ReLU<float>), _y, _b, _batch, _out, null);
     }
 
     [Benchmark]

@@ -3,7 +3,6 @@
 using BenchmarkDotNet.Attributes;
 using Backprop.Kernels.Blas;
 using Backprop.Kernels.Cpu;
-using Backprop.Kernels.Cpu.Gemm;
 
 namespace Backprop.Benchmarks;
 
@@ -11,7 +10,7 @@ namespace Backprop.Benchmarks;
 public unsafe class GemmBenchmarks
 {
     private float* _a, _b, _c;
-    private GemmContext _ctx = null!;
+    private CpuContext _ctx = null!, _avx2 = null!;
 
     [Params("128x784x256 NT", "256x1024x1024 NN", "256x1024x1024 NT", "256x1024x1024 TN", "256x784x128 TN", "512^3 NN", "1024^3 NN")]
     public string Shape { get; set; } = "";
@@ -35,7 +34,8 @@ public unsafe class GemmBenchmarks
         _a = Alloc(_m * _k, 1);
         _b = Alloc(_k * _n, 2);
         _c = Alloc(_m * _n, 3);
-        _ctx = new GemmContext(Threads);
+        _ctx = new CpuContext(Threads);
+        _avx2 = new CpuContext(Threads, CpuIsa.Cap(Isa.Avx2));
         OpenBlas.Threads = Threads;
     }
 
@@ -51,6 +51,7 @@ public unsafe class GemmBenchmarks
     public void Cleanup()
     {
         _ctx.Dispose();
+        _avx2.Dispose();
         System.Runtime.InteropServices.NativeMemory.AlignedFree(_a);
         System.Runtime.InteropServices.NativeMemory.AlignedFree(_b);
         System.Runtime.InteropServices.NativeMemory.AlignedFree(_c);
@@ -72,12 +73,7 @@ public unsafe class GemmBenchmarks
     [Benchmark]
     public void OursAvx2()
     {
-        CpuIsa.Force(Isa.Avx2);
-        try
-        {
-            var epi = default(IdentityEpilogue<float>);
-            Gemm.Compute(_ctx, _ta, _tb, _m, _n, _k, 1f, _a, Lda, _b, Ldb, 0f, _c, _n, ref epi);
-        }
-        finally { CpuIsa.Reset(); }
+        var epi = default(IdentityEpilogue<float>);
+        Gemm.Compute(_avx2, _ta, _tb, _m, _n, _k, 1f, _a, Lda, _b, Ldb, 0f, _c, _n, ref epi);
     }
 }

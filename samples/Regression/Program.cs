@@ -3,7 +3,7 @@
 using Backprop.Engine;
 using Backprop.Engine.Data;
 using Backprop.Engine.Training;
-using Backprop.Kernels.Cpu.Optim;
+using Backprop.Kernels;
 
 const int n = 4000, features = 3;
 var rng = new Random(42);
@@ -24,7 +24,7 @@ using var model = new Sequential(features)
     .Compile(new TrainingOptions
     {
         Loss = LossKind.Mse,
-        Optimizer = new OptimizerSettings { Kind = OptimizerKind.Adam, LearningRate = 3e-3 },
+        Optimizer = new Adam(lr: 3e-3),
         MaxBatch = 64,
         Seed = 7,
     });

@@ -6,8 +6,7 @@ using Backprop.Engine;
 using Backprop.Engine.Checkpoints;
 using Backprop.Engine.Data;
 using Backprop.Engine.Training;
-using Backprop.Kernels.Cpu.Ops;
-using Backprop.Kernels.Cpu.Optim;
+using Backprop.Kernels;
 
 namespace Backprop.Cli;
 
@@ -36,10 +35,10 @@ internal static class TrainCommand
         var lr = Add("--lr", "Base learning rate.", 1e-3);
         var momentum = Add("--momentum", "SGD/RMSprop momentum.", 0.0);
         var nesterov = Add("--nesterov", "SGD Nesterov momentum.", false);
-        var wd = Add("--weight-decay", "Weight decay (L2; decoupled for adamw).", 0.0);
-        var beta1 = Add("--beta1", "Adam β1.", 0.9);
-        var beta2 = Add("--beta2", "Adam β2.", 0.999);
-        var eps = Add("--eps", "Optimizer ε (default: the optimizer's own).", double.NaN);
+        var wd = Add("--weight-decay", "Weight decay (L2; decoupled for adamw; default 0, 0.01 for adamw).", 0.0);
+        var beta1 = Add("--beta1", "Adam/AdamW β1.", 0.9);
+        var beta2 = Add("--beta2", "Adam/AdamW β2.", 0.999);
+        var eps = Add("--eps", "Optimizer ε (default: the optimizer's own).", 1e-8);
         var clipNorm = Add("--clip-norm", "Clip the global gradient norm (0 = off).", 0.0);
         var schedule = Add("--schedule", "constant, step, exponential, cosine, linear.", "cosine");
         var warmup = Add("--warmup", "Linear warm-up steps in front of the schedule.", 0);
@@ -67,46 +66,21 @@ internal static class TrainCommand
         cmd.Options.Add(tf32);
         cmd.SetAction(p =>
         {
-            var hidden = ParseSizes(p.GetValue(layers)!);
-            var act = GradcheckCommand.ParseActivation(p.GetValue(activation)!, "--activation");
-            var loss = GradcheckCommand.ParseLoss(p.GetValue(lossOpt)!);
+            var hidden = Flags.Layers(p.GetValue(layers)!);
+            var act = Flags.Activation("--activation", p.GetValue(activation)!);
+            var loss = Flags.Loss(p.GetValue(lossOpt)!);
             if (loss != LossKind.CrossEntropy) throw new UsageException($"--loss {p.GetValue(lossOpt)} needs target values; IDX data has class labels, so use cross_entropy.");
             double drop = p.GetValue(dropout);
             if (!(drop >= 0 && drop < 1)) throw new UsageException($"--dropout must be in [0, 1); got {Inv(drop)}.");
-            var kind = p.GetValue(optimizer)!.ToLowerInvariant() switch
-            {
-                "sgd" => OptimizerKind.Sgd, "adam" => OptimizerKind.Adam, "adamw" => OptimizerKind.AdamW,
-                "rmsprop" => OptimizerKind.RMSprop, "adagrad" => OptimizerKind.Adagrad,
-                var other => throw new UsageException($"--optimizer must be sgd, adam, adamw, rmsprop or adagrad; got '{other}'."),
-            };
-            var defaults = OptimizerSettings.ForKind(kind);
-            var settings = defaults with
-            {
-                LearningRate = p.GetValue(lr), Momentum = p.GetValue(momentum), Nesterov = p.GetValue(nesterov),
-                WeightDecay = p.GetResult(wd) is null ? defaults.WeightDecay : p.GetValue(wd),
-                Beta1 = p.GetValue(beta1), Beta2 = p.GetValue(beta2), Eps = double.IsNaN(p.GetValue(eps)) ? defaults.Eps : p.GetValue(eps),
-                ClipNorm = p.GetValue(clipNorm),
-            };
+            var settings = ParseOptimizer(p, optimizer, lr, momentum, nesterov, wd, beta1, beta2, eps, clipNorm);
             int b = p.GetValue(batch), ep = p.GetValue(epochs), th = p.GetValue(threads);
             if (b < 1) throw new UsageException($"--batch must be at least 1; got {b}.");
             if (ep < 1) throw new UsageException($"--epochs must be at least 1; got {ep}.");
             if (th < 1 || th > 1024) throw new UsageException($"--threads must be in [1, 1024]; got {th}.");
-            var be = p.GetValue(backend)!.ToLowerInvariant() switch
-            {
-                "cpu" => Backend.Cpu, "blas" => Backend.Blas, "cuda" => Backend.Cuda,
-                var other => throw new UsageException($"--backend must be cpu, blas or cuda; got '{other}'."),
-            };
-            var initScheme = p.GetValue(init)!.ToLowerInvariant() switch
-            {
-                "he_uniform" => InitScheme.HeUniform, "he_normal" => InitScheme.HeNormal, "xavier_uniform" => InitScheme.XavierUniform,
-                "xavier_normal" => InitScheme.XavierNormal, "pytorch" => InitScheme.PyTorchDefault,
-                var other => throw new UsageException($"--init must be he_uniform, he_normal, xavier_uniform, xavier_normal or pytorch; got '{other}'."),
-            };
-            var norm = p.GetValue(normalize)!.ToLowerInvariant() switch
-            {
-                "scale" => Normalization.Scale01, "standardize" => Normalization.Standardize, "none" => Normalization.None,
-                var other => throw new UsageException($"--normalize must be scale, standardize or none; got '{other}'."),
-            };
+            var be = Flags.Backend(p.GetValue(backend)!);
+            var initScheme = Flags.Init(p.GetValue(init)!);
+            var norm = Flags.Choice("--normalize", p.GetValue(normalize)!,
+                ("scale", Normalization.Scale01), ("standardize", Normalization.Standardize), ("none", Normalization.None));
             var resumeDir = p.GetValue(resume);
             var dir = p.GetValue(output) ?? resumeDir;
             long every = p.GetValue(checkpointEvery), stop = p.GetValue(stopAfter);
@@ -114,12 +88,10 @@ internal static class TrainCommand
             var fit = new FitOptions { Epochs = ep, ValidationFraction = p.GetValue(validation), Patience = p.GetValue(patience), CheckpointEvery = every, StopAfterSteps = stop };
             int iw = p.GetValue(inputWidth);
             if (iw < 0) throw new UsageException($"--input-width must be >= 0; got {iw}.");
-            var (trainSet, testSet) = p.GetValue(format)!.ToLowerInvariant() switch
+            var (trainSet, testSet) = Flags.Choice("--format", p.GetValue(format)!, ("idx", "idx"), ("csv", "csv"), ("npy", "npy")) switch
             {
                 "idx" => LoadIdx(p.GetValue(data)!),
-                "csv" => LoadOther(p.GetValue(data)!, "csv", p.GetValue(labelColumn)!),
-                "npy" => LoadOther(p.GetValue(data)!, "npy", ""),
-                var other => throw new UsageException($"--format must be idx, csv or npy; got '{other}'."),
+                var f => LoadOther(p.GetValue(data)!, f, f == "csv" ? p.GetValue(labelColumn)! : ""),
             };
             if (iw > 0 && iw != trainSet.Width)
                 throw new UsageException($"the data has {trainSet.Width} features per sample but the first layer expects {iw} (--input-width).");
@@ -136,7 +108,7 @@ internal static class TrainCommand
                 options.Validate();
                 fit.Validate();
             }
-            catch (ArgumentException e) { throw new UsageException(e.Message.Split(" (Parameter")[0]); }
+            catch (ArgumentException e) { throw new UsageException(Flags.Message(e)); }
 
             if (norm == Normalization.Standardize)
             {
@@ -193,30 +165,55 @@ internal static class TrainCommand
         return cmd;
     }
 
-    private static string Inv(double v) => v.ToString(CultureInfo.InvariantCulture);
+    private static string Inv(double v) => Flags.Inv(v);
 
-    private static int[] ParseSizes(string text)
+    // True when the user wrote the flag (not its default).
+    private static bool Given(ParseResult p, Option o) => p.GetResult(o) is { Implicit: false };
+
+    // The optimizer's settings type takes only its own hyper-parameters; a flag for another algorithm is an error.
+    private static OptimizerSettings ParseOptimizer(ParseResult p, Option<string> optimizer, Option<double> lr, Option<double> momentum, Option<bool> nesterov,
+        Option<double> wd, Option<double> beta1, Option<double> beta2, Option<double> eps, Option<double> clipNorm)
     {
-        if (text.Trim().Length == 0) return [];
-        var parts = text.Split(',', StringSplitOptions.TrimEntries);
-        var r = new int[parts.Length];
-        for (int i = 0; i < parts.Length; i++)
-            if (!int.TryParse(parts[i], NumberStyles.None, CultureInfo.InvariantCulture, out r[i]) || r[i] < 1 || r[i] > 1 << 20)
-                throw new UsageException($"--layers must be comma-separated positive sizes, e.g. 512,256; got '{text}'.");
-        return r;
+        string name = p.GetValue(optimizer)!;
+        var kind = Flags.Choice("--optimizer", name, ("sgd", OptimizerKind.Sgd), ("adam", OptimizerKind.Adam), ("adamw", OptimizerKind.AdamW),
+            ("rmsprop", OptimizerKind.RMSprop), ("adagrad", OptimizerKind.Adagrad));
+        void Only(Option flag, string which, params OptimizerKind[] kinds)
+        {
+            if (Given(p, flag) && !kinds.Contains(kind))
+                throw new UsageException($"{flag.Name} applies to {which}; the optimizer is {name.ToLowerInvariant()}.");
+        }
+        Only(momentum, "sgd and rmsprop", OptimizerKind.Sgd, OptimizerKind.RMSprop);
+        Only(nesterov, "sgd", OptimizerKind.Sgd);
+        Only(beta1, "adam and adamw", OptimizerKind.Adam, OptimizerKind.AdamW);
+        Only(beta2, "adam and adamw", OptimizerKind.Adam, OptimizerKind.AdamW);
+        Only(eps, "adam, adamw, rmsprop and adagrad", OptimizerKind.Adam, OptimizerKind.AdamW, OptimizerKind.RMSprop, OptimizerKind.Adagrad);
+        var d = OptimizerSettings.ForKind(kind);
+        double rate = p.GetValue(lr), mu = p.GetValue(momentum), b1 = p.GetValue(beta1), b2 = p.GetValue(beta2);
+        double decay = Given(p, wd) ? p.GetValue(wd) : d.WeightDecay;
+        double Eps(double def) => Given(p, eps) ? p.GetValue(eps) : def;
+        OptimizerSettings s = d switch
+        {
+            Sgd => new Sgd(rate, mu, nesterov: p.GetValue(nesterov), weightDecay: decay),
+            AdamW a => new AdamW(rate, b1, b2, Eps(a.Eps), decay),
+            Adam a => new Adam(rate, b1, b2, Eps(a.Eps), decay),
+            RmsProp r => new RmsProp(rate, eps: Eps(r.Eps), weightDecay: decay, momentum: mu),
+            Adagrad g => new Adagrad(rate, weightDecay: decay, eps: Eps(g.Eps)),
+            _ => throw new UsageException($"--optimizer {name} has no settings."),
+        };
+        return s with { ClipNorm = p.GetValue(clipNorm) };
     }
 
     private static LrSchedule ParseSchedule(string name, int warmup, int stepSize, double gamma, int totalSteps)
     {
         if (warmup < 0) throw new UsageException($"--warmup must be >= 0; got {warmup}.");
-        var s = name.ToLowerInvariant() switch
+        var s = Flags.Choice("--schedule", name, ("constant", ScheduleKind.Constant), ("step", ScheduleKind.Step), ("exponential", ScheduleKind.Exponential),
+            ("cosine", ScheduleKind.Cosine), ("linear", ScheduleKind.Linear)) switch
         {
-            "constant" => new LrSchedule { Kind = ScheduleKind.Constant },
-            "step" => new LrSchedule { Kind = ScheduleKind.Step, StepSize = stepSize, Gamma = gamma },
-            "exponential" => new LrSchedule { Kind = ScheduleKind.Exponential, Gamma = gamma },
-            "cosine" => new LrSchedule { Kind = ScheduleKind.Cosine, TMax = Math.Max(1, totalSteps - warmup), EtaMin = 0 },
-            "linear" => new LrSchedule { Kind = ScheduleKind.Linear, StartFactor = 1, EndFactor = 0.01, TotalIters = Math.Max(1, totalSteps - warmup) },
-            _ => throw new UsageException($"--schedule must be constant, step, exponential, cosine or linear; got '{name}'."),
+            ScheduleKind.Step => new LrSchedule { Kind = ScheduleKind.Step, StepSize = stepSize, Gamma = gamma },
+            ScheduleKind.Exponential => new LrSchedule { Kind = ScheduleKind.Exponential, Gamma = gamma },
+            ScheduleKind.Cosine => new LrSchedule { Kind = ScheduleKind.Cosine, TMax = Math.Max(1, totalSteps - warmup), EtaMin = 0 },
+            ScheduleKind.Linear => new LrSchedule { Kind = ScheduleKind.Linear, StartFactor = 1, EndFactor = 0.01, TotalIters = Math.Max(1, totalSteps - warmup) },
+            _ => new LrSchedule { Kind = ScheduleKind.Constant },
         };
         return s with { WarmupSteps = warmup };
     }

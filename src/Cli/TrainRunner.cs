@@ -17,7 +17,7 @@ internal static class TrainRunner
     {
         var spec = model.Spec;
         string layers = string.Join("-", spec.Layers.Select(l =>
-            I($"{l.Units}") + (l.Activation.Kind == Kernels.Cpu.Ops.ActivationKind.Identity ? "" : " " + l.Activation) + (l.Dropout > 0 ? I($" dropout {l.Dropout}") : "")));
+            I($"{l.Units}") + (l.Activation.Kind == Kernels.ActivationKind.Identity ? "" : " " + l.Activation) + (l.Dropout > 0 ? I($" dropout {l.Dropout}") : "")));
         stdout.WriteLine(I($"model: {spec.InputWidth}-{layers}, {model.Plan.ParameterCount:N0} parameters, {model.Options.Optimizer.Kind} lr {model.Options.Optimizer.LearningRate:G3}, ") +
                          I($"batch {model.Options.MaxBatch}, {model.Options.Threads} thread(s), backend {model.Options.Backend}{(model.DeviceDescription is { } d ? $" on {d}" : "")}"));
         stdout.WriteLine($"data: {train.Count:N0} training and {test.Count:N0} test samples of {train.Width} features, {train.Outputs} classes");

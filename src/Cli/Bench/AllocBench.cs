@@ -3,7 +3,7 @@
 // (GC.GetTotalAllocatedBytes(precise: true)). Exit code 1 when either is not zero. It runs in its own
 // process so nothing else (a test runner, a UI) allocates alongside it.
 using Backprop.Engine;
-using Backprop.Kernels.Cpu.Optim;
+using Backprop.Kernels;
 
 namespace Backprop.Cli.Bench;
 
@@ -12,7 +12,7 @@ internal static class AllocBench
     public static int Run(int steps, int threads, TextWriter stdout)
     {
         using var m = new Sequential(64).Dense(128, "relu").Dropout(0.1).Dense(64, "gelu").Dense(10)
-            .Compile(new TrainingOptions { MaxBatch = 32, Threads = threads, Seed = 1, Optimizer = new OptimizerSettings { Kind = OptimizerKind.AdamW, LearningRate = 1e-3, ClipNorm = 1.0 } });
+            .Compile(new TrainingOptions { MaxBatch = 32, Threads = threads, Seed = 1, Optimizer = new AdamW(lr: 1e-3) { ClipNorm = 1.0 } });
         var x = Measure.Random(32 * 64, 1);
         var y = new int[32];
         for (int i = 0; i < 32; i++) y[i] = i % 10;

@@ -8,7 +8,7 @@ using System.Text;
 using System.Text.Json;
 using System.Text.Json.Serialization;
 using Backprop.Engine;
-using Backprop.Kernels.Cpu.Optim;
+using Backprop.Kernels;
 using Backprop.Kernels.Cuda;
 
 namespace Backprop.Cli.Bench;
@@ -43,7 +43,7 @@ internal static class CudaStepBench
             var options = new TrainingOptions
             {
                 MaxBatch = batch, Backend = Backend.Cuda, Seed = 3, AllowTf32 = tf32,
-                Optimizer = new OptimizerSettings { Kind = OptimizerKind.Adam, LearningRate = 1e-4 },
+                Optimizer = new Adam(lr: 1e-4),
             };
             using var model = new Model(StepBench.Spec(widths), options, gpu);
             var x = Measure.Random(batch * widths[0], 1);

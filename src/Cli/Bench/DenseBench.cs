@@ -13,7 +13,6 @@ using System.Text.Json;
 using System.Text.Json.Serialization;
 using Backprop.Kernels.Blas;
 using Backprop.Kernels.Cpu;
-using Backprop.Kernels.Cpu.Gemm;
 using Backprop.Kernels.Cpu.Ops;
 
 namespace Backprop.Cli.Bench;
@@ -42,7 +41,7 @@ internal static unsafe class DenseBench
         var relu = default(ReLU<float>);
         foreach (int threads in threadCounts)
         {
-            using var ctx = new GemmContext(threads);
+            using var ctx = new CpuContext(threads);
             OpenBlas.Threads = threads;
             foreach (var (batch, inF, outF) in Shapes)
             {
@@ -65,7 +64,7 @@ internal static unsafe class DenseBench
                         () =>
                         {
                             OpenBlas.Sgemm(Transpose.N, Transpose.T, batch, outF, inF, 1f, X, inF, W, inF, 0f, Y, outF);
-                            Elementwise.BiasForward(relu, Y, B, batch, outF, null);
+                            Elementwise.BiasForward(ctx.Isa, relu, Y, B, batch, outF, null);
                         }, rounds, minSeconds);
                     Add("Fwd bias+ReLU", fwd);
                     var bwd = Measure.Compare(
@@ -73,7 +72,7 @@ internal static unsafe class DenseBench
                         () =>
                         {
                             OpenBlas.Sgemm(Transpose.N, Transpose.N, batch, inF, outF, 1f, DY, outF, W, inF, 0f, DX, inF);
-                            Elementwise.Backward(relu, S, DX, DX, batch * inF);
+                            Elementwise.Backward(ctx.Isa, relu, S, DX, DX, batch * inF);
                         }, rounds, minSeconds);
                     Add("BwdData ReLU mask", bwd);
                     var bww = Measure.Compare(
@@ -81,7 +80,7 @@ internal static unsafe class DenseBench
                         () =>
                         {
                             OpenBlas.Sgemm(Transpose.T, Transpose.N, outF, inF, batch, 1f, DY, outF, X, inF, 0f, DW, inF);
-                            Elementwise.ColumnSums(DY, batch, outF, DB, accumulate: false);
+                            Elementwise.ColumnSums(ctx.Isa, DY, batch, outF, DB, accumulate: false);
                         }, rounds, minSeconds);
                     Add("BwdWeights dW+db", bww);
                 }
@@ -103,7 +102,7 @@ internal static unsafe class DenseBench
         var sb = new StringBuilder();
         sb.AppendLine("# Dense kernels: fused vs OpenBLAS + separate pass");
         sb.AppendLine();
-        sb.AppendLine(CultureInfo.InvariantCulture, $"ISA path: {CpuIsa.Active}. OpenBLAS core: {OpenBlas.CoreName}. Speed-up = unfused time / fused time, median over rounds [min..max].");
+        sb.AppendLine(CultureInfo.InvariantCulture, $"ISA path: {CpuIsa.Supported}. OpenBLAS core: {OpenBlas.CoreName}. Speed-up = unfused time / fused time, median over rounds [min..max].");
         sb.AppendLine();
         sb.AppendLine("| kernel | batch | in | out | threads | fused ms | unfused ms | speed-up | spread | fused GFLOP/s |");
         sb.AppendLine("|---|---:|---:|---:|---:|---:|---:|---:|---|---:|");

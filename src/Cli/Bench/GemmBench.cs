@@ -11,7 +11,6 @@ using System.Text.Json;
 using System.Text.Json.Serialization;
 using Backprop.Kernels.Blas;
 using Backprop.Kernels.Cpu;
-using Backprop.Kernels.Cpu.Gemm;
 using Backprop.Kernels.Threading;
 
 namespace Backprop.Cli.Bench;
@@ -94,7 +93,7 @@ internal static class GemmBench
         foreach (var key in peaks.Keys.ToList()) peaks[key] = Math.Round(peaks[key], 1);
         for (int i = 0; i < rows.Count; i++)
             rows[i] = rows[i] with { PctPeak = Math.Round(100 * rows[i].OursGflops / peaks[rows[i].Threads.ToString(CultureInfo.InvariantCulture)], 1) };
-        return new GemmBenchReport(CpuIsa.Active.ToString(), OpenBlas.CoreName, peaks, rows);
+        return new GemmBenchReport(CpuIsa.Supported.ToString(), OpenBlas.CoreName, peaks, rows);
     }
 
     private static unsafe void RunShapes(IReadOnlyList<GemmShape> shapes, IReadOnlyList<int> threadCounts, int rounds, double minSeconds,
@@ -102,7 +101,7 @@ internal static class GemmBench
     {
         foreach (int threads in threadCounts)
         {
-            using var ctx = new GemmContext(threads, pool);
+            using var ctx = new CpuContext(threads, null, pool);
             OpenBlas.Threads = threads;
             foreach (var s in shapes)
             {

@@ -8,7 +8,7 @@ using System.Text.Json;
 using System.Text.Json.Serialization;
 using Backprop.Engine;
 using Backprop.Kernels.Blas;
-using Backprop.Kernels.Cpu.Optim;
+using Backprop.Kernels;
 
 namespace Backprop.Cli.Bench;
 
@@ -67,7 +67,7 @@ internal static class StepBench
                     new Model(Spec(widths), new TrainingOptions
                     {
                         MaxBatch = batch, Threads = threads, Backend = be, Seed = 3,
-                        Optimizer = new OptimizerSettings { Kind = OptimizerKind.Adam, LearningRate = 1e-4 },
+                        Optimizer = new Adam(lr: 1e-4),
                     });
                 using var cpu = Build(Backend.Cpu);
                 using var blas = Build(Backend.Blas);

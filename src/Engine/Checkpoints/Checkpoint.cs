@@ -10,9 +10,7 @@
 using System.Globalization;
 using System.Text.Json;
 using System.Text.Json.Serialization;
-using Backprop.Engine.Gradcheck;
 using Backprop.Engine.Planning;
-using Backprop.Kernels.Cpu.Optim;
 
 namespace Backprop.Engine.Checkpoints;
 
@@ -31,46 +29,36 @@ public static class Checkpoint
     internal static readonly JsonSerializerOptions Json = new()
     {
         NumberHandling = JsonNumberHandling.AllowNamedFloatingPointLiterals,
-        Converters = { new JsonStringEnumConverter() },
+        Converters = { new JsonStringEnumConverter(), new OptimizerSettingsJson() },
     };
 
-    /// <summary>torch.optim's names for the state slots of <paramref name="s"/>, in slot order.</summary>
-    public static string[] StateNames(OptimizerSettings s) => s.Kind switch
-    {
-        OptimizerKind.Sgd => s.Momentum != 0 ? ["momentum_buffer"] : [],
-        OptimizerKind.Adam or OptimizerKind.AdamW => s.Amsgrad ? ["exp_avg", "exp_avg_sq", "max_exp_avg_sq"] : ["exp_avg", "exp_avg_sq"],
-        OptimizerKind.RMSprop => new[] { "square_avg" }.Concat(s.Centered ? ["grad_avg"] : Array.Empty<string>()).Concat(s.Momentum > 0 ? ["momentum_buffer"] : Array.Empty<string>()).ToArray(),
-        OptimizerKind.Adagrad => ["sum"],
-        _ => [],
-    };
-
-    private static IEnumerable<(string Name, Slot Slot)> Tensors(Model model)
+    private static IEnumerable<(string Name, Slot Slot)> Tensors(Model<float> model)
     {
         for (int l = 0; l < model.Spec.Layers.Count; l++)
         {
-            int idx = NetworkGradcheck.StateDictIndex(model.Spec, l);
-            yield return ($"{idx}.weight", model.Plan.Layers[l].Weight);
-            yield return ($"{idx}.bias", model.Plan.Layers[l].Bias);
+            var (w, b) = model.Spec.ParameterNames(l);
+            yield return (w, model.Plan.Layers[l].Weight);
+            yield return (b, model.Plan.Layers[l].Bias);
         }
     }
 
     private static int[] Shape(Slot s) => s.Rows == 1 ? [s.Cols] : [s.Rows, s.Cols];
 
     /// <summary>Writes the weights (atomically) to <paramref name="path"/>.</summary>
-    public static void SaveWeights(Model model, string path)
+    public static void SaveWeights(Model<float> model, string path)
     {
-        var list = Tensors(model).Select(t => (t.Name, Shape(t.Slot), model.ParameterView(t.Slot).ToArray())).ToList();
+        var list = Tensors(model).Select(t => (t.Name, Shape(t.Slot), model.Read(t.Slot).ToArray())).ToList();
         SafeTensorsWriter.Write(path, list, new Dictionary<string, string> { ["format"] = FormatWeights, ["spec"] = JsonSerializer.Serialize(model.Spec, Json) });
     }
 
     /// <summary>Writes the weights, the optimizer state and the training position (atomically) to <paramref name="path"/>.</summary>
-    public static void SaveTraining(Model model, string path, TrainingPosition position)
+    public static void SaveTraining(Model<float> model, string path, TrainingPosition position)
     {
-        var list = Tensors(model).Select(t => (t.Name, Shape(t.Slot), model.ParameterView(t.Slot).ToArray())).ToList();
-        var names = StateNames(model.Options.Optimizer);
-        for (int k = 0; k < names.Length; k++)
+        var list = Tensors(model).Select(t => (t.Name, Shape(t.Slot), model.Read(t.Slot).ToArray())).ToList();
+        var names = model.Options.Optimizer.StateNames;
+        for (int k = 0; k < names.Count; k++)
             foreach (var (name, slot) in Tensors(model))
-                list.Add(($"optimizer.{names[k]}.{name}", Shape(slot), model.StateView(k, slot).ToArray()));
+                list.Add(($"optimizer.{names[k]}.{name}", Shape(slot), model.ReadState(k, slot).ToArray()));
         SafeTensorsWriter.Write(path, list, new Dictionary<string, string>
         {
             ["format"] = FormatTraining,
@@ -116,28 +104,28 @@ public static class Checkpoint
     }
 
     /// <summary>Loads weights (a weights file or a training checkpoint) into <paramref name="model"/>; validates everything first.</summary>
-    public static void LoadWeights(Model model, string path)
+    public static void LoadWeights(Model<float> model, string path)
     {
         var f = SafeTensorsFile.Read(path);
         var expected = Tensors(model).ToList();
         Validate(f, expected, allowPrefix: "optimizer.");
-        foreach (var (name, slot) in expected) f.ReadFloat(name).CopyTo(model.ParameterView(slot));
+        foreach (var (name, slot) in expected) f.ReadFloat(name).CopyTo(model.Write(slot));
     }
 
     /// <summary>Restores weights, optimizer state and step count from a training checkpoint into a model built from its <see cref="CheckpointInfo"/>.</summary>
-    public static void LoadTraining(Model model, string path)
+    public static void LoadTraining(Model<float> model, string path)
     {
         var info = ReadInfo(path);
         if (!SameSpec(info.Spec, model.Spec))
             throw new InvalidDataException($"checkpoint '{path}' describes another model ({Describe(info.Spec)}); this model is {Describe(model.Spec)}.");
         var f = SafeTensorsFile.Read(path);
-        var names = StateNames(model.Options.Optimizer);
+        var names = model.Options.Optimizer.StateNames;
         var expected = Tensors(model).ToList();
         var all = expected.Concat(names.SelectMany(n => expected.Select(t => ($"optimizer.{n}.{t.Name}", t.Slot)))).ToList();
         Validate(f, all, allowPrefix: null);
-        foreach (var (name, slot) in expected) f.ReadFloat(name).CopyTo(model.ParameterView(slot));
-        for (int k = 0; k < names.Length; k++)
-            foreach (var (name, slot) in expected) f.ReadFloat($"optimizer.{names[k]}.{name}").CopyTo(model.StateView(k, slot));
+        foreach (var (name, slot) in expected) f.ReadFloat(name).CopyTo(model.Write(slot));
+        for (int k = 0; k < names.Count; k++)
+            foreach (var (name, slot) in expected) f.ReadFloat($"optimizer.{names[k]}.{name}").CopyTo(model.WriteState(k, slot));
         model.RestoreStepCount(info.Step);
     }
 

@@ -5,7 +5,7 @@
 // their defining formulas, exactly: GELU = 0.5·x·(1 + Erf(x/√2)), GELU-tanh =
 // 0.5·x·(1 + Tanh(√(2/π)·(x + 0.044715·x³))), SiLU = x·Sigmoid(x). Softmax over the classes is optional.
 // Field numbers follow onnx.proto (ModelProto, GraphProto, NodeProto, TensorProto, ValueInfoProto).
-using Backprop.Kernels.Cpu.Ops;
+using Backprop.Kernels;
 
 namespace Backprop.Engine.Export;
 
@@ -16,7 +16,7 @@ public static class OnnxExporter
     private const int AttrFloat = 1, AttrInt = 2;
 
     /// <summary>Writes <paramref name="model"/> to <paramref name="path"/>; with <paramref name="softmax"/> the output is class probabilities.</summary>
-    public static void Export(Model model, string path, bool softmax = false)
+    public static void Export(Model<float> model, string path, bool softmax = false)
     {
         var bytes = Build(model, softmax);
         string dir = Path.GetDirectoryName(Path.GetFullPath(path))!;
@@ -26,7 +26,7 @@ public static class OnnxExporter
     }
 
     /// <summary>The ONNX ModelProto bytes.</summary>
-    public static byte[] Build(Model model, bool softmax = false)
+    public static byte[] Build(Model<float> model, bool softmax = false)
     {
         var spec = model.Spec;
         var graph = new Protobuf().String(2, "backprop_mlp");
@@ -54,7 +54,7 @@ public static class OnnxExporter
         for (int l = 0; l < L; l++)
         {
             var s = spec.Layers[l];
-            int idx = Gradcheck.NetworkGradcheck.StateDictIndex(spec, l);
+            int idx = spec.StateDictIndex(l);
             inits.Add(Tensor($"{idx}.weight", [s.Units, spec.Width(l)], model.GetWeights(l)));
             inits.Add(Tensor($"{idx}.bias", [s.Units], model.GetBias(l)));
             bool last = l == L - 1;

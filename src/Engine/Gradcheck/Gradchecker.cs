@@ -9,6 +9,16 @@ namespace Backprop.Engine.Gradcheck;
 /// <summary>Runs gradient checks on any <see cref="IGradcheckFunction"/>.</summary>
 public static class Gradchecker
 {
+    /// <summary>
+    /// Checks the network <paramref name="spec"/> as the engine runs it with <paramref name="options"/> (backend, threads, ISA,
+    /// initialization and seed; computed in double), on <paramref name="batch"/>: the gradients of x and of every parameter.
+    /// </summary>
+    public static GradcheckReport Check(ModelSpec spec, TrainingOptions options, GradcheckBatch batch, GradcheckOptions? check = null)
+    {
+        using var f = new ModelGradcheck(spec, options, batch);
+        return Run(f, check);
+    }
+
     /// <summary>Checks <paramref name="f"/> and returns the per-tensor report.</summary>
     public static GradcheckReport Run(IGradcheckFunction f, GradcheckOptions? options = null)
     {

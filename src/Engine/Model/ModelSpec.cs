@@ -1,7 +1,7 @@
 // A description of a dense network: input width, a sequence of Dense(units, activation) layers with
 // optional dropout after them, and a loss. Layer i of the spec is nn.Sequential index 2i in the
 // state_dict naming ("0.weight", "2.weight", ...), as the golden files and PyTorch name them.
-using Backprop.Kernels.Cpu.Ops;
+using Backprop.Kernels;
 
 namespace Backprop.Engine;
 
@@ -31,6 +31,27 @@ public sealed record ModelSpec(int InputWidth, IReadOnlyList<LayerSpec> Layers, 
 
     /// <summary>Width of the output.</summary>
     public int OutputWidth => Layers[^1].Units;
+
+    /// <summary>
+    /// Index of layer <paramref name="layer"/>'s Linear in the equivalent nn.Sequential, where each activation other than
+    /// the identity and each Dropout is a module of its own: the prefix of its state_dict names ("0.weight", "2.bias", …).
+    /// </summary>
+    public int StateDictIndex(int layer)
+    {
+        if (layer < 0 || layer >= Layers.Count)
+            throw new ArgumentOutOfRangeException(nameof(layer), layer, $"layer must be in [0, {Layers.Count}); got {layer}.");
+        int idx = 0;
+        for (int i = 0; i < layer; i++)
+            idx += 1 + (Layers[i].Activation.Kind != ActivationKind.Identity ? 1 : 0) + (Layers[i].Dropout > 0 ? 1 : 0);
+        return idx;
+    }
+
+    /// <summary>The state_dict names of layer <paramref name="layer"/>'s weight and bias.</summary>
+    public (string Weight, string Bias) ParameterNames(int layer)
+    {
+        int idx = StateDictIndex(layer);
+        return (FormattableString.Invariant($"{idx}.weight"), FormattableString.Invariant($"{idx}.bias"));
+    }
 
     /// <summary>Throws with a message naming the layer and the value when the description is inconsistent.</summary>
     public void Validate()

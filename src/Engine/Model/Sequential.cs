@@ -2,7 +2,8 @@
 //   var net = new Sequential(inputWidth: 784).Dense(256, "relu").Dropout(0.1).Dense(10);
 //   using var model = net.Compile(new TrainingOptions { Loss = LossKind.CrossEntropy, ... });
 // Dropout attaches to the Dense layer before it (it is applied to that layer's output).
-using Backprop.Kernels.Cpu.Ops;
+using System.Numerics;
+using Backprop.Kernels;
 
 namespace Backprop.Engine;
 
@@ -46,6 +47,16 @@ public sealed class Sequential
         new(InputWidth, _layers.ToArray(), loss, labelSmoothing, huberDelta);
 
     /// <summary>Compiles the network with <paramref name="options"/> into a trainable model (one plan, two native blocks).</summary>
-    public Model Compile(TrainingOptions options) =>
-        new(ToSpec(options.Loss, options.LabelSmoothing, options.HuberDelta), options);
+    public Model Compile(TrainingOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        return new(ToSpec(options.Loss, options.LabelSmoothing, options.HuberDelta), options);
+    }
+
+    /// <summary>Compiles the network into a model computing in <typeparamref name="T"/> (double: gradient checks of the same plan and kernels).</summary>
+    public Model<T> Compile<T>(TrainingOptions options) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        return new(ToSpec(options.Loss, options.LabelSmoothing, options.HuberDelta), options);
+    }
 }

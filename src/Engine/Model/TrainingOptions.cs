@@ -1,7 +1,8 @@
 // Everything about training that is not the layer stack: loss, optimizer, schedule, batch size,
 // seed, threads, backend, initialization. Part of the description a Plan is compiled from.
-using Backprop.Kernels.Cpu.Ops;
-using Backprop.Kernels.Cpu.Optim;
+using Backprop.Engine.Training;
+using Backprop.Kernels;
+using Backprop.Kernels.Cpu;
 
 namespace Backprop.Engine;
 
@@ -26,7 +27,7 @@ public sealed record TrainingOptions
     /// <summary>Huber δ.</summary>
     public double HuberDelta { get; init; } = 1.0;
     /// <summary>Optimizer and its hyper-parameters.</summary>
-    public OptimizerSettings Optimizer { get; init; } = new() { Kind = OptimizerKind.Adam, LearningRate = 1e-3 };
+    public OptimizerSettings Optimizer { get; init; } = new Adam();
     /// <summary>Learning-rate schedule, stepped once per optimizer step.</summary>
     public LrSchedule Schedule { get; init; } = new();
     /// <summary>Largest batch a step takes (buffers are sized for it; smaller batches need no new plan).</summary>
@@ -35,6 +36,8 @@ public sealed record TrainingOptions
     public ulong Seed { get; init; } = 1;
     /// <summary>Threads for the kernels.</summary>
     public int Threads { get; init; } = Environment.ProcessorCount;
+    /// <summary>CPU backends: the rung of the ISA ladder the kernels take (null: the best this CPU supports; tests force each).</summary>
+    public Isa? Isa { get; init; }
     /// <summary>Kernel backend.</summary>
     public Backend Backend { get; init; } = Backend.Cpu;
     /// <summary>Cuda backend: capture the training step once per batch size as a CUDA graph and replay it (else launch each kernel).</summary>
@@ -49,7 +52,10 @@ public sealed record TrainingOptions
     {
         if (MaxBatch < 1) throw new ArgumentOutOfRangeException(nameof(MaxBatch), MaxBatch, $"batch size must be at least 1; got {MaxBatch}.");
         if (Threads < 1 || Threads > 1024) throw new ArgumentOutOfRangeException(nameof(Threads), Threads, $"threads must be in [1, 1024]; got {Threads}.");
+        ArgumentNullException.ThrowIfNull(Optimizer);
+        ArgumentNullException.ThrowIfNull(Schedule);
         Optimizer.Validate();
+        if (Isa is { } isa) CpuIsa.Require(isa);
         Schedule.Validate();
     }
 }

@@ -1,16 +1,17 @@
-// The compiled form of a ModelSpec: every tensor's place in one of two native blocks, and the
-// ordered kernel calls of a training step. Shapes are checked here, once; a step checks only the
-// batch size and the labels.
+// The compiled form of a ModelSpec: every tensor's place in one of two blocks, and the lowered op
+// lists of a training step, a gradient pass, a loss pass and an inference pass. Shapes and every
+// model rule are checked here (and in ModelSpec.Validate), once; a step checks only the batch size and
+// the labels. The rules of which tensor backward keeps and which gradient slot each op uses are applied
+// here and nowhere else: executors run the ops as they come.
 //
-// Parameter block (64-byte aligned, each tensor starts on a 16-float boundary, gaps are zero):
+// Parameter block (64-byte aligned, each tensor starts on a 16-element boundary, gaps are zero):
 //   [ params: W0 b0 W1 b1 … | grads: same layout | state slot 0: same layout | slot 1 | slot 2 ]
 // so the optimizer updates the whole block in one pass (params, grads and state share offsets).
 // Activation block, sized for MaxBatch:
 //   x [B, in0]; per layer l: h_l [B, units] (activation output), z_l (pre-activation, only when f'
 //   needs it), a_l (dropout output, only with dropout); two gradient slots [B, max width] used in
-//   turn by backward (d(z_l) and d(z_{l−1}) never need to live longer than one layer); labels or
-//   targets.
-using Backprop.Engine;
+//   turn by backward (d(z_l) and d(z_{l−1}) never need to live longer than one layer); targets.
+using Backprop.Kernels;
 
 namespace Backprop.Engine.Planning;
 
@@ -23,43 +24,17 @@ public readonly record struct Slot(long Offset, long Length, int Rows, int Cols)
     public bool Exists => Offset >= 0;
 }
 
-/// <summary>The kinds of step in a plan.</summary>
-public enum OpKind
-{
-    /// <summary>h = f(a_prev·Wᵀ + b) (fused, or GEMM + bias/activation pass on Blas).</summary>
-    DenseFwd,
-    /// <summary>a = dropout(h).</summary>
-    DropoutFwd,
-    /// <summary>loss and d(output).</summary>
-    Loss,
-    /// <summary>d(output) ← mask and f' of the last layer.</summary>
-    OutputBwd,
-    /// <summary>dW, db of a layer.</summary>
-    DenseBwdWeights,
-    /// <summary>d(z_{l−1}) = (d(z_l)·W_l) ⊙ mask ⊙ f'_{l−1}.</summary>
-    DenseBwdData,
-    /// <summary>one fused pass over the parameter block.</summary>
-    OptimizerUpdate,
-}
-
-/// <summary>One kernel call: its kind and the layer it belongs to.</summary>
-public readonly record struct PlanOp(OpKind Kind, int Layer)
-{
-    /// <inheritdoc />
-    public override string ToString() => Layer >= 0 ? $"{Kind}({Layer})" : Kind.ToString();
-}
-
 /// <summary>Where one layer's tensors live.</summary>
 public sealed record LayerSlots(Slot Weight, Slot Bias, Slot WeightGrad, Slot BiasGrad, Slot Output, Slot PreActivation, Slot DropOutput)
 {
-    /// <summary>What the next layer reads: the dropout output when there is one, else the activation output.</summary>
+    /// <summary>What the next layer reads in training: the dropout output when there is one, else the activation output.</summary>
     public Slot Next => DropOutput.Exists ? DropOutput : Output;
 }
 
-/// <summary>A compiled model: block sizes, slots and the ordered ops of a step.</summary>
+/// <summary>A compiled model: block sizes, slots and the lowered ops of each pass.</summary>
 public sealed class Plan
 {
-    private const int Align = 16; // floats per 64 bytes
+    private const int Align = 16; // elements per 64 bytes of float
 
     /// <summary>The description compiled.</summary>
     public ModelSpec Spec { get; }
@@ -77,33 +52,51 @@ public sealed class Plan
     public long ParameterBlock => ParameterSection * (2 + StateSlots);
     /// <summary>Input slot [MaxBatch, input width] in the activation block.</summary>
     public Slot Input { get; }
+    /// <summary>The network output in inference (the last layer's activation output).</summary>
+    public Slot Output => Layers[^1].Output;
     /// <summary>The two gradient slots backward alternates between.</summary>
     public Slot GradA { get; }
     /// <summary>The second gradient slot.</summary>
     public Slot GradB { get; }
+    /// <summary>Where the gradient pass leaves d(loss)/d(x) [MaxBatch, input width].</summary>
+    public Slot InputGradient { get; }
     /// <summary>Regression targets [MaxBatch, outputs] (classification keeps labels in a separate int block).</summary>
     public Slot Targets { get; }
     /// <summary>Elements of the activation block.</summary>
     public long ActivationBlock { get; }
-    /// <summary>The ordered ops of a training step (what Model.Step executes).</summary>
-    public IReadOnlyList<PlanOp> TrainingOps => _trainingOps;
-    /// <summary>The ordered ops of an inference pass (what Predict and Evaluate execute).</summary>
-    public IReadOnlyList<PlanOp> InferenceOps => _inferenceOps;
+    /// <summary>Whether every layer's pre-activation is kept (a diagnostic plan, e.g. for gradient checks near kinks).</summary>
+    public bool KeepsPreActivations { get; }
+    /// <summary>A training step: forward with dropout, loss, backward, update (what Model.Step executes).</summary>
+    public IReadOnlyList<PlanOp> TrainingOps => _training;
+    /// <summary>The loss and every gradient, the network input's included, without an update (Model.Gradients).</summary>
+    public IReadOnlyList<PlanOp> GradientOps => _gradients;
+    /// <summary>Forward with dropout and the loss (Model.Loss: what finite differences evaluate).</summary>
+    public IReadOnlyList<PlanOp> LossOps => _loss;
+    /// <summary>Forward without dropout (what Predict and Evaluate execute).</summary>
+    public IReadOnlyList<PlanOp> InferenceOps => _inference;
 
     // Arrays, so indexing them through IReadOnlyList in the step allocates nothing.
-    private readonly PlanOp[] _trainingOps;
-    private readonly PlanOp[] _inferenceOps;
+    private readonly PlanOp[] _training, _gradients, _loss, _inference;
 
     /// <summary>Compiles <paramref name="spec"/> with <paramref name="options"/>, checking every shape.</summary>
-    public Plan(ModelSpec spec, TrainingOptions options)
+    public Plan(ModelSpec spec, TrainingOptions options) : this(spec, options, keepPreActivations: false) { }
+
+    /// <summary>
+    /// Compiles <paramref name="spec"/> with <paramref name="options"/>; with <paramref name="keepPreActivations"/> every
+    /// layer keeps its pre-activation (results are the same; it costs a slot and a store per layer).
+    /// </summary>
+    public Plan(ModelSpec spec, TrainingOptions options, bool keepPreActivations)
     {
+        ArgumentNullException.ThrowIfNull(spec);
+        ArgumentNullException.ThrowIfNull(options);
         spec.Validate();
         options.Validate();
         Spec = spec;
         Options = options;
+        KeepsPreActivations = keepPreActivations;
         int L = spec.Layers.Count;
         int B = options.MaxBatch;
-        if (spec.Loss == LossKind.CrossEntropy && spec.Layers[^1].Activation.Kind != Kernels.Cpu.Ops.ActivationKind.Identity)
+        if (spec.Loss == LossKind.CrossEntropy && spec.Layers[^1].Activation.Kind != ActivationKind.Identity)
             throw new ArgumentException($"layer {L - 1} (Dense {spec.Layers[^1].Units}): cross-entropy takes logits, so the last layer's activation must be identity; got {spec.Layers[^1].Activation}.");
         if (spec.Layers[^1].Dropout > 0)
             throw new ArgumentException($"layer {L - 1} (Dense {spec.Layers[^1].Units}): dropout on the output layer feeds noise into the loss; remove it (got p = {spec.Layers[^1].Dropout}).");
@@ -141,7 +134,7 @@ public sealed class Plan
             var s = spec.Layers[l];
             maxWidth = Math.Max(maxWidth, s.Units);
             var outSlot = Act(s.Units);
-            var pre = s.Activation.GradFromOutput ? Slot.None : Act(s.Units);
+            var pre = s.Activation.GradFromOutput && !keepPreActivations ? Slot.None : Act(s.Units);
             var drop = s.Dropout > 0 ? Act(s.Units) : Slot.None;
             layers[l] = new LayerSlots(w[l], b[l], w[l] with { Offset = w[l].Offset + p }, b[l] with { Offset = b[l].Offset + p }, outSlot, pre, drop);
         }
@@ -150,25 +143,60 @@ public sealed class Plan
         Targets = spec.Loss == LossKind.CrossEntropy ? Slot.None : Act(spec.OutputWidth);
         ActivationBlock = a;
         Layers = layers;
+        InputGradient = Width(L % 2 == 0 ? GradA : GradB, spec.InputWidth);
 
-        var train = new List<PlanOp>();
-        var infer = new List<PlanOp>();
-        for (int l = 0; l < L; l++)
+        _inference = Forward(training: false).ToArray();
+        _loss = [.. Forward(training: true), Loss()];
+        _training = [.. _loss, .. Backward(inputGradient: false), new OptimizerUpdateOp()];
+        _gradients = [.. _loss, .. Backward(inputGradient: true)];
+    }
+
+    // The slot backward reads f' from: the output when f' is cheaper from it, else the pre-activation.
+    private Slot Saved(int l) => Spec.Layers[l].Activation.GradFromOutput ? Layers[l].Output : Layers[l].PreActivation;
+
+    // What layer l reads: the network input, or the previous layer's output (after dropout in training).
+    private Slot LayerInput(int l, bool training) => l == 0 ? Input : training ? Layers[l - 1].Next : Layers[l - 1].Output;
+
+    // A gradient slot used at a narrower width: same place, [MaxBatch, cols].
+    private static Slot Width(Slot s, int cols) => s with { Length = (long)s.Rows * cols, Cols = cols };
+
+    private IEnumerable<PlanOp> Forward(bool training)
+    {
+        for (int l = 0; l < Layers.Count; l++)
         {
-            train.Add(new PlanOp(OpKind.DenseFwd, l));
-            infer.Add(new PlanOp(OpKind.DenseFwd, l));
-            if (spec.Layers[l].Dropout > 0) train.Add(new PlanOp(OpKind.DropoutFwd, l));
+            var s = Spec.Layers[l];
+            var slots = Layers[l];
+            yield return new DenseFwdOp(l, s.Activation, LayerInput(l, training), slots.Weight, slots.Bias, slots.Output, slots.PreActivation);
+            if (training && s.Dropout > 0) yield return new DropoutFwdOp(l, s.Dropout, slots.Output, slots.DropOutput);
         }
-        train.Add(new PlanOp(OpKind.Loss, -1));
-        train.Add(new PlanOp(OpKind.OutputBwd, L - 1));
+    }
+
+    private LossOp Loss() =>
+        new(Spec.Loss, Spec.LabelSmoothing, Spec.HuberDelta, Layers[^1].Next, Targets, Width(GradA, Spec.OutputWidth));
+
+    // Backward: the two gradient slots alternate after each BwdData; layer 0 computes d(x) only when asked.
+    private IEnumerable<PlanOp> Backward(bool inputGradient)
+    {
+        int L = Layers.Count;
+        Slot grad = GradA, other = GradB;
+        yield return new OutputBwdOp(L - 1, Spec.Layers[^1].Activation, Saved(L - 1), Width(grad, Spec.OutputWidth));
         for (int l = L - 1; l >= 0; l--)
         {
-            train.Add(new PlanOp(OpKind.DenseBwdWeights, l));
-            if (l > 0) train.Add(new PlanOp(OpKind.DenseBwdData, l));
+            var slots = Layers[l];
+            var dz = Width(grad, Spec.Layers[l].Units);
+            yield return new DenseBwdWeightsOp(l, dz, LayerInput(l, training: true), slots.WeightGrad, slots.BiasGrad);
+            if (l == 0 && !inputGradient) break;
+            var dst = Width(other, Spec.Width(l));
+            if (l == 0)
+                yield return new DenseBwdDataOp(0, dz, slots.Weight, new Activation(ActivationKind.Identity), Slot.None, 0, dst);
+            else
+            {
+                var prev = Spec.Layers[l - 1];
+                yield return new DenseBwdDataOp(l, dz, slots.Weight, prev.Activation,
+                    prev.Activation.Kind == ActivationKind.Identity ? Slot.None : Saved(l - 1), prev.Dropout, dst);
+            }
+            (grad, other) = (other, grad);
         }
-        train.Add(new PlanOp(OpKind.OptimizerUpdate, -1));
-        _trainingOps = train.ToArray();
-        _inferenceOps = infer.ToArray();
     }
 
     private static long Round(long n) => (n + Align - 1) / Align * Align;
@@ -177,7 +205,7 @@ public sealed class Plan
     public override string ToString()
     {
         var sb = new System.Text.StringBuilder();
-        sb.AppendLine($"parameter block: {ParameterBlock} floats ({ParameterCount} parameters, {StateSlots} optimizer state slot(s)); activation block: {ActivationBlock} floats for batch {Options.MaxBatch}");
+        sb.AppendLine($"parameter block: {ParameterBlock} elements ({ParameterCount} parameters, {StateSlots} optimizer state slot(s)); activation block: {ActivationBlock} elements for batch {Options.MaxBatch}");
         for (int l = 0; l < Layers.Count; l++)
         {
             var s = Layers[l];

@@ -6,7 +6,7 @@
 using System.Diagnostics;
 using Backprop.Engine.Checkpoints;
 using Backprop.Engine.Data;
-using Backprop.Kernels.Cpu.Rng;
+using Backprop.Kernels;
 
 namespace Backprop.Engine.Training;
 

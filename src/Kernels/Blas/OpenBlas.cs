@@ -2,7 +2,7 @@
 // The library is resolved at first use from libopenblas.so.0 (Debian: libopenblas0-pthread) and a
 // few other names; when none loads, every call throws an exception that says which package to install.
 using System.Runtime.InteropServices;
-using Backprop.Kernels.Cpu.Gemm;
+using Backprop.Kernels.Cpu;
 using Backprop.Kernels.Native;
 
 namespace Backprop.Kernels.Blas;
@@ -66,21 +66,21 @@ public static unsafe partial class OpenBlas
 
     private static int T(Transpose t) => t == Transpose.T ? CblasTrans : CblasNoTrans;
 
-    /// <summary>Row-major cblas_sgemm with the same argument checks as <see cref="Gemm.Sgemm"/>.</summary>
+    /// <summary>Row-major cblas_sgemm with the same argument checks as <see cref="Cpu.Gemm.Sgemm"/>.</summary>
     public static void Sgemm(Transpose transA, Transpose transB, int m, int n, int k, float alpha,
         ReadOnlySpan<float> a, int lda, ReadOnlySpan<float> b, int ldb, float beta, Span<float> c, int ldc)
     {
-        Gemm.Validate(transA, transB, m, n, k, a.Length, lda, b.Length, ldb, c.Length, ldc);
+        Cpu.Gemm.Validate(transA, transB, m, n, k, a.Length, lda, b.Length, ldb, c.Length, ldc);
         EnsureAvailable();
         fixed (float* pa = a) fixed (float* pb = b) fixed (float* pc = c)
             Sgemm(transA, transB, m, n, k, alpha, pa, lda, pb, ldb, beta, pc, ldc);
     }
 
-    /// <summary>Row-major cblas_dgemm with the same argument checks as <see cref="Gemm.Dgemm"/>.</summary>
+    /// <summary>Row-major cblas_dgemm with the same argument checks as <see cref="Cpu.Gemm.Dgemm"/>.</summary>
     public static void Dgemm(Transpose transA, Transpose transB, int m, int n, int k, double alpha,
         ReadOnlySpan<double> a, int lda, ReadOnlySpan<double> b, int ldb, double beta, Span<double> c, int ldc)
     {
-        Gemm.Validate(transA, transB, m, n, k, a.Length, lda, b.Length, ldb, c.Length, ldc);
+        Cpu.Gemm.Validate(transA, transB, m, n, k, a.Length, lda, b.Length, ldb, c.Length, ldc);
         EnsureAvailable();
         fixed (double* pa = a) fixed (double* pb = b) fixed (double* pc = c)
             cblas_dgemm(CblasRowMajor, T(transA), T(transB), m, n, k, alpha, pa, lda, pb, ldb, beta, pc, ldc);
@@ -92,6 +92,25 @@ public static unsafe partial class OpenBlas
     {
         if (m == 0 || n == 0) return;
         cblas_sgemm(CblasRowMajor, T(transA), T(transB), m, n, k, alpha, a, Math.Max(1, lda), b, Math.Max(1, ldb), beta, c, ldc);
+    }
+
+    /// <summary>Unchecked row-major cblas_dgemm on raw pointers.</summary>
+    public static void Dgemm(Transpose transA, Transpose transB, int m, int n, int k, double alpha,
+        double* a, int lda, double* b, int ldb, double beta, double* c, int ldc)
+    {
+        if (m == 0 || n == 0) return;
+        cblas_dgemm(CblasRowMajor, T(transA), T(transB), m, n, k, alpha, a, Math.Max(1, lda), b, Math.Max(1, ldb), beta, c, ldc);
+    }
+
+    /// <summary>Unchecked row-major GEMM on raw pointers for T = float (cblas_sgemm) or double (cblas_dgemm).</summary>
+    public static void Gemm<T>(Transpose transA, Transpose transB, int m, int n, int k, T alpha, T* a, int lda, T* b, int ldb, T beta, T* c, int ldc)
+        where T : unmanaged, System.Numerics.IFloatingPointIeee754<T>
+    {
+        if (typeof(T) == typeof(float))
+            Sgemm(transA, transB, m, n, k, float.CreateTruncating(alpha), (float*)a, lda, (float*)b, ldb, float.CreateTruncating(beta), (float*)c, ldc);
+        else if (typeof(T) == typeof(double))
+            Dgemm(transA, transB, m, n, k, double.CreateTruncating(alpha), (double*)a, lda, (double*)b, ldb, double.CreateTruncating(beta), (double*)c, ldc);
+        else throw new NotSupportedException($"OpenBLAS GEMM takes float or double; got {typeof(T).Name}.");
     }
 
     /// <summary>OpenBLAS's thread count (openblas_get_num_threads).</summary>

@@ -1,6 +1,7 @@
 // Instruction-set ladder for the CPU kernels: Avx512 -> Avx2 (with FMA) -> Vector128 -> Scalar.
-// The best supported level is decided once; `Cpu.MaxIsa` caps it so tests and
-// benchmarks can force every path on one machine.
+// What the CPU supports is detected once here. Which rung a kernel takes is not process state: it is
+// the Isa of the CpuContext a call runs on (at most what the CPU supports), so tests that force each
+// path run side by side in one process.
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
 
@@ -19,33 +20,24 @@ public enum Isa
     Avx512 = 3,
 }
 
-/// <summary>What this CPU supports and which path the kernels take.</summary>
+/// <summary>What this CPU supports.</summary>
 public static class CpuIsa
 {
-    private static Isa _cap = Isa.Avx512;
-
     /// <summary>The best level this CPU and runtime support.</summary>
     public static Isa Supported { get; } = Detect();
 
-    /// <summary>
-    /// The level the kernels use: the lower of <see cref="Supported"/> and the cap set by
-    /// <see cref="Force"/> (by default no cap).
-    /// </summary>
-    public static Isa Active => _cap < Supported ? _cap : Supported;
-
-    /// <summary>
-    /// Caps the dispatch ladder at <paramref name="isa"/> for this process (tests and benchmarks use it
-    /// to run every path). Asking for a level the CPU lacks throws.
-    /// </summary>
-    public static void Force(Isa isa)
+    /// <summary>Throws <see cref="PlatformNotSupportedException"/> when this CPU lacks <paramref name="isa"/>; returns it otherwise.</summary>
+    public static Isa Require(Isa isa)
     {
+        if (isa < Isa.Scalar || isa > Isa.Avx512)
+            throw new ArgumentOutOfRangeException(nameof(isa), isa, $"ISA must be Scalar, Vector128, Avx2 or Avx512; got {(int)isa}.");
         if (isa > Supported)
             throw new PlatformNotSupportedException($"Cannot force ISA {isa}: this CPU supports at most {Supported}.");
-        _cap = isa;
+        return isa;
     }
 
-    /// <summary>Removes the cap set by <see cref="Force"/>.</summary>
-    public static void Reset() => _cap = Isa.Avx512;
+    /// <summary>The lower of <paramref name="isa"/> and <see cref="Supported"/> (what a kernel asked for <paramref name="isa"/> runs).</summary>
+    public static Isa Cap(Isa isa) => isa < Supported ? isa : Supported;
 
     private static Isa Detect()
     {

@@ -120,46 +120,58 @@ public interface IGpuDevice : IDisposable
 
 /// <summary>
 /// The argument list of one kernel launch in native memory: each argument in its own 8-byte slot and an
-/// array of pointers to the slots (cuLaunchKernel's kernelParams). Built once; launching it allocates nothing.
+/// array of pointers to the slots (cuLaunchKernel's kernelParams). Built once, argument by typed argument
+/// (<c>new KernelArgs(3).Ptr(x).I64(n).F32(scale)</c>); launching it allocates nothing.
 /// </summary>
 public sealed unsafe class KernelArgs : IDisposable
 {
     private byte* _slots;
     private nint* _pointers;
+    private readonly char[] _signature;
 
-    /// <summary>The number of arguments.</summary>
-    public int Count { get; }
+    /// <summary>An empty list with room for <paramref name="capacity"/> arguments.</summary>
+    public KernelArgs(int capacity)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(capacity);
+        _signature = new char[capacity];
+        _slots = (byte*)NativeMemory.AllocZeroed((nuint)Math.Max(1, capacity * 8));
+        _pointers = (nint*)NativeMemory.AllocZeroed((nuint)Math.Max(1, capacity * sizeof(nint)));
+    }
+
+    /// <summary>The number of arguments added.</summary>
+    public int Count { get; private set; }
 
     /// <summary>
     /// One letter per argument: 'u' ulong (a device pointer or a 64-bit unsigned integer), 'q' long, 'i' int or uint,
     /// 'f' float, 'd' double.
     /// </summary>
-    public string Signature { get; }
+    public string Signature => new(_signature, 0, Count);
 
-    /// <summary>Arguments given as ulong (pointers, 64-bit integers), long, int, uint, float or double.</summary>
-    public KernelArgs(params object[] values)
+    private byte* Next(char kind)
     {
-        Count = values.Length;
-        _slots = (byte*)NativeMemory.AllocZeroed((nuint)Math.Max(1, Count * 8));
-        _pointers = (nint*)NativeMemory.AllocZeroed((nuint)Math.Max(1, Count * sizeof(nint)));
-        var sig = new char[Count];
-        for (int i = 0; i < Count; i++)
-        {
-            byte* slot = _slots + 8 * i;
-            switch (values[i])
-            {
-                case ulong u: *(ulong*)slot = u; sig[i] = 'u'; break;
-                case long l: *(long*)slot = l; sig[i] = 'q'; break;
-                case int n: *(int*)slot = n; sig[i] = 'i'; break;
-                case uint n: *(uint*)slot = n; sig[i] = 'i'; break;
-                case float f: *(float*)slot = f; sig[i] = 'f'; break;
-                case double d: *(double*)slot = d; sig[i] = 'd'; break;
-                default: throw new ArgumentException($"kernel argument {i} has type {values[i]?.GetType().Name ?? "null"}; expected ulong, long, int, uint, float or double.");
-            }
-            _pointers[i] = (nint)slot;
-        }
-        Signature = new string(sig);
+        ObjectDisposedException.ThrowIf(_slots == null, this);
+        if (Count == _signature.Length)
+            throw new InvalidOperationException($"this argument list holds {_signature.Length} arguments; argument {Count + 1} does not fit.");
+        byte* slot = _slots + 8 * Count;
+        _pointers[Count] = (nint)slot;
+        _signature[Count++] = kind;
+        return slot;
     }
+
+    /// <summary>Adds a device pointer (0 for null).</summary>
+    public KernelArgs Ptr(ulong pointer) { *(ulong*)Next('u') = pointer; return this; }
+    /// <summary>Adds a 64-bit unsigned integer.</summary>
+    public KernelArgs U64(ulong value) { *(ulong*)Next('u') = value; return this; }
+    /// <summary>Adds a 64-bit signed integer (long long).</summary>
+    public KernelArgs I64(long value) { *(long*)Next('q') = value; return this; }
+    /// <summary>Adds a 32-bit signed integer.</summary>
+    public KernelArgs I32(int value) { *(int*)Next('i') = value; return this; }
+    /// <summary>Adds a 32-bit unsigned integer.</summary>
+    public KernelArgs U32(uint value) { *(uint*)Next('i') = value; return this; }
+    /// <summary>Adds a float.</summary>
+    public KernelArgs F32(float value) { *(float*)Next('f') = value; return this; }
+    /// <summary>Adds a double.</summary>
+    public KernelArgs F64(double value) { *(double*)Next('d') = value; return this; }
 
     /// <summary>
     /// Whether these arguments fit a kernel whose parameters are <paramref name="kernel"/> ('p' pointer, 'q' 8-byte integer,

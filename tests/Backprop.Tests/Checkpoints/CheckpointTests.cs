@@ -3,9 +3,10 @@
 using System.Buffers.Binary;
 using System.Diagnostics;
 using System.Text;
-using Backprop.Engine;
 using Backprop.Engine.Checkpoints;
+using Backprop.Engine;
 using Backprop.Kernels.Cpu.Optim;
+using Backprop.Kernels;
 using NUnit.Framework;
 
 namespace Backprop.Tests.Checkpoints;
@@ -25,7 +26,7 @@ public class CheckpointTests
     private static Model Net(ulong seed = 1) =>
         new Sequential(6).Dense(10, "tanh").Dropout(0.2).Dense(4).Compile(new TrainingOptions
         {
-            MaxBatch = 8, Threads = 1, Seed = seed, Optimizer = new OptimizerSettings { Kind = OptimizerKind.Adam, LearningRate = 1e-2, Amsgrad = true },
+            MaxBatch = 8, Threads = 1, Seed = seed, Optimizer = new Adam() { LearningRate = 1e-2, Amsgrad = true },
         });
 
     private static void Train(Model m, int steps, int offset = 0)

@@ -25,10 +25,11 @@ public class CliTests
     [TestCase(new[] { "bench", "gemm", "--shape", "999^3" }, "matches no shape")]
     [TestCase(new[] { "frobnicate" }, "frobnicate")]
     [TestCase(new[] { "bench", "step", "--backend", "tpu" }, "--backend must be cpu or cuda; got 'tpu'")]
-    [TestCase(new[] { "gradcheck", "--layers", "4,x" }, "--layers must be comma-separated positive widths")]
+    [TestCase(new[] { "gradcheck", "--layers", "4,x" }, "--layers must be comma-separated positive sizes of the hidden layers")]
     [TestCase(new[] { "gradcheck", "--activation", "softsign" }, "Unknown activation 'softsign'")]
-    [TestCase(new[] { "gradcheck", "--loss", "hinge" }, "--loss must be one of")]
-    [TestCase(new[] { "gradcheck", "--layers", "4,8,1" }, "cross-entropy needs at least 2 output units; the last layer has 1.")]
+    [TestCase(new[] { "gradcheck", "--loss", "hinge" }, "--loss must be cross_entropy, mse, l1, huber or bce_with_logits; got 'hinge'")]
+    [TestCase(new[] { "gradcheck", "--layers", "8", "--outputs", "1" }, "cross-entropy needs at least 2 output units; the last layer has 1.")]
+    [TestCase(new[] { "gradcheck", "--backend", "cuda" }, "--backend must be cpu or blas; got 'cuda'")]
     [TestCase(new[] { "gradcheck", "--batch", "0" }, "--batch must be at least 1; got 0")]
     [TestCase(new[] { "gradcheck", "--mode", "slow" }, "--mode must be full or fast; got 'slow'")]
     [TestCase(new[] { "bench", "gemm", "--size", "12x0x4" }, "--size must look like MxKxN or MxKxN:OP")]
@@ -44,13 +45,13 @@ public class CliTests
     [Test]
     public void Gradcheck_PassesWithExit0_AndFailsWithExit1()
     {
-        var (code, output, err) = Run("gradcheck", "--layers", "5,9,7,3", "--activation", "gelu", "--dropout", "0.2");
+        var (code, output, err) = Run("gradcheck", "--input-width", "5", "--layers", "9,7", "--outputs", "3", "--activation", "gelu", "--dropout", "0.2");
         Assert.That(code, Is.EqualTo(0), output + err);
         Assert.That(output, Does.Contain("| 0.weight | [9, 5] |").And.Contain("| 6.bias | [3] |").And.Contain("gradcheck passed"));
-        (code, output, _) = Run("gradcheck", "--layers", "4,6,2", "--loss", "mse", "--activation", "tanh", "--mode", "fast", "--directions", "4");
+        (code, output, _) = Run("gradcheck", "--input-width", "4", "--layers", "6", "--outputs", "2", "--loss", "mse", "--activation", "tanh", "--mode", "fast", "--directions", "4", "--backend", "blas");
         Assert.That(code, Is.EqualTo(0), output);
         // A step of 0.1 makes the central difference too coarse for rtol 1e-3: the check must fail.
-        (code, output, _) = Run("gradcheck", "--layers", "4,5,3", "--activation", "tanh", "--eps", "0.1");
+        (code, output, _) = Run("gradcheck", "--input-width", "4", "--layers", "5", "--outputs", "3", "--activation", "tanh", "--eps", "0.1");
         Assert.That(code, Is.EqualTo(1), output);
         Assert.That(output, Does.Contain("FAIL"));
     }

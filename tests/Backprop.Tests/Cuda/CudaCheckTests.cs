@@ -1,6 +1,7 @@
 // `backprop check cuda`'s comparisons (CudaCheck) on the emulated device: they pass on a correct
 // backend and report the case, with the differences, when the device computes something wrong.
-using Backprop.Engine.Cuda;
+using Backprop.Cli.Diagnostics;
+using Backprop.Engine.Execution.Cuda;
 using Backprop.Kernels.Cuda;
 using NUnit.Framework;
 

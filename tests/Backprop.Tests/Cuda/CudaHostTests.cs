@@ -5,9 +5,9 @@
 using System.Runtime.InteropServices;
 using Backprop.Kernels.Cpu.Ops;
 using Backprop.Kernels.Cpu.Optim;
-using Backprop.Kernels.Cpu.Rng;
 using Backprop.Kernels.Cuda;
 using Backprop.Kernels.Native;
+using Backprop.Kernels;
 using NUnit.Framework;
 
 namespace Backprop.Tests.Cuda;
@@ -179,11 +179,11 @@ public unsafe partial class CudaHostTests
     {
         int n = 50;
         var g = TestData.Floats(n * 5, 2);
-        foreach (var s in new[]
+        foreach (var s in new OptimizerSettings[]
                  {
-                     new OptimizerSettings { Kind = OptimizerKind.Adam, LearningRate = 0.01, WeightDecay = 0.05, Amsgrad = true },
-                     new OptimizerSettings { Kind = OptimizerKind.AdamW, LearningRate = 0.01, WeightDecay = 0.1 },
-                     new OptimizerSettings { Kind = OptimizerKind.Sgd, LearningRate = 0.1, Momentum = 0.9, Nesterov = true, WeightDecay = 0.01 },
+                     new Adam() { LearningRate = 0.01, WeightDecay = 0.05, Amsgrad = true },
+                     new AdamW() { LearningRate = 0.01, WeightDecay = 0.1 },
+                     new Sgd() { LearningRate = 0.1, Momentum = 0.9, Nesterov = true, WeightDecay = 0.01 },
                  })
         {
             var p = TestData.Floats(n, 1);
@@ -194,16 +194,18 @@ public unsafe partial class CudaHostTests
             {
                 var gt = g.AsSpan((t - 1) * n, n).ToArray();
                 Optimizer.Update<float>(s, new OptimizerStep(s.LearningRate, t), p, gt, st[0], s.StateSlots > 1 ? st[1] : [], s.StateSlots > 2 ? st[2] : []);
-                float stepSize = (float)(s.LearningRate / (1 - Math.Pow(s.Beta1, t))), sqrtBc2 = (float)Math.Sqrt(1 - Math.Pow(s.Beta2, t));
                 float decay = 1f - (float)s.LearningRate * (float)s.WeightDecay;
                 fixed (float* pp = hp) fixed (float* s0 = hs[0]) fixed (float* s1 = hs[1]) fixed (float* s2 = hs[2])
                     for (int i = 0; i < n; i++)
                     {
-                        if (s.Kind == OptimizerKind.Sgd)
-                            bp_host_sgd(pp + i, gt[i], s0 + i, (float)s.LearningRate, (float)s.Momentum, (float)s.Dampening, (float)s.WeightDecay, s.Nesterov ? 1 : 0, t == 1 ? 1 : 0);
-                        else
-                            bp_host_adam(pp + i, gt[i], s0 + i, s1 + i, s2 + i, (float)s.Beta1, (float)s.Beta2, (float)s.Eps, (float)s.WeightDecay,
-                                stepSize, sqrtBc2, decay, s.Kind == OptimizerKind.AdamW ? 1 : 0, s.Amsgrad ? 1 : 0);
+                        if (s is Sgd sgd)
+                            bp_host_sgd(pp + i, gt[i], s0 + i, (float)s.LearningRate, (float)sgd.Momentum, (float)sgd.Dampening, (float)s.WeightDecay, sgd.Nesterov ? 1 : 0, t == 1 ? 1 : 0);
+                        else if (s is Adam a)
+                        {
+                            float stepSize = (float)(s.LearningRate / (1 - Math.Pow(a.Beta1, t))), sqrtBc2 = (float)Math.Sqrt(1 - Math.Pow(a.Beta2, t));
+                            bp_host_adam(pp + i, gt[i], s0 + i, s1 + i, s2 + i, (float)a.Beta1, (float)a.Beta2, (float)a.Eps, (float)s.WeightDecay,
+                                stepSize, sqrtBc2, decay, s.Kind == OptimizerKind.AdamW ? 1 : 0, a.Amsgrad ? 1 : 0);
+                        }
                     }
                 for (int i = 0; i < n; i++) Assert.That(hp[i], Is.EqualTo(p[i]).Within(1e-6 + 1e-6 * Math.Abs(p[i])), $"{s.Kind} step {t} element {i}");
             }

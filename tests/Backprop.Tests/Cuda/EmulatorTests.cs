@@ -3,6 +3,7 @@
 // get wrong silently or reject (argument lists that do not fit, copies and synchronization a stream
 // capture refuses, reads of memory nobody wrote).
 using System.Runtime.InteropServices;
+using Backprop.Engine.Execution.Cuda;
 using Backprop.Kernels.Cuda;
 using NUnit.Framework;
 
@@ -33,8 +34,9 @@ public unsafe class EmulatorTests
         fixed (int* y = labels) gpu.CopyToDevice(dy, (nint)y, batch * 4);
         uint zero = 0;
         gpu.CopyToDevice(dc, (nint)(&zero), 4);
-        using var args = new KernelArgs(dl, dy, batch, classes, dc);
-        gpu.Launch(gpu.GetFunction("losses.cu", "count_correct"), (batch + 127) / 128, 128, args);
+        var k = CudaKernels.CountCorrect(gpu, (batch + 127) / 128, 128, dl, dy, batch, classes, dc);
+        using var args = k.Args;
+        gpu.Launch(k.Function, k.Grid, k.Block, k.Args);
         uint got;
         gpu.CopyToHost((nint)(&got), dc, 4);
         Assert.That(got, Is.EqualTo(expected));
@@ -47,15 +49,15 @@ public unsafe class EmulatorTests
         using var gpu = new EmulatedGpu();
         var f = gpu.GetFunction("activations.cu", "act_bwd"); // (const float*, const float*, float*, long long, int, float)
         Assert.That(EmulatedGpu.Signature("act_bwd"), Is.EqualTo("pppqif"));
-        using var intForLong = new KernelArgs(1UL, 2UL, 3UL, 10, 1, 0f);
+        using var intForLong = new KernelArgs(6).Ptr(1).Ptr(2).Ptr(3).I32(10).I32(1).F32(0);
         Assert.That(Assert.Throws<ArgumentException>(() => gpu.Launch(f, 1, 32, intForLong))!.Message,
             Does.Contain("act_bwd: arguments (uuuiif) do not fit the kernel's parameters (pppqif)"));
-        using var tooFew = new KernelArgs(1UL, 2UL, 3UL, 10L, 1);
+        using var tooFew = new KernelArgs(5).Ptr(1).Ptr(2).Ptr(3).I64(10).I32(1);
         Assert.Throws<ArgumentException>(() => gpu.Launch(f, 1, 32, tooFew));
-        using var floatForInt = new KernelArgs(1UL, 2UL, 3UL, 10L, 1f, 0f);
+        using var floatForInt = new KernelArgs(6).Ptr(1).Ptr(2).Ptr(3).I64(10).F32(1).F32(0);
         Assert.Throws<ArgumentException>(() => gpu.Launch(f, 1, 32, floatForInt));
         Assert.That(Assert.Throws<InvalidOperationException>(() => gpu.GetFunction("optim.cu", "softmax_ce"))!.Message, Does.Contain("optim.cu has no kernel 'softmax_ce'"));
-        Assert.That(Assert.Throws<ArgumentException>(() => new KernelArgs("text"))!.Message, Does.Contain("kernel argument 0 has type String"));
+        Assert.That(Assert.Throws<InvalidOperationException>(() => new KernelArgs(1).Ptr(1).Ptr(2))!.Message, Does.Contain("holds 1 arguments; argument 2 does not fit"));
     }
 
     [Test]

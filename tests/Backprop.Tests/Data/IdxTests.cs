@@ -2,10 +2,11 @@
 // real Fashion-MNIST files from the Debian package load and train.
 using System.Buffers.Binary;
 using System.IO.Compression;
-using Backprop.Engine;
 using Backprop.Engine.Data;
 using Backprop.Engine.Training;
+using Backprop.Engine;
 using Backprop.Kernels.Cpu.Optim;
+using Backprop.Kernels;
 using NUnit.Framework;
 
 namespace Backprop.Tests.Data;
@@ -105,7 +106,7 @@ public class IdxTests
         testSub.Normalize(Normalization.Scale01);
         using var model = new Sequential(784).Dense(128, "relu").Dense(10).Compile(new TrainingOptions
         {
-            MaxBatch = 64, Threads = 2, Seed = 7, Optimizer = new OptimizerSettings { Kind = OptimizerKind.Adam, LearningRate = 2e-3 },
+            MaxBatch = 64, Threads = 2, Seed = 7, Optimizer = new Adam() { LearningRate = 2e-3 },
         });
         var fit = new Trainer(model).Fit(sub, testSub, new FitOptions { Epochs = 4 });
         Assert.That(fit.Epochs[^1].TestAccuracy, Is.GreaterThan(0.80), string.Join(", ", fit.Epochs.Select(e => e.TestAccuracy)));

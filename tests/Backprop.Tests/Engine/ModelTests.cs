@@ -1,10 +1,11 @@
 // The compiled model: plan checks, zero allocation per step, backends agreeing, determinism across
 // thread counts, agreement with the reference executor, divergence, disposal, small batches.
-using Backprop.Engine;
 using Backprop.Engine.Planning;
-using Backprop.Kernels.Cpu.Gemm;
+using Backprop.Engine;
 using Backprop.Kernels.Cpu.Ops;
 using Backprop.Kernels.Cpu.Optim;
+using Backprop.Kernels.Cpu;
+using Backprop.Kernels;
 using NUnit.Framework;
 
 namespace Backprop.Tests.Engine;
@@ -18,7 +19,7 @@ public class ModelTests
             .Compile(new TrainingOptions
             {
                 MaxBatch = maxBatch, Threads = threads, Backend = backend, Seed = seed,
-                Optimizer = opt ?? new OptimizerSettings { Kind = OptimizerKind.Adam, LearningRate = 1e-2 },
+                Optimizer = opt ?? new Adam() { LearningRate = 1e-2 },
             });
 
     private static (float[] X, int[] Y) Batch(int n, int seed)
@@ -145,12 +146,12 @@ public class ModelTests
     public void Step_MatchesTheReferenceExecutor()
     {
         // The planned engine against ReferenceNetwork + the optimizer kernel, same initial weights and dropout masks.
-        var opt = new OptimizerSettings { Kind = OptimizerKind.Sgd, LearningRate = 0.05, Momentum = 0.9 };
+        var opt = new Sgd() { LearningRate = 0.05, Momentum = 0.9 };
         using var m = Mlp(threads: 1, opt: opt, dropout: 0.2);
         var spec = m.Spec;
         var p = new ModelParameters<float>(Enumerable.Range(0, 3).Select(m.GetWeights).ToArray(), Enumerable.Range(0, 3).Select(m.GetBias).ToArray());
         var bufs = p.Weights.Concat(p.Biases).Select(t => new float[t.Length]).ToArray();
-        using var ctx = new GemmContext(1);
+        using var ctx = new CpuContext(1);
         for (int t = 1; t <= 5; t++)
         {
             var (x, y) = Batch(32, 40 + t);
@@ -173,7 +174,7 @@ public class ModelTests
     [Test]
     public void Divergence_NamesTheStep_AndKeepsThePreviousParameters()
     {
-        using var m = Mlp(opt: new OptimizerSettings { Kind = OptimizerKind.Sgd, LearningRate = 1e6 }, dropout: 0);
+        using var m = Mlp(opt: new Sgd() { LearningRate = 1e6 }, dropout: 0);
         var (x, y) = Batch(32, 7);
         var e = Assert.Throws<TrainingDivergedException>(() =>
         {
@@ -266,7 +267,7 @@ public class ModelTests
         using var m = new Sequential(2).Dense(4, "tanh").Dense(1).Compile(new TrainingOptions
         {
             Loss = LossKind.BceWithLogits, MaxBatch = 4, Threads = 1, Seed = 3, Init = InitScheme.XavierUniform,
-            Optimizer = new OptimizerSettings { Kind = OptimizerKind.Sgd, LearningRate = 0.5 },
+            Optimizer = new Sgd() { LearningRate = 0.5 },
         });
         float[] x = [0, 0, 0, 1, 1, 0, 1, 1];
         float[] t = [0, 1, 1, 0];

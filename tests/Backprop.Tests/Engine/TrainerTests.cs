@@ -1,8 +1,9 @@
 // Trainer: seeded shuffling, early stopping on a validation split restoring the best epoch.
-using Backprop.Engine;
 using Backprop.Engine.Data;
 using Backprop.Engine.Training;
+using Backprop.Engine;
 using Backprop.Kernels.Cpu.Optim;
+using Backprop.Kernels;
 using NUnit.Framework;
 
 namespace Backprop.Tests.Engine;
@@ -33,7 +34,7 @@ public class TrainerTests
     {
         using var m = new Sequential(8).Dense(128, "relu").Dense(3).Compile(new TrainingOptions
         {
-            MaxBatch = 16, Threads = 1, Seed = 2, Optimizer = new OptimizerSettings { Kind = OptimizerKind.Adam, LearningRate = 1e-2 },
+            MaxBatch = 16, Threads = 1, Seed = 2, Optimizer = new Adam() { LearningRate = 1e-2 },
         });
         var data = Noise(400, 1);
         var seen = new List<EpochMetrics>();

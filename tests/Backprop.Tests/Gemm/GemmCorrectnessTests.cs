@@ -2,13 +2,12 @@
 // edge of the register tiles and cache blocks, alpha/beta variations, padded leading dimensions,
 // and every ISA path forced in turn.
 using Backprop.Kernels.Cpu;
-using Backprop.Kernels.Cpu.Gemm;
 using NUnit.Framework;
 
 namespace Backprop.Tests.Gemm;
 
 [TestFixture]
-[NonParallelizable]
+[Parallelizable(ParallelScope.Children)] // each case forces its ISA path on its own CpuContext, so the cases run side by side
 public class GemmCorrectnessTests
 {
     private static readonly int[] Sizes = [0, 1, 2, 3, 7, 15, 16, 17, 31, 33, 63, 64, 65, 127, 255, 257];
@@ -37,12 +36,9 @@ public class GemmCorrectnessTests
         }
     }
 
-    [TearDown]
-    public void Reset() => CpuIsa.Reset();
-
     private static void RunFloat(Isa isa, Transpose ta, Transpose tb, int m, int n, int k, float alpha, float beta, int pad, int seed)
     {
-        CpuIsa.Force(isa);
+        using var ctx = new CpuContext(2, isa);
         bool tA = ta == Transpose.T, tB = tb == Transpose.T;
         int lda = Math.Max(1, tA ? m : k) + pad, ldb = Math.Max(1, tB ? k : n) + pad, ldc = Math.Max(1, n) + pad;
         int aRows = tA ? k : m, bRows = tB ? n : k;
@@ -52,7 +48,7 @@ public class GemmCorrectnessTests
         var cRef = TestData.ToDouble(c);
         GemmReference.Compute(tA, tB, m, n, k, alpha, TestData.ToDouble(a), lda, TestData.ToDouble(b), ldb, beta, cRef, ldc);
         var cIn = (float[])c.Clone();
-        Kernels.Cpu.Gemm.Gemm.Sgemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+        Kernels.Cpu.Gemm.Sgemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, ctx);
         var ad = TestData.ToDouble(a);
         var bd = TestData.ToDouble(b);
         for (int i = 0; i < m; i++)
@@ -107,14 +103,14 @@ public class GemmCorrectnessTests
                 RunFloat(isa, Transpose.N, Transpose.T, m, 37, k, 1f, 0f, 0, m * 100 + k);
                 RunFloat(isa, Transpose.N, Transpose.T, m, 19, k, -0.5f, 1.5f, 3, m * 100 + k + 1);
             }
-        using var one = new GemmContext(1);
-        using var two = new GemmContext(2);
+        using var one = new CpuContext(1);
+        using var two = new CpuContext(2);
         var a = TestData.Floats(3 * 300, 1);
         var b = TestData.Floats(2000 * 300, 2);
         var c1 = new float[3 * 2000];
         var c2 = new float[3 * 2000];
-        Kernels.Cpu.Gemm.Gemm.Sgemm(Transpose.N, Transpose.T, 3, 2000, 300, 1f, a, 300, b, 300, 0f, c1, 2000, one);
-        Kernels.Cpu.Gemm.Gemm.Sgemm(Transpose.N, Transpose.T, 3, 2000, 300, 1f, a, 300, b, 300, 0f, c2, 2000, two);
+        Kernels.Cpu.Gemm.Sgemm(Transpose.N, Transpose.T, 3, 2000, 300, 1f, a, 300, b, 300, 0f, c1, 2000, one);
+        Kernels.Cpu.Gemm.Sgemm(Transpose.N, Transpose.T, 3, 2000, 300, 1f, a, 300, b, 300, 0f, c2, 2000, two);
         Assert.That(c2.Select(BitConverter.SingleToInt32Bits), Is.EqualTo(c1.Select(BitConverter.SingleToInt32Bits)), "1 and 2 threads bit for bit");
     }
 
@@ -131,15 +127,15 @@ public class GemmCorrectnessTests
     [Test]
     public void BetaZero_IgnoresNaNInC([ValueSource(nameof(Isas))] Isa isa)
     {
-        CpuIsa.Force(isa);
+        using var ctx = new CpuContext(2, isa);
         int m = 19, n = 37, k = 300; // k > KC so several K blocks run
         var a = TestData.Floats(m * k, 1);
         var b = TestData.Floats(k * n, 2);
         var c = Enumerable.Repeat(float.NaN, m * n).ToArray();
-        Kernels.Cpu.Gemm.Gemm.Sgemm(Transpose.N, Transpose.N, m, n, k, 1f, a, k, b, n, 0f, c, n);
+        Kernels.Cpu.Gemm.Sgemm(Transpose.N, Transpose.N, m, n, k, 1f, a, k, b, n, 0f, c, n, ctx);
         Assert.That(c.All(float.IsFinite), Is.True, "beta = 0 must not read C");
         var d = Enumerable.Repeat(double.NaN, m * n).ToArray();
-        Kernels.Cpu.Gemm.Gemm.Dgemm(Transpose.N, Transpose.N, m, n, 0, 1.0, new double[1], 1, new double[1], n, 0.0, d, n);
+        Kernels.Cpu.Gemm.Dgemm(Transpose.N, Transpose.N, m, n, 0, 1.0, new double[1], 1, new double[1], n, 0.0, d, n, ctx);
         Assert.That(d.All(x => x == 0), Is.True, "k = 0 and beta = 0 must zero C");
     }
 
@@ -149,7 +145,7 @@ public class GemmCorrectnessTests
         [Values(Transpose.N, Transpose.T)] Transpose ta,
         [Values(Transpose.N, Transpose.T)] Transpose tb)
     {
-        CpuIsa.Force(isa);
+        using var ctx = new CpuContext(2, isa);
         foreach (var (m, n, k) in new[] { (1, 1, 1), (3, 17, 33), (65, 31, 257), (127, 64, 15), (257, 33, 300) })
         {
             bool tA = ta == Transpose.T, tB = tb == Transpose.T;
@@ -159,7 +155,7 @@ public class GemmCorrectnessTests
             var c = TestData.Doubles(m * ldc, 7);
             var r = (double[])c.Clone();
             GemmReference.Compute(tA, tB, m, n, k, 0.75, a, lda, b, ldb, -0.5, r, ldc);
-            Kernels.Cpu.Gemm.Gemm.Dgemm(ta, tb, m, n, k, 0.75, a, lda, b, ldb, -0.5, c, ldc);
+            Kernels.Cpu.Gemm.Dgemm(ta, tb, m, n, k, 0.75, a, lda, b, ldb, -0.5, c, ldc, ctx);
             for (int i = 0; i < m; i++)
                 for (int j = 0; j < n; j++)
                     Assert.That(c[i * ldc + j], Is.EqualTo(r[i * ldc + j]).Within(1e-13 * (k + 1)), $"C[{i},{j}] {m}x{n}x{k}");

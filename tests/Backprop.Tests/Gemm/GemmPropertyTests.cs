@@ -2,9 +2,8 @@
 // OpenBLAS, thread-count invariance bit for bit, zero allocation per call, argument errors.
 using Backprop.Kernels.Blas;
 using Backprop.Kernels.Cpu;
-using Backprop.Kernels.Cpu.Gemm;
 using NUnit.Framework;
-using G = Backprop.Kernels.Cpu.Gemm.Gemm;
+using G = Backprop.Kernels.Cpu.Gemm;
 
 namespace Backprop.Tests.Gemm;
 
@@ -12,9 +11,6 @@ namespace Backprop.Tests.Gemm;
 [NonParallelizable]
 public class GemmPropertyTests
 {
-    [TearDown]
-    public void Reset() => CpuIsa.Reset();
-
     // C = A·B is checked as C·t == A·(B·t) for random vectors t, in double: O(n^2) instead of O(n^3).
     [TestCase(1024, Transpose.N, Transpose.N)]
     [TestCase(1024, Transpose.T, Transpose.T)]
@@ -95,9 +91,8 @@ public class GemmPropertyTests
     [Test]
     public void OneAndTwoThreads_AreBitIdentical([ValueSource(nameof(Isas))] Isa isa)
     {
-        CpuIsa.Force(isa);
-        using var one = new GemmContext(1);
-        using var two = new GemmContext(2);
+        using var one = new CpuContext(1, isa);
+        using var two = new CpuContext(2, isa);
         foreach (var (m, n, k, ta, tb) in new[]
                  {
                      (128, 256, 784, Transpose.N, Transpose.T), (257, 33, 300, Transpose.T, Transpose.N),
@@ -130,7 +125,7 @@ public class GemmPropertyTests
         // GC.GetTotalAllocatedBytes would also count the test runner's own threads, which allocate
         // now and then; the pool's threads are probed one by one instead, together with the caller.
         using var pool = new Backprop.Kernels.Threading.WorkerPool(2);
-        using var ctx = new GemmContext(2, pool);
+        using var ctx = new CpuContext(2, null, pool);
         long* before = stackalloc long[2];
         long* after = stackalloc long[2];
         int m = 128, n = 256, k = 784;
@@ -200,8 +195,9 @@ public class GemmPropertyTests
     [Test]
     public void ForcingAnUnsupportedIsa_Throws()
     {
-        if (CpuIsa.Supported == Isa.Avx512) Assert.Pass("every level is supported here");
-        var e = Assert.Throws<PlatformNotSupportedException>(() => CpuIsa.Force(Isa.Avx512))!;
+        Assert.That(Assert.Throws<ArgumentOutOfRangeException>(() => new CpuContext(1, (Isa)9))!.Message, Does.Contain("got 9"));
+        if (CpuIsa.Supported == Isa.Avx512) Assert.Ignore("this CPU supports every level, so no level can be refused here");
+        var e = Assert.Throws<PlatformNotSupportedException>(() => new CpuContext(1, Isa.Avx512))!;
         Assert.That(e.Message, Does.Contain("supports at most"));
     }
 }

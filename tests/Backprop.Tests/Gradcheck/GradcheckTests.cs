@@ -5,15 +5,15 @@ using System.Numerics;
 using System.Runtime.Intrinsics;
 using Backprop.Engine.Gradcheck;
 using Backprop.Engine;
-using Backprop.Kernels.Cpu;
-using Backprop.Kernels.Cpu.Gemm;
 using Backprop.Kernels.Cpu.Ops;
+using Backprop.Kernels.Cpu;
+using Backprop.Kernels;
 using NUnit.Framework;
 
 namespace Backprop.Tests.Gradcheck;
 
 [TestFixture]
-[NonParallelizable]
+[Parallelizable(ParallelScope.Children)] // each case forces its ISA path on its own CpuContext, so the cases run side by side
 public class GradcheckTests
 {
     public static IEnumerable<Activation> Activations() =>
@@ -38,10 +38,8 @@ public class GradcheckTests
     {
         foreach (var isa in Enum.GetValues<Isa>().Where(i => i <= CpuIsa.Supported))
         {
-            CpuIsa.Force(isa);
-            var runner = new KinkedRunner { X = Points(), Kinked = act.Kind is ActivationKind.ReLU or ActivationKind.LeakyReLU || act.Kind == ActivationKind.ELU && act.EffectiveParameter != 1 };
+            var runner = new KinkedRunner { X = Points(), Isa = isa, Kinked = act.Kind is ActivationKind.ReLU or ActivationKind.LeakyReLU || act.Kind == ActivationKind.ELU && act.EffectiveParameter != 1 };
             act.Visit<double, KinkedRunner>(ref runner);
-            CpuIsa.Reset();
             Assert.That(runner.Report.Passed, Is.True, $"{act} on {isa}: {Describe(runner.Report)}");
             if (runner.Kinked) Assert.That(runner.Report.Nudges, Is.Not.Empty, "the points at 0 must have been moved off the kink");
         }
@@ -51,9 +49,10 @@ public class GradcheckTests
     {
         public double[] X;
         public bool Kinked;
+        public Isa Isa;
         public GradcheckReport Report;
         public void Visit<TAct>(TAct act) where TAct : unmanaged, IActivation<double> =>
-            Report = Gradchecker.Run(new ActivationGradcheck<TAct>(act, X, Kinked));
+            Report = Gradchecker.Run(new ActivationGradcheck<TAct>(act, X, Kinked, isa: Isa));
     }
 
     /// <summary>tanh with a derivative that is wrong by 1% of y: the checker must catch it.</summary>
@@ -95,12 +94,12 @@ public class GradcheckTests
     {
         int batch = 7, width = 5;
         var input = TestData.Doubles(batch * width, 21, -3, 3);
-        Targets<double> t = kind == LossKind.CrossEntropy
-            ? new(Enumerable.Range(0, batch).Select(i => i % width).ToArray(), null)
-            : new(null, kind == LossKind.BceWithLogits ? TestData.Doubles(batch * width, 22, 0, 1) : TestData.Doubles(batch * width, 22, -3, 3));
-        if (kind == LossKind.L1) input[3] = t.Values![3];             // sits on the kink: must be nudged
-        if (kind == LossKind.Huber) input[4] = t.Values![4] + 1.0;    // |d| = delta
-        var r = Gradchecker.Run(new LossGradcheck(kind, input, width, t, smoothing));
+        int[]? labels = kind == LossKind.CrossEntropy ? Enumerable.Range(0, batch).Select(i => i % width).ToArray() : null;
+        double[]? t = kind == LossKind.CrossEntropy ? null
+            : kind == LossKind.BceWithLogits ? TestData.Doubles(batch * width, 22, 0, 1) : TestData.Doubles(batch * width, 22, -3, 3);
+        if (kind == LossKind.L1) input[3] = t![3];             // sits on the kink: must be nudged
+        if (kind == LossKind.Huber) input[4] = t![4] + 1.0;    // |d| = delta
+        var r = Gradchecker.Run(new LossGradcheck(kind, input, width, labels, t, smoothing));
         Assert.That(r.Passed, Is.True, Describe(r));
         if (kind is LossKind.L1 or LossKind.Huber) Assert.That(r.Nudges, Is.Not.Empty);
     }
@@ -108,7 +107,7 @@ public class GradcheckTests
     [Test]
     public void DenseLayer_AllThreeKernels_PassFullCheck([ValueSource(nameof(Activations))] Activation act)
     {
-        using var ctx = new GemmContext(2);
+        using var ctx = new CpuContext(2);
         var r = Gradchecker.Run(new DenseGradcheck(act, 5, 7, 6, ctx));
         Assert.That(r.Passed, Is.True, $"{act}: {Describe(r)}");
         Assert.That(r.Tensors.Select(t => t.Name), Is.EqualTo(new[] { "x", "weight", "bias" }));
@@ -121,20 +120,25 @@ public class GradcheckTests
         Assert.That(r.Passed, Is.True, Describe(r));
     }
 
-    [TestCase(GradcheckMode.Full)]
-    [TestCase(GradcheckMode.Fast)]
-    public void ThreeLayerNetwork_EndToEnd_Passes(GradcheckMode mode)
+    public static IEnumerable<TestCaseData> EngineConfigurations()
     {
-        using var ctx = new GemmContext(2);
+        foreach (var isa in Enum.GetValues<Isa>().Where(i => i <= CpuIsa.Supported))
+            yield return new TestCaseData(Backend.Cpu, isa, GradcheckMode.Full).SetArgDisplayNames("cpu", isa.ToString(), "full");
+        yield return new TestCaseData(Backend.Cpu, CpuIsa.Supported, GradcheckMode.Fast).SetArgDisplayNames("cpu", CpuIsa.Supported.ToString(), "fast");
+        yield return new TestCaseData(Backend.Blas, CpuIsa.Supported, GradcheckMode.Full).SetArgDisplayNames("blas", CpuIsa.Supported.ToString(), "full");
+    }
+
+    // The whole network through the engine that trains it: the plan and kernels of each backend and ISA path, in double.
+    [TestCaseSource(nameof(EngineConfigurations))]
+    public void ThreeLayerNetwork_EndToEnd_Passes(Backend backend, Isa isa, GradcheckMode mode)
+    {
         var spec = new ModelSpec(6, [
             new LayerSpec(9, new Activation(ActivationKind.ReLU), Dropout: 0.25),
             new LayerSpec(7, new Activation(ActivationKind.GELU)),
             new LayerSpec(4, new Activation(ActivationKind.Identity))], LossKind.CrossEntropy, LabelSmoothing: 0.05);
-        var p = ModelParameters<double>.Initialize(spec, InitScheme.PyTorchDefault, 42);
-        int batch = 5;
-        var x = TestData.Doubles(batch * 6, 9);
-        var t = new Targets<double>([0, 3, 1, 2, 3], null);
-        var r = Gradchecker.Run(new NetworkGradcheck(spec, p, x, batch, t, ctx), new GradcheckOptions { Mode = mode });
+        var options = new TrainingOptions { LabelSmoothing = 0.05, Init = InitScheme.PyTorchDefault, Seed = 42, Threads = 2, Backend = backend, Isa = isa };
+        var batch = new GradcheckBatch(TestData.Doubles(5 * 6, 9), Labels: [0, 3, 1, 2, 3]);
+        var r = Gradchecker.Check(spec, options, batch, new GradcheckOptions { Mode = mode });
         Assert.That(r.Passed, Is.True, Describe(r));
         Assert.That(r.Tensors.Select(z => z.Name), Is.EqualTo(new[] { "x", "0.weight", "0.bias", "3.weight", "3.bias", "5.weight", "5.bias" }));
     }
@@ -142,13 +146,12 @@ public class GradcheckTests
     [Test]
     public void RegressionNetwork_WithTanhAndSigmoid_Passes()
     {
-        using var ctx = new GemmContext(1);
         var spec = new ModelSpec(3, [
             new LayerSpec(8, new Activation(ActivationKind.Tanh)),
             new LayerSpec(8, new Activation(ActivationKind.SiLU)),
             new LayerSpec(2, new Activation(ActivationKind.Sigmoid))], LossKind.Huber, HuberDelta: 0.5);
-        var p = ModelParameters<double>.Initialize(spec, InitScheme.XavierUniform, 1);
-        var r = Gradchecker.Run(new NetworkGradcheck(spec, p, TestData.Doubles(12, 2), 4, new Targets<double>(null, TestData.Doubles(8, 3, 0, 1)), ctx));
+        var options = new TrainingOptions { Loss = LossKind.Huber, HuberDelta = 0.5, Init = InitScheme.XavierUniform, Seed = 1, Threads = 1 };
+        var r = Gradchecker.Check(spec, options, new GradcheckBatch(TestData.Doubles(12, 2), Targets: TestData.Doubles(8, 3, 0, 1)));
         Assert.That(r.Passed, Is.True, Describe(r));
     }
 }

@@ -1,13 +1,14 @@
 // Activations against libtorch (golden/activations.json) in double and float on every ISA path,
 // and the float kernels against an independent double formula on lengths 0..256.
-using Backprop.Kernels.Cpu;
 using Backprop.Kernels.Cpu.Ops;
+using Backprop.Kernels.Cpu;
+using Backprop.Kernels;
 using NUnit.Framework;
 
 namespace Backprop.Tests.Ops;
 
 [TestFixture]
-[NonParallelizable]
+[Parallelizable(ParallelScope.Children)] // each case forces its ISA path on its own CpuContext, so the cases run side by side
 public class ActivationTests
 {
     public static IEnumerable<Isa> AllIsas() => Enum.GetValues<Isa>().Where(i => i <= CpuIsa.Supported);
@@ -26,24 +27,22 @@ public class ActivationTests
 
     public static IEnumerable<string> Names() => Cases.Select(c => c.Golden);
 
-    [TearDown]
-    public void Reset() => CpuIsa.Reset();
-
     // Runs forward then backward (dy = 1) through the Elementwise kernels.
     private struct Runner<T> : IActivationVisitor<T> where T : unmanaged, System.Numerics.IFloatingPointIeee754<T>
     {
         public T[] X, Y, Dydx;
+        public Isa Isa;
         public void Visit<TAct>(TAct act) where TAct : unmanaged, IActivation<T>
         {
-            Elementwise.Forward(act, X, Y);
+            Elementwise.Forward(act, X, Y, Isa);
             var ones = Enumerable.Repeat(T.One, X.Length).ToArray();
-            Elementwise.Backward<T, TAct>(act, act.GradFromOutput ? Y : X, ones, Dydx);
+            Elementwise.Backward<T, TAct>(act, act.GradFromOutput ? Y : X, ones, Dydx, Isa);
         }
     }
 
-    private static (T[] Y, T[] Dydx) Run<T>(Activation a, T[] x) where T : unmanaged, System.Numerics.IFloatingPointIeee754<T>
+    private static (T[] Y, T[] Dydx) Run<T>(Activation a, T[] x, Isa isa = Isa.Avx512) where T : unmanaged, System.Numerics.IFloatingPointIeee754<T>
     {
-        var r = new Runner<T> { X = x, Y = new T[x.Length], Dydx = new T[x.Length] };
+        var r = new Runner<T> { X = x, Y = new T[x.Length], Dydx = new T[x.Length], Isa = isa };
         a.Visit<T, Runner<T>>(ref r);
         return (r.Y, r.Dydx);
     }
@@ -51,11 +50,10 @@ public class ActivationTests
     [Test]
     public void MatchesLibtorch_Double([ValueSource(nameof(Names))] string name, [ValueSource(nameof(AllIsas))] Isa isa)
     {
-        CpuIsa.Force(isa);
         var g = Golden.Load("activations");
         var x = g.Tensor("x").Data;
         var f = g.GetProperty("functions").GetProperty(name);
-        var (y, d) = Run(Cases.Single(c => c.Golden == name).Act, x);
+        var (y, d) = Run(Cases.Single(c => c.Golden == name).Act, x, isa);
         var yRef = f.Tensor("y").Data;
         var dRef = f.Tensor("dydx").Data;
         for (int i = 0; i < x.Length; i++)
@@ -69,13 +67,11 @@ public class ActivationTests
     [Test]
     public void MatchesLibtorch_Float([ValueSource(nameof(Names))] string name, [ValueSource(nameof(AllIsas))] Isa isa)
     {
-        CpuIsa.Force(isa);
         var g = Golden.Load("activations");
         var x = g.Tensor("x").ToFloat();
         var f = g.GetProperty("functions").GetProperty(name);
-        var (y, d) = Run(Cases.Single(c => c.Golden == name).Act, x);
+        var (y, d) = Run(Cases.Single(c => c.Golden == name).Act, x, isa);
         // The reference at the float-rounded input, from the double kernel (itself checked above).
-        CpuIsa.Reset();
         var (yRef, dRef) = Run(Cases.Single(c => c.Golden == name).Act, Array.ConvertAll(x, v => (double)v));
         for (int i = 0; i < x.Length; i++)
         {
@@ -113,13 +109,12 @@ public class ActivationTests
     [Test]
     public void FloatKernels_AllLengths_AllPaths([ValueSource(nameof(Names))] string name, [ValueSource(nameof(AllIsas))] Isa isa)
     {
-        CpuIsa.Force(isa);
         var act = Cases.Single(c => c.Golden == name).Act;
         for (int n = 0; n <= 256; n += n < 40 ? 1 : 17)
         {
             var x = TestData.Floats(n, n + 1, -6f, 6f);
             for (int i = 0; i < n; i++) if (Math.Abs(x[i]) < 2e-3f) x[i] = 0.5f; // keep off the kinks for the FD reference
-            var (y, d) = Run(act, x);
+            var (y, d) = Run(act, x, isa);
             for (int i = 0; i < n; i++)
             {
                 double yr = RefForward(name, x[i]), dr = RefGrad(name, x[i]);

@@ -1,27 +1,24 @@
 // The fused dense kernels composed by hand into the two small networks of the golden files:
 // forward values, loss, every parameter gradient and the input gradient against libtorch, in double
 // and float, on every ISA path and on 1 and 2 threads.
-using Backprop.Kernels.Cpu;
-using Backprop.Kernels.Cpu.Gemm;
 using Backprop.Kernels.Cpu.Ops;
+using Backprop.Kernels.Cpu;
+using Backprop.Kernels;
 using NUnit.Framework;
 
 namespace Backprop.Tests.Ops;
 
 [TestFixture]
-[NonParallelizable]
+[Parallelizable(ParallelScope.Children)] // each case forces its ISA path on its own CpuContext, so the cases run side by side
 public unsafe class DenseGoldenTests
 {
     public static IEnumerable<Isa> AllIsas() => Enum.GetValues<Isa>().Where(i => i <= CpuIsa.Supported);
-
-    [TearDown]
-    public void Reset() => CpuIsa.Reset();
 
     /// <summary>Results of one forward/backward pass of a small MLP.</summary>
     internal sealed record NetResult(double Loss, double[][] Pre, double[][] GradW, double[][] GradB, double[] GradX, double[] Output);
 
     /// <summary>Runs Linear→act→…→Linear with the given loss, using Dense.* kernels in T.</summary>
-    internal static NetResult RunNet<T>(GemmContext ctx, Activation hidden, double[][] ws, double[][] bs, int[] sizes, double[] x, int batch,
+    internal static NetResult RunNet<T>(CpuContext ctx, Activation hidden, double[][] ws, double[][] bs, int[] sizes, double[] x, int batch,
         Func<T[], T[], double> lossAndGrad) where T : unmanaged, System.Numerics.IFloatingPointIeee754<T>
     {
         int layers = ws.Length;
@@ -79,13 +76,12 @@ public unsafe class DenseGoldenTests
 
     private static void CheckNet(string file, Activation hidden, int[] sizes, bool classification, Isa isa, int threads, bool useFloat)
     {
-        CpuIsa.Force(isa);
         var g = Golden.Load(file);
         int layers = sizes.Length - 1;
         var (ws, bs) = Params(g.GetProperty("params"), layers, 2);
         var x = g.Tensor("x");
         int batch = x.Shape[0];
-        using var ctx = new GemmContext(threads);
+        using var ctx = new CpuContext(threads, isa);
         NetResult r;
         if (classification)
         {

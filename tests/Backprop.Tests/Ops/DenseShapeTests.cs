@@ -1,21 +1,18 @@
 // The float dense kernels against a naive double reference on shapes that cover every vector tail
 // (batch and widths 1, 3, 17, 33, 127, 257; batch 300 > KC so the bias sums span K blocks),
 // each ISA path forced, overwrite and accumulate modes, 1 and 2 threads.
-using Backprop.Kernels.Cpu;
-using Backprop.Kernels.Cpu.Gemm;
 using Backprop.Kernels.Cpu.Ops;
+using Backprop.Kernels.Cpu;
+using Backprop.Kernels;
 using NUnit.Framework;
 
 namespace Backprop.Tests.Ops;
 
 [TestFixture]
-[NonParallelizable]
+[Parallelizable(ParallelScope.Children)] // each case forces its ISA path on its own CpuContext, so the cases run side by side
 public unsafe class DenseShapeTests
 {
     public static IEnumerable<Isa> AllIsas() => Enum.GetValues<Isa>().Where(i => i <= CpuIsa.Supported);
-
-    [TearDown]
-    public void Reset() => CpuIsa.Reset();
 
     private static readonly (int Batch, int In, int Out)[] Shapes =
         [(1, 1, 1), (3, 17, 33), (17, 3, 127), (33, 127, 3), (127, 33, 17), (300, 257, 33), (257, 1, 257)];
@@ -42,8 +39,7 @@ public unsafe class DenseShapeTests
         [Values(ActivationKind.ReLU, ActivationKind.Tanh, ActivationKind.GELU)] ActivationKind kind,
         [Values(1, 2)] int threads)
     {
-        CpuIsa.Force(isa);
-        using var ctx = new GemmContext(threads);
+        using var ctx = new CpuContext(threads, isa);
         var act = new Activation(kind);
         foreach (var (b, i, o) in Shapes)
         {

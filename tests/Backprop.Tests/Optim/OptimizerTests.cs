@@ -2,7 +2,9 @@
 // schedules (golden/schedules.json), and a 5-step sequence with every option on computed here from
 // the written formulas.
 using System.Text.Json;
+using Backprop.Engine.Training;
 using Backprop.Kernels.Cpu.Optim;
+using Backprop.Kernels;
 using NUnit.Framework;
 
 namespace Backprop.Tests.Optim;
@@ -20,12 +22,14 @@ public class OptimizerTests
             "SGD" => OptimizerKind.Sgd, "Adam" => OptimizerKind.Adam, "AdamW" => OptimizerKind.AdamW,
             "RMSprop" => OptimizerKind.RMSprop, "Adagrad" => OptimizerKind.Adagrad, var o => throw new ArgumentException(o),
         };
-        return OptimizerSettings.ForKind(kind) with
+        double lr = D("lr"), wd = D("weight_decay");
+        return kind switch
         {
-            LearningRate = D("lr"), Momentum = D("momentum"), Dampening = D("dampening"), Nesterov = B("nesterov"),
-            Beta1 = D("beta1", 0.9), Beta2 = D("beta2", 0.999), Eps = D("eps", kind == OptimizerKind.Adagrad ? 1e-10 : 1e-8),
-            WeightDecay = D("weight_decay"), Amsgrad = B("amsgrad"), Alpha = D("alpha", 0.99), Centered = B("centered"),
-            LrDecay = D("lr_decay"), InitialAccumulatorValue = D("initial_accumulator_value"),
+            OptimizerKind.Sgd => new Sgd(lr, D("momentum"), D("dampening"), B("nesterov"), wd),
+            OptimizerKind.Adam => new Adam(lr, D("beta1", 0.9), D("beta2", 0.999), D("eps", 1e-8), wd, B("amsgrad")),
+            OptimizerKind.AdamW => new AdamW(lr, D("beta1", 0.9), D("beta2", 0.999), D("eps", 1e-8), wd, B("amsgrad")),
+            OptimizerKind.RMSprop => new RmsProp(lr, D("alpha", 0.99), D("eps", 1e-8), wd, D("momentum"), B("centered")),
+            _ => new Adagrad(lr, D("lr_decay"), wd, D("initial_accumulator_value"), D("eps", 1e-10)),
         };
     }
 
@@ -85,9 +89,9 @@ public class OptimizerTests
         }
         foreach (var (entry, settings) in new[]
                  {
-                     ("clip_grad_norm", new OptimizerSettings { Kind = OptimizerKind.Sgd, ClipNorm = 1.0 }),
-                     ("clip_grad_norm_loose", new OptimizerSettings { Kind = OptimizerKind.Sgd, ClipNorm = 100.0 }),
-                     ("clip_grad_value", new OptimizerSettings { Kind = OptimizerKind.Sgd, ClipValue = 0.05 }),
+                     ("clip_grad_norm", new Sgd() { ClipNorm = 1.0, LearningRate = 1e-3 }),
+                     ("clip_grad_norm_loose", new Sgd() { ClipNorm = 100.0, LearningRate = 1e-3 }),
+                     ("clip_grad_value", new Sgd() { ClipValue = 0.05, LearningRate = 1e-3 }),
                  })
         {
             var e = g.GetProperty(entry);
@@ -142,9 +146,9 @@ public class OptimizerTests
         var sched = new LrSchedule { Kind = ScheduleKind.Exponential, Gamma = 0.8, WarmupSteps = 2, WarmupStartFactor = 0.5 };
         foreach (var kind in new[] { OptimizerKind.Adam, OptimizerKind.Sgd })
         {
-            var s = kind == OptimizerKind.Adam
-                ? new OptimizerSettings { Kind = kind, LearningRate = 0.05, WeightDecay = 0.1, Amsgrad = true, L1 = 0.01, ClipValue = 1.5, ClipNorm = 2.0 }
-                : new OptimizerSettings { Kind = kind, LearningRate = 0.05, WeightDecay = 0.1, Momentum = 0.9, Nesterov = true, L1 = 0.01, ClipValue = 1.5, ClipNorm = 2.0 };
+            OptimizerSettings s = kind == OptimizerKind.Adam
+                ? new Adam(lr: 0.05, weightDecay: 0.1, amsgrad: true) { L1 = 0.01, ClipValue = 1.5, ClipNorm = 2.0 }
+                : new Sgd(lr: 0.05, momentum: 0.9, nesterov: true, weightDecay: 0.1) { L1 = 0.01, ClipValue = 1.5, ClipNorm = 2.0 };
             var p = (double[])p0.Clone();
             var st = new[] { new double[n], new double[n], new double[n] };
             var rp = (double[])p0.Clone();
@@ -189,11 +193,11 @@ public class OptimizerTests
         int n = 6;
         var p0 = Enumerable.Range(0, n).Select(_ => rng.NextDouble() * 2 - 1).ToArray();
         var gs = Enumerable.Range(0, 5).Select(_ => Enumerable.Range(0, n).Select(_ => rng.NextDouble() * 2 - 1).ToArray()).ToArray();
-        var cases = new[]
+        var cases = new OptimizerSettings[]
         {
-            new OptimizerSettings { Kind = OptimizerKind.AdamW, LearningRate = 0.02, WeightDecay = 0.3, Amsgrad = true, ClipValue = 0.8, ClipNorm = 1.2 },
-            new OptimizerSettings { Kind = OptimizerKind.RMSprop, LearningRate = 0.01, Alpha = 0.9, WeightDecay = 0.05, Momentum = 0.8, Centered = true, ClipNorm = 1.2 },
-            new OptimizerSettings { Kind = OptimizerKind.Adagrad, LearningRate = 0.1, LrDecay = 0.05, WeightDecay = 0.02, InitialAccumulatorValue = 0.2, Eps = 1e-10, ClipValue = 0.8 },
+            new AdamW() { LearningRate = 0.02, WeightDecay = 0.3, Amsgrad = true, ClipValue = 0.8, ClipNorm = 1.2 },
+            new RmsProp() { LearningRate = 0.01, Alpha = 0.9, WeightDecay = 0.05, Momentum = 0.8, Centered = true, ClipNorm = 1.2 },
+            new Adagrad() { LearningRate = 0.1, LrDecay = 0.05, WeightDecay = 0.02, InitialAccumulatorValue = 0.2, Eps = 1e-10, ClipValue = 0.8 },
         };
         foreach (var s in cases)
         {
@@ -244,14 +248,14 @@ public class OptimizerTests
     [Test]
     public void BadSettings_NameTheValue()
     {
-        Assert.That(Assert.Throws<ArgumentOutOfRangeException>(() => new OptimizerSettings { LearningRate = -1 }.Validate())!.Message,
+        Assert.That(Assert.Throws<ArgumentOutOfRangeException>(() => new Adam { LearningRate = -1 }.Validate())!.Message,
             Does.Contain("LearningRate must be a finite number >= 0; got -1"));
-        Assert.That(Assert.Throws<ArgumentOutOfRangeException>(() => new OptimizerSettings { Beta2 = 1 }.Validate())!.Message,
+        Assert.That(Assert.Throws<ArgumentOutOfRangeException>(() => new Adam { Beta2 = 1 }.Validate())!.Message,
             Does.Contain("Beta2 must be in [0, 1); got 1"));
-        Assert.That(Assert.Throws<ArgumentException>(() => new OptimizerSettings { Kind = OptimizerKind.Sgd, Nesterov = true }.Validate())!.Message,
+        Assert.That(Assert.Throws<ArgumentException>(() => new Sgd() { Nesterov = true, LearningRate = 1e-3 }.Validate())!.Message,
             Does.Contain("Nesterov momentum requires momentum > 0"));
         Assert.That(Assert.Throws<ArgumentOutOfRangeException>(() => new LrSchedule { TMax = 0 }.Validate())!.Message, Does.Contain("T_max must be at least 1; got 0"));
-        var s = new OptimizerSettings { Kind = OptimizerKind.Adam };
+        var s = new Adam();
         Assert.That(Assert.Throws<ArgumentException>(() => Optimizer.Update<float>(s, new OptimizerStep(0.1, 1), new float[3], new float[3], new float[3], new float[2], []))!.Message,
             Does.Contain("Adam needs 2 state array(s) of 3 elements; got 3, 2, 0"));
         Assert.That(Assert.Throws<ArgumentOutOfRangeException>(() => Optimizer.Update<float>(s, new OptimizerStep(0.1, 0), new float[3], new float[3], new float[3], new float[3], []))!.Message,

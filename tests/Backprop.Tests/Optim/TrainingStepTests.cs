@@ -1,9 +1,10 @@
 // Kernels composed into training steps: libtorch's 10 Adam steps (golden/train_steps.json), and
 // bit-identical weights after 100 steps on 1 and on 2 threads.
 using Backprop.Engine;
-using Backprop.Kernels.Cpu.Gemm;
-using Backprop.Kernels.Cpu.Optim;
 using Backprop.Kernels.Cpu.Ops;
+using Backprop.Kernels.Cpu.Optim;
+using Backprop.Kernels.Cpu;
+using Backprop.Kernels;
 using NUnit.Framework;
 
 namespace Backprop.Tests.Optim;
@@ -11,7 +12,7 @@ namespace Backprop.Tests.Optim;
 [TestFixture]
 public class TrainingStepTests
 {
-    private static void Step<T>(ModelSpec spec, ModelParameters<T> p, T[] x, int batch, Targets<T> t, GemmContext ctx,
+    private static void Step<T>(ModelSpec spec, ModelParameters<T> p, T[] x, int batch, Targets<T> t, CpuContext ctx,
         OptimizerSettings opt, long step, T[][][] state, out double loss, ulong seed = 0)
         where T : unmanaged, System.Numerics.IFloatingPointIeee754<T>
     {
@@ -40,8 +41,8 @@ public class TrainingStepTests
         var x = g.Tensor("x").Data;
         var labels = g.Labels("target").Select(v => (int)v).ToArray();
         var losses = g.Tensor("losses").Data;
-        var opt = new OptimizerSettings { Kind = OptimizerKind.Adam, LearningRate = 0.01 };
-        using var ctx = new GemmContext(1);
+        var opt = new Adam() { LearningRate = 0.01 };
+        using var ctx = new CpuContext(1);
         if (useFloat) Run<float>(); else Run<double>();
 
         void Run<T>() where T : unmanaged, System.Numerics.IFloatingPointIeee754<T>
@@ -78,13 +79,13 @@ public class TrainingStepTests
             new LayerSpec(96, new Activation(ActivationKind.ReLU), Dropout: 0.1),
             new LayerSpec(64, new Activation(ActivationKind.GELU)),
             new LayerSpec(10, new Activation(ActivationKind.Identity))], LossKind.CrossEntropy);
-        var opt = new OptimizerSettings { Kind = OptimizerKind.AdamW, LearningRate = 1e-3, WeightDecay = 0.01, ClipNorm = 1.0 };
+        var opt = new AdamW() { LearningRate = 1e-3, WeightDecay = 0.01, ClipNorm = 1.0 };
         int batch = 70;
         var x = TestData.Floats(batch * 40, 5);
         var labels = Enumerable.Range(0, batch).Select(i => (i * 7) % 10).ToArray();
         float[][] Train(int threads)
         {
-            using var ctx = new GemmContext(threads);
+            using var ctx = new CpuContext(threads);
             var p = ModelParameters<float>.Initialize(spec, InitScheme.HeUniform, 99);
             var state = NewState(p, opt);
             for (int t = 1; t <= 100; t++)

@@ -1,6 +1,6 @@
 // Philox known answers (Random123's kat_vectors), dropout determinism and gradient, initializer statistics.
 using Backprop.Kernels.Cpu.Ops;
-using Backprop.Kernels.Cpu.Rng;
+using Backprop.Kernels;
 using NUnit.Framework;
 
 namespace Backprop.Tests.Rng;
@@ -45,19 +45,14 @@ public class PhiloxDropoutInitTests
         // float takes the 8-group vector path on AVX2, double the scalar one: the masks must agree, on every ISA.
         foreach (var isa in Enum.GetValues<Backprop.Kernels.Cpu.Isa>().Where(i => i <= Backprop.Kernels.Cpu.CpuIsa.Supported))
         {
-            Backprop.Kernels.Cpu.CpuIsa.Force(isa);
-            try
-            {
-                var xf = Enumerable.Repeat(1f, 4099).ToArray();
-                var yf = new float[xf.Length];
-                var yd = new double[xf.Length];
-                Dropout.Apply(0.45, 9, 1234567890123, 5, xf, yf);
-                Dropout.Apply(0.45, 9, 1234567890123, 5, Enumerable.Repeat(1.0, xf.Length).ToArray(), yd);
-                for (int i = 0; i < xf.Length; i++) Assert.That(yf[i] != 0, Is.EqualTo(yd[i] != 0), $"{isa} element {i}");
-                Dropout.Apply(0.45, 9, 1234567890123, 5, xf, xf); // in place
-                Assert.That(xf, Is.EqualTo(yf));
-            }
-            finally { Backprop.Kernels.Cpu.CpuIsa.Reset(); }
+            var xf = Enumerable.Repeat(1f, 4099).ToArray();
+            var yf = new float[xf.Length];
+            var yd = new double[xf.Length];
+            Dropout.Apply(0.45, 9, 1234567890123, 5, xf, yf, isa);
+            Dropout.Apply(0.45, 9, 1234567890123, 5, Enumerable.Repeat(1.0, xf.Length).ToArray(), yd, isa);
+            for (int i = 0; i < xf.Length; i++) Assert.That(yf[i] != 0, Is.EqualTo(yd[i] != 0), $"{isa} element {i}");
+            Dropout.Apply(0.45, 9, 1234567890123, 5, xf, xf, isa); // in place
+            Assert.That(xf, Is.EqualTo(yf));
         }
         Assert.That(Assert.Throws<ArgumentOutOfRangeException>(() => Dropout.Apply(1.0, 1, 1, 1, x, y2))!.Message, Does.Contain("in [0, 1); got 1"));
     }

@@ -14,7 +14,7 @@
 using System.Numerics;
 using Backprop.Kernels.Threading;
 
-namespace Backprop.Kernels.Cpu.Gemm;
+namespace Backprop.Kernels.Cpu;
 
 internal unsafe struct GemmJob<T, TKernel, TEpi> : IParallelJob
     where T : unmanaged, IFloatingPointIeee754<T>
@@ -99,7 +99,7 @@ internal static unsafe class GemmDriver
     // Up to this many rows of A (N x T case), the dot-product path beats packing B.
     private const int SmallM = 4;
 
-    public static void Run<T, TEpi>(GemmContext ctx, bool transA, bool transB, int m, int n, int k,
+    public static void Run<T, TEpi>(CpuContext ctx, bool transA, bool transB, int m, int n, int k,
         T alpha, T* a, int lda, T* b, int ldb, T beta, T* c, int ldc, ref TEpi epi, T* sumA = null, bool sumAccumulate = false)
         where T : unmanaged, IFloatingPointIeee754<T>
         where TEpi : unmanaged, IGemmEpilogue<T>
@@ -117,13 +117,13 @@ internal static unsafe class GemmDriver
         {
             var job = new SmallMJob<T, TEpi>
             {
-                M = m, N = n, K = k, Lda = lda, Ldb = ldb, Ldc = ldc, Alpha = alpha, Beta = beta, A = a, B = b, C = c, Epi = epi, Isa = CpuIsa.Active,
+                M = m, N = n, K = k, Lda = lda, Ldb = ldb, Ldc = ldc, Alpha = alpha, Beta = beta, A = a, B = b, C = c, Epi = epi, Isa = ctx.Isa,
             };
             int parts = (long)m * n * k < 4 * ParallelThreshold ? 1 : Math.Min(ctx.Threads, n);
             ctx.Pool.Run(ref job, parts);
             return;
         }
-        switch (CpuIsa.Active)
+        switch (ctx.Isa)
         {
             case Isa.Avx512:
                 Run<T, MicroKernelAvx512<T>, TEpi>(ctx, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, ref epi, sumA, sumAccumulate);
@@ -148,7 +148,7 @@ internal static unsafe class GemmDriver
         }
     }
 
-    private static void Run<T, TKernel, TEpi>(GemmContext ctx, bool transA, bool transB, int m, int n, int k,
+    private static void Run<T, TKernel, TEpi>(CpuContext ctx, bool transA, bool transB, int m, int n, int k,
         T alpha, T* a, int lda, T* b, int ldb, T beta, T* c, int ldc, ref TEpi epi, T* sumA, bool sumAccumulate)
         where T : unmanaged, IFloatingPointIeee754<T>
         where TKernel : struct, IMicroKernel<T>
@@ -163,7 +163,7 @@ internal static unsafe class GemmDriver
         if ((long)m * n * k < ParallelThreshold) parts = 1;
         var job = new GemmJob<T, TKernel, TEpi>
         {
-            TransA = transA, TransB = transB, SplitM = splitM, Simd = CpuIsa.Active >= Isa.Avx2,
+            TransA = transA, TransB = transB, SplitM = splitM, Simd = ctx.Isa >= Isa.Avx2,
             M = m, N = n, K = k, Lda = lda, Ldb = ldb, Ldc = ldc,
             Alpha = alpha, Beta = beta, A = a, B = b, C = c,
             Packs = ctx.Packs, Epi = epi, SumA = sumA, SumAccumulate = sumAccumulate,

@@ -11,7 +11,7 @@ using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
 
-namespace Backprop.Kernels.Cpu.Gemm;
+namespace Backprop.Kernels.Cpu;
 
 internal static unsafe class GemmPack
 {

@@ -8,7 +8,7 @@ using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using Backprop.Kernels.Threading;
 
-namespace Backprop.Kernels.Cpu.Gemm;
+namespace Backprop.Kernels.Cpu;
 
 internal unsafe struct SmallMJob<T, TEpi> : IParallelJob
     where T : unmanaged, IFloatingPointIeee754<T>

@@ -6,7 +6,7 @@
 // an epilogue is the kernel-level entry point the dense layers build on, and trusts its caller.
 using System.Numerics;
 
-namespace Backprop.Kernels.Cpu.Gemm;
+namespace Backprop.Kernels.Cpu;
 
 /// <summary>General matrix multiply in float and double, on the project's own BLIS-style kernels.</summary>
 public static unsafe class Gemm
@@ -14,19 +14,19 @@ public static unsafe class Gemm
     /// <summary>Single-precision C = alpha·op(A)·op(B) + beta·C (row-major).</summary>
     public static void Sgemm(Transpose transA, Transpose transB, int m, int n, int k, float alpha,
         ReadOnlySpan<float> a, int lda, ReadOnlySpan<float> b, int ldb, float beta, Span<float> c, int ldc,
-        GemmContext? context = null)
+        CpuContext? context = null)
         => Compute(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, context);
 
     /// <summary>Double-precision C = alpha·op(A)·op(B) + beta·C (row-major).</summary>
     public static void Dgemm(Transpose transA, Transpose transB, int m, int n, int k, double alpha,
         ReadOnlySpan<double> a, int lda, ReadOnlySpan<double> b, int ldb, double beta, Span<double> c, int ldc,
-        GemmContext? context = null)
+        CpuContext? context = null)
         => Compute(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, context);
 
     /// <summary>C = alpha·op(A)·op(B) + beta·C for T = float or double, with every argument checked.</summary>
     public static void Compute<T>(Transpose transA, Transpose transB, int m, int n, int k, T alpha,
         ReadOnlySpan<T> a, int lda, ReadOnlySpan<T> b, int ldb, T beta, Span<T> c, int ldc,
-        GemmContext? context = null)
+        CpuContext? context = null)
         where T : unmanaged, IFloatingPointIeee754<T>
     {
         var epi = default(IdentityEpilogue<T>);
@@ -39,7 +39,7 @@ public static unsafe class Gemm
     /// </summary>
     public static void Compute<T, TEpi>(Transpose transA, Transpose transB, int m, int n, int k, T alpha,
         ReadOnlySpan<T> a, int lda, ReadOnlySpan<T> b, int ldb, T beta, Span<T> c, int ldc,
-        ref TEpi epilogue, GemmContext? context = null)
+        ref TEpi epilogue, CpuContext? context = null)
         where T : unmanaged, IFloatingPointIeee754<T>
         where TEpi : unmanaged, IGemmEpilogue<T>
     {
@@ -48,7 +48,7 @@ public static unsafe class Gemm
         fixed (T* pb = b)
         fixed (T* pc = c)
         {
-            GemmDriver.Run(context ?? GemmContext.Default, transA == Transpose.T, transB == Transpose.T,
+            GemmDriver.Run(context ?? CpuContext.Default, transA == Transpose.T, transB == Transpose.T,
                 m, n, k, alpha, pa, lda, pb, ldb, beta, pc, ldc, ref epilogue);
         }
     }
@@ -56,7 +56,7 @@ public static unsafe class Gemm
     /// <summary>
     /// Unchecked pointer entry point for kernels that validated their shapes when they were planned.
     /// </summary>
-    public static void Compute<T, TEpi>(GemmContext context, Transpose transA, Transpose transB, int m, int n, int k,
+    public static void Compute<T, TEpi>(CpuContext context, Transpose transA, Transpose transB, int m, int n, int k,
         T alpha, T* a, int lda, T* b, int ldb, T beta, T* c, int ldc, ref TEpi epilogue)
         where T : unmanaged, IFloatingPointIeee754<T>
         where TEpi : unmanaged, IGemmEpilogue<T>
@@ -67,7 +67,7 @@ public static unsafe class Gemm
     /// Σ_k op(A)[i, k], computed from the packed blocks of A in the same pass (a dense layer's bias gradient).
     /// The sums do not depend on the thread count.
     /// </summary>
-    public static void ComputeWithRowSums<T, TEpi>(GemmContext context, Transpose transA, Transpose transB, int m, int n, int k,
+    public static void ComputeWithRowSums<T, TEpi>(CpuContext context, Transpose transA, Transpose transB, int m, int n, int k,
         T alpha, T* a, int lda, T* b, int ldb, T beta, T* c, int ldc, ref TEpi epilogue, T* rowSums, bool accumulateRowSums)
         where T : unmanaged, IFloatingPointIeee754<T>
         where TEpi : unmanaged, IGemmEpilogue<T>

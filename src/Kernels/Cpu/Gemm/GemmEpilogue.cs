@@ -6,7 +6,7 @@
 // past column N-1 or row M-1 of its own operands.
 using System.Runtime.Intrinsics;
 
-namespace Backprop.Kernels.Cpu.Gemm;
+namespace Backprop.Kernels.Cpu;
 
 /// <summary>Transforms GEMM output values in the final store. Row/column indices are those of C.</summary>
 public interface IGemmEpilogue<T> where T : unmanaged

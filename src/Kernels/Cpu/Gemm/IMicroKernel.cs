@@ -3,7 +3,7 @@
 // the driver owns the five loops and the packing.
 using System.Numerics;
 
-namespace Backprop.Kernels.Cpu.Gemm;
+namespace Backprop.Kernels.Cpu;
 
 internal unsafe interface IMicroKernel<T> where T : unmanaged, IFloatingPointIeee754<T>
 {

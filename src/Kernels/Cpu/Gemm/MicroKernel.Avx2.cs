@@ -8,7 +8,7 @@ using System.Numerics;
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 
-namespace Backprop.Kernels.Cpu.Gemm;
+namespace Backprop.Kernels.Cpu;
 
 internal readonly unsafe struct MicroKernelAvx2<T> : IMicroKernel<T> where T : unmanaged, IFloatingPointIeee754<T>
 {

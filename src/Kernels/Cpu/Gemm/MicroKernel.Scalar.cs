@@ -4,7 +4,7 @@
 using System.Numerics;
 using System.Runtime.CompilerServices;
 
-namespace Backprop.Kernels.Cpu.Gemm;
+namespace Backprop.Kernels.Cpu;
 
 internal readonly unsafe struct MicroKernelScalar<T> : IMicroKernel<T> where T : unmanaged, IFloatingPointIeee754<T>
 {

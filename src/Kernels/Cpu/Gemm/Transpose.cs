@@ -1,4 +1,4 @@
-namespace Backprop.Kernels.Cpu.Gemm;
+namespace Backprop.Kernels.Cpu;
 
 /// <summary>Whether a GEMM operand is used as stored (N) or transposed (T), as in BLAS.</summary>
 public enum Transpose

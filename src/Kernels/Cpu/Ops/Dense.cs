@@ -8,7 +8,7 @@
 //               derivative g' in the store (saved = its output or pre-activation), so the previous
 //               layer's diff_dst comes out directly. Identity g gives the plain input gradient.
 using System.Numerics;
-using Backprop.Kernels.Cpu.Gemm;
+using Backprop.Kernels.Cpu;
 
 namespace Backprop.Kernels.Cpu.Ops;
 
@@ -25,41 +25,41 @@ public enum GradientMode
 public static unsafe class Dense
 {
     /// <summary>dst[batch, out] = f(src[batch, in] · W[out, in]ᵀ + b[out]); preact (null or [batch, out]) receives the pre-activation.</summary>
-    public static void Fwd<T, TAct>(GemmContext ctx, in TAct act, int batch, int inFeatures, int outFeatures,
+    public static void Fwd<T, TAct>(CpuContext ctx, in TAct act, int batch, int inFeatures, int outFeatures,
         T* src, T* w, T* b, T* dst, T* preact)
         where T : unmanaged, IFloatingPointIeee754<T>
         where TAct : unmanaged, IActivation<T>
     {
         var epi = new BiasActivationEpilogue<T, TAct>(act, b, preact, outFeatures);
-        Gemm.Gemm.Compute(ctx, Transpose.N, Transpose.T, batch, outFeatures, inFeatures, T.One, src, inFeatures, w, inFeatures, T.Zero, dst, outFeatures, ref epi);
+        Gemm.Compute(ctx, Transpose.N, Transpose.T, batch, outFeatures, inFeatures, T.One, src, inFeatures, w, inFeatures, T.Zero, dst, outFeatures, ref epi);
     }
 
     /// <summary>dW[out, in] and db[out] (db may be null) from diff_dst[batch, out] and src[batch, in].</summary>
-    public static void BwdWeights<T>(GemmContext ctx, GradientMode mode, int batch, int inFeatures, int outFeatures,
+    public static void BwdWeights<T>(CpuContext ctx, GradientMode mode, int batch, int inFeatures, int outFeatures,
         T* diffDst, T* src, T* diffW, T* diffB)
         where T : unmanaged, IFloatingPointIeee754<T>
     {
         var epi = default(IdentityEpilogue<T>);
         bool acc = mode == GradientMode.Accumulate;
-        Gemm.Gemm.ComputeWithRowSums(ctx, Transpose.T, Transpose.N, outFeatures, inFeatures, batch, T.One,
+        Gemm.ComputeWithRowSums(ctx, Transpose.T, Transpose.N, outFeatures, inFeatures, batch, T.One,
             diffDst, outFeatures, src, inFeatures, acc ? T.One : T.Zero, diffW, inFeatures, ref epi, diffB, acc);
     }
 
     /// <summary>diff_src[batch, in] = (diff_dst[batch, out] · W[out, in]) ⊙ g'(saved[batch, in]).</summary>
-    public static void BwdData<T, TAct>(GemmContext ctx, in TAct prevAct, int batch, int inFeatures, int outFeatures,
+    public static void BwdData<T, TAct>(CpuContext ctx, in TAct prevAct, int batch, int inFeatures, int outFeatures,
         T* diffDst, T* w, T* saved, T* diffSrc)
         where T : unmanaged, IFloatingPointIeee754<T>
         where TAct : unmanaged, IActivation<T>
     {
         var epi = new ActivationGradEpilogue<T, TAct>(prevAct, saved, inFeatures);
-        Gemm.Gemm.Compute(ctx, Transpose.N, Transpose.N, batch, inFeatures, outFeatures, T.One, diffDst, outFeatures, w, inFeatures, T.Zero, diffSrc, inFeatures, ref epi);
+        Gemm.Compute(ctx, Transpose.N, Transpose.N, batch, inFeatures, outFeatures, T.One, diffDst, outFeatures, w, inFeatures, T.Zero, diffSrc, inFeatures, ref epi);
     }
 
     /// <summary>diff_src = diff_dst · W with no activation derivative (the gradient with respect to the layer's input).</summary>
-    public static void BwdData<T>(GemmContext ctx, int batch, int inFeatures, int outFeatures, T* diffDst, T* w, T* diffSrc)
+    public static void BwdData<T>(CpuContext ctx, int batch, int inFeatures, int outFeatures, T* diffDst, T* w, T* diffSrc)
         where T : unmanaged, IFloatingPointIeee754<T>
     {
         var epi = default(IdentityEpilogue<T>);
-        Gemm.Gemm.Compute(ctx, Transpose.N, Transpose.N, batch, inFeatures, outFeatures, T.One, diffDst, outFeatures, w, inFeatures, T.Zero, diffSrc, inFeatures, ref epi);
+        Gemm.Compute(ctx, Transpose.N, Transpose.N, batch, inFeatures, outFeatures, T.One, diffDst, outFeatures, w, inFeatures, T.Zero, diffSrc, inFeatures, ref epi);
     }
 }

@@ -5,7 +5,7 @@
 using System.Numerics;
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
-using Backprop.Kernels.Cpu.Gemm;
+using Backprop.Kernels.Cpu;
 
 namespace Backprop.Kernels.Cpu.Ops;
 

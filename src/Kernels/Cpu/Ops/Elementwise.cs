@@ -1,7 +1,9 @@
-// Elementwise activation passes over caller-owned spans, on the widest vector path the dispatch
-// ladder allows (512 -> 256 -> 128 -> scalar), scalar for the tail:
-//   Forward:  y[i]  = f(x[i])
-//   Backward: dx[i] = dy[i] * f'(saved[i])   (saved = y or x, see IActivation.GradFromOutput)
+// Elementwise activation passes over caller-owned memory, on the vector ladder (512 -> 256 -> 128 ->
+// scalar, up to the ISA asked for):
+//   Forward:     y[i]  = f(x[i])
+//   Backward:    dx[i] = dy[i] * f'(saved[i])   (saved = y or x, see IActivation.GradFromOutput)
+//   BiasForward: the unfused epilogue pass over a GEMM result, row by row: z = y + bias; preact = z; y = f(z)
+//   ColumnSums:  sum[c] (=|+=) Σ_r x[r, c]      (an unfused bias gradient; rows added in order)
 // dx may alias dy (in-place backward).
 using System.Numerics;
 using System.Runtime.Intrinsics;
@@ -11,104 +13,123 @@ namespace Backprop.Kernels.Cpu.Ops;
 /// <summary>Activation forward and backward over whole arrays.</summary>
 public static unsafe class Elementwise
 {
-    /// <summary>y = f(x).</summary>
-    public static void Forward<T, TAct>(in TAct act, ReadOnlySpan<T> x, Span<T> y)
+    /// <summary>y = f(x), on the best vector path up to <paramref name="isa"/>.</summary>
+    public static void Forward<T, TAct>(in TAct act, ReadOnlySpan<T> x, Span<T> y, Isa isa = Isa.Avx512)
         where T : unmanaged, IFloatingPointIeee754<T> where TAct : unmanaged, IActivation<T>
     {
         if (y.Length < x.Length) throw new ArgumentException($"y has {y.Length} elements; x has {x.Length}.", nameof(y));
-        fixed (T* px = x) fixed (T* py = y) Forward(act, px, py, x.Length);
+        fixed (T* px = x) fixed (T* py = y) Forward(isa, act, px, py, x.Length);
     }
 
     /// <summary>y = f(x) on raw pointers (n elements).</summary>
-    public static void Forward<T, TAct>(in TAct act, T* x, T* y, int n)
+    public static void Forward<T, TAct>(Isa isa, in TAct act, T* x, T* y, int n)
         where T : unmanaged, IFloatingPointIeee754<T> where TAct : unmanaged, IActivation<T>
     {
-        int i = 0;
-        var isa = CpuIsa.Active;
-        if (isa >= Isa.Avx512)
-            for (; i + Vector512<T>.Count <= n; i += Vector512<T>.Count) Vector512.Store(act.Forward(Vector512.Load(x + i)), y + i);
-        if (isa >= Isa.Avx2)
-            for (; i + Vector256<T>.Count <= n; i += Vector256<T>.Count) Vector256.Store(act.Forward(Vector256.Load(x + i)), y + i);
-        if (isa >= Isa.Vector128)
-            for (; i + Vector128<T>.Count <= n; i += Vector128<T>.Count) Vector128.Store(act.Forward(Vector128.Load(x + i)), y + i);
-        for (; i < n; i++) y[i] = act.Forward(x[i]);
+        var k = new ForwardKernel<T, TAct> { Act = act, X = x, Y = y };
+        VectorLadder.Run<T, ForwardKernel<T, TAct>>(isa, ref k, n);
+    }
+
+    /// <summary>dx = dy ⊙ f'(saved), on the best vector path up to <paramref name="isa"/>.</summary>
+    public static void Backward<T, TAct>(in TAct act, ReadOnlySpan<T> saved, ReadOnlySpan<T> dy, Span<T> dx, Isa isa = Isa.Avx512)
+        where T : unmanaged, IFloatingPointIeee754<T> where TAct : unmanaged, IActivation<T>
+    {
+        if (dy.Length < saved.Length) throw new ArgumentException($"dy has {dy.Length} elements; saved has {saved.Length}.", nameof(dy));
+        if (dx.Length < saved.Length) throw new ArgumentException($"dx has {dx.Length} elements; saved has {saved.Length}.", nameof(dx));
+        fixed (T* ps = saved) fixed (T* pdy = dy) fixed (T* pdx = dx) Backward(isa, act, ps, pdy, pdx, saved.Length);
+    }
+
+    /// <summary>dx = dy ⊙ f'(saved) on raw pointers (n elements).</summary>
+    public static void Backward<T, TAct>(Isa isa, in TAct act, T* saved, T* dy, T* dx, int n)
+        where T : unmanaged, IFloatingPointIeee754<T> where TAct : unmanaged, IActivation<T>
+    {
+        var k = new BackwardKernel<T, TAct> { Act = act, Saved = saved, Dy = dy, Dx = dx };
+        VectorLadder.Run<T, BackwardKernel<T, TAct>>(isa, ref k, n);
     }
 
     /// <summary>
     /// The unfused epilogue pass over a GEMM result: for each of <paramref name="rows"/> rows of
     /// <paramref name="cols"/> values, z = y + bias (bias may be null), preact = z when not null, y = f(z).
     /// </summary>
-    public static void BiasForward<T, TAct>(in TAct act, T* y, T* bias, int rows, int cols, T* preact)
+    public static void BiasForward<T, TAct>(Isa isa, in TAct act, T* y, T* bias, int rows, int cols, T* preact)
         where T : unmanaged, IFloatingPointIeee754<T> where TAct : unmanaged, IActivation<T>
     {
-        var isa = CpuIsa.Active;
         for (int r = 0; r < rows; r++)
         {
-            T* row = y + (nint)r * cols;
-            T* pre = preact == null ? null : preact + (nint)r * cols;
-            int i = 0;
-            if (isa >= Isa.Avx512)
-                for (; i + Vector512<T>.Count <= cols; i += Vector512<T>.Count)
-                {
-                    var z = Vector512.Load(row + i);
-                    if (bias != null) z += Vector512.Load(bias + i);
-                    if (pre != null) Vector512.Store(z, pre + i);
-                    Vector512.Store(act.Forward(z), row + i);
-                }
-            if (isa >= Isa.Avx2)
-                for (; i + Vector256<T>.Count <= cols; i += Vector256<T>.Count)
-                {
-                    var z = Vector256.Load(row + i);
-                    if (bias != null) z += Vector256.Load(bias + i);
-                    if (pre != null) Vector256.Store(z, pre + i);
-                    Vector256.Store(act.Forward(z), row + i);
-                }
-            for (; i < cols; i++)
-            {
-                T z = bias != null ? row[i] + bias[i] : row[i];
-                if (pre != null) pre[i] = z;
-                row[i] = act.Forward(z);
-            }
+            var k = new BiasKernel<T, TAct> { Act = act, Y = y + (nint)r * cols, Bias = bias, Pre = preact == null ? null : preact + (nint)r * cols };
+            VectorLadder.Run<T, BiasKernel<T, TAct>>(isa, ref k, cols);
         }
     }
 
     /// <summary>sum[c] (=, or += when accumulate) Σ_r x[r, c] over <paramref name="rows"/> rows of <paramref name="cols"/> (a bias gradient, unfused).</summary>
-    public static void ColumnSums<T>(T* x, int rows, int cols, T* sum, bool accumulate) where T : unmanaged, IFloatingPointIeee754<T>
+    public static void ColumnSums<T>(Isa isa, T* x, int rows, int cols, T* sum, bool accumulate) where T : unmanaged, IFloatingPointIeee754<T>
     {
         if (!accumulate) new Span<T>(sum, cols).Clear();
         for (int r = 0; r < rows; r++)
         {
-            T* row = x + (nint)r * cols;
-            int i = 0;
-            for (; i + Vector256<T>.Count <= cols; i += Vector256<T>.Count) Vector256.Store(Vector256.Load(sum + i) + Vector256.Load(row + i), sum + i);
-            for (; i < cols; i++) sum[i] += row[i];
+            var k = new AddKernel<T> { Src = x + (nint)r * cols, Dst = sum };
+            VectorLadder.Run<T, AddKernel<T>>(isa, ref k, cols);
         }
     }
 
-    /// <summary>dx = dy ⊙ f'(saved).</summary>
-    public static void Backward<T, TAct>(in TAct act, ReadOnlySpan<T> saved, ReadOnlySpan<T> dy, Span<T> dx)
-        where T : unmanaged, IFloatingPointIeee754<T> where TAct : unmanaged, IActivation<T>
+    private struct ForwardKernel<T, TAct> : IVectorKernel<T> where T : unmanaged, IFloatingPointIeee754<T> where TAct : unmanaged, IActivation<T>
     {
-        if (dy.Length < saved.Length) throw new ArgumentException($"dy has {dy.Length} elements; saved has {saved.Length}.", nameof(dy));
-        if (dx.Length < saved.Length) throw new ArgumentException($"dx has {dx.Length} elements; saved has {saved.Length}.", nameof(dx));
-        fixed (T* ps = saved) fixed (T* pdy = dy) fixed (T* pdx = dx) Backward(act, ps, pdy, pdx, saved.Length);
+        public TAct Act;
+        public T* X, Y;
+        public readonly void Step512(nint i) => Vector512.Store(Act.Forward(Vector512.Load(X + i)), Y + i);
+        public readonly void Step256(nint i) => Vector256.Store(Act.Forward(Vector256.Load(X + i)), Y + i);
+        public readonly void Step128(nint i) => Vector128.Store(Act.Forward(Vector128.Load(X + i)), Y + i);
+        public readonly void Step1(nint i) => Y[i] = Act.Forward(X[i]);
     }
 
-    /// <summary>dx = dy ⊙ f'(saved) on raw pointers (n elements).</summary>
-    public static void Backward<T, TAct>(in TAct act, T* saved, T* dy, T* dx, int n)
-        where T : unmanaged, IFloatingPointIeee754<T> where TAct : unmanaged, IActivation<T>
+    private struct BackwardKernel<T, TAct> : IVectorKernel<T> where T : unmanaged, IFloatingPointIeee754<T> where TAct : unmanaged, IActivation<T>
     {
-        int i = 0;
-        var isa = CpuIsa.Active;
-        if (isa >= Isa.Avx512)
-            for (; i + Vector512<T>.Count <= n; i += Vector512<T>.Count)
-                Vector512.Store(Vector512.Load(dy + i) * act.Grad(Vector512.Load(saved + i)), dx + i);
-        if (isa >= Isa.Avx2)
-            for (; i + Vector256<T>.Count <= n; i += Vector256<T>.Count)
-                Vector256.Store(Vector256.Load(dy + i) * act.Grad(Vector256.Load(saved + i)), dx + i);
-        if (isa >= Isa.Vector128)
-            for (; i + Vector128<T>.Count <= n; i += Vector128<T>.Count)
-                Vector128.Store(Vector128.Load(dy + i) * act.Grad(Vector128.Load(saved + i)), dx + i);
-        for (; i < n; i++) dx[i] = dy[i] * act.Grad(saved[i]);
+        public TAct Act;
+        public T* Saved, Dy, Dx;
+        public readonly void Step512(nint i) => Vector512.Store(Vector512.Load(Dy + i) * Act.Grad(Vector512.Load(Saved + i)), Dx + i);
+        public readonly void Step256(nint i) => Vector256.Store(Vector256.Load(Dy + i) * Act.Grad(Vector256.Load(Saved + i)), Dx + i);
+        public readonly void Step128(nint i) => Vector128.Store(Vector128.Load(Dy + i) * Act.Grad(Vector128.Load(Saved + i)), Dx + i);
+        public readonly void Step1(nint i) => Dx[i] = Dy[i] * Act.Grad(Saved[i]);
+    }
+
+    // No 128-bit step: the pass keeps the rungs it always had, so the Blas backend's results stay as they were.
+    private struct BiasKernel<T, TAct> : IVectorKernel<T> where T : unmanaged, IFloatingPointIeee754<T> where TAct : unmanaged, IActivation<T>
+    {
+        public TAct Act;
+        public T* Y, Bias, Pre;
+        static int IVectorKernel<T>.Width128 => 0;
+
+        public readonly void Step512(nint i)
+        {
+            var z = Vector512.Load(Y + i);
+            if (Bias != null) z += Vector512.Load(Bias + i);
+            if (Pre != null) Vector512.Store(z, Pre + i);
+            Vector512.Store(Act.Forward(z), Y + i);
+        }
+
+        public readonly void Step256(nint i)
+        {
+            var z = Vector256.Load(Y + i);
+            if (Bias != null) z += Vector256.Load(Bias + i);
+            if (Pre != null) Vector256.Store(z, Pre + i);
+            Vector256.Store(Act.Forward(z), Y + i);
+        }
+
+        public readonly void Step128(nint i) => throw new InvalidOperationException("BiasKernel has no 128-bit step.");
+
+        public readonly void Step1(nint i)
+        {
+            T z = Bias != null ? Y[i] + Bias[i] : Y[i];
+            if (Pre != null) Pre[i] = z;
+            Y[i] = Act.Forward(z);
+        }
+    }
+
+    private struct AddKernel<T> : IVectorKernel<T> where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        public T* Src, Dst;
+        public readonly void Step512(nint i) => Vector512.Store(Vector512.Load(Dst + i) + Vector512.Load(Src + i), Dst + i);
+        public readonly void Step256(nint i) => Vector256.Store(Vector256.Load(Dst + i) + Vector256.Load(Src + i), Dst + i);
+        public readonly void Step128(nint i) => Vector128.Store(Vector128.Load(Dst + i) + Vector128.Load(Src + i), Dst + i);
+        public readonly void Step1(nint i) => Dst[i] += Src[i];
     }
 }

@@ -32,26 +32,3 @@ public interface IActivation<T> where T : unmanaged, IFloatingPointIeee754<T>
     /// <summary>f'(x) lane by lane.</summary>
     Vector512<T> Grad(Vector512<T> saved);
 }
-
-/// <summary>The activations the engine offers (names after PyTorch).</summary>
-public enum ActivationKind
-{
-    /// <summary>y = x.</summary>
-    Identity,
-    /// <summary>y = max(x, 0); relu'(0) = 0.</summary>
-    ReLU,
-    /// <summary>y = x for x &gt; 0, slope·x otherwise (slope &gt; 0); leaky'(0) = slope.</summary>
-    LeakyReLU,
-    /// <summary>y = x for x &gt; 0, alpha·(e^x − 1) otherwise (alpha &gt; 0); elu'(0) = alpha.</summary>
-    ELU,
-    /// <summary>y = tanh(x).</summary>
-    Tanh,
-    /// <summary>y = 1 / (1 + e^−x).</summary>
-    Sigmoid,
-    /// <summary>y = x·Φ(x) = 0.5·x·(1 + erf(x/√2)) (exact GELU).</summary>
-    GELU,
-    /// <summary>y = 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))) (GELU, tanh approximation).</summary>
-    GELUTanh,
-    /// <summary>y = x·sigmoid(x) (a.k.a. swish).</summary>
-    SiLU,
-}

@@ -1,5 +1,5 @@
-// Fused optimizer update: one pass over each parameter tensor reads p, g and the state once and
-// writes p and the state. Per element, in order (t = step count from 1, lr from the schedule):
+// Fused optimizer update: one pass over the parameter block reads p, g and the state once and writes
+// p and the state. Per element, in order (t = step count from 1, lr from the schedule):
 //   g ← clamp(g, −clip_value, clip_value)            (ClipValue > 0)
 //   g ← g · norm_scale                                 (global-norm clipping: scale from GlobalNormScale)
 //   g ← g + l1·sign(p)                                 (L1 > 0)
@@ -10,10 +10,11 @@
 //   RMSprop: g ← g + wd·p; s ← α·s + (1−α)·g²; (centered: a ← α·a + (1−α)·g, d = √(s − a²) + ε; else d = √s + ε)
 //            momentum > 0: b ← μ·b + g/d, p ← p − lr·b; else p ← p − lr·g/d
 //   Adagrad: g ← g + wd·p; clr = lr/(1 + (t−1)·lr_decay); s ← s + g²; p ← p − clr·g/(√s + ε)
-// These are torch.optim's single-tensor algorithms (see tests/golden/optimizers.json).
+// These are torch.optim's single-tensor algorithms (see tests/golden/optimizers.json). Each formula is
+// written once over ISimd and runs on every rung of the vector ladder with the same bits. Where each
+// state array lives is the settings' business: slot k of the state is StateNames[k].
 using System.Numerics;
 using System.Runtime.Intrinsics;
-using Backprop.Kernels.Cpu.Gemm;
 using Backprop.Kernels.Threading;
 
 namespace Backprop.Kernels.Cpu.Optim;
@@ -22,16 +23,15 @@ namespace Backprop.Kernels.Cpu.Optim;
 public readonly record struct OptimizerStep(double LearningRate, long Step, double NormScale = 1.0);
 
 /// <summary>Fused optimizer kernels.</summary>
-public static class Optimizer
+public static unsafe class Optimizer
 {
-    /// <summary>Fills the state arrays with their initial values (zeros; Adagrad's accumulator with its initial value).</summary>
+    /// <summary>Fills each state slot with its initial value (<see cref="OptimizerSettings.InitialState"/>: zeros, Adagrad's accumulator value).</summary>
     public static void InitState<T>(OptimizerSettings s, Span<T> state0, Span<T> state1, Span<T> state2)
         where T : unmanaged, IFloatingPointIeee754<T>
     {
-        state0.Clear();
-        state1.Clear();
-        state2.Clear();
-        if (s.Kind == OptimizerKind.Adagrad) state0.Fill(T.CreateTruncating(s.InitialAccumulatorValue));
+        state0.Fill(T.CreateTruncating(s.StateSlots > 0 ? s.InitialState(0) : 0));
+        state1.Fill(T.CreateTruncating(s.StateSlots > 1 ? s.InitialState(1) : 0));
+        state2.Fill(T.CreateTruncating(s.StateSlots > 2 ? s.InitialState(2) : 0));
     }
 
     /// <summary>Σ g² over one tensor (after value clipping when it is on), in double; add over tensors for the global norm.</summary>
@@ -53,64 +53,12 @@ public static class Optimizer
     public static double GlobalNormScale(double sumOfSquares, double maxNorm) =>
         maxNorm > 0 ? Math.Min(1.0, maxNorm / (Math.Sqrt(sumOfSquares) + 1e-6)) : 1.0;
 
-    /// <summary>Updates <paramref name="p"/> and the state in one pass (see the file header for the formulas).</summary>
-    public static void Update<T>(OptimizerSettings s, in OptimizerStep step, Span<T> p, ReadOnlySpan<T> g, Span<T> state0, Span<T> state1, Span<T> state2)
-        where T : unmanaged, IFloatingPointIeee754<T>
-        => UpdateCore(new Hyper(s), step, p, g, state0, state1, state2);
-
     /// <summary>
-    /// As <see cref="Update{T}(OptimizerSettings, in OptimizerStep, Span{T}, ReadOnlySpan{T}, Span{T}, Span{T}, Span{T})"/> on
-    /// n elements at raw pointers, split over the threads of <paramref name="ctx"/> in ranges aligned to 64 elements (elementwise,
-    /// so the result does not depend on the split). State pointers the optimizer does not use may be null.
+    /// Updates <paramref name="p"/> and the state in one pass (see the file header for the formulas); state slot k
+    /// is <see cref="OptimizerSettings.StateNames"/>[k]. The vector path is the best up to <paramref name="isa"/>.
     /// </summary>
-    public static unsafe void Update<T>(GemmContext ctx, OptimizerSettings s, in OptimizerStep step, T* p, T* g, T* state0, T* state1, T* state2, long n)
-        where T : unmanaged, IFloatingPointIeee754<T>
-    {
-        var job = new UpdateJob<T> { H = new Hyper(s), Step = step, P = p, G = g, S0 = state0, S1 = state1, S2 = state2, N = n };
-        int parts = n < 16384 ? 1 : Math.Min(ctx.Threads, (int)(n / 8192));
-        ctx.Pool.Run(ref job, parts);
-    }
-
-    private unsafe struct UpdateJob<T> : IParallelJob where T : unmanaged, IFloatingPointIeee754<T>
-    {
-        public Hyper H;
-        public OptimizerStep Step;
-        public T* P, G, S0, S1, S2;
-        public long N;
-
-        public void Execute(int part, int parts)
-        {
-            long chunks = (N + 63) / 64;
-            long a = Math.Min(N, chunks * part / parts * 64), b = Math.Min(N, chunks * (part + 1) / parts * 64);
-            int len = checked((int)(b - a));
-            if (len == 0) return;
-            int slots = H.StateSlots;
-            UpdateCore(H, Step, new Span<T>(P + a, len), new ReadOnlySpan<T>(G + a, len),
-                slots > 0 ? new Span<T>(S0 + a, len) : default, slots > 1 ? new Span<T>(S1 + a, len) : default, slots > 2 ? new Span<T>(S2 + a, len) : default);
-        }
-    }
-
-    /// <summary>The hyper-parameters as an unmanaged value (what a parallel job can carry).</summary>
-    private readonly struct Hyper(OptimizerSettings s)
-    {
-        public OptimizerKind Kind { get; } = s.Kind;
-        public double Momentum { get; } = s.Momentum;
-        public double Dampening { get; } = s.Dampening;
-        public bool Nesterov { get; } = s.Nesterov;
-        public double Beta1 { get; } = s.Beta1;
-        public double Beta2 { get; } = s.Beta2;
-        public double Eps { get; } = s.Eps;
-        public double WeightDecay { get; } = s.WeightDecay;
-        public bool Amsgrad { get; } = s.Amsgrad;
-        public double Alpha { get; } = s.Alpha;
-        public bool Centered { get; } = s.Centered;
-        public double LrDecay { get; } = s.LrDecay;
-        public double L1 { get; } = s.L1;
-        public double ClipValue { get; } = s.ClipValue;
-        public int StateSlots { get; } = s.StateSlots;
-    }
-
-    private static void UpdateCore<T>(in Hyper s, in OptimizerStep step, Span<T> p, ReadOnlySpan<T> g, Span<T> state0, Span<T> state1, Span<T> state2)
+    public static void Update<T>(OptimizerSettings s, in OptimizerStep step, Span<T> p, ReadOnlySpan<T> g, Span<T> state0, Span<T> state1, Span<T> state2,
+        Isa isa = Isa.Avx512)
         where T : unmanaged, IFloatingPointIeee754<T>
     {
         int n = p.Length;
@@ -118,167 +66,249 @@ public static class Optimizer
         int slots = s.StateSlots;
         if (slots > 0 && state0.Length != n || slots > 1 && state1.Length != n || slots > 2 && state2.Length != n)
             throw new ArgumentException($"{s.Kind} needs {slots} state array(s) of {n} elements; got {state0.Length}, {state1.Length}, {state2.Length}.");
-        if (step.Step < 1) throw new ArgumentOutOfRangeException(nameof(step), step.Step, $"step count must start at 1; got {step.Step}.");
-
-        T lr = T.CreateTruncating(step.LearningRate);
-        T wd = T.CreateTruncating(s.WeightDecay);
-        T l1 = T.CreateTruncating(s.L1);
-        T clip = T.CreateTruncating(s.ClipValue);
-        bool clipOn = s.ClipValue > 0;
-        T scale = T.CreateTruncating(step.NormScale);
-        bool scaleOn = step.NormScale != 1.0;
-        switch (s.Kind)
+        CheckStep(step);
+        fixed (T* pp = p) fixed (T* pg = g) fixed (T* p0 = state0) fixed (T* p1 = state1) fixed (T* p2 = state2)
         {
-            case OptimizerKind.Sgd:
-            {
-                T mu = T.CreateTruncating(s.Momentum), damp = T.One - T.CreateTruncating(s.Dampening);
-                bool first = step.Step == 1;
-                int i = 0;
-                if (CpuIsa.Active >= Isa.Avx512 && !clipOn && s.L1 == 0)
-                {
-                    var vlr = Vector512.Create(lr); var vwd = Vector512.Create(wd); var vmu = Vector512.Create(mu); var vdamp = Vector512.Create(damp); var vs = Vector512.Create(scale);
-                    for (; i + Vector512<T>.Count <= n; i += Vector512<T>.Count)
-                    {
-                        var pi = Vector512.Create(p.Slice(i, Vector512<T>.Count));
-                        var gi = Vector512.Create(g.Slice(i, Vector512<T>.Count));
-                        if (scaleOn) gi *= vs;
-                        gi += vwd * pi;
-                        if (slots > 0)
-                        {
-                            var buf = first ? gi : vmu * Vector512.Create(state0.Slice(i, Vector512<T>.Count)) + vdamp * gi;
-                            buf.CopyTo(state0.Slice(i));
-                            gi = s.Nesterov ? gi + vmu * buf : buf;
-                        }
-                        (pi - vlr * gi).CopyTo(p.Slice(i));
-                    }
-                }
-                for (; i < n; i++)
-                {
-                    T gi = Prepare(g[i], p[i], clip, clipOn, scale, scaleOn, l1) + wd * p[i];
-                    if (slots > 0)
-                    {
-                        T buf = first ? gi : mu * state0[i] + damp * gi;
-                        state0[i] = buf;
-                        gi = s.Nesterov ? gi + mu * buf : buf;
-                    }
-                    p[i] -= lr * gi;
-                }
-                break;
-            }
-            case OptimizerKind.Adam:
-            case OptimizerKind.AdamW:
-            {
-                bool decoupled = s.Kind == OptimizerKind.AdamW;
-                T b1 = T.CreateTruncating(s.Beta1), b2 = T.CreateTruncating(s.Beta2);
-                T ob1 = T.One - b1, ob2 = T.One - b2;
-                T stepSize = T.CreateTruncating(AdamStepSize(step.LearningRate, s.Beta1, step.Step));
-                T sqrtBc2 = T.CreateTruncating(AdamSqrtBiasCorrection2(s.Beta2, step.Step));
-                T eps = T.CreateTruncating(s.Eps);
-                T decay = T.One - lr * wd;
-                int i = 0;
-                if (CpuIsa.Active >= Isa.Avx512 && !clipOn && s.L1 == 0)
-                {
-                    int vc = Vector512<T>.Count;
-                    var vb1 = Vector512.Create(b1); var vb2 = Vector512.Create(b2); var vob1 = Vector512.Create(ob1); var vob2 = Vector512.Create(ob2);
-                    var vstep = Vector512.Create(stepSize); var vsq = Vector512.Create(sqrtBc2); var veps = Vector512.Create(eps);
-                    var vwd = Vector512.Create(wd); var vdecay = Vector512.Create(decay); var vs = Vector512.Create(scale);
-                    for (; i + vc <= n; i += vc)
-                    {
-                        var pi = Vector512.Create(p.Slice(i, vc));
-                        var gi = Vector512.Create(g.Slice(i, vc));
-                        if (scaleOn) gi *= vs;
-                        if (decoupled) pi *= vdecay; else gi += vwd * pi;
-                        var m = vb1 * Vector512.Create(state0.Slice(i, vc)) + vob1 * gi;
-                        var v = vb2 * Vector512.Create(state1.Slice(i, vc)) + vob2 * gi * gi;
-                        m.CopyTo(state0.Slice(i));
-                        v.CopyTo(state1.Slice(i));
-                        if (s.Amsgrad)
-                        {
-                            v = Vector512.Max(Vector512.Create(state2.Slice(i, vc)), v);
-                            v.CopyTo(state2.Slice(i));
-                        }
-                        (pi - vstep * m / (Vector512.Sqrt(v) / vsq + veps)).CopyTo(p.Slice(i));
-                    }
-                }
-                for (; i < n; i++)
-                {
-                    T pi = p[i];
-                    T gi = Prepare(g[i], pi, clip, clipOn, scale, scaleOn, l1);
-                    if (decoupled) pi *= decay; else gi += wd * pi;
-                    T m = b1 * state0[i] + ob1 * gi;
-                    T v = b2 * state1[i] + ob2 * gi * gi;
-                    state0[i] = m;
-                    state1[i] = v;
-                    if (s.Amsgrad)
-                    {
-                        v = T.Max(state2[i], v);
-                        state2[i] = v;
-                    }
-                    p[i] = pi - stepSize * m / (T.Sqrt(v) / sqrtBc2 + eps);
-                }
-                break;
-            }
-            case OptimizerKind.RMSprop:
-            {
-                T a = T.CreateTruncating(s.Alpha), oa = T.One - a, mu = T.CreateTruncating(s.Momentum), eps = T.CreateTruncating(s.Eps);
-                bool centered = s.Centered, momentum = s.Momentum > 0;
-                Span<T> avgG = centered ? state1 : default;
-                Span<T> buf = momentum ? (centered ? state2 : state1) : default;
-                for (int i = 0; i < n; i++)
-                {
-                    T gi = Prepare(g[i], p[i], clip, clipOn, scale, scaleOn, l1) + wd * p[i];
-                    T sq = a * state0[i] + oa * gi * gi;
-                    state0[i] = sq;
-                    T d;
-                    if (centered)
-                    {
-                        T ga = a * avgG[i] + oa * gi;
-                        avgG[i] = ga;
-                        d = T.Sqrt(sq - ga * ga) + eps;
-                    }
-                    else d = T.Sqrt(sq) + eps;
-                    if (momentum)
-                    {
-                        T b = mu * buf[i] + gi / d;
-                        buf[i] = b;
-                        p[i] -= lr * b;
-                    }
-                    else p[i] -= lr * gi / d;
-                }
-                break;
-            }
-            case OptimizerKind.Adagrad:
-            {
-                T clr = T.CreateTruncating(AdagradLearningRate(step.LearningRate, s.LrDecay, step.Step));
-                T eps = T.CreateTruncating(s.Eps);
-                for (int i = 0; i < n; i++)
-                {
-                    T gi = Prepare(g[i], p[i], clip, clipOn, scale, scaleOn, l1) + wd * p[i];
-                    T sum = state0[i] + gi * gi;
-                    state0[i] = sum;
-                    p[i] -= clr * gi / (T.Sqrt(sum) + eps);
-                }
-                break;
-            }
-            default:
-                throw new ArgumentOutOfRangeException(nameof(s), s.Kind, $"Unknown optimizer {(int)s.Kind}.");
+            var job = new UpdateJob<T> { H = new Hyper<T>(s, step), Isa = isa, P = pp, G = pg, S0 = p0, S1 = p1, S2 = p2, N = n };
+            job.Execute(0, 1);
         }
     }
 
-    /// <summary>Adam/AdamW step size at step <paramref name="t"/> (1-based): lr / (1 − β1^t).</summary>
-    public static double AdamStepSize(double lr, double beta1, long t) => lr / (1 - Math.Pow(beta1, t));
-
-    /// <summary>Adam/AdamW √(1 − β2^t) at step <paramref name="t"/> (1-based).</summary>
-    public static double AdamSqrtBiasCorrection2(double beta2, long t) => Math.Sqrt(1 - Math.Pow(beta2, t));
-
-    /// <summary>Adagrad's decayed learning rate at step <paramref name="t"/> (1-based): lr / (1 + (t − 1)·lr_decay).</summary>
-    public static double AdagradLearningRate(double lr, double lrDecay, long t) => lr / (1 + (t - 1) * lrDecay);
-
-    private static T Prepare<T>(T g, T p, T clip, bool clipOn, T scale, bool scaleOn, T l1) where T : unmanaged, IFloatingPointIeee754<T>
+    /// <summary>
+    /// As the span overload on n elements at raw pointers (state slot k at <paramref name="state0"/>, … ), split over the
+    /// threads of <paramref name="ctx"/> in ranges aligned to 64 elements (elementwise, so the result does not depend on
+    /// the split), on the context's ISA path. State pointers the optimizer does not use may be null.
+    /// </summary>
+    public static void Update<T>(CpuContext ctx, OptimizerSettings s, in OptimizerStep step, T* p, T* g, T* state0, T* state1, T* state2, long n)
+        where T : unmanaged, IFloatingPointIeee754<T>
     {
-        if (clipOn) g = T.Clamp(g, -clip, clip);
-        if (scaleOn) g *= scale;
-        if (l1 != T.Zero) g += l1 * (p > T.Zero ? T.One : p < T.Zero ? -T.One : T.Zero);
+        CheckStep(step);
+        var job = new UpdateJob<T> { H = new Hyper<T>(s, step), Isa = ctx.Isa, P = p, G = g, S0 = state0, S1 = state1, S2 = state2, N = n };
+        int parts = n < 16384 ? 1 : Math.Min(ctx.Threads, (int)(n / 8192));
+        ctx.Pool.Run(ref job, parts);
+    }
+
+    private static void CheckStep(in OptimizerStep step)
+    {
+        if (step.Step < 1) throw new ArgumentOutOfRangeException(nameof(step), step.Step, $"step count must start at 1; got {step.Step}.");
+    }
+
+    private struct UpdateJob<T> : IParallelJob where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        public Hyper<T> H;
+        public Isa Isa;
+        public T* P, G, S0, S1, S2;
+        public long N;
+
+        public void Execute(int part, int parts)
+        {
+            long chunks = (N + 63) / 64;
+            long a = Math.Min(N, chunks * part / parts * 64), b = Math.Min(N, chunks * (part + 1) / parts * 64);
+            if (b <= a) return;
+            // The state slots by role, as the settings lay them out.
+            T* s0 = S0, s1 = S1, s2 = S2;
+            T* Slot(int k) => k < 0 ? null : (k == 0 ? s0 : k == 1 ? s1 : s2) + a;
+            nint n = (nint)(b - a);
+            switch (H.Kind)
+            {
+                case OptimizerKind.Sgd:
+                    Run(new SgdKernel<T> { H = H, P = P + a, G = G + a, Buf = Slot(H.SlotA) }, n);
+                    break;
+                case OptimizerKind.Adam:
+                case OptimizerKind.AdamW:
+                    Run(new AdamKernel<T> { H = H, P = P + a, G = G + a, M = Slot(H.SlotA), V = Slot(H.SlotB), VMax = Slot(H.SlotC) }, n);
+                    break;
+                case OptimizerKind.RMSprop:
+                    Run(new RmsPropKernel<T> { H = H, P = P + a, G = G + a, Sq = Slot(H.SlotA), Avg = Slot(H.SlotB), Buf = Slot(H.SlotC) }, n);
+                    break;
+                case OptimizerKind.Adagrad:
+                    Run(new AdagradKernel<T> { H = H, P = P + a, G = G + a, Sum = Slot(H.SlotA) }, n);
+                    break;
+                default:
+                    throw new ArgumentOutOfRangeException(nameof(H), H.Kind, $"Unknown optimizer {(int)H.Kind}.");
+            }
+        }
+
+        private readonly void Run<TKernel>(TKernel kernel, nint n) where TKernel : struct, IVectorKernel<T> =>
+            VectorLadder.Run<T, TKernel>(Isa, ref kernel, n);
+    }
+
+    /// <summary>
+    /// The settings and the step's scalars as an unmanaged value (what a parallel job can carry), with the state slots by
+    /// role: SGD A = momentum_buffer; Adam A = exp_avg, B = exp_avg_sq, C = max_exp_avg_sq; RMSprop A = square_avg,
+    /// B = grad_avg, C = momentum_buffer; Adagrad A = sum (−1: not kept).
+    /// </summary>
+    private readonly struct Hyper<T> where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        public readonly OptimizerKind Kind;
+        public readonly int SlotA, SlotB, SlotC;
+        public readonly bool ClipOn, ScaleOn, L1On, First, Nesterov, Decoupled;
+        public readonly T Lr, Wd, L1, Clip, Scale, Mu, Damp, B1, B2, Ob1, Ob2, StepSize, SqrtBc2, Eps, Decay, Alpha, OneMinusAlpha;
+
+        public Hyper(OptimizerSettings s, in OptimizerStep step)
+        {
+            Kind = s.Kind;
+            SlotA = SlotB = SlotC = -1;
+            Lr = T.CreateTruncating(step.LearningRate);
+            Wd = T.CreateTruncating(s.WeightDecay);
+            L1 = T.CreateTruncating(s.L1);
+            L1On = s.L1 != 0;
+            Clip = T.CreateTruncating(s.ClipValue);
+            ClipOn = s.ClipValue > 0;
+            Scale = T.CreateTruncating(step.NormScale);
+            ScaleOn = step.NormScale != 1.0;
+            First = step.Step == 1;
+            switch (s)
+            {
+                case Sgd sgd:
+                    SlotA = sgd.SlotOf(Sgd.MomentumBuffer);
+                    Mu = T.CreateTruncating(sgd.Momentum);
+                    Damp = T.One - T.CreateTruncating(sgd.Dampening);
+                    Nesterov = sgd.Nesterov;
+                    break;
+                case Adam adam:
+                    (SlotA, SlotB, SlotC) = (adam.SlotOf(Adam.ExpAvg), adam.SlotOf(Adam.ExpAvgSq), adam.SlotOf(Adam.MaxExpAvgSq));
+                    Decoupled = adam is AdamW;
+                    B1 = T.CreateTruncating(adam.Beta1);
+                    B2 = T.CreateTruncating(adam.Beta2);
+                    Ob1 = T.One - B1;
+                    Ob2 = T.One - B2;
+                    StepSize = T.CreateTruncating(adam.StepSize(step.LearningRate, step.Step));
+                    SqrtBc2 = T.CreateTruncating(adam.SqrtBiasCorrection2(step.Step));
+                    Eps = T.CreateTruncating(adam.Eps);
+                    Decay = T.One - Lr * Wd;
+                    break;
+                case RmsProp rms:
+                    (SlotA, SlotB, SlotC) = (rms.SlotOf(RmsProp.SquareAvg), rms.SlotOf(RmsProp.GradAvg), rms.SlotOf(RmsProp.MomentumBuffer));
+                    Alpha = T.CreateTruncating(rms.Alpha);
+                    OneMinusAlpha = T.One - Alpha;
+                    Mu = T.CreateTruncating(rms.Momentum);
+                    Eps = T.CreateTruncating(rms.Eps);
+                    break;
+                case Adagrad ada:
+                    SlotA = ada.SlotOf(Adagrad.Sum);
+                    StepSize = T.CreateTruncating(ada.DecayedLearningRate(step.LearningRate, step.Step));
+                    Eps = T.CreateTruncating(ada.Eps);
+                    break;
+                default:
+                    throw new ArgumentOutOfRangeException(nameof(s), s.Kind, $"Unknown optimizer {s.GetType().Name}.");
+            }
+        }
+    }
+
+    /// <summary>The extensions every algorithm applies first: value clipping, the global-norm scale, L1.</summary>
+    private static TV Prepare<TV, S, T>(in Hyper<T> h, TV g, TV p) where S : ISimd<TV, T> where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        if (h.ClipOn) g = S.Clamp(g, S.Splat(-h.Clip), S.Splat(h.Clip));
+        if (h.ScaleOn) g = S.Mul(g, S.Splat(h.Scale));
+        if (h.L1On) g = S.Add(g, S.Mul(S.Splat(h.L1), S.Sign(p)));
         return g;
+    }
+
+    private struct SgdKernel<T> : IVectorKernel<T> where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        public Hyper<T> H;
+        public T* P, G, Buf;
+
+        public readonly void Step512(nint i) => Run<Vector512<T>, Simd512<T>>(i);
+        public readonly void Step256(nint i) => Run<Vector256<T>, Simd256<T>>(i);
+        public readonly void Step128(nint i) => Run<Vector128<T>, Simd128<T>>(i);
+        public readonly void Step1(nint i) => Run<T, Simd1<T>>(i);
+
+        private readonly void Run<TV, S>(nint i) where S : ISimd<TV, T>
+        {
+            TV p = S.Load(P + i);
+            TV g = S.Add(Prepare<TV, S, T>(H, S.Load(G + i), p), S.Mul(S.Splat(H.Wd), p));
+            if (Buf != null)
+            {
+                TV buf = H.First ? g : S.Add(S.Mul(S.Splat(H.Mu), S.Load(Buf + i)), S.Mul(S.Splat(H.Damp), g));
+                S.Store(buf, Buf + i);
+                g = H.Nesterov ? S.Add(g, S.Mul(S.Splat(H.Mu), buf)) : buf;
+            }
+            S.Store(S.Sub(p, S.Mul(S.Splat(H.Lr), g)), P + i);
+        }
+    }
+
+    private struct AdamKernel<T> : IVectorKernel<T> where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        public Hyper<T> H;
+        public T* P, G, M, V, VMax;
+
+        public readonly void Step512(nint i) => Run<Vector512<T>, Simd512<T>>(i);
+        public readonly void Step256(nint i) => Run<Vector256<T>, Simd256<T>>(i);
+        public readonly void Step128(nint i) => Run<Vector128<T>, Simd128<T>>(i);
+        public readonly void Step1(nint i) => Run<T, Simd1<T>>(i);
+
+        private readonly void Run<TV, S>(nint i) where S : ISimd<TV, T>
+        {
+            TV p = S.Load(P + i);
+            TV g = Prepare<TV, S, T>(H, S.Load(G + i), p);
+            if (H.Decoupled) p = S.Mul(p, S.Splat(H.Decay));
+            else g = S.Add(g, S.Mul(S.Splat(H.Wd), p));
+            TV m = S.Add(S.Mul(S.Splat(H.B1), S.Load(M + i)), S.Mul(S.Splat(H.Ob1), g));
+            TV v = S.Add(S.Mul(S.Splat(H.B2), S.Load(V + i)), S.Mul(S.Mul(S.Splat(H.Ob2), g), g));
+            S.Store(m, M + i);
+            S.Store(v, V + i);
+            if (VMax != null)
+            {
+                v = S.Max(S.Load(VMax + i), v);
+                S.Store(v, VMax + i);
+            }
+            S.Store(S.Sub(p, S.Div(S.Mul(S.Splat(H.StepSize), m), S.Add(S.Div(S.Sqrt(v), S.Splat(H.SqrtBc2)), S.Splat(H.Eps)))), P + i);
+        }
+    }
+
+    private struct RmsPropKernel<T> : IVectorKernel<T> where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        public Hyper<T> H;
+        public T* P, G, Sq, Avg, Buf;
+
+        public readonly void Step512(nint i) => Run<Vector512<T>, Simd512<T>>(i);
+        public readonly void Step256(nint i) => Run<Vector256<T>, Simd256<T>>(i);
+        public readonly void Step128(nint i) => Run<Vector128<T>, Simd128<T>>(i);
+        public readonly void Step1(nint i) => Run<T, Simd1<T>>(i);
+
+        private readonly void Run<TV, S>(nint i) where S : ISimd<TV, T>
+        {
+            TV p = S.Load(P + i);
+            TV g = S.Add(Prepare<TV, S, T>(H, S.Load(G + i), p), S.Mul(S.Splat(H.Wd), p));
+            TV sq = S.Add(S.Mul(S.Splat(H.Alpha), S.Load(Sq + i)), S.Mul(S.Mul(S.Splat(H.OneMinusAlpha), g), g));
+            S.Store(sq, Sq + i);
+            TV d;
+            if (Avg != null)
+            {
+                TV ga = S.Add(S.Mul(S.Splat(H.Alpha), S.Load(Avg + i)), S.Mul(S.Splat(H.OneMinusAlpha), g));
+                S.Store(ga, Avg + i);
+                d = S.Add(S.Sqrt(S.Sub(sq, S.Mul(ga, ga))), S.Splat(H.Eps));
+            }
+            else d = S.Add(S.Sqrt(sq), S.Splat(H.Eps));
+            if (Buf != null)
+            {
+                TV b = S.Add(S.Mul(S.Splat(H.Mu), S.Load(Buf + i)), S.Div(g, d));
+                S.Store(b, Buf + i);
+                S.Store(S.Sub(p, S.Mul(S.Splat(H.Lr), b)), P + i);
+            }
+            else S.Store(S.Sub(p, S.Div(S.Mul(S.Splat(H.Lr), g), d)), P + i);
+        }
+    }
+
+    private struct AdagradKernel<T> : IVectorKernel<T> where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        public Hyper<T> H;
+        public T* P, G, Sum;
+
+        public readonly void Step512(nint i) => Run<Vector512<T>, Simd512<T>>(i);
+        public readonly void Step256(nint i) => Run<Vector256<T>, Simd256<T>>(i);
+        public readonly void Step128(nint i) => Run<Vector128<T>, Simd128<T>>(i);
+        public readonly void Step1(nint i) => Run<T, Simd1<T>>(i);
+
+        private readonly void Run<TV, S>(nint i) where S : ISimd<TV, T>
+        {
+            TV p = S.Load(P + i);
+            TV g = S.Add(Prepare<TV, S, T>(H, S.Load(G + i), p), S.Mul(S.Splat(H.Wd), p));
+            TV sum = S.Add(S.Load(Sum + i), S.Mul(g, g));
+            S.Store(sum, Sum + i);
+            S.Store(S.Sub(p, S.Div(S.Mul(S.Splat(H.StepSize), g), S.Add(S.Sqrt(sum), S.Splat(H.Eps)))), P + i);
+        }
     }
 }

@@ -2,11 +2,12 @@
 // the same batches, for every activation (through the cuBLASLt epilogues and through our kernel), every
 // loss and every optimizer with the regularizers, plus the graph-replayed step against eager launches
 // bit for bit. What `backprop check cuda` runs on a GPU machine; the tests run it on the emulated device.
-using Backprop.Kernels.Cpu.Ops;
-using Backprop.Kernels.Cpu.Optim;
+using Backprop.Engine;
+using Backprop.Engine.Training;
+using Backprop.Kernels;
 using Backprop.Kernels.Cuda;
 
-namespace Backprop.Engine.Cuda;
+namespace Backprop.Cli.Diagnostics;
 
 /// <summary>One comparison: what ran, the largest loss and parameter differences (relative), and whether they are within tolerance.</summary>
 public sealed record CudaCheckResult(string Case, int Steps, double MaxLossDifference, double MaxParameterDifference, double Tolerance, bool Passed, string? Error = null);
@@ -21,7 +22,7 @@ public static class CudaCheck
 
     private static List<(string, Func<ModelSpec>, OptimizerSettings)> BuildCases()
     {
-        var adam = new OptimizerSettings { Kind = OptimizerKind.Adam, LearningRate = 5e-3 };
+        var adam = new Adam(lr: 5e-3);
         var list = new List<(string, Func<ModelSpec>, OptimizerSettings)>();
         foreach (var a in new[] { "relu", "gelu_tanh", "gelu", "silu", "tanh", "sigmoid", "elu:0.7", "leaky_relu:0.05" })
             list.Add(($"activation {a}, dropout 0.25 and 0.1, cross-entropy (smoothing 0.1)",
@@ -31,12 +32,12 @@ public static class CudaCheck
             list.Add(($"loss {loss}", () => new Sequential(12).Dense(12, "silu").Dense(3).ToSpec(loss, huberDelta: 0.3), adam));
         var opts = new (string, OptimizerSettings)[]
         {
-            ("sgd", new() { Kind = OptimizerKind.Sgd, LearningRate = 0.05 }),
-            ("sgd nesterov + weight decay", new() { Kind = OptimizerKind.Sgd, LearningRate = 0.05, Momentum = 0.9, Nesterov = true, WeightDecay = 1e-3 }),
-            ("adam amsgrad + clip-norm", new() { Kind = OptimizerKind.Adam, LearningRate = 1e-2, Amsgrad = true, ClipNorm = 0.5 }),
-            ("adamw + L1", new() { Kind = OptimizerKind.AdamW, LearningRate = 1e-2, WeightDecay = 0.05, L1 = 1e-4 }),
-            ("rmsprop centered + momentum", new() { Kind = OptimizerKind.RMSprop, LearningRate = 1e-3, Centered = true, Momentum = 0.5 }),
-            ("adagrad + clip-value", new() { Kind = OptimizerKind.Adagrad, LearningRate = 0.05, LrDecay = 0.01, ClipValue = 0.05, InitialAccumulatorValue = 0.1 }),
+            ("sgd", new Sgd(lr: 0.05)),
+            ("sgd nesterov + weight decay", new Sgd(lr: 0.05, momentum: 0.9, nesterov: true, weightDecay: 1e-3)),
+            ("adam amsgrad + clip-norm", new Adam(lr: 1e-2, amsgrad: true) { ClipNorm = 0.5 }),
+            ("adamw + L1", new AdamW(lr: 1e-2, weightDecay: 0.05) { L1 = 1e-4 }),
+            ("rmsprop centered + momentum", new RmsProp(lr: 1e-3, centered: true, momentum: 0.5)),
+            ("adagrad + clip-value", new Adagrad(lr: 0.05, lrDecay: 0.01, initialAccumulatorValue: 0.1) { ClipValue = 0.05 }),
         };
         foreach (var (name, o) in opts)
             list.Add(($"optimizer {name}", () => new Sequential(12).Dense(128, "relu").Dense(32, "tanh").Dense(4).ToSpec(LossKind.CrossEntropy), o));
@@ -130,7 +131,7 @@ public static class CudaCheck
             {
                 using var gpu = open();
                 var spec = new Sequential(12).Dense(16, "relu").Dropout(0.3).Dense(8, "gelu").Dense(4).ToSpec(LossKind.CrossEntropy);
-                using var m = new Model(spec, Options(Backend.Cuda, new OptimizerSettings { Kind = OptimizerKind.Adam, LearningRate = 5e-3 }, graph), gpu);
+                using var m = new Model(spec, Options(Backend.Cuda, new Adam(lr: 5e-3), graph), gpu);
                 for (int t = 0; t < Steps; t++)
                 {
                     var (x, labels, _) = MakeBatch(spec, t % 3 == 2 ? 9 : Batch, 2000 + t);

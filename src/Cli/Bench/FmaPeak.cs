@@ -5,9 +5,10 @@
 using System.Diagnostics;
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
+using Backprop.Kernels.Cpu;
 using Backprop.Kernels.Threading;
 
-namespace Backprop.Kernels.Cpu;
+namespace Backprop.Cli.Bench;
 
 /// <summary>Single-precision FMA throughput measured with a register-only loop.</summary>
 public static class FmaPeak

@@ -6,9 +6,8 @@
 // Random numbers come from Philox keyed by the seed, stream = layer, substream = tensor (0 = W, 1 = b),
 // so a layer's initial weights do not depend on the other layers or on the order of initialization.
 using System.Numerics;
-using Backprop.Kernels.Cpu.Rng;
 
-namespace Backprop.Kernels.Cpu.Ops;
+namespace Backprop.Kernels;
 
 /// <summary>Initialization schemes.</summary>
 public enum InitScheme

@@ -6,7 +6,7 @@
 //           c = (hi1 ^ c1 ^ k0, lo1, hi0 ^ c3 ^ k1, lo0);  k += (W0, W1)
 using System.Runtime.CompilerServices;
 
-namespace Backprop.Kernels.Cpu.Rng;
+namespace Backprop.Kernels;
 
 /// <summary>Philox4x32-10: four 32-bit random words per (key, counter).</summary>
 public static class Philox

@@ -7,7 +7,7 @@
 //   Linear:       base · (f0 + (f1 − f0)·min(t, T)/T)                       (LinearLR)
 // and a linear warm-up of W steps in front of any of them (SequentialLR([LinearLR(f0, 1, W), S], [W])):
 //   t < W: base·(f0 + (1 − f0)·t/W);  t ≥ W: S(t − W).
-namespace Backprop.Kernels.Cpu.Optim;
+namespace Backprop.Engine.Training;
 
 /// <summary>The schedule shapes.</summary>
 public enum ScheduleKind

@@ -1,17 +1,8 @@
-// Activation: a runtime description (kind + parameter) that turns into the generic operator struct.
-// Kernels are generic over the operator; Visit hands the concrete struct to a visitor so a caller
-// that only knows the kind at run time still ends in fully specialized code (no boxing, no virtual
-// call per element).
-using System.Numerics;
-
-namespace Backprop.Kernels.Cpu.Ops;
-
-/// <summary>Receives the concrete activation operator for a runtime <see cref="Activation"/>.</summary>
-public interface IActivationVisitor<T> where T : unmanaged, IFloatingPointIeee754<T>
-{
-    /// <summary>Called once with the operator.</summary>
-    void Visit<TAct>(TAct act) where TAct : unmanaged, IActivation<T>;
-}
+// Activation: a device-neutral description of an elementwise activation (kind + parameter), the
+// vocabulary every backend shares. Each backend turns it into its own kernels: the CPU into the
+// generic operator structs (Cpu.Ops.ActivationDispatch.Visit), CUDA into its kernels' constants
+// (Cuda.CudaActivationCodes).
+namespace Backprop.Kernels;
 
 /// <summary>An activation chosen at run time: its kind and, for LeakyReLU and ELU, its parameter.</summary>
 public readonly record struct Activation(ActivationKind Kind, double Parameter = double.NaN)
@@ -57,30 +48,33 @@ public readonly record struct Activation(ActivationKind Kind, double Parameter =
         return new Activation(kind, p);
     }
 
-    /// <summary>Hands the operator for this activation, instantiated for T, to <paramref name="visitor"/>.</summary>
-    public void Visit<T, TVisitor>(ref TVisitor visitor)
-        where T : unmanaged, IFloatingPointIeee754<T>
-        where TVisitor : struct, IActivationVisitor<T>
-    {
-        switch (Kind)
-        {
-            case ActivationKind.Identity: visitor.Visit(default(Identity<T>)); break;
-            case ActivationKind.ReLU: visitor.Visit(default(ReLU<T>)); break;
-            case ActivationKind.LeakyReLU: visitor.Visit(new LeakyReLU<T>(T.CreateTruncating(EffectiveParameter))); break;
-            case ActivationKind.ELU: visitor.Visit(new Elu<T>(T.CreateTruncating(EffectiveParameter))); break;
-            case ActivationKind.Tanh: visitor.Visit(default(Tanh<T>)); break;
-            case ActivationKind.Sigmoid: visitor.Visit(default(Sigmoid<T>)); break;
-            case ActivationKind.GELU: visitor.Visit(default(Gelu<T>)); break;
-            case ActivationKind.GELUTanh: visitor.Visit(default(GeluTanh<T>)); break;
-            case ActivationKind.SiLU: visitor.Visit(default(SiLU<T>)); break;
-            default: throw new ArgumentOutOfRangeException(nameof(Kind), Kind, $"Unknown activation kind {(int)Kind}.");
-        }
-    }
-
     /// <inheritdoc />
     public override string ToString() => Kind switch
     {
         ActivationKind.LeakyReLU or ActivationKind.ELU => $"{Kind}({EffectiveParameter.ToString(System.Globalization.CultureInfo.InvariantCulture)})",
         _ => Kind.ToString(),
     };
+}
+
+/// <summary>The activations the engine offers (names after PyTorch).</summary>
+public enum ActivationKind
+{
+    /// <summary>y = x.</summary>
+    Identity,
+    /// <summary>y = max(x, 0); relu'(0) = 0.</summary>
+    ReLU,
+    /// <summary>y = x for x &gt; 0, slope·x otherwise (slope &gt; 0); leaky'(0) = slope.</summary>
+    LeakyReLU,
+    /// <summary>y = x for x &gt; 0, alpha·(e^x − 1) otherwise (alpha &gt; 0); elu'(0) = alpha.</summary>
+    ELU,
+    /// <summary>y = tanh(x).</summary>
+    Tanh,
+    /// <summary>y = 1 / (1 + e^−x).</summary>
+    Sigmoid,
+    /// <summary>y = x·Φ(x) = 0.5·x·(1 + erf(x/√2)) (exact GELU).</summary>
+    GELU,
+    /// <summary>y = 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))) (GELU, tanh approximation).</summary>
+    GELUTanh,
+    /// <summary>y = x·sigmoid(x) (a.k.a. swish).</summary>
+    SiLU,
 }

@@ -1,15 +1,17 @@
-// A straightforward executor of a ModelSpec on the production kernels, one array per tensor:
-// the gradient checker's subject and the oracle the planned engine is compared with. Not the fast
-// path (it allocates its arrays per call to Forward); the engine's Plan and Arena are.
+// A test oracle: a straightforward executor of a ModelSpec on the production kernels, one array per
+// tensor, written without the Plan (it allocates its arrays per call), that the planned engine is
+// compared with. It lives in the tests: the product checks whole networks through the engine itself.
 //   forward:  a_0 = x; z_l = a_{l−1}·W_lᵀ + b_l; h_l = f_l(z_l); a_l = dropout(h_l)   (fused Dense.Fwd)
 //   loss:     L(a_L, target) with d(a_L)
 //   backward: dW_l, db_l from d(z_l) (Dense.BwdWeights); d(z_{l−1}) = (d(z_l)·W_l) ⊙ mask ⊙ f'_{l−1}
 //             (Dense.BwdData with f' fused, then the dropout map); d(x) = d(z_1)·W_1.
 using System.Numerics;
-using Backprop.Kernels.Cpu.Gemm;
 using Backprop.Kernels.Cpu.Ops;
+using Backprop.Kernels.Cpu;
+using Backprop.Engine;
+using Backprop.Kernels;
 
-namespace Backprop.Engine;
+namespace Backprop.Tests;
 
 /// <summary>Parameters of a model, one W [out, in] and b [out] array per layer.</summary>
 public sealed class ModelParameters<T>(T[][] weights, T[][] biases) where T : unmanaged, IFloatingPointIeee754<T>
@@ -59,7 +61,7 @@ public sealed class PassResult<T> where T : unmanaged, IFloatingPointIeee754<T>
 public static unsafe class ReferenceNetwork
 {
     /// <summary>Forward (and, when <paramref name="backward"/>, backward) over a batch. Dropout uses (seed, step) and is on when <paramref name="training"/>.</summary>
-    public static PassResult<T> Run<T>(ModelSpec spec, ModelParameters<T> p, T[] x, int batch, Targets<T> targets, GemmContext ctx,
+    public static PassResult<T> Run<T>(ModelSpec spec, ModelParameters<T> p, T[] x, int batch, Targets<T> targets, CpuContext ctx,
         bool backward, bool training = true, ulong seed = 0, ulong step = 0)
         where T : unmanaged, IFloatingPointIeee754<T>
     {
@@ -92,7 +94,7 @@ public static unsafe class ReferenceNetwork
         var dW = new T[L][];
         var dB = new T[L][];
         // d(z_L): the output layer's activation derivative (identity for a plain output layer) and its dropout.
-        var dz = ApplyOutputLayerBackward(spec, L - 1, h, z, dOut, training, seed, step);
+        var dz = ApplyOutputLayerBackward(spec, ctx, L - 1, h, z, dOut, training, seed, step);
         T[] dx = [];
         for (int l = L - 1; l >= 0; l--)
         {
@@ -120,14 +122,14 @@ public static unsafe class ReferenceNetwork
         return new PassResult<T> { Loss = loss, PreActivations = z, Output = a[L], WeightGradients = dW, BiasGradients = dB, InputGradient = dx };
     }
 
-    private static T[] ApplyOutputLayerBackward<T>(ModelSpec spec, int l, T[][] h, T[][] z, T[] dOut, bool training, ulong seed, ulong step)
+    private static T[] ApplyOutputLayerBackward<T>(ModelSpec spec, CpuContext ctx, int l, T[][] h, T[][] z, T[] dOut, bool training, ulong seed, ulong step)
         where T : unmanaged, IFloatingPointIeee754<T>
     {
         var s = spec.Layers[l];
         var d = (T[])dOut.Clone();
         if (s.Dropout > 0 && training) Dropout.Apply<T>(s.Dropout, seed, step, (uint)l, d, d);
         fixed (T* sv = s.Activation.GradFromOutput ? h[l] : z[l]) fixed (T* pd = d)
-            ActivationDispatch.Backward(s.Activation, sv, pd, pd, d.Length);
+            ActivationDispatch.Backward(ctx.Isa, s.Activation, sv, pd, pd, d.Length);
         return d;
     }
 

@@ -1,0 +1,151 @@
+// `backprop bench gemm|dense|step|alloc|predict`: the end-to-end benchmark reports (GFLOP/s, percent of
+// the FMA peak measured in the same process, ratios to OpenBLAS or cuBLAS measured in the same run),
+// printed as Markdown and, with --output, written as Markdown and JSON.
+using System.CommandLine;
+using System.Globalization;
+using Backprop.Cli.Bench;
+using Backprop.Kernels.Cuda;
+
+namespace Backprop.Cli;
+
+internal static class BenchCommand
+{
+    public static Command Create(TextWriter stdout)
+    {
+        var bench = new Command("bench", "Benchmarks: kernels against OpenBLAS and the FMA peak.");
+        var shapes = new Option<string[]>("--shape") { Description = "Only shapes whose name contains this text (repeatable).", AllowMultipleArgumentsPerToken = true };
+        var sizes = new Option<string[]>("--size") { Description = "Extra shapes MxKxN:OP, e.g. 256x784x128:TN (repeatable); with --size only these run unless --shape is given too.", AllowMultipleArgumentsPerToken = true };
+        var gemm = new Command("gemm", "SGEMM GFLOP/s, ours vs OpenBLAS in the same run, and percent of FMA peak.");
+        var gt = AddTimingOptions(gemm, [1, 2], 7, 0.15, "gemm.md and gemm.json");
+        gemm.Options.Add(shapes);
+        gemm.Options.Add(sizes);
+        gemm.SetAction(p =>
+        {
+            var (t, r, s) = ReadTiming(p, gt);
+            var filter = p.GetValue(shapes) ?? [];
+            var custom = (p.GetValue(sizes) ?? []).Select(GemmBench.ParseSize).ToList();
+            var list = custom.Count > 0 && filter.Length == 0
+                ? custom
+                : GemmBench.DefaultShapes.Where(x => filter.Length == 0 || filter.Any(f => x.Name.Contains(f, StringComparison.OrdinalIgnoreCase))).Concat(custom).ToList();
+            if (list.Count == 0) throw new UsageException($"--shape '{string.Join(" ", filter)}' matches no shape; shapes are: {string.Join(", ", GemmBench.DefaultShapes.Select(x => x.Name).Distinct())}.");
+            var report = GemmBench.Run(list, t, r, s, stdout);
+            WriteReport(stdout, p.GetValue(gt.Output), "gemm", GemmBench.ToMarkdown(report), GemmBench.ToJson(report));
+            return 0;
+        });
+        bench.Subcommands.Add(gemm);
+
+        var dense = new Command("dense", "Fused dense kernels (Fwd, BwdData, BwdWeights) vs OpenBLAS GEMM + a separate pass, same run.");
+        var dt = AddTimingOptions(dense, [1, 2], 7, 0.1, "dense.md and dense.json");
+        dense.SetAction(p =>
+        {
+            var (t, r, s) = ReadTiming(p, dt);
+            var rows = DenseBench.Run(t, r, s, stdout);
+            WriteReport(stdout, p.GetValue(dt.Output), "dense", DenseBench.ToMarkdown(rows), DenseBench.ToJson(rows));
+            return 0;
+        });
+        bench.Subcommands.Add(dense);
+
+        var step = new Command("step", "Training step time of named model shapes: the Cpu and Blas backends in the same run, or (--backend cuda) the Cuda backend against cuBLAS's GEMMs alone.");
+        var st = AddTimingOptions(step, [Environment.ProcessorCount], 5, 0.2, "step.md and step.json");
+        var sModel = new Option<string?>("--model") { Description = "Only models whose name contains this text (e.g. 784-256-10)." };
+        var sBackend = new Option<string>("--backend") { Description = "cpu: Cpu vs Blas backends (default); cuda: the Cuda backend on GPU 0.", DefaultValueFactory = _ => "cpu" };
+        var sTf32 = new Option<bool>("--tf32") { Description = "Cuda: allow TF32 tensor-core GEMMs." };
+        step.Options.Add(sModel);
+        step.Options.Add(sBackend);
+        step.Options.Add(sTf32);
+        step.SetAction(p =>
+        {
+            var (t, r, s) = ReadTiming(p, st);
+            if (Flags.Choice("--backend", p.GetValue(sBackend)!, ("cpu", false), ("cuda", true)))
+            {
+                CudaGpu probe;
+                try { probe = CudaGpu.Open(p.GetValue(sTf32)); }
+                catch (InvalidOperationException e) { throw new UsageException(e.Message); }
+                string device = probe.Description;
+                probe.Dispose();
+                bool tf32 = p.GetValue(sTf32);
+                var cudaRows = CudaStepBench.Run(() => CudaGpu.Open(tf32), CudaStepBench.Shapes, r, s, p.GetValue(sModel), tf32, stdout);
+                if (cudaRows.Count == 0) throw new UsageException($"--model '{p.GetValue(sModel)}' matches no model; models are: {string.Join(", ", CudaStepBench.Shapes.Select(x => x.Name).Distinct())}.");
+                WriteReport(stdout, p.GetValue(st.Output), "step-cuda", CudaStepBench.ToMarkdown(cudaRows, device, tf32), CudaStepBench.ToJson(cudaRows));
+                return 0;
+            }
+            var rows = StepBench.Run(t, r, s, p.GetValue(sModel), stdout);
+            if (rows.Count == 0) throw new UsageException($"--model '{p.GetValue(sModel)}' matches no model; models are: {string.Join(", ", StepBench.Shapes.Select(x => x.Name).Distinct())}.");
+            WriteReport(stdout, p.GetValue(st.Output), "step", StepBench.ToMarkdown(rows), StepBench.ToJson(rows));
+            return 0;
+        });
+        bench.Subcommands.Add(step);
+
+        var alloc = new Command("alloc", "Bytes allocated per training step after warm-up (calling thread and all threads); exit 1 if any.");
+        var aSteps = new Option<int>("--steps") { Description = "Steps to measure.", DefaultValueFactory = _ => 1000 };
+        var aThreads = new Option<int>("--threads") { Description = "Kernel threads.", DefaultValueFactory = _ => 2 };
+        alloc.Options.Add(aSteps);
+        alloc.Options.Add(aThreads);
+        alloc.SetAction(p =>
+        {
+            int n = p.GetValue(aSteps), t = p.GetValue(aThreads);
+            if (n < 1) throw new UsageException($"--steps must be at least 1; got {n}.");
+            if (t < 1 || t > 256) throw new UsageException($"--threads must be in [1, 256]; got {t}.");
+            return AllocBench.Run(n, t, stdout);
+        });
+        bench.Subcommands.Add(alloc);
+
+        var predict = new Command("predict", "Predict latency at batch 1, 16 and 256 (median and p99).");
+        var pThreads = new Option<int>("--threads") { Description = "Kernel threads.", DefaultValueFactory = _ => 1 };
+        var pSeconds = new Option<double>("--seconds") { Description = "Time per batch size.", DefaultValueFactory = _ => 1.0 };
+        var pOutput = new Option<DirectoryInfo?>("--output") { Description = "Folder for predict.md." };
+        foreach (var o in new Option[] { pThreads, pSeconds, pOutput }) predict.Options.Add(o);
+        predict.SetAction(p =>
+        {
+            int t = p.GetValue(pThreads);
+            double s = p.GetValue(pSeconds);
+            if (t < 1 || t > 256) throw new UsageException($"--threads must be in [1, 256]; got {t}.");
+            if (!(s > 0)) throw new UsageException($"--seconds must be positive; got {s.ToString(CultureInfo.InvariantCulture)}.");
+            WriteReport(stdout, p.GetValue(pOutput), "predict", PredictBench.Run(t, s, stdout), null);
+            return 0;
+        });
+        bench.Subcommands.Add(predict);
+        return bench;
+    }
+
+    /// <summary>The options every timing benchmark shares.</summary>
+    private sealed record TimingOptions(Option<int[]> Threads, Option<int> Rounds, Option<double> MinSeconds, Option<DirectoryInfo?> Output);
+
+    private static TimingOptions AddTimingOptions(Command cmd, int[] threads, int rounds, double minSeconds, string files)
+    {
+        var o = new TimingOptions(
+            new Option<int[]>("--threads") { Description = "Thread counts to measure (e.g. --threads 1 2).", AllowMultipleArgumentsPerToken = true, DefaultValueFactory = _ => threads },
+            new Option<int>("--rounds") { Description = "Rounds per shape; each times both sides back to back.", DefaultValueFactory = _ => rounds },
+            new Option<double>("--min-seconds") { Description = "Least time per measurement within a round.", DefaultValueFactory = _ => minSeconds },
+            new Option<DirectoryInfo?>("--output") { Description = $"Folder for {files}." });
+        cmd.Options.Add(o.Threads);
+        cmd.Options.Add(o.Rounds);
+        cmd.Options.Add(o.MinSeconds);
+        cmd.Options.Add(o.Output);
+        return o;
+    }
+
+    private static (int[] Threads, int Rounds, double MinSeconds) ReadTiming(ParseResult p, TimingOptions o)
+    {
+        int[] t = p.GetValue(o.Threads)!;
+        int r = p.GetValue(o.Rounds);
+        double s = p.GetValue(o.MinSeconds);
+        if (t.Length == 0 || t.Any(x => x < 1 || x > 256))
+            throw new UsageException($"--threads must be whole numbers in [1, 256]; got '{string.Join(" ", t)}'.");
+        if (r < 1) throw new UsageException($"--rounds must be at least 1; got {r}.");
+        if (!(s > 0)) throw new UsageException($"--min-seconds must be positive; got {s.ToString(CultureInfo.InvariantCulture)}.");
+        return (t, r, s);
+    }
+
+    /// <summary>Prints the Markdown report and, with --output, writes NAME.md (and NAME.json).</summary>
+    private static void WriteReport(TextWriter stdout, DirectoryInfo? dir, string name, string md, string? json)
+    {
+        stdout.WriteLine();
+        stdout.Write(md);
+        if (dir is null) return;
+        Directory.CreateDirectory(dir.FullName);
+        File.WriteAllText(Path.Combine(dir.FullName, name + ".md"), md);
+        if (json is not null) File.WriteAllText(Path.Combine(dir.FullName, name + ".json"), json);
+        stdout.WriteLine($"wrote {Path.Combine(dir.FullName, name + ".md")}" + (json is null ? "" : $" and {name}.json"));
+    }
+}

@@ -1,0 +1,129 @@
+// The plan on this CPU, in T = float (training) or double (gradient checks of the very same kernels).
+// One 64-byte-aligned native block holds the parameters, their gradients and the optimizer state; a
+// second holds the activations and scratch for the largest batch; a third the labels. Run is a flat
+// loop from op to kernel: the ops carry their slots, so nothing here knows a layout rule, and a new op
+// kind is one more case. TDense picks the dense products (fused kernels or OpenBLAS + passes).
+using System.Numerics;
+using System.Runtime.InteropServices;
+using Backprop.Engine.Planning;
+using Backprop.Engine.Training;
+using Backprop.Kernels.Cpu;
+using Backprop.Kernels.Cpu.Ops;
+using Backprop.Kernels.Cpu.Optim;
+
+namespace Backprop.Engine.Execution;
+
+internal sealed unsafe class CpuExecutor<T, TDense> : IExecutor<T>
+    where T : unmanaged, IFloatingPointIeee754<T>
+    where TDense : struct, IDenseKernels<T>
+{
+    private readonly Plan _plan;
+    private readonly CpuContext _ctx;
+    private T* _params, _acts;
+    private int* _labels;
+
+    public CpuExecutor(Plan plan, CpuContext ctx)
+    {
+        _plan = plan;
+        _ctx = ctx;
+        _params = Allocate<T>(plan.ParameterBlock);
+        _acts = Allocate<T>(plan.ActivationBlock);
+        _labels = Allocate<int>(plan.Options.MaxBatch);
+    }
+
+    private static TE* Allocate<TE>(long n) where TE : unmanaged
+    {
+        var p = (TE*)NativeMemory.AlignedAlloc((nuint)(Math.Max(1, n) * sizeof(TE)), 64);
+        new Span<TE>(p, checked((int)Math.Max(1, n))).Clear();
+        return p;
+    }
+
+    public string? DeviceDescription => null;
+    public Span<T> Input => Span(_plan.Input);
+    public Span<int> Labels => new(_labels, _plan.Options.MaxBatch);
+    public Span<T> Targets => _plan.Targets.Exists ? Span(_plan.Targets) : default;
+    public Span<T> Scratch => Span(_plan.GradA);
+
+    private Span<T> Span(Slot s) => new(_acts + s.Offset, checked((int)s.Length));
+    private Span<T> Rows(Slot s, int batch) => new(_acts + s.Offset, batch * s.Cols);
+    private T* At(Slot s) => s.Exists ? _acts + s.Offset : null;
+    private T* Param(Slot s) => _params + s.Offset;
+
+    public double Run(IReadOnlyList<PlanOp> ops, int batch, long step)
+    {
+        double loss = double.NaN;
+        ulong seed = _plan.Options.Seed;
+        for (int i = 0; i < ops.Count; i++)
+        {
+            switch (ops[i])
+            {
+                case DenseFwdOp f:
+                    TDense.Fwd(_ctx, f.Activation, batch, f.Src.Cols, f.Dst.Cols, At(f.Src), Param(f.Weight), Param(f.Bias), At(f.Dst), At(f.PreActivation));
+                    break;
+                case DropoutFwdOp d:
+                    Dropout.Apply<T>(d.P, seed, (ulong)step, (uint)d.Layer, Rows(d.Src, batch), Rows(d.Dst, batch), _ctx.Isa);
+                    break;
+                case LossOp l:
+                    loss = Losses.ForwardBackward<T>(l.Loss, l.LabelSmoothing, l.HuberDelta, l.Output.Cols, Rows(l.Output, batch),
+                        new ReadOnlySpan<int>(_labels, batch), l.Targets.Exists ? Rows(l.Targets, batch) : default, Rows(l.DiffOutput, batch));
+                    if (!double.IsFinite(loss) && ops[^1] is OptimizerUpdateOp) return loss;
+                    break;
+                case OutputBwdOp o:
+                    if (o.Activation.Kind != Kernels.ActivationKind.Identity)
+                        ActivationDispatch.Backward(_ctx.Isa, o.Activation, At(o.Saved), At(o.Diff), At(o.Diff), batch * o.Diff.Cols);
+                    break;
+                case DenseBwdWeightsOp w:
+                    TDense.BwdWeights(_ctx, batch, w.Src.Cols, w.DiffDst.Cols, At(w.DiffDst), At(w.Src), Param(w.WeightGrad), Param(w.BiasGrad));
+                    break;
+                case DenseBwdDataOp d:
+                    TDense.BwdData(_ctx, d.PrevActivation, batch, d.DiffSrc.Cols, d.DiffDst.Cols, At(d.DiffDst), Param(d.Weight), At(d.Saved), At(d.DiffSrc));
+                    if (d.PrevDropout > 0)
+                    {
+                        var dx = Rows(d.DiffSrc, batch);
+                        Dropout.Apply<T>(d.PrevDropout, seed, (ulong)step, (uint)(d.Layer - 1), dx, dx, _ctx.Isa);
+                    }
+                    break;
+                case OptimizerUpdateOp:
+                    Update(step);
+                    break;
+                default:
+                    throw new InvalidOperationException($"the CPU executor has no kernel for plan op {ops[i]}.");
+            }
+        }
+        return loss;
+    }
+
+    // The fused optimizer pass over the whole parameter section, with the global-norm scale when clipping by norm.
+    private void Update(long t)
+    {
+        var opt = _plan.Options.Optimizer;
+        double lr = _plan.Options.Schedule.At(opt.LearningRate, t - 1);
+        long len = _plan.ParameterSection;
+        var grads = new ReadOnlySpan<T>(_params + len, checked((int)len));
+        double scale = opt.ClipNorm > 0 ? Optimizer.GlobalNormScale(Optimizer.SumOfSquares(grads, opt.ClipValue), opt.ClipNorm) : 1.0;
+        int slots = _plan.StateSlots;
+        T* s = _params + 2 * len;
+        Optimizer.Update(_ctx, opt, new OptimizerStep(lr, t, scale), _params, _params + len,
+            slots > 0 ? s : null, slots > 1 ? s + len : null, slots > 2 ? s + 2 * len : null, len);
+    }
+
+    public ReadOnlySpan<T> Activations(Slot slot, int batch) => Rows(slot, batch);
+    public ReadOnlySpan<T> Output(int batch) => Rows(_plan.Output, batch);
+    public ReadOnlySpan<T> ReadParameters() => new(_params, checked((int)_plan.ParameterBlock));
+    public Span<T> WriteParameters() => new(_params, checked((int)_plan.ParameterBlock));
+
+    public IReadOnlyList<string> Listing(IReadOnlyList<PlanOp> ops, int batch) =>
+        ops.Select(o => $"{o} {typeof(TDense).Name.Split('`')[0]}<{typeof(T).Name}> batch {batch}").ToArray();
+
+    public void Dispose()
+    {
+        if (_params == null) return;
+        _ctx.Dispose();
+        NativeMemory.AlignedFree(_params);
+        NativeMemory.AlignedFree(_acts);
+        NativeMemory.AlignedFree(_labels);
+        _params = null;
+        _acts = null;
+        _labels = null;
+    }
+}

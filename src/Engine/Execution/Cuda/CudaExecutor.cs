@@ -1,0 +1,347 @@
+// The Plan on a GPU. One device allocation holds everything a step touches, laid out as on the CPU:
+//   [ parameter block | activation block | labels | loss terms | norm partials | step constants | step status ]
+// and one pinned host allocation stages what crosses the bus:
+//   [ input batch | labels or targets | step constants | step status | output batch ].
+// Each op list of the plan is lowered, per batch size, to a fixed list of commands (copies, typed kernel
+// launches with their argument lists built once, GEMMs prepared once), one case per op kind: forward
+// (cuBLASLt with the bias / ReLU / GELU epilogues, our kernels for the other activations and dropout), loss,
+// backward (cuBLAS + our derivative, dropout and bias-gradient kernels), optimizer. The training step is that
+// list captured once as a CUDA graph and replayed; the host writes the staging buffers, launches, waits, and
+// reads the loss: nothing is allocated per step.
+// The device holds the live parameter block. The host keeps a mirror with explicit access: a read brings it
+// up to date (one download after the device ran), a write marks it ahead so the next run uploads it first.
+using System.Runtime.InteropServices;
+using Backprop.Engine.Planning;
+using Backprop.Kernels;
+using Backprop.Kernels.Cuda;
+
+namespace Backprop.Engine.Execution.Cuda;
+
+internal sealed unsafe class CudaExecutor : IExecutor<float>
+{
+    private const uint Block = 256;
+    private const int NormParts = 256;
+
+    private readonly Plan _plan;
+    private readonly IGpuDevice _gpu;
+    private readonly bool _ownsDevice, _useGraph;
+    private readonly ulong _arena, _params, _acts, _labels, _terms, _partials, _consts, _status;
+    private readonly nint _staging;
+    private readonly float* _input, _targets, _output;
+    private readonly int* _labelStage;
+    private readonly StepConstants* _constants;
+    private readonly StepStatus* _stepStatus;
+    private float* _host, _hostActs, _scratch;
+    private bool _hostAhead, _deviceAhead;
+    private readonly Dictionary<(IReadOnlyList<PlanOp> Ops, int Batch), Program> _programs = [];
+    private readonly Dictionary<int, nint> _graphs = [];
+    private bool _disposed;
+
+    public CudaExecutor(Plan plan, IGpuDevice gpu, bool ownsDevice, bool useGraph)
+    {
+        _plan = plan;
+        _gpu = gpu;
+        _ownsDevice = ownsDevice;
+        _useGraph = useGraph;
+        var spec = plan.Spec;
+        int B = plan.Options.MaxBatch, outW = spec.OutputWidth;
+        long off = 0;
+        long Take(long bytes) { long o = off; off += (bytes + 255) / 256 * 256; return o; }
+        long pOff = Take(plan.ParameterBlock * 4), aOff = Take(Math.Max(1, plan.ActivationBlock) * 4), lOff = Take(B * 4L),
+             tOff = Take((long)B * outW * 4), nOff = Take(NormParts * 4), cOff = Take(sizeof(StepConstants)), sOff = Take(sizeof(StepStatus));
+        ArenaBytes = off;
+        _arena = gpu.Allocate(off);
+        (_params, _acts, _labels, _terms, _partials, _consts, _status) =
+            (_arena + (ulong)pOff, _arena + (ulong)aOff, _arena + (ulong)lOff, _arena + (ulong)tOff, _arena + (ulong)nOff, _arena + (ulong)cOff, _arena + (ulong)sOff);
+
+        off = 0;
+        long inS = Take((long)B * spec.InputWidth * 4), labS = Take((long)B * Math.Max(1, outW) * 4), cS = Take(sizeof(StepConstants)),
+             sS = Take(sizeof(StepStatus)), oS = Take((long)B * outW * 4);
+        _staging = gpu.AllocatePinned(off);
+        byte* s = (byte*)_staging;
+        _input = (float*)(s + inS);
+        _labelStage = (int*)(s + labS);
+        _targets = (float*)(s + labS);
+        _constants = (StepConstants*)(s + cS);
+        _stepStatus = (StepStatus*)(s + sS);
+        _output = (float*)(s + oS);
+
+        _host = (float*)NativeMemory.AlignedAlloc((nuint)(plan.ParameterBlock * 4), 64);
+        _scratch = (float*)NativeMemory.AlignedAlloc((nuint)((long)B * outW * 4), 64);
+        new Span<float>(_host, checked((int)plan.ParameterBlock)).Clear();
+        _hostAhead = true;
+        // Zero the activation block once, so alignment gaps read as zeros as on the CPU.
+        var zeros = new float[Math.Max(1, plan.ActivationBlock)];
+        fixed (float* z = zeros) _gpu.CopyToDevice(_acts, (nint)z, zeros.Length * 4L);
+        _gpu.Synchronize();
+    }
+
+    public string? DeviceDescription => _gpu.Description;
+    public long ArenaBytes { get; }
+    public Span<float> Input => new(_input, _plan.Options.MaxBatch * _plan.Spec.InputWidth);
+    public Span<int> Labels => new(_labelStage, _plan.Options.MaxBatch);
+    public Span<float> Targets => new(_targets, _plan.Options.MaxBatch * _plan.Spec.OutputWidth);
+    public Span<float> Scratch => new(_scratch, _plan.Options.MaxBatch * _plan.Spec.OutputWidth);
+
+    private ulong Act(Slot slot) => _acts + (ulong)(slot.Offset * 4);
+    private ulong Par(Slot slot) => _params + (ulong)(slot.Offset * 4);
+    private ulong Section(int k) => _params + (ulong)(k * _plan.ParameterSection * 4);
+
+    // ---- the host mirror ----
+
+    public ReadOnlySpan<float> ReadParameters()
+    {
+        if (_deviceAhead)
+        {
+            _gpu.CopyToHost((nint)_host, _params, _plan.ParameterBlock * 4);
+            _gpu.Synchronize();
+            _deviceAhead = false;
+        }
+        return new(_host, checked((int)_plan.ParameterBlock));
+    }
+
+    public Span<float> WriteParameters()
+    {
+        ReadParameters();
+        _hostAhead = true;
+        return new(_host, checked((int)_plan.ParameterBlock));
+    }
+
+    private void Upload()
+    {
+        if (!_hostAhead) return;
+        _gpu.CopyToDevice(_params, (nint)_host, _plan.ParameterBlock * 4);
+        _gpu.Synchronize();
+        _hostAhead = false;
+    }
+
+    // ---- running ----
+
+    public double Run(IReadOnlyList<PlanOp> ops, int batch, long step)
+    {
+        Upload();
+        *_constants = ConstantsFor(_plan.Options, step);
+        if (!_programs.TryGetValue((ops, batch), out var program)) _programs[(ops, batch)] = program = Lower(ops, batch);
+        if (_useGraph && ReferenceEquals(ops, _plan.TrainingOps))
+        {
+            if (!_graphs.TryGetValue(batch, out var graph))
+            {
+                _gpu.BeginCapture();
+                try { program.Run(_gpu); }
+                finally { graph = _gpu.EndCapture(); }
+                _graphs[batch] = graph;
+            }
+            _gpu.LaunchGraph(graph);
+        }
+        else program.Run(_gpu);
+        _gpu.Synchronize();
+        if (program.Backward) _deviceAhead = true;
+        return program.HasLoss ? _stepStatus->Loss : double.NaN;
+    }
+
+    public ReadOnlySpan<float> Output(int batch) => new(_output, batch * _plan.Spec.OutputWidth);
+
+    public ReadOnlySpan<float> Activations(Slot slot, int batch)
+    {
+        if (_hostActs == null) _hostActs = (float*)NativeMemory.AlignedAlloc((nuint)(Math.Max(1, _plan.ActivationBlock) * 4), 64);
+        _gpu.CopyToHost((nint)(_hostActs + slot.Offset), Act(slot), (long)batch * slot.Cols * 4);
+        _gpu.Synchronize();
+        return new(_hostActs + slot.Offset, batch * slot.Cols);
+    }
+
+    public IReadOnlyList<string> Listing(IReadOnlyList<PlanOp> ops, int batch)
+    {
+        if (!_programs.TryGetValue((ops, batch), out var program)) _programs[(ops, batch)] = program = Lower(ops, batch);
+        return program.Listing;
+    }
+
+    // ---- lowering: one case per op kind ----
+
+    private sealed class Program : IDisposable
+    {
+        private readonly List<Action<IGpuDevice>> _steps = [];
+        private readonly List<KernelArgs> _args = [];
+        public List<string> Listing { get; } = [];
+        public bool HasLoss { get; set; }
+        public bool Backward { get; set; }
+        public void Add(string what, Action<IGpuDevice> step) { Listing.Add(what); _steps.Add(step); }
+        public void Add(CudaLaunch k)
+        {
+            _args.Add(k.Args);
+            Add($"{k.Name}<<<{k.Grid}, {k.Block}>>>", g => g.Launch(k.Function, k.Grid, k.Block, k.Args));
+        }
+        public void Run(IGpuDevice gpu) { foreach (var s in _steps) s(gpu); }
+        public void Dispose() { foreach (var a in _args) a.Dispose(); }
+    }
+
+    private uint Grid(long n) => (uint)Math.Clamp((n + Block - 1) / Block, 1, Math.Max(1, _gpu.Multiprocessors) * 8L);
+
+    private void Gemm(Program p, string what, in GemmDesc desc)
+    {
+        nint h = _gpu.PrepareGemm(desc);
+        p.Add($"{what} {(desc.NeedsLt ? "cublasLtMatmul " + desc.Epilogue : "cublasSgemm")} {desc.M}x{desc.N}x{desc.K}", g => g.Gemm(h));
+    }
+
+    private Program Lower(IReadOnlyList<PlanOp> ops, int batch)
+    {
+        var p = new Program();
+        var spec = _plan.Spec;
+        bool hasLoss = ops.Any(o => o is LossOp);
+        p.Add("copy input", g => g.CopyToDevice(Act(_plan.Input), (nint)_input, (long)batch * spec.InputWidth * 4));
+        if (hasLoss)
+        {
+            if (spec.Loss == LossKind.CrossEntropy) p.Add("copy labels", g => g.CopyToDevice(_labels, (nint)_labelStage, batch * 4L));
+            else p.Add("copy targets", g => g.CopyToDevice(Act(_plan.Targets), (nint)_targets, (long)batch * spec.OutputWidth * 4));
+            p.Add("copy step constants", g => g.CopyToDevice(_consts, (nint)_constants, sizeof(StepConstants)));
+        }
+        foreach (var op in ops)
+        {
+            switch (op)
+            {
+                case DenseFwdOp f: DenseFwd(p, f, batch); break;
+                case DropoutFwdOp d: p.Add(Dropout(d.Layer, d.P, Act(d.Src), Act(d.Dst), (long)batch * d.Src.Cols)); break;
+                case LossOp l: Loss(p, l, batch); break;
+                case OutputBwdOp o:
+                    if (o.Activation.Kind != ActivationKind.Identity)
+                    {
+                        long n = (long)batch * o.Diff.Cols;
+                        p.Add(CudaKernels.ActBwd(_gpu, Grid(n), Block, Act(o.Saved), Act(o.Diff), Act(o.Diff), n, o.Activation));
+                    }
+                    break;
+                case DenseBwdWeightsOp w:
+                {
+                    int inW = w.Src.Cols, units = w.DiffDst.Cols;
+                    Gemm(p, $"dense{w.Layer} dW", GemmDesc.RowMajor(LtEpilogue.Default, true, false, units, inW, batch, Act(w.DiffDst), units, Act(w.Src), inW, Par(w.WeightGrad), inW));
+                    p.Add(CudaKernels.ColumnSums(_gpu, (uint)((units + Block - 1) / Block), Block, Act(w.DiffDst), Par(w.BiasGrad), batch, units, accumulate: false));
+                    p.Backward = true;
+                    break;
+                }
+                case DenseBwdDataOp d:
+                {
+                    int inW = d.DiffSrc.Cols, units = d.DiffDst.Cols;
+                    Gemm(p, $"dense{d.Layer} dX", GemmDesc.RowMajor(LtEpilogue.Default, false, false, batch, inW, units, Act(d.DiffDst), units, Par(d.Weight), inW, Act(d.DiffSrc), inW));
+                    long n = (long)batch * inW;
+                    if (d.Saved.Exists) p.Add(CudaKernels.ActBwd(_gpu, Grid(n), Block, Act(d.Saved), Act(d.DiffSrc), Act(d.DiffSrc), n, d.PrevActivation));
+                    if (d.PrevDropout > 0) p.Add(Dropout(d.Layer - 1, d.PrevDropout, Act(d.DiffSrc), Act(d.DiffSrc), n));
+                    break;
+                }
+                case OptimizerUpdateOp: Update(p); break;
+                default: throw new NotSupportedException($"the Cuda executor has no lowering for plan op {op}.");
+            }
+        }
+        if (hasLoss) p.Add("copy status", g => g.CopyToHost((nint)_stepStatus, _status, sizeof(StepStatus)));
+        else p.Add("copy output", g => g.CopyToHost((nint)_output, Act(_plan.Output), (long)batch * spec.OutputWidth * 4));
+        p.HasLoss = hasLoss;
+        return p;
+    }
+
+    private void DenseFwd(Program p, DenseFwdOp f, int batch)
+    {
+        int inW = f.Src.Cols, units = f.Dst.Cols;
+        var kind = f.Activation.Kind;
+        // cuBLASLt's GELU epilogue is the tanh approximation; its aux output is the pre-activation GELU' needs.
+        // cuBLASLt wants the GELU aux leading dimension divisible by 8 (CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD);
+        // other widths take the BIAS epilogue and our kernel. (ReLU's aux would be a bit mask with ld divisible
+        // by 128; ReLU backward reads its output instead, so no aux is needed.)
+        var (epi, aux) = kind switch
+        {
+            ActivationKind.Identity => (LtEpilogue.Bias, 0UL),
+            ActivationKind.ReLU => (LtEpilogue.ReluBias, 0UL),
+            ActivationKind.GELUTanh when units % 8 == 0 => (LtEpilogue.GeluAuxBias, Act(f.PreActivation)),
+            _ => (LtEpilogue.Bias, 0UL),
+        };
+        Gemm(p, $"dense{f.Layer} fwd", GemmDesc.RowMajor(epi, false, true, batch, units, inW, Act(f.Src), inW, Par(f.Weight), inW, Act(f.Dst), units,
+            bias: Par(f.Bias), aux: aux, auxLd: aux != 0 ? units : 0));
+        bool fused = kind is ActivationKind.Identity or ActivationKind.ReLU || epi == LtEpilogue.GeluAuxBias;
+        if (!fused)
+            p.Add(CudaKernels.BiasActFwd(_gpu, Grid((long)batch * units), Block, Act(f.Dst), 0UL, f.PreActivation.Exists ? Act(f.PreActivation) : 0UL, batch, units, f.Activation));
+    }
+
+    private CudaLaunch Dropout(int layer, double prob, ulong x, ulong y, long n)
+    {
+        long groups = (n + 3) / 4;
+        return CudaKernels.DropoutApply(_gpu, (uint)Math.Max(1, (groups + Block - 1) / Block), Block,
+            x, y, n, _plan.Options.Seed, _consts, (uint)layer, Kernels.Cpu.Ops.Dropout.Threshold(prob), (float)(1.0 / (1.0 - prob)));
+    }
+
+    private void Loss(Program p, LossOp l, int batch)
+    {
+        ulong o = Act(l.Output), grad = Act(l.DiffOutput);
+        int outW = l.Output.Cols;
+        long n = (long)batch * outW;
+        if (l.Loss == LossKind.CrossEntropy)
+        {
+            p.Add(CudaKernels.SoftmaxCe(_gpu, (uint)((batch * 32L + Block - 1) / Block), Block, o, _labels, grad, _terms, batch, outW, (float)l.LabelSmoothing));
+            p.Add(CudaKernels.LossReduce(_gpu, 1, Block, _terms, batch, batch, _status));
+            return;
+        }
+        ulong t = Act(l.Targets);
+        p.Add(l.Loss switch
+        {
+            LossKind.Mse => CudaKernels.Mse(_gpu, Grid(n), Block, o, t, grad, _terms, n),
+            LossKind.L1 => CudaKernels.L1Loss(_gpu, Grid(n), Block, o, t, grad, _terms, n),
+            LossKind.Huber => CudaKernels.Huber(_gpu, Grid(n), Block, o, t, grad, _terms, n, (float)l.HuberDelta),
+            LossKind.BceWithLogits => CudaKernels.BceWithLogits(_gpu, Grid(n), Block, o, t, grad, _terms, n),
+            _ => throw new NotSupportedException($"loss {l.Loss} has no CUDA kernel."),
+        });
+        p.Add(CudaKernels.LossReduce(_gpu, 1, Block, _terms, n, n, _status));
+    }
+
+    // The optimizer's state slots by torch.optim name, as the settings lay them out.
+    private void Update(Program p)
+    {
+        var o = _plan.Options.Optimizer;
+        long n = _plan.ParameterSection;
+        ulong prm = Section(0), g = Section(1);
+        ulong S(string name) => o.SlotOf(name) is var k and >= 0 ? Section(2 + k) : 0UL;
+        bool useScale = o.ClipNorm > 0;
+        if (useScale)
+        {
+            p.Add(CudaKernels.SumsqPartial(_gpu, NormParts, Block, g, n, (float)o.ClipValue, _partials));
+            p.Add(CudaKernels.SumsqFinal(_gpu, 1, 32, _partials, NormParts, (float)o.ClipNorm, _status));
+        }
+        p.Add(o switch
+        {
+            Sgd s => CudaKernels.SgdUpdate(_gpu, Grid(n), Block, prm, g, S(Sgd.MomentumBuffer), n, s, useScale, _consts, _status),
+            Adam a => CudaKernels.AdamUpdate(_gpu, Grid(n), Block, prm, g, S(Adam.ExpAvg), S(Adam.ExpAvgSq), S(Adam.MaxExpAvgSq), n, a, useScale, _consts, _status),
+            RmsProp r => CudaKernels.RmspropUpdate(_gpu, Grid(n), Block, prm, g, S(RmsProp.SquareAvg), S(RmsProp.GradAvg), S(RmsProp.MomentumBuffer), n, r, useScale, _consts, _status),
+            Adagrad a => CudaKernels.AdagradUpdate(_gpu, Grid(n), Block, prm, g, S(Adagrad.Sum), n, a, useScale, _consts, _status),
+            _ => throw new NotSupportedException($"optimizer {o.Kind} has no CUDA kernel."),
+        });
+    }
+
+    /// <summary>Fills the step constants for step <paramref name="t"/> (1-based) with the optimizer's own formulas.</summary>
+    public static StepConstants ConstantsFor(TrainingOptions options, long t)
+    {
+        var o = options.Optimizer;
+        double lr = options.Schedule.At(o.LearningRate, t - 1);
+        var c = new StepConstants { Step = (ulong)t, LearningRate = (float)lr, First = t == 1 ? 1 : 0, StepSize = (float)lr, SqrtBiasCorrection2 = 1, Decay = 1 };
+        switch (o)
+        {
+            case Adam adam:
+                c.StepSize = (float)adam.StepSize(lr, t);
+                c.SqrtBiasCorrection2 = (float)adam.SqrtBiasCorrection2(t);
+                c.Decay = 1f - (float)lr * (float)o.WeightDecay;
+                break;
+            case Adagrad ada:
+                c.StepSize = (float)ada.DecayedLearningRate(lr, t);
+                break;
+        }
+        return c;
+    }
+
+    public void Dispose()
+    {
+        if (_disposed) return;
+        _disposed = true;
+        foreach (var g in _graphs.Values) _gpu.DestroyGraph(g);
+        foreach (var p in _programs.Values) p.Dispose();
+        _gpu.FreePinned(_staging);
+        _gpu.Free(_arena);
+        NativeMemory.AlignedFree(_host);
+        NativeMemory.AlignedFree(_scratch);
+        if (_hostActs != null) NativeMemory.AlignedFree(_hostActs);
+        _host = _scratch = _hostActs = null;
+        if (_ownsDevice) _gpu.Dispose();
+    }
+}

@@ -1,0 +1,62 @@
+// How the CPU executor computes a dense layer's three products: the strategy is a type parameter of
+// the executor, so each choice compiles to direct calls.
+//   FusedDense: the project's GEMM with the bias, activation and derivative epilogues in its final store,
+//               and db summed from the packed dZ blocks of the dW GEMM (Backend.Cpu).
+//   BlasDense:  OpenBLAS's GEMM, then a separate pass for bias + activation, the derivative mask, or the
+//               column sums of dZ (Backend.Blas: the unfused reference, and a check of our GEMM).
+// Both: Fwd     dst = f(src·Wᵀ + b)        (pre ← src·Wᵀ + b when pre is not null)
+//       BwdW    dW = dZᵀ·src, db = Σ_batch dZ
+//       BwdData dX = (dZ·W) ⊙ g'(saved)    (saved null: dX = dZ·W)
+using System.Numerics;
+using Backprop.Kernels;
+using Backprop.Kernels.Blas;
+using Backprop.Kernels.Cpu;
+using Backprop.Kernels.Cpu.Ops;
+
+namespace Backprop.Engine.Execution;
+
+/// <summary>A dense layer's forward, weight-gradient and data-gradient products on the CPU.</summary>
+internal unsafe interface IDenseKernels<T> where T : unmanaged, IFloatingPointIeee754<T>
+{
+    static abstract void Fwd(CpuContext ctx, Activation act, int batch, int inW, int outW, T* src, T* w, T* b, T* dst, T* pre);
+    static abstract void BwdWeights(CpuContext ctx, int batch, int inW, int outW, T* dz, T* src, T* dw, T* db);
+    static abstract void BwdData(CpuContext ctx, Activation prevAct, int batch, int inW, int outW, T* dz, T* w, T* saved, T* dx);
+}
+
+/// <summary>The fused kernels (Backend.Cpu).</summary>
+internal readonly unsafe struct FusedDense<T> : IDenseKernels<T> where T : unmanaged, IFloatingPointIeee754<T>
+{
+    public static void Fwd(CpuContext ctx, Activation act, int batch, int inW, int outW, T* src, T* w, T* b, T* dst, T* pre) =>
+        ActivationDispatch.DenseFwd(act, ctx, batch, inW, outW, src, w, b, dst, pre);
+
+    public static void BwdWeights(CpuContext ctx, int batch, int inW, int outW, T* dz, T* src, T* dw, T* db) =>
+        Dense.BwdWeights(ctx, GradientMode.Overwrite, batch, inW, outW, dz, src, dw, db);
+
+    public static void BwdData(CpuContext ctx, Activation prevAct, int batch, int inW, int outW, T* dz, T* w, T* saved, T* dx)
+    {
+        if (saved == null) Dense.BwdData(ctx, batch, inW, outW, dz, w, dx);
+        else ActivationDispatch.DenseBwdData(prevAct, ctx, batch, inW, outW, dz, w, saved, dx);
+    }
+}
+
+/// <summary>OpenBLAS GEMMs and separate elementwise passes (Backend.Blas).</summary>
+internal readonly unsafe struct BlasDense<T> : IDenseKernels<T> where T : unmanaged, IFloatingPointIeee754<T>
+{
+    public static void Fwd(CpuContext ctx, Activation act, int batch, int inW, int outW, T* src, T* w, T* b, T* dst, T* pre)
+    {
+        OpenBlas.Gemm(Transpose.N, Transpose.T, batch, outW, inW, T.One, src, inW, w, inW, T.Zero, dst, outW);
+        ActivationDispatch.BiasForward(ctx.Isa, act, dst, b, batch, outW, pre);
+    }
+
+    public static void BwdWeights(CpuContext ctx, int batch, int inW, int outW, T* dz, T* src, T* dw, T* db)
+    {
+        OpenBlas.Gemm(Transpose.T, Transpose.N, outW, inW, batch, T.One, dz, outW, src, inW, T.Zero, dw, inW);
+        Elementwise.ColumnSums(ctx.Isa, dz, batch, outW, db, accumulate: false);
+    }
+
+    public static void BwdData(CpuContext ctx, Activation prevAct, int batch, int inW, int outW, T* dz, T* w, T* saved, T* dx)
+    {
+        OpenBlas.Gemm(Transpose.N, Transpose.N, batch, inW, outW, T.One, dz, outW, w, inW, T.Zero, dx, inW);
+        if (saved != null) ActivationDispatch.Backward(ctx.Isa, prevAct, saved, dx, dx, batch * inW);
+    }
+}

@@ -1,0 +1,48 @@
+// The seam between the Model facade and a backend. An executor owns the memory a plan runs in (the
+// parameter block, the activation block, the staging of a batch) and runs the plan's op lists on it;
+// the facade stages a batch, calls Run, and reads or writes parameters through explicit access.
+//   CpuExecutor<T, TDense>: the host blocks are the live blocks (float or double; fused or OpenBLAS GEMMs)
+//   CudaExecutor:           the device holds the live blocks; the host keeps a mirror, brought up to date on
+//                           a read and sent back before the next device run after a write
+using System.Numerics;
+using Backprop.Engine.Planning;
+
+namespace Backprop.Engine.Execution;
+
+/// <summary>Runs a plan's op lists on a backend's memory.</summary>
+internal interface IExecutor<T> : IDisposable where T : unmanaged, IFloatingPointIeee754<T>
+{
+    /// <summary>The device the executor runs on, for display (null: this CPU).</summary>
+    string? DeviceDescription { get; }
+
+    /// <summary>Where a call stages its inputs [MaxBatch, input width] (host memory).</summary>
+    Span<T> Input { get; }
+    /// <summary>Where a call stages class labels [MaxBatch].</summary>
+    Span<int> Labels { get; }
+    /// <summary>Where a call stages regression targets [MaxBatch, outputs].</summary>
+    Span<T> Targets { get; }
+    /// <summary>Host scratch of [MaxBatch, outputs] elements (the gradient a host-side loss writes and nobody reads).</summary>
+    Span<T> Scratch { get; }
+
+    /// <summary>
+    /// Runs <paramref name="ops"/> (one of the plan's lists) on the first <paramref name="batch"/> staged rows, at optimizer step
+    /// <paramref name="step"/> (1-based: the schedule position and the dropout masks). Returns the loss, NaN when the list has
+    /// no loss; when the list updates the parameters and the loss is not finite, the update does not happen.
+    /// </summary>
+    double Run(IReadOnlyList<PlanOp> ops, int batch, long step);
+
+    /// <summary>Rows [0, <paramref name="batch"/>) of an activation-block slot after a run, on the host.</summary>
+    ReadOnlySpan<T> Activations(Slot slot, int batch);
+
+    /// <summary>The network output [batch, outputs] after an inference run, on the host.</summary>
+    ReadOnlySpan<T> Output(int batch);
+
+    /// <summary>The whole parameter block (parameters, gradients, optimizer state) on the host, current, for reading.</summary>
+    ReadOnlySpan<T> ReadParameters();
+
+    /// <summary>The whole parameter block on the host, current, for writing: what is written reaches the backend before its next run.</summary>
+    Span<T> WriteParameters();
+
+    /// <summary>What running <paramref name="ops"/> at <paramref name="batch"/> does, one kernel call or command per line.</summary>
+    IReadOnlyList<string> Listing(IReadOnlyList<PlanOp> ops, int batch);
+}

@@ -1,0 +1,42 @@
+// The registered GEMM micro-kernels and their block sizes, for float and double. Whatever sizes the
+// packing scratch or the tests need are derived from this list, so retuning a kernel
+// (scripts/gen_microkernels.py) cannot overrun a buffer sized elsewhere.
+//   packed A block: ceil(mc / MR)·MR × kc ≤ MC × KC elements   (needs MC % MR == 0)
+//   packed B block: kc × ceil(nc / NR)·NR ≤ KC × NC elements   (needs NC % NR == 0)
+using System.Numerics;
+
+namespace Backprop.Kernels.Cpu;
+
+/// <summary>One micro-kernel's register block and cache blocks, in elements of its type.</summary>
+/// <param name="Name">ISA of the kernel and its element type, e.g. "Avx512/float".</param>
+/// <param name="Isa">The rung it serves.</param>
+/// <param name="ElementSize">Bytes per element (4 or 8).</param>
+/// <param name="MR">Rows of C per register tile.</param>
+/// <param name="NR">Columns of C per register tile.</param>
+/// <param name="MC">Rows of A per packed block.</param>
+/// <param name="KC">Depth of a packed block.</param>
+/// <param name="NC">Columns of B per packed block.</param>
+public readonly record struct MicroKernelBlocks(string Name, Isa Isa, int ElementSize, int MR, int NR, int MC, int KC, int NC);
+
+/// <summary>The micro-kernels the GEMM driver dispatches to.</summary>
+public static class MicroKernels
+{
+    /// <summary>Every registered kernel, for float and double.</summary>
+    public static IReadOnlyList<MicroKernelBlocks> All { get; } =
+    [
+        Of<MicroKernelAvx512<float>, float>(Isa.Avx512), Of<MicroKernelAvx512<double>, double>(Isa.Avx512),
+        Of<MicroKernelAvx2<float>, float>(Isa.Avx2), Of<MicroKernelAvx2<double>, double>(Isa.Avx2),
+        Of<MicroKernelScalar<float>, float>(Isa.Scalar), Of<MicroKernelScalar<double>, double>(Isa.Scalar),
+    ];
+
+    /// <summary>Bytes of one thread's packed A block: the largest MC·KC of any kernel.</summary>
+    public static long PackABytes { get; } = All.Max(k => (long)k.MC * k.KC * k.ElementSize);
+
+    /// <summary>Bytes of one thread's packed B block: the largest KC·NC of any kernel.</summary>
+    public static long PackBBytes { get; } = All.Max(k => (long)k.KC * k.NC * k.ElementSize);
+
+    private static unsafe MicroKernelBlocks Of<TKernel, T>(Isa isa)
+        where TKernel : struct, IMicroKernel<T>
+        where T : unmanaged, IFloatingPointIeee754<T> =>
+        new($"{isa}/{typeof(T).Name.ToLowerInvariant()}", isa, sizeof(T), TKernel.MR, TKernel.NR, TKernel.MC, TKernel.KC, TKernel.NC);
+}
