@@ -4,6 +4,9 @@
 // PyTorch state_dict of the equivalent nn.Sequential ("0.weight" [out, in], "0.bias", "2.weight", ...),
 // so safetensors.torch.load_file + load_state_dict read it unchanged. The file is written to a
 // temporary name in the same folder and renamed, so a crash never leaves a half-written file.
+// Test seam: with BACKPROP_TEST_KILL_AFTER_BYTES=N in the environment, the process kills itself (SIGKILL,
+// as `kill -9` would: no finally block runs) once N bytes of a file have been written, so a test can
+// interrupt a write at a chosen byte instead of racing a timer.
 using System.Buffers.Binary;
 using System.Text;
 using System.Text.Json;
@@ -13,6 +16,13 @@ namespace Backprop.Engine.Checkpoints;
 /// <summary>Saves parameters in the safetensors format.</summary>
 public static class SafeTensorsWriter
 {
+    /// <summary>The environment variable of the kill-after-N-bytes test seam.</summary>
+    internal const string KillAfterBytesVariable = "BACKPROP_TEST_KILL_AFTER_BYTES";
+
+    private static readonly long s_killAfter =
+        long.TryParse(Environment.GetEnvironmentVariable(KillAfterBytesVariable), System.Globalization.NumberStyles.None,
+            System.Globalization.CultureInfo.InvariantCulture, out long n) ? n : -1;
+
     /// <summary>Writes <paramref name="tensors"/> to <paramref name="path"/> atomically, with string metadata.</summary>
     public static void Write(string path, IReadOnlyList<(string Name, int[] Shape, float[] Data)> tensors, IReadOnlyDictionary<string, string>? metadata = null)
     {
@@ -33,15 +43,30 @@ public static class SafeTensorsWriter
         {
             using (var fs = new FileStream(tmp, FileMode.Create, FileAccess.Write, FileShare.None))
             {
+                long written = 0;
+                void Put(ReadOnlySpan<byte> bytes)
+                {
+                    if (s_killAfter >= 0 && written + bytes.Length > s_killAfter)
+                    {
+                        fs.Write(bytes[..(int)Math.Max(0, s_killAfter - written)]);
+                        fs.Flush(flushToDisk: true);
+                        System.Diagnostics.Process.GetCurrentProcess().Kill();
+                        Thread.Sleep(Timeout.Infinite);
+                    }
+                    fs.Write(bytes);
+                    written += bytes.Length;
+                }
                 Span<byte> buf = stackalloc byte[8];
                 BinaryPrimitives.WriteUInt64LittleEndian(buf, (ulong)padded);
-                fs.Write(buf);
-                fs.Write(json);
-                for (int i = json.Length; i < padded; i++) fs.WriteByte((byte)' ');
+                Put(buf);
+                Put(json);
+                Span<byte> space = stackalloc byte[8];
+                space.Fill((byte)' ');
+                Put(space[..(padded - json.Length)]);
                 foreach (var (_, _, data) in tensors)
                 {
-                    if (BitConverter.IsLittleEndian) fs.Write(System.Runtime.InteropServices.MemoryMarshal.AsBytes(data.AsSpan()));
-                    else foreach (var v in data) { BinaryPrimitives.WriteSingleLittleEndian(buf, v); fs.Write(buf[..4]); }
+                    if (BitConverter.IsLittleEndian) Put(System.Runtime.InteropServices.MemoryMarshal.AsBytes(data.AsSpan()));
+                    else foreach (var v in data) { BinaryPrimitives.WriteSingleLittleEndian(buf, v); Put(buf[..4]); }
                 }
                 fs.Flush(flushToDisk: true);
             }

@@ -15,7 +15,7 @@ using Backprop.Kernels.Cuda;
 namespace Backprop.Engine;
 
 /// <summary>A compiled dense network with its optimizer, computing in <typeparamref name="T"/> (float or double).</summary>
-public class Model<T> : IDisposable where T : unmanaged, IFloatingPointIeee754<T>
+public partial class Model<T> : IDisposable where T : unmanaged, IFloatingPointIeee754<T>
 {
     private readonly IExecutor<T> _exec;
     private readonly Dictionary<string, (Slot Value, Slot Grad)> _byName = [];
@@ -205,23 +205,10 @@ public class Model<T> : IDisposable where T : unmanaged, IFloatingPointIeee754<T
             if (x.Length != n * inW) throw new ArgumentException($"x has {x.Length} values; {n} labels x input width {inW} needs {n * inW}.", nameof(x));
             Labels.Check(labels, C);
             var confusion = new long[C, C];
-            double lossSum = 0;
+            double loss = MeanLoss(x, labels, default, confusion);
             long correct = 0;
-            for (int start = 0; start < n; start += Options.MaxBatch)
-            {
-                int batch = Math.Min(Options.MaxBatch, n - start);
-                var o = Infer(x, start, batch);
-                var lab = labels.Slice(start, batch);
-                lossSum += batch * Losses.ForwardBackward(Spec, o, lab, default, _exec.Scratch);
-                for (int r = 0; r < batch; r++)
-                {
-                    int best = 0;
-                    for (int c = 1; c < C; c++) if (o[r * C + c] > o[r * C + best]) best = c;
-                    confusion[lab[r], best]++;
-                    if (best == lab[r]) correct++;
-                }
-            }
-            return new EvaluationResult(n == 0 ? 0 : lossSum / n, n == 0 ? 0 : (double)correct / n, confusion, n);
+            for (int c = 0; c < C; c++) correct += confusion[c, c];
+            return new EvaluationResult(loss, n == 0 ? 0 : (double)correct / n, confusion, n);
         }
         finally { Exit(); }
     }
@@ -232,91 +219,34 @@ public class Model<T> : IDisposable where T : unmanaged, IFloatingPointIeee754<T
         Enter();
         try
         {
-            int inW = Spec.InputWidth, outW = Spec.OutputWidth;
-            int n = x.Length / inW;
+            int inW = Spec.InputWidth, outW = Spec.OutputWidth, n = x.Length / inW;
             if (x.Length != n * inW || targets.Length != n * outW)
                 throw new ArgumentException($"x has {x.Length} values and targets {targets.Length}; expected n x {inW} and n x {outW}.", nameof(targets));
-            double sum = 0;
-            for (int start = 0; start < n; start += Options.MaxBatch)
-            {
-                int batch = Math.Min(Options.MaxBatch, n - start);
-                sum += batch * Losses.ForwardBackward(Spec, Infer(x, start, batch), default, targets.Slice(start * outW, batch * outW), _exec.Scratch);
-            }
-            return n == 0 ? 0 : sum / n;
+            return MeanLoss(x, default, targets, null);
         }
         finally { Exit(); }
     }
 
-    private (Slot Value, Slot Grad) Named(string name)
+    // The mean loss over x in chunks of MaxBatch without dropout; with a confusion matrix, each prediction (the first
+    // largest output) is counted in the row of its label.
+    private double MeanLoss(ReadOnlySpan<T> x, ReadOnlySpan<int> labels, ReadOnlySpan<T> targets, long[,]? confusion)
     {
-        ObjectDisposedException.ThrowIf(_disposed, this);
-        return _byName.TryGetValue(name, out var s) ? s
-            : throw new KeyNotFoundException($"this model has no parameter '{name}'; it has {string.Join(", ", _byName.Keys)}.");
-    }
-
-    /// <summary>The parameter tensor <paramref name="name"/> (a state_dict name such as "0.weight"), read-only, valid until the next call.</summary>
-    public ReadOnlySpan<T> Parameter(string name) => Read(Named(name).Value);
-    /// <summary>d(loss)/d(parameter) of the last Step or Gradients call, read-only, valid until the next call.</summary>
-    public ReadOnlySpan<T> Gradient(string name) => Read(Named(name).Grad);
-
-    /// <summary>Overwrites parameter tensor <paramref name="name"/>.</summary>
-    public void SetParameter(string name, ReadOnlySpan<T> values)
-    {
-        var slot = Named(name).Value;
-        if (values.Length != slot.Length) throw new ArgumentException($"{name}: got {values.Length} values; its shape needs {slot.Length}.", nameof(values));
-        values.CopyTo(Write(slot));
-    }
-
-    /// <summary>A copy of layer <paramref name="layer"/>'s weights [units, inputs].</summary>
-    public T[] GetWeights(int layer) => Read(Plan.Layers[layer].Weight).ToArray();
-    /// <summary>A copy of layer <paramref name="layer"/>'s bias [units].</summary>
-    public T[] GetBias(int layer) => Read(Plan.Layers[layer].Bias).ToArray();
-
-    /// <summary>Overwrites layer <paramref name="layer"/>'s weights and bias (shapes must match the plan).</summary>
-    public void SetParameters(int layer, ReadOnlySpan<T> weights, ReadOnlySpan<T> bias)
-    {
-        ObjectDisposedException.ThrowIf(_disposed, this);
-        var s = Plan.Layers[layer];
-        if (weights.Length != s.Weight.Length) throw new ArgumentException($"layer {layer}: weights has {weights.Length} values; [{s.Weight.Rows}, {s.Weight.Cols}] needs {s.Weight.Length}.", nameof(weights));
-        if (bias.Length != s.Bias.Length) throw new ArgumentException($"layer {layer}: bias has {bias.Length} values; [{s.Bias.Cols}] needs {s.Bias.Length}.", nameof(bias));
-        weights.CopyTo(Write(s.Weight));
-        bias.CopyTo(Write(s.Bias));
-    }
-
-    /// <summary>A tensor of the parameter block, for reading (a Cuda model downloads once after the device ran).</summary>
-    internal ReadOnlySpan<T> Read(Slot slot) { ObjectDisposedException.ThrowIf(_disposed, this); return _exec.ReadParameters().Slice(checked((int)slot.Offset), checked((int)slot.Length)); }
-    /// <summary>A tensor of the parameter block, for writing (a Cuda model uploads before its next run).</summary>
-    internal Span<T> Write(Slot slot) { ObjectDisposedException.ThrowIf(_disposed, this); return View(_exec.WriteParameters(), slot); }
-
-    /// <summary>Optimizer state slot <paramref name="k"/> of the tensor at <paramref name="slot"/>, for reading.</summary>
-    internal ReadOnlySpan<T> ReadState(int k, Slot slot) => Read(StateSlot(k, slot));
-    /// <summary>Optimizer state slot <paramref name="k"/> of the tensor at <paramref name="slot"/>, for writing.</summary>
-    internal Span<T> WriteState(int k, Slot slot) => Write(StateSlot(k, slot));
-
-    private Slot StateSlot(int k, Slot slot) =>
-        k >= 0 && k < Plan.StateSlots ? slot with { Offset = (2 + k) * Plan.ParameterSection + slot.Offset }
-            : throw new ArgumentOutOfRangeException(nameof(k), k, $"the optimizer has {Plan.StateSlots} state slot(s).");
-
-    /// <summary>Sets the optimizer step count (the schedule position and the dropout stream follow it), for checkpoints.</summary>
-    internal void RestoreStepCount(long step)
-    {
-        ObjectDisposedException.ThrowIf(_disposed, this);
-        if (step < 0) throw new ArgumentOutOfRangeException(nameof(step), step, $"step count must be >= 0; got {step}.");
-        _step = step;
-    }
-
-    /// <summary>Length of the parameter section (all layers' W and b with alignment gaps) for <see cref="CopyParametersTo"/>.</summary>
-    public int ParameterSectionLength => checked((int)Plan.ParameterSection);
-
-    /// <summary>Copies every parameter (the whole parameter section) into <paramref name="destination"/>.</summary>
-    public void CopyParametersTo(Span<T> destination) => Read(new Slot(0, Plan.ParameterSection, 1, ParameterSectionLength)).CopyTo(destination);
-
-    /// <summary>Overwrites every parameter from a copy made by <see cref="CopyParametersTo"/>.</summary>
-    public void CopyParametersFrom(ReadOnlySpan<T> source)
-    {
-        if (source.Length != Plan.ParameterSection)
-            throw new ArgumentException($"source has {source.Length} values; the parameter section has {Plan.ParameterSection}.", nameof(source));
-        source.CopyTo(Write(new Slot(0, Plan.ParameterSection, 1, ParameterSectionLength)));
+        int n = x.Length / Spec.InputWidth, outW = Spec.OutputWidth;
+        double sum = 0;
+        for (int start = 0; start < n; start += Options.MaxBatch)
+        {
+            int batch = Math.Min(Options.MaxBatch, n - start);
+            var o = Infer(x, start, batch);
+            var lab = labels.IsEmpty ? labels : labels.Slice(start, batch);
+            sum += batch * Losses.ForwardBackward(Spec, o, lab, targets.IsEmpty ? targets : targets.Slice(start * outW, batch * outW), _exec.Scratch);
+            for (int r = 0; confusion != null && r < batch; r++)
+            {
+                int best = 0;
+                for (int c = 1; c < outW; c++) if (o[r * outW + c] > o[r * outW + best]) best = c;
+                confusion[lab[r], best]++;
+            }
+        }
+        return n == 0 ? 0 : sum / n;
     }
 
     /// <summary>Frees the executor's memory and threads. Using the model afterwards throws <see cref="ObjectDisposedException"/>.</summary>

@@ -53,17 +53,19 @@ public sealed record ModelSpec(int InputWidth, IReadOnlyList<LayerSpec> Layers, 
         return (FormattableString.Invariant($"{idx}.weight"), FormattableString.Invariant($"{idx}.bias"));
     }
 
+    /// <summary>The rules of one layer (also what the Sequential builder checks as each layer is added).</summary>
+    internal static void CheckLayer(int l, LayerSpec s)
+    {
+        if (s.Units < 1) throw new ArgumentOutOfRangeException(nameof(Layers), s.Units, $"layer {l} (Dense): units must be at least 1; got {s.Units}.");
+        if (!(s.Dropout >= 0 && s.Dropout < 1)) throw new ArgumentOutOfRangeException(nameof(Layers), s.Dropout, $"layer {l}: dropout must be in [0, 1); got {s.Dropout}.");
+    }
+
     /// <summary>Throws with a message naming the layer and the value when the description is inconsistent.</summary>
     public void Validate()
     {
         if (InputWidth < 1) throw new ArgumentOutOfRangeException(nameof(InputWidth), InputWidth, $"input width must be at least 1; got {InputWidth}.");
         if (Layers.Count == 0) throw new ArgumentException("a model needs at least one Dense layer; got none.", nameof(Layers));
-        for (int l = 0; l < Layers.Count; l++)
-        {
-            var s = Layers[l];
-            if (s.Units < 1) throw new ArgumentOutOfRangeException(nameof(Layers), s.Units, $"layer {l} (Dense): units must be at least 1; got {s.Units}.");
-            if (!(s.Dropout >= 0 && s.Dropout < 1)) throw new ArgumentOutOfRangeException(nameof(Layers), s.Dropout, $"layer {l}: dropout must be in [0, 1); got {s.Dropout}.");
-        }
+        for (int l = 0; l < Layers.Count; l++) CheckLayer(l, Layers[l]);
         if (Loss == LossKind.CrossEntropy && OutputWidth < 2)
             throw new ArgumentException($"cross-entropy needs at least 2 output units; the last layer has {OutputWidth}.", nameof(Loss));
         if (!(LabelSmoothing >= 0 && LabelSmoothing <= 1)) throw new ArgumentOutOfRangeException(nameof(LabelSmoothing), LabelSmoothing, $"label smoothing must be in [0, 1]; got {LabelSmoothing}.");

@@ -25,8 +25,9 @@ public sealed class Sequential
     /// <summary>Adds Dense(units) followed by <paramref name="activation"/> (identity when null).</summary>
     public Sequential Dense(int units, Activation? activation = null)
     {
-        if (units < 1) throw new ArgumentOutOfRangeException(nameof(units), units, $"layer {_layers.Count} (Dense): units must be at least 1; got {units}.");
-        _layers.Add(new LayerSpec(units, activation ?? new Activation(ActivationKind.Identity)));
+        var layer = new LayerSpec(units, activation ?? new Activation(ActivationKind.Identity));
+        ModelSpec.CheckLayer(_layers.Count, layer);
+        _layers.Add(layer);
         return this;
     }
 
@@ -37,8 +38,9 @@ public sealed class Sequential
     public Sequential Dropout(double p)
     {
         if (_layers.Count == 0) throw new InvalidOperationException("Dropout must follow a Dense layer; add Dense first.");
-        if (!(p >= 0 && p < 1)) throw new ArgumentOutOfRangeException(nameof(p), p, $"layer {_layers.Count - 1}: dropout must be in [0, 1); got {p}.");
-        _layers[^1] = _layers[^1] with { Dropout = p };
+        var layer = _layers[^1] with { Dropout = p };
+        ModelSpec.CheckLayer(_layers.Count - 1, layer);
+        _layers[^1] = layer;
         return this;
     }
 

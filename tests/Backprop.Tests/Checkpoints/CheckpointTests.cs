@@ -3,6 +3,7 @@
 using System.Buffers.Binary;
 using System.Diagnostics;
 using System.Text;
+using System.Text.Json;
 using Backprop.Engine.Checkpoints;
 using Backprop.Engine;
 using Backprop.Kernels.Cpu.Optim;
@@ -136,10 +137,36 @@ public class CheckpointTests
         Assert.That(Assert.Throws<InvalidDataException>(() => Checkpoint.LoadTraining(m, ok))!.Message, Does.Contain("describes another model (6-11-4)"));
     }
 
-    private static (int Code, string Output) Cli(string args, int timeoutMs = 120_000)
+    [Test]
+    public void OptimizerSettings_RoundTripThroughTheMetadata_AndTheUntypedFormStillLoads()
+    {
+        foreach (var s in new OptimizerSettings[]
+                 {
+                     new Sgd(0.1, 0.9, 0, nesterov: true, weightDecay: 1e-4) { ClipNorm = 1 }, new Adam(amsgrad: true) { L1 = 1e-3 },
+                     new AdamW(weightDecay: 0.05, eps: 1e-7), new RmsProp(centered: true, momentum: 0.5), new Adagrad(lrDecay: 0.01, initialAccumulatorValue: 0.1) { ClipValue = 0.5 },
+                 })
+        {
+            var json = JsonSerializer.Serialize(new TrainingOptions { Optimizer = s }, Checkpoint.Json);
+            Assert.That(JsonSerializer.Deserialize<TrainingOptions>(json, Checkpoint.Json)!.Optimizer, Is.EqualTo(s), json);
+        }
+        // What checkpoints held before the settings were typed: every algorithm's field in one object.
+        const string untyped = """
+            {"Kind":"RMSprop","LearningRate":0.002,"Momentum":0.5,"Dampening":0,"Nesterov":false,"Beta1":0.9,"Beta2":0.999,"Eps":1E-08,"WeightDecay":0,
+             "Amsgrad":false,"Alpha":0.95,"Centered":true,"LrDecay":0,"InitialAccumulatorValue":0,"L1":0,"ClipValue":0,"ClipNorm":1}
+            """;
+        Assert.That(JsonSerializer.Deserialize<OptimizerSettings>(untyped, Checkpoint.Json),
+            Is.EqualTo(new RmsProp(lr: 0.002, alpha: 0.95, momentum: 0.5, centered: true) { ClipNorm = 1 }));
+        Assert.That(Assert.Throws<JsonException>(() => JsonSerializer.Deserialize<OptimizerSettings>("""{"Kind":"Lion"}""", Checkpoint.Json))!.Message,
+            Does.Contain("need a Kind of Sgd, Adam, AdamW, RMSprop, Adagrad; got \"Lion\""));
+        Assert.That(Assert.Throws<JsonException>(() => JsonSerializer.Deserialize<OptimizerSettings>("""{"Kind":"Adam","Beta1":"high"}""", Checkpoint.Json))!.Message,
+            Does.Contain("Beta1 must be a number"));
+    }
+
+    private static (int Code, string Output) Cli(string args, int timeoutMs = 120_000, (string Name, string Value)? env = null)
     {
         var psi = new ProcessStartInfo("dotnet", $"\"{Path.Combine(AppContext.BaseDirectory, "backprop.dll")}\" {args}")
         { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        if (env is { } e0) psi.Environment[e0.Name] = e0.Value;
         using var p = Process.Start(psi)!;
         var o = p.StandardOutput.ReadToEndAsync();
         var e = p.StandardError.ReadToEndAsync();
@@ -191,22 +218,25 @@ public class CheckpointTests
     {
         string data = SyntheticIdx();
         string run = Path.Combine(_dir, "run");
-        // A wide model makes each checkpoint ~40 MB, so a kill lands inside a write now and then.
-        var first = Cli($"train --data \"{data}\" --layers 2000,2000 --epochs 1 --batch 64 --threads 1 --stop-after-steps 1 --output \"{run}\"");
+        var first = Cli($"train --data \"{data}\" --layers 64 --epochs 1 --batch 64 --threads 1 --stop-after-steps 1 --output \"{run}\"");
         Assert.That(first.Code, Is.EqualTo(0), first.Output);
         string ckpt = Path.Combine(run, "checkpoint.safetensors");
-        for (int attempt = 0; attempt < 6; attempt++)
+        var before = File.ReadAllBytes(ckpt);
+        // The resumed run writes a checkpoint of the same size after its first step; the seam kills the process
+        // (SIGKILL) after that many bytes of it: none, inside the header length, inside the JSON, mid-data, all but one.
+        foreach (long at in new long[] { 0, 5, 40, before.Length / 2, before.Length - 1 })
         {
-            var psi = new ProcessStartInfo("dotnet", $"\"{Path.Combine(AppContext.BaseDirectory, "backprop.dll")}\" train --data \"{data}\" --threads 1 --checkpoint-every 1 --epochs 50 --resume \"{run}\"")
-            { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-            using var p = Process.Start(psi)!;
-            Thread.Sleep(700 + 150 * attempt);
-            p.Kill(entireProcessTree: true);
-            p.WaitForExit();
-            var info = Checkpoint.ReadInfo(ckpt); // never a half-written file
+            var killed = Cli($"train --data \"{data}\" --threads 1 --checkpoint-every 1 --epochs 2 --resume \"{run}\"",
+                env: (SafeTensorsWriter.KillAfterBytesVariable, at.ToString(System.Globalization.CultureInfo.InvariantCulture)));
+            Assert.That(killed.Code, Is.EqualTo(137), $"killed after {at} bytes: the process must have died by SIGKILL\n{killed.Output}");
+            Assert.That(File.ReadAllBytes(ckpt), Is.EqualTo(before), $"killed after {at} of {before.Length} bytes: the previous checkpoint must be untouched");
+            var info = Checkpoint.ReadInfo(ckpt);
             using var m = new Model(info.Spec, info.Options with { Threads = 1 });
             Checkpoint.LoadTraining(m, ckpt);
-            Assert.That(m.StepCount, Is.GreaterThanOrEqualTo(1));
+            Assert.That(m.StepCount, Is.EqualTo(1));
         }
+        foreach (var tmp in Directory.GetFiles(run, ".checkpoint.safetensors.*.tmp")) File.Delete(tmp); // what the kills left
+        var resumed = Cli($"train --data \"{data}\" --threads 1 --epochs 1 --resume \"{run}\"");
+        Assert.That(resumed.Code, Is.EqualTo(0), "the run resumes from the surviving checkpoint: " + resumed.Output);
     }
 }

@@ -248,6 +248,87 @@ public class CudaBackendTests
         finally { Directory.Delete(dir, true); }
     }
 
+    // Counts the copies of whole parameter blocks between host and device (the mirror's traffic).
+    private sealed class CountingGpu(IGpuDevice inner, long blockBytes) : IGpuDevice
+    {
+        public int Uploads, Downloads;
+        public string Description => inner.Description;
+        public int Multiprocessors => inner.Multiprocessors;
+        public ulong Allocate(long bytes) => inner.Allocate(bytes);
+        public void Free(ulong pointer) => inner.Free(pointer);
+        public nint AllocatePinned(long bytes) => inner.AllocatePinned(bytes);
+        public void FreePinned(nint pointer) => inner.FreePinned(pointer);
+        public void CopyToDevice(ulong destination, nint source, long bytes)
+        {
+            if (bytes == blockBytes) Uploads++;
+            inner.CopyToDevice(destination, source, bytes);
+        }
+        public void CopyToHost(nint destination, ulong source, long bytes)
+        {
+            if (bytes == blockBytes) Downloads++;
+            inner.CopyToHost(destination, source, bytes);
+        }
+        public void Synchronize() => inner.Synchronize();
+        public nint GetFunction(string source, string name) => inner.GetFunction(source, name);
+        public void Launch(nint function, uint grid, uint block, KernelArgs args) => inner.Launch(function, grid, block, args);
+        public nint PrepareGemm(in GemmDesc desc) => inner.PrepareGemm(desc);
+        public void Gemm(nint prepared) => inner.Gemm(prepared);
+        public void BeginCapture() => inner.BeginCapture();
+        public nint EndCapture() => inner.EndCapture();
+        public void LaunchGraph(nint graph) => inner.LaunchGraph(graph);
+        public void DestroyGraph(nint graph) => inner.DestroyGraph(graph);
+        public void Dispose() => inner.Dispose();
+    }
+
+    [Test]
+    public void TheHostMirror_ReadsDownloadOnce_AndOnlyWritesUpload([ValueSource(nameof(Devices))] string device)
+    {
+        var spec = new Sequential(12).Dense(16, "relu").Dense(4).ToSpec(LossKind.CrossEntropy);
+        var opts = Options(Backend.Cuda);
+        long block = new Backprop.Engine.Planning.Plan(spec, opts).ParameterBlock * 4;
+        using var gpu = new CountingGpu(Open(device), block);
+        using var m = new Model(spec, opts, gpu);
+        var (x, y) = Batch(24, 12, 4, 5);
+        m.Step(x, y);
+        Assert.That((gpu.Uploads, gpu.Downloads), Is.EqualTo((1, 0)), "the initial parameters go up once, before the first step");
+        m.Step(x, y);
+        string file = Path.Combine(Path.GetTempPath(), "backprop-mirror-" + Guid.NewGuid().ToString("N") + ".safetensors");
+        try
+        {
+            Checkpoint.SaveTraining(m, file, new TrainingPosition(1, 2));
+            _ = m.GetWeights(0);
+            _ = m.Gradient("0.weight");
+            Assert.That((gpu.Uploads, gpu.Downloads), Is.EqualTo((1, 1)), "a save and other reads download the block once, and upload nothing");
+            m.Step(x, y);
+            Assert.That(gpu.Uploads, Is.EqualTo(1), "reading does not make the next step upload");
+            m.SetParameters(1, new float[4 * 16], new float[4]);
+            m.Step(x, y);
+            Assert.That((gpu.Uploads, gpu.Downloads), Is.EqualTo((2, 2)), "a write downloads what the device changed, then uploads once before the next run");
+        }
+        finally { File.Delete(file); }
+    }
+
+    [Test]
+    public void Gradients_OnTheDevice_MatchTheCpuBackend([ValueSource(nameof(Devices))] string device)
+    {
+        using var gpu = Open(device);
+        var spec = new Sequential(12).Dense(16, "tanh").Dropout(0.25).Dense(8, "gelu").Dense(4).ToSpec(LossKind.CrossEntropy);
+        using var cpu = new Model(spec, Options(Backend.Cpu));
+        using var cuda = new Model(spec, Options(Backend.Cuda), gpu);
+        var (x, y) = Batch(19, 12, 4, 77);
+        double a = cpu.Gradients(x, y), b = cuda.Gradients(x, y);
+        Assert.That(b, Is.EqualTo(a).Within(1e-5 * (1 + Math.Abs(a))));
+        Assert.That(cuda.StepCount, Is.Zero);
+        foreach (var p in cpu.Parameters)
+        {
+            var (ga, gb) = (cpu.Gradient(p.Name).ToArray(), cuda.Gradient(p.Name).ToArray());
+            for (int i = 0; i < ga.Length; i++) Assert.That(gb[i], Is.EqualTo(ga[i]).Within(1e-5 + 1e-4 * Math.Abs(ga[i])), $"{p.Name}[{i}]");
+        }
+        var (xa, xb) = (cpu.InputGradient.ToArray(), cuda.InputGradient.ToArray());
+        for (int i = 0; i < xa.Length; i++) Assert.That(xb[i], Is.EqualTo(xa[i]).Within(1e-5 + 1e-4 * Math.Abs(xa[i])), $"x[{i}]");
+        Assert.That(cuda.Loss(x, y), Is.EqualTo(b), "Loss is the same forward on the device");
+    }
+
     [Test]
     public void ANonFiniteLoss_SkipsTheUpdateOnTheDevice_AndKeepsTheParameters([ValueSource(nameof(Devices))] string device)
     {

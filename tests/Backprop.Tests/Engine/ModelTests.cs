@@ -226,38 +226,36 @@ public class ModelTests
     [Test]
     public void ConcurrentCalls_AreRefused_AndSerializedCallsAreCorrect()
     {
-        // The rule: one thread at a time per model. A second thread calling Predict while the first is
-        // inside gets an InvalidOperationException; calls that were let through return correct outputs.
+        // The rule: one thread at a time per model. While one thread is inside a call (held there by the
+        // model's OnEnter seam, not by a race window), every call from another thread is refused; the held
+        // call and the calls after it return correct outputs.
         using var m = new Sequential(256).Dense(512, "relu").Dense(10).Compile(new TrainingOptions { MaxBatch = 128, Threads = 1, Seed = 2 });
         var x = TestData.Floats(128 * 256, 3);
+        var labels = new int[128];
         var expected = new float[128 * 10];
         m.Predict(x, expected);
-        int refused = 0, wrong = 0;
-        var start = new Barrier(2);
-        void Worker()
+        using var inside = new ManualResetEventSlim();
+        using var release = new ManualResetEventSlim();
+        int entries = 0;
+        m.OnEnter = () =>
         {
-            var y = new float[128 * 10];
-            start.SignalAndWait();
-            var sw = System.Diagnostics.Stopwatch.StartNew();
-            while (sw.ElapsedMilliseconds < 1500 && Volatile.Read(ref refused) < 20)
-            {
-                try
-                {
-                    m.Predict(x, y);
-                    if (!y.SequenceEqual(expected)) Interlocked.Increment(ref wrong);
-                }
-                catch (InvalidOperationException e) when (e.Message.Contains("in use by another thread"))
-                {
-                    Interlocked.Increment(ref refused);
-                }
-            }
-        }
-        var t1 = new Thread(Worker);
-        var t2 = new Thread(Worker);
-        t1.Start(); t2.Start();
-        t1.Join(); t2.Join();
-        Assert.That(refused, Is.GreaterThan(0), "overlapping calls must be refused");
-        Assert.That(wrong, Is.EqualTo(0), "a call that ran alone returns the right outputs");
+            if (Interlocked.Increment(ref entries) != 1) return;
+            inside.Set();
+            release.Wait();
+        };
+        var held = new float[128 * 10];
+        var t = new Thread(() => m.Predict(x, held));
+        t.Start();
+        Assert.That(inside.Wait(TimeSpan.FromSeconds(30)), Is.True, "the first call entered");
+        var other = new float[128 * 10];
+        foreach (var call in new Action[] { () => m.Predict(x, other), () => m.Step(x, labels), () => m.Evaluate(x, labels), () => m.Gradients(x, labels) })
+            Assert.That(Assert.Throws<InvalidOperationException>(() => call())!.Message, Does.Contain("in use by another thread"));
+        release.Set();
+        t.Join();
+        Assert.That(held, Is.EqualTo(expected), "the call that was let through returns the right outputs");
+        m.Predict(x, other);
+        Assert.That(other, Is.EqualTo(expected), "once it returned, the next call runs");
+        Assert.That(entries, Is.EqualTo(2), "refused calls never entered");
     }
 
     [Test]

@@ -3,6 +3,7 @@
 // the written formulas.
 using System.Text.Json;
 using Backprop.Engine.Training;
+using Backprop.Kernels.Cpu;
 using Backprop.Kernels.Cpu.Optim;
 using Backprop.Kernels;
 using NUnit.Framework;
@@ -241,6 +242,48 @@ public class OptimizerTests
                     }
                     Assert.That(p[i], Is.EqualTo(rp[i]).Within(1e-12), $"{s.Kind} step {t} element {i}");
                 }
+            }
+        }
+    }
+
+    // One formula per algorithm runs on every rung of the vector ladder (512, 256, 128 bits, scalar): each rung must give
+    // the scalar rung's bits, with every extension on (value clipping, the norm scale, L1) and a length with tails on every rung.
+    [Test]
+    public void EveryAlgorithm_GivesTheSameBits_OnEveryIsaPath([Values(false, true)] bool useFloat)
+    {
+        var settings = new OptimizerSettings[]
+        {
+            new Sgd(lr: 0.05, momentum: 0.9, nesterov: true, weightDecay: 0.01) { L1 = 1e-3, ClipValue = 0.7 },
+            new Sgd(lr: 0.05, weightDecay: 0.01),
+            new Adam(lr: 0.01, amsgrad: true, weightDecay: 0.1) { L1 = 1e-3, ClipValue = 0.7 },
+            new AdamW(lr: 0.01),
+            new RmsProp(lr: 0.01, momentum: 0.5, centered: true, weightDecay: 0.05) { ClipValue = 0.7 },
+            new RmsProp(lr: 0.01),
+            new Adagrad(lr: 0.1, lrDecay: 0.05, initialAccumulatorValue: 0.2) { L1 = 1e-3 },
+        };
+        if (useFloat) Run<float>(); else Run<double>();
+
+        void Run<T>() where T : unmanaged, System.Numerics.IFloatingPointIeee754<T>
+        {
+            const int n = 16 * 5 + 8 + 4 + 3; // every rung's step and a scalar tail
+            foreach (var s in settings)
+            {
+                T[] Final(Isa isa)
+                {
+                    var p = TestData.Doubles(n, 1).Select(T.CreateTruncating).ToArray();
+                    p[3] = T.Zero; // sign(0) = 0 for L1
+                    var st = Enumerable.Range(0, 3).Select(k => k < s.StateSlots ? new T[n] : []).ToArray();
+                    Optimizer.InitState<T>(s, st[0], st[1], st[2]);
+                    for (int t = 1; t <= 4; t++)
+                    {
+                        var g = TestData.Doubles(n, 10 + t, -2, 2).Select(T.CreateTruncating).ToArray();
+                        Optimizer.Update<T>(s, new OptimizerStep(s.LearningRate, t, t == 2 ? 0.5 : 1.0), p, g, st[0], st[1], st[2], isa);
+                    }
+                    return p.Concat(st.SelectMany(a => a)).ToArray();
+                }
+                var scalar = Final(Isa.Scalar);
+                foreach (var isa in Enum.GetValues<Isa>().Where(i => i > Isa.Scalar && i <= CpuIsa.Supported))
+                    Assert.That(Final(isa), Is.EqualTo(scalar), $"{s} on {isa}");
             }
         }
     }

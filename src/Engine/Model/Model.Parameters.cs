@@ -1,0 +1,83 @@
+// The model facade's parameter access: every tensor of the parameter block by state_dict name or by layer
+// (parameters, their gradients, the optimizer state for checkpoints), through the executor's explicit
+// read and write access, so a Cuda model downloads once after the device ran and uploads only what was
+// written. Spans returned are valid until the model's next call.
+using System.Numerics;
+using Backprop.Engine.Planning;
+
+namespace Backprop.Engine;
+
+public partial class Model<T>
+{
+    private (Slot Value, Slot Grad) Named(string name)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        return _byName.TryGetValue(name, out var s) ? s
+            : throw new KeyNotFoundException($"this model has no parameter '{name}'; it has {string.Join(", ", _byName.Keys)}.");
+    }
+
+    /// <summary>The parameter tensor <paramref name="name"/> (a state_dict name such as "0.weight"), read-only, valid until the next call.</summary>
+    public ReadOnlySpan<T> Parameter(string name) => Read(Named(name).Value);
+    /// <summary>d(loss)/d(parameter) of the last Step or Gradients call, read-only, valid until the next call.</summary>
+    public ReadOnlySpan<T> Gradient(string name) => Read(Named(name).Grad);
+
+    /// <summary>Overwrites parameter tensor <paramref name="name"/>.</summary>
+    public void SetParameter(string name, ReadOnlySpan<T> values)
+    {
+        var slot = Named(name).Value;
+        if (values.Length != slot.Length) throw new ArgumentException($"{name}: got {values.Length} values; its shape needs {slot.Length}.", nameof(values));
+        values.CopyTo(Write(slot));
+    }
+
+    /// <summary>A copy of layer <paramref name="layer"/>'s weights [units, inputs].</summary>
+    public T[] GetWeights(int layer) => Read(Plan.Layers[layer].Weight).ToArray();
+    /// <summary>A copy of layer <paramref name="layer"/>'s bias [units].</summary>
+    public T[] GetBias(int layer) => Read(Plan.Layers[layer].Bias).ToArray();
+
+    /// <summary>Overwrites layer <paramref name="layer"/>'s weights and bias (shapes must match the plan).</summary>
+    public void SetParameters(int layer, ReadOnlySpan<T> weights, ReadOnlySpan<T> bias)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        var s = Plan.Layers[layer];
+        if (weights.Length != s.Weight.Length) throw new ArgumentException($"layer {layer}: weights has {weights.Length} values; [{s.Weight.Rows}, {s.Weight.Cols}] needs {s.Weight.Length}.", nameof(weights));
+        if (bias.Length != s.Bias.Length) throw new ArgumentException($"layer {layer}: bias has {bias.Length} values; [{s.Bias.Cols}] needs {s.Bias.Length}.", nameof(bias));
+        weights.CopyTo(Write(s.Weight));
+        bias.CopyTo(Write(s.Bias));
+    }
+
+    /// <summary>A tensor of the parameter block, for reading (a Cuda model downloads once after the device ran).</summary>
+    internal ReadOnlySpan<T> Read(Slot slot) { ObjectDisposedException.ThrowIf(_disposed, this); return _exec.ReadParameters().Slice(checked((int)slot.Offset), checked((int)slot.Length)); }
+    /// <summary>A tensor of the parameter block, for writing (a Cuda model uploads before its next run).</summary>
+    internal Span<T> Write(Slot slot) { ObjectDisposedException.ThrowIf(_disposed, this); return View(_exec.WriteParameters(), slot); }
+
+    /// <summary>Optimizer state slot <paramref name="k"/> of the tensor at <paramref name="slot"/>, for reading.</summary>
+    internal ReadOnlySpan<T> ReadState(int k, Slot slot) => Read(StateSlot(k, slot));
+    /// <summary>Optimizer state slot <paramref name="k"/> of the tensor at <paramref name="slot"/>, for writing.</summary>
+    internal Span<T> WriteState(int k, Slot slot) => Write(StateSlot(k, slot));
+
+    private Slot StateSlot(int k, Slot slot) =>
+        k >= 0 && k < Plan.StateSlots ? slot with { Offset = (2 + k) * Plan.ParameterSection + slot.Offset }
+            : throw new ArgumentOutOfRangeException(nameof(k), k, $"the optimizer has {Plan.StateSlots} state slot(s).");
+
+    /// <summary>Sets the optimizer step count (the schedule position and the dropout stream follow it), for checkpoints.</summary>
+    internal void RestoreStepCount(long step)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        if (step < 0) throw new ArgumentOutOfRangeException(nameof(step), step, $"step count must be >= 0; got {step}.");
+        _step = step;
+    }
+
+    /// <summary>Length of the parameter section (all layers' W and b with alignment gaps) for <see cref="CopyParametersTo"/>.</summary>
+    public int ParameterSectionLength => checked((int)Plan.ParameterSection);
+
+    /// <summary>Copies every parameter (the whole parameter section) into <paramref name="destination"/>.</summary>
+    public void CopyParametersTo(Span<T> destination) => Read(new Slot(0, Plan.ParameterSection, 1, ParameterSectionLength)).CopyTo(destination);
+
+    /// <summary>Overwrites every parameter from a copy made by <see cref="CopyParametersTo"/>.</summary>
+    public void CopyParametersFrom(ReadOnlySpan<T> source)
+    {
+        if (source.Length != Plan.ParameterSection)
+            throw new ArgumentException($"source has {source.Length} values; the parameter section has {Plan.ParameterSection}.", nameof(source));
+        source.CopyTo(Write(new Slot(0, Plan.ParameterSection, 1, ParameterSectionLength)));
+    }
+}

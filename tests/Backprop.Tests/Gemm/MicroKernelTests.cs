@@ -1,0 +1,39 @@
+// The registered micro-kernels' block sizes: what the packing scratch is sized from. Each block must
+// tile its register block exactly (MC % MR == 0, NC % NR == 0), and one thread's scratch must hold the
+// largest packed A and B block of any kernel, for float and double.
+using Backprop.Kernels.Cpu;
+using NUnit.Framework;
+
+namespace Backprop.Tests.Gemm;
+
+[TestFixture]
+public class MicroKernelTests
+{
+    public static IEnumerable<MicroKernelBlocks> Kernels() => MicroKernels.All;
+
+    [TestCaseSource(nameof(Kernels))]
+    public void BlockSizes_TileTheRegisterBlock(MicroKernelBlocks k)
+    {
+        Assert.That(k.MR, Is.Positive, k.Name);
+        Assert.That(k.NR, Is.Positive, k.Name);
+        Assert.That(k.KC, Is.Positive, k.Name);
+        Assert.That(k.MC % k.MR, Is.Zero, $"{k.Name}: MC {k.MC} is not a multiple of MR {k.MR}");
+        Assert.That(k.NC % k.NR, Is.Zero, $"{k.Name}: NC {k.NC} is not a multiple of NR {k.NR}");
+    }
+
+    [TestCaseSource(nameof(Kernels))]
+    public void PackingScratch_HoldsEveryKernelsBlocks(MicroKernelBlocks k)
+    {
+        Assert.That(MicroKernels.PackABytes, Is.GreaterThanOrEqualTo((long)k.MC * k.KC * k.ElementSize), k.Name);
+        Assert.That(MicroKernels.PackBBytes, Is.GreaterThanOrEqualTo((long)k.KC * k.NC * k.ElementSize), k.Name);
+    }
+
+    [Test]
+    public void EveryRung_AndBothTypes_AreRegistered()
+    {
+        Assert.That(MicroKernels.All.Select(k => k.Name), Is.EquivalentTo(new[]
+            { "Avx512/single", "Avx512/double", "Avx2/single", "Avx2/double", "Scalar/single", "Scalar/double" }));
+        Assert.That(MicroKernels.PackABytes, Is.EqualTo(MicroKernels.All.Max(k => (long)k.MC * k.KC * k.ElementSize)));
+        Assert.That(MicroKernels.PackBBytes, Is.EqualTo(MicroKernels.All.Max(k => (long)k.KC * k.NC * k.ElementSize)));
+    }
+}
