@@ -104,7 +104,7 @@ internal static class TrainRunner
             ["validation_loss"] = m.ValidationLoss, ["validation_accuracy"] = m.ValidationAccuracy,
             ["seconds"] = m.Seconds, ["samples_per_second"] = m.SamplesPerSecond, ["learning_rate"] = m.LearningRate,
         }).ToList();
-        File.WriteAllText(Path.Combine(dir.FullName, "metrics.json"), JsonSerializer.Serialize(json, new JsonSerializerOptions { WriteIndented = true }));
+        File.WriteAllText(Path.Combine(dir.FullName, "metrics.json"), JsonSerializer.Serialize(json, JsonOutput.Indented));
         var conf = new StringBuilder();
         int C = final.Confusion!.GetLength(0);
         conf.AppendLine("true\\predicted," + string.Join(",", Enumerable.Range(0, C)));

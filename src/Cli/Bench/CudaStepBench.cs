@@ -123,5 +123,5 @@ internal static class CudaStepBench
         return sb.ToString();
     }
 
-    public static string ToJson(List<CudaStepBenchRow> rows) => JsonSerializer.Serialize(rows, new JsonSerializerOptions { WriteIndented = true });
+    public static string ToJson(List<CudaStepBenchRow> rows) => JsonSerializer.Serialize(rows, JsonOutput.Indented);
 }

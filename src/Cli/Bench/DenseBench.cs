@@ -112,5 +112,5 @@ internal static unsafe class DenseBench
         return sb.ToString();
     }
 
-    public static string ToJson(List<DenseBenchRow> rows) => JsonSerializer.Serialize(rows, new JsonSerializerOptions { WriteIndented = true });
+    public static string ToJson(List<DenseBenchRow> rows) => JsonSerializer.Serialize(rows, JsonOutput.Indented);
 }

@@ -147,5 +147,5 @@ internal static class GemmBench
     }
 
     public static string ToJson(GemmBenchReport report) =>
-        JsonSerializer.Serialize(report, new JsonSerializerOptions { WriteIndented = true });
+        JsonSerializer.Serialize(report, JsonOutput.Indented);
 }

@@ -101,5 +101,5 @@ internal static class StepBench
         return sb.ToString();
     }
 
-    public static string ToJson(List<StepBenchRow> rows) => JsonSerializer.Serialize(rows, new JsonSerializerOptions { WriteIndented = true });
+    public static string ToJson(List<StepBenchRow> rows) => JsonSerializer.Serialize(rows, JsonOutput.Indented);
 }

@@ -1,19 +1,26 @@
 // A minimal protocol-buffers writer (varint, fixed32, length-delimited fields) for the ONNX export;
 // no protobuf package is needed for the handful of messages an MLP uses.
+using System.Buffers;
 using System.Text;
 
 namespace Backprop.Engine.Export;
 
 internal sealed class Protobuf
 {
-    private readonly MemoryStream _s = new();
+    private readonly ArrayBufferWriter<byte> _s = new();
 
-    public byte[] ToArray() => _s.ToArray();
+    public byte[] ToArray() => _s.WrittenSpan.ToArray();
+
+    private void WriteByte(byte b)
+    {
+        _s.GetSpan(1)[0] = b;
+        _s.Advance(1);
+    }
 
     private void Varint(ulong v)
     {
-        while (v >= 0x80) { _s.WriteByte((byte)(v | 0x80)); v >>= 7; }
-        _s.WriteByte((byte)v);
+        while (v >= 0x80) { WriteByte((byte)(v | 0x80)); v >>= 7; }
+        WriteByte((byte)v);
     }
 
     private void Key(int field, int wire) => Varint((ulong)((field << 3) | wire));
@@ -25,7 +32,7 @@ internal sealed class Protobuf
         Key(field, 5);
         Span<byte> b = stackalloc byte[4];
         System.Buffers.Binary.BinaryPrimitives.WriteSingleLittleEndian(b, v);
-        _s.Write(b);
+        _s.Write((ReadOnlySpan<byte>)b);
         return this;
     }
 

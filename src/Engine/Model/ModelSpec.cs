@@ -54,10 +54,10 @@ public sealed record ModelSpec(int InputWidth, IReadOnlyList<LayerSpec> Layers, 
     }
 
     /// <summary>The rules of one layer (also what the Sequential builder checks as each layer is added).</summary>
-    internal static void CheckLayer(int l, LayerSpec s)
+    internal static void CheckLayer(int l, LayerSpec layer)
     {
-        if (s.Units < 1) throw new ArgumentOutOfRangeException(nameof(Layers), s.Units, $"layer {l} (Dense): units must be at least 1; got {s.Units}.");
-        if (!(s.Dropout >= 0 && s.Dropout < 1)) throw new ArgumentOutOfRangeException(nameof(Layers), s.Dropout, $"layer {l}: dropout must be in [0, 1); got {s.Dropout}.");
+        if (layer.Units < 1) throw new ArgumentOutOfRangeException(nameof(layer), layer.Units, $"layer {l} (Dense): units must be at least 1; got {layer.Units}.");
+        if (!(layer.Dropout >= 0 && layer.Dropout < 1)) throw new ArgumentOutOfRangeException(nameof(layer), layer.Dropout, $"layer {l}: dropout must be in [0, 1); got {layer.Dropout}.");
     }
 
     /// <summary>Throws with a message naming the layer and the value when the description is inconsistent.</summary>

@@ -76,7 +76,7 @@ public sealed record LrSchedule
             ScheduleKind.Exponential => baseLr * Math.Pow(Gamma, t),
             ScheduleKind.Cosine => EtaMin + (baseLr - EtaMin) * (1 + Math.Cos(Math.PI * t / TMax)) / 2,
             ScheduleKind.Linear => baseLr * (StartFactor + (EndFactor - StartFactor) * Math.Min(TotalIters, t) / TotalIters),
-            _ => throw new ArgumentOutOfRangeException(nameof(Kind), Kind, $"Unknown schedule {(int)Kind}."),
+            _ => throw new InvalidOperationException($"Unknown schedule {(int)Kind}; expected one of {string.Join(", ", Enum.GetNames<ScheduleKind>())}."),
         };
     }
 }

@@ -222,14 +222,16 @@ public static unsafe partial class CuBlas
                         throw new CuBlasException($"cublasLtMatmulAlgoGetHeuristic (no algorithm for {g.Epilogue}, M={g.M} N={g.N} K={g.K})", 15);
                     _algo = result;
                 }
-                finally
+                catch
                 {
-                    if (pref != 0) cublasLtMatmulPreferenceDestroy(pref);
+                    if (pref != 0) _ = cublasLtMatmulPreferenceDestroy(pref); // the first error is the one to report
+                    throw;
                 }
+                Check(cublasLtMatmulPreferenceDestroy(pref), "cublasLtMatmulPreferenceDestroy");
             }
             catch
             {
-                Dispose();
+                Release(check: false);
                 throw;
             }
         }
@@ -242,14 +244,25 @@ public static unsafe partial class CuBlas
             Check(cublasLtMatmul(ltHandle, _desc, &alpha, _g.A, _la, _g.B, _lb, &beta, _g.D, _ld, _g.D, _ld, algo.Algo, workspace, workspaceSize, stream), "cublasLtMatmul");
         }
 
-        /// <summary>Frees the descriptors.</summary>
-        public void Dispose()
+        /// <summary>Frees the descriptors; a failure is reported (after all are freed) as a <see cref="CuBlasException"/>.</summary>
+        public void Dispose() => Release(check: true);
+
+        // Frees every descriptor; with check, throws for the first that failed (a constructor cleaning up after its own
+        // error does not, so that error is the one reported).
+        private void Release(bool check)
         {
-            if (_ld != 0) cublasLtMatrixLayoutDestroy(_ld);
-            if (_lb != 0) cublasLtMatrixLayoutDestroy(_lb);
-            if (_la != 0) cublasLtMatrixLayoutDestroy(_la);
-            if (_desc != 0) cublasLtMatmulDescDestroy(_desc);
+            int status = 0;
+            string? failed = null;
+            void Note(int s, string call)
+            {
+                if (s != 0 && failed is null) (status, failed) = (s, call);
+            }
+            if (_ld != 0) Note(cublasLtMatrixLayoutDestroy(_ld), "cublasLtMatrixLayoutDestroy(D)");
+            if (_lb != 0) Note(cublasLtMatrixLayoutDestroy(_lb), "cublasLtMatrixLayoutDestroy(B)");
+            if (_la != 0) Note(cublasLtMatrixLayoutDestroy(_la), "cublasLtMatrixLayoutDestroy(A)");
+            if (_desc != 0) Note(cublasLtMatmulDescDestroy(_desc), "cublasLtMatmulDescDestroy");
             _ld = _lb = _la = _desc = 0;
+            if (check && failed is not null) throw new CuBlasException(failed, status);
         }
     }
 

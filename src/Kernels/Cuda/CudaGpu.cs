@@ -75,7 +75,7 @@ public sealed unsafe class CudaGpu : IGpuDevice
     }
 
     /// <inheritdoc />
-    public void Free(ulong pointer) => CudaDriver.Check(CudaDriver.cuMemFree(pointer), "cuMemFree");
+    public void Free(ulong address) => CudaDriver.Check(CudaDriver.cuMemFree(address), "cuMemFree");
 
     /// <inheritdoc />
     public nint AllocatePinned(long bytes)
@@ -87,7 +87,7 @@ public sealed unsafe class CudaGpu : IGpuDevice
     }
 
     /// <inheritdoc />
-    public void FreePinned(nint pointer) => CudaDriver.Check(CudaDriver.cuMemFreeHost((void*)pointer), "cuMemFreeHost");
+    public void FreePinned(nint address) => CudaDriver.Check(CudaDriver.cuMemFreeHost((void*)address), "cuMemFreeHost");
 
     /// <inheritdoc />
     public void CopyToDevice(ulong destination, nint source, long bytes) =>
@@ -123,8 +123,8 @@ public sealed unsafe class CudaGpu : IGpuDevice
     }
 
     /// <inheritdoc />
-    public void Launch(nint function, uint grid, uint block, KernelArgs args) =>
-        CudaDriver.Check(CudaDriver.cuLaunchKernel(function, grid, 1, 1, block, 1, 1, 0, _stream, (void**)args.Pointer, null), "cuLaunchKernel");
+    public void Launch(nint kernel, uint grid, uint block, KernelArgs args) =>
+        CudaDriver.Check(CudaDriver.cuLaunchKernel(kernel, grid, 1, 1, block, 1, 1, 0, _stream, (void**)args.KernelParams, null), "cuLaunchKernel");
 
     /// <inheritdoc />
     public nint PrepareGemm(in GemmDesc desc)
@@ -159,7 +159,12 @@ public sealed unsafe class CudaGpu : IGpuDevice
         nint graph, exec;
         CudaDriver.Check(CudaDriver.cuStreamEndCapture(_stream, &graph), "cuStreamEndCapture");
         try { CudaDriver.Check(CudaDriver.cuGraphInstantiate(&exec, graph, 0), "cuGraphInstantiateWithFlags"); }
-        finally { CudaDriver.cuGraphDestroy(graph); }
+        catch
+        {
+            _ = CudaDriver.cuGraphDestroy(graph); // the instantiation error is the one to report
+            throw;
+        }
+        CudaDriver.Check(CudaDriver.cuGraphDestroy(graph), "cuGraphDestroy");
         return exec;
     }
 
@@ -169,18 +174,28 @@ public sealed unsafe class CudaGpu : IGpuDevice
     /// <inheritdoc />
     public void DestroyGraph(nint graph) => CudaDriver.Check(CudaDriver.cuGraphExecDestroy(graph), "cuGraphExecDestroy");
 
-    /// <summary>Releases the handles, workspace, modules, stream and the primary context.</summary>
+    /// <summary>
+    /// Releases the prepared GEMMs, the handles, workspace, modules, stream and the primary context: every one of them, and
+    /// then, when a release failed (a device in an error state), throws the first failure.
+    /// </summary>
     public void Dispose()
     {
         if (_disposed) return;
         _disposed = true;
-        Current();
-        foreach (var g in _gemms) (g as IDisposable)?.Dispose();
-        CuBlas.DestroyLt(_lt);
-        CuBlas.Destroy(_blas);
-        foreach (var m in _modules.Values) CudaDriver.cuModuleUnload(m);
-        CudaDriver.cuMemFree(_workspace);
-        CudaDriver.cuStreamDestroy(_stream);
-        CudaDriver.cuDevicePrimaryCtxRelease(DeviceOrdinal);
+        Exception? first = null;
+        void Release(Action release)
+        {
+            try { release(); }
+            catch (Exception e) when (e is CudaException or CuBlasException) { first ??= e; }
+        }
+        Release(Current);
+        foreach (var g in _gemms) Release(() => (g as IDisposable)?.Dispose());
+        Release(() => CuBlas.DestroyLt(_lt));
+        Release(() => CuBlas.Destroy(_blas));
+        foreach (var m in _modules.Values) Release(() => CudaDriver.Check(CudaDriver.cuModuleUnload(m), "cuModuleUnload"));
+        Release(() => CudaDriver.Check(CudaDriver.cuMemFree(_workspace), "cuMemFree(workspace)"));
+        Release(() => CudaDriver.Check(CudaDriver.cuStreamDestroy(_stream), "cuStreamDestroy"));
+        Release(() => CudaDriver.Check(CudaDriver.cuDevicePrimaryCtxRelease(DeviceOrdinal), "cuDevicePrimaryCtxRelease"));
+        if (first is not null) System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(first);
     }
 }

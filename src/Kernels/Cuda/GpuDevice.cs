@@ -89,11 +89,11 @@ public interface IGpuDevice : IDisposable
     /// <summary>Device memory, at least 256-byte aligned.</summary>
     ulong Allocate(long bytes);
     /// <summary>Frees <see cref="Allocate"/>'s memory.</summary>
-    void Free(ulong pointer);
+    void Free(ulong address);
     /// <summary>Page-locked host memory for staging copies.</summary>
     nint AllocatePinned(long bytes);
     /// <summary>Frees <see cref="AllocatePinned"/>'s memory.</summary>
-    void FreePinned(nint pointer);
+    void FreePinned(nint address);
     /// <summary>Host → device copy, ordered on the stream (and captured into a graph while capturing).</summary>
     void CopyToDevice(ulong destination, nint source, long bytes);
     /// <summary>Device → host copy, ordered on the stream.</summary>
@@ -103,7 +103,7 @@ public interface IGpuDevice : IDisposable
     /// <summary>A kernel <paramref name="name"/> from the embedded source <paramref name="source"/> (compiled and loaded on first use).</summary>
     nint GetFunction(string source, string name);
     /// <summary>Launches a 1-D grid of <paramref name="block"/>-thread blocks with <paramref name="args"/> (cuLaunchKernel's kernelParams).</summary>
-    void Launch(nint function, uint grid, uint block, KernelArgs args);
+    void Launch(nint kernel, uint grid, uint block, KernelArgs args);
     /// <summary>Prepares a GEMM once (descriptors, layouts, algorithm); the handle lives as long as the device.</summary>
     nint PrepareGemm(in GemmDesc desc);
     /// <summary>Runs a prepared GEMM on the stream.</summary>
@@ -121,7 +121,7 @@ public interface IGpuDevice : IDisposable
 /// <summary>
 /// The argument list of one kernel launch in native memory: each argument in its own 8-byte slot and an
 /// array of pointers to the slots (cuLaunchKernel's kernelParams). Built once, argument by typed argument
-/// (<c>new KernelArgs(3).Ptr(x).I64(n).F32(scale)</c>); launching it allocates nothing.
+/// (<c>new KernelArgs(3).Address(x).I64(n).F32(scale)</c>); launching it allocates nothing.
 /// </summary>
 public sealed unsafe class KernelArgs : IDisposable
 {
@@ -159,7 +159,7 @@ public sealed unsafe class KernelArgs : IDisposable
     }
 
     /// <summary>Adds a device pointer (0 for null).</summary>
-    public KernelArgs Ptr(ulong pointer) { *(ulong*)Next('u') = pointer; return this; }
+    public KernelArgs Address(ulong address) { *(ulong*)Next('u') = address; return this; }
     /// <summary>Adds a 64-bit unsigned integer.</summary>
     public KernelArgs U64(ulong value) { *(ulong*)Next('u') = value; return this; }
     /// <summary>Adds a 64-bit signed integer (long long).</summary>
@@ -190,7 +190,7 @@ public sealed unsafe class KernelArgs : IDisposable
     }
 
     /// <summary>The kernelParams array.</summary>
-    public nint Pointer => (nint)_pointers;
+    public nint KernelParams => (nint)_pointers;
 
     /// <summary>Frees the native memory.</summary>
     public void Dispose()

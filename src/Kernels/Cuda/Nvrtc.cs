@@ -120,41 +120,50 @@ public static unsafe partial class Nvrtc
         {
             foreach (var h in headerHandles) h.Free();
         }
+        NvrtcOutput output;
         try
         {
-            var handles = all.Select(o => GCHandle.Alloc(Encoding.UTF8.GetBytes(o + "\0"), GCHandleType.Pinned)).ToArray();
-            try
+            output = CompileProgram(prog, all, name, arch);
+        }
+        catch
+        {
+            _ = nvrtcDestroyProgram(&prog); // the compile error is the one to report
+            throw;
+        }
+        Check(nvrtcDestroyProgram(&prog), "nvrtcDestroyProgram");
+        return output;
+    }
+
+    private static NvrtcOutput CompileProgram(nint prog, List<string> all, string name, string arch)
+    {
+        var handles = all.Select(o => GCHandle.Alloc(Encoding.UTF8.GetBytes(o + "\0"), GCHandleType.Pinned)).ToArray();
+        try
+        {
+            var ptrs = stackalloc byte*[handles.Length];
+            for (int i = 0; i < handles.Length; i++) ptrs[i] = (byte*)handles[i].AddrOfPinnedObject();
+            int r = nvrtcCompileProgram(prog, handles.Length, ptrs);
+            string log = GetLog(prog);
+            Check(r, $"nvrtcCompileProgram({name}, {arch})", log);
+            if (arch.StartsWith("compute_", StringComparison.Ordinal))
             {
-                var ptrs = stackalloc byte*[handles.Length];
-                for (int i = 0; i < handles.Length; i++) ptrs[i] = (byte*)handles[i].AddrOfPinnedObject();
-                int r = nvrtcCompileProgram(prog, handles.Length, ptrs);
-                string log = GetLog(prog);
-                Check(r, $"nvrtcCompileProgram({name}, {arch})", log);
-                if (arch.StartsWith("compute_", StringComparison.Ordinal))
-                {
-                    nuint size;
-                    Check(nvrtcGetPTXSize(prog, &size), "nvrtcGetPTXSize");
-                    var buf = new byte[(int)size];
-                    fixed (byte* b = buf) Check(nvrtcGetPTX(prog, b), "nvrtcGetPTX");
-                    return new NvrtcOutput(Encoding.ASCII.GetString(buf).TrimEnd('\0'), null, log);
-                }
-                else
-                {
-                    nuint size;
-                    Check(nvrtcGetCUBINSize(prog, &size), "nvrtcGetCUBINSize");
-                    var buf = new byte[(int)size];
-                    fixed (byte* b = buf) Check(nvrtcGetCUBIN(prog, b), "nvrtcGetCUBIN");
-                    return new NvrtcOutput(null, buf, log);
-                }
+                nuint size;
+                Check(nvrtcGetPTXSize(prog, &size), "nvrtcGetPTXSize");
+                var buf = new byte[(int)size];
+                fixed (byte* b = buf) Check(nvrtcGetPTX(prog, b), "nvrtcGetPTX");
+                return new NvrtcOutput(Encoding.ASCII.GetString(buf).TrimEnd('\0'), null, log);
             }
-            finally
+            else
             {
-                foreach (var h in handles) h.Free();
+                nuint size;
+                Check(nvrtcGetCUBINSize(prog, &size), "nvrtcGetCUBINSize");
+                var buf = new byte[(int)size];
+                fixed (byte* b = buf) Check(nvrtcGetCUBIN(prog, b), "nvrtcGetCUBIN");
+                return new NvrtcOutput(null, buf, log);
             }
         }
         finally
         {
-            nvrtcDestroyProgram(&prog);
+            foreach (var h in handles) h.Free();
         }
     }
 

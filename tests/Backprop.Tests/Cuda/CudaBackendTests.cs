@@ -6,13 +6,13 @@
 // optimizer and regularizer; Predict/Evaluate; the graph-replayed step against the eagerly launched one
 // bit for bit; the host ↔ device parameter hand-over (SetParameters, checkpoints); divergence; and that a
 // step allocates nothing on the host.
+using Backprop.Engine;
 using Backprop.Engine.Checkpoints;
 using Backprop.Engine.Training;
-using Backprop.Engine;
+using Backprop.Kernels;
 using Backprop.Kernels.Cpu.Ops;
 using Backprop.Kernels.Cpu.Optim;
 using Backprop.Kernels.Cuda;
-using Backprop.Kernels;
 using NUnit.Framework;
 
 namespace Backprop.Tests.Cuda;
@@ -41,7 +41,11 @@ public class CudaBackendTests
 
     private static TrainingOptions Options(Backend backend, OptimizerSettings? opt = null, bool graph = true, int maxBatch = 24) => new()
     {
-        MaxBatch = maxBatch, Threads = 1, Backend = backend, Seed = 11, CudaGraph = graph,
+        MaxBatch = maxBatch,
+        Threads = 1,
+        Backend = backend,
+        Seed = 11,
+        CudaGraph = graph,
         Optimizer = opt ?? new Adam() { LearningRate = 5e-3 },
         Schedule = new LrSchedule { Kind = ScheduleKind.Cosine, TMax = 30, WarmupSteps = 3 },
     };
@@ -255,9 +259,9 @@ public class CudaBackendTests
         public string Description => inner.Description;
         public int Multiprocessors => inner.Multiprocessors;
         public ulong Allocate(long bytes) => inner.Allocate(bytes);
-        public void Free(ulong pointer) => inner.Free(pointer);
+        public void Free(ulong address) => inner.Free(address);
         public nint AllocatePinned(long bytes) => inner.AllocatePinned(bytes);
-        public void FreePinned(nint pointer) => inner.FreePinned(pointer);
+        public void FreePinned(nint address) => inner.FreePinned(address);
         public void CopyToDevice(ulong destination, nint source, long bytes)
         {
             if (bytes == blockBytes) Uploads++;
@@ -270,7 +274,7 @@ public class CudaBackendTests
         }
         public void Synchronize() => inner.Synchronize();
         public nint GetFunction(string source, string name) => inner.GetFunction(source, name);
-        public void Launch(nint function, uint grid, uint block, KernelArgs args) => inner.Launch(function, grid, block, args);
+        public void Launch(nint kernel, uint grid, uint block, KernelArgs args) => inner.Launch(kernel, grid, block, args);
         public nint PrepareGemm(in GemmDesc desc) => inner.PrepareGemm(desc);
         public void Gemm(nint prepared) => inner.Gemm(prepared);
         public void BeginCapture() => inner.BeginCapture();

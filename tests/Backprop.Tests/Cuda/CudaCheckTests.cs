@@ -40,9 +40,9 @@ public class CudaCheckTests
         public string Description => inner.Description;
         public int Multiprocessors => inner.Multiprocessors;
         public ulong Allocate(long bytes) => inner.Allocate(bytes);
-        public void Free(ulong pointer) => inner.Free(pointer);
+        public void Free(ulong address) => inner.Free(address);
         public nint AllocatePinned(long bytes) => inner.AllocatePinned(bytes);
-        public void FreePinned(nint pointer) => inner.FreePinned(pointer);
+        public void FreePinned(nint address) => inner.FreePinned(address);
         public void CopyToDevice(ulong destination, nint source, long bytes) => inner.CopyToDevice(destination, source, bytes);
         public void CopyToHost(nint destination, ulong source, long bytes) => inner.CopyToHost(destination, source, bytes);
         public void Synchronize() => inner.Synchronize();
@@ -52,9 +52,9 @@ public class CudaCheckTests
             if (name == skip) _skipped.Add(f);
             return f;
         }
-        public void Launch(nint function, uint grid, uint block, KernelArgs args)
+        public void Launch(nint kernel, uint grid, uint block, KernelArgs args)
         {
-            if (!_skipped.Contains(function)) inner.Launch(function, grid, block, args);
+            if (!_skipped.Contains(kernel)) inner.Launch(kernel, grid, block, args);
         }
         public nint PrepareGemm(in GemmDesc desc) => inner.PrepareGemm(desc);
         public void Gemm(nint prepared) => inner.Gemm(prepared);

@@ -19,7 +19,7 @@ public sealed unsafe partial class EmulatedGpu : IGpuDevice
     [LibraryImport(HostLib)] private static partial int bp_emu_launch(byte* name, uint grid, uint block, nint args, byte* err, int errlen);
 
     private readonly List<(string Name, string Signature)> _functions = [];
-        private readonly List<List<Action>> _graphs = [];
+    private readonly List<List<Action>> _graphs = [];
     private readonly HashSet<nint> _device = [], _pinned = [];
     private readonly Dictionary<nint, long> _sizes = [];
     private readonly List<nint> _native = [];
@@ -46,10 +46,10 @@ public sealed unsafe partial class EmulatedGpu : IGpuDevice
         return (ulong)p;
     }
 
-    public void Free(ulong pointer)
+    public void Free(ulong address)
     {
-        if (!_device.Remove((nint)pointer)) throw new InvalidOperationException($"cuMemFree of 0x{pointer:x}: not a device allocation.");
-        NativeMemory.AlignedFree((void*)pointer);
+        if (!_device.Remove((nint)address)) throw new InvalidOperationException($"cuMemFree of 0x{address:x}: not a device allocation.");
+        NativeMemory.AlignedFree((void*)address);
     }
 
     public nint AllocatePinned(long bytes)
@@ -61,10 +61,10 @@ public sealed unsafe partial class EmulatedGpu : IGpuDevice
         return p;
     }
 
-    public void FreePinned(nint pointer)
+    public void FreePinned(nint address)
     {
-        if (!_pinned.Remove(pointer)) throw new InvalidOperationException($"cuMemFreeHost of 0x{pointer:x}: not a pinned allocation.");
-        NativeMemory.AlignedFree((void*)pointer);
+        if (!_pinned.Remove(address)) throw new InvalidOperationException($"cuMemFreeHost of 0x{address:x}: not a pinned allocation.");
+        NativeMemory.AlignedFree((void*)address);
     }
 
     private bool Within(HashSet<nint> set, nint p, long bytes)
@@ -119,12 +119,12 @@ public sealed unsafe partial class EmulatedGpu : IGpuDevice
         return _functions.Count;
     }
 
-    public void Launch(nint function, uint grid, uint block, KernelArgs args)
+    public void Launch(nint kernel, uint grid, uint block, KernelArgs args)
     {
         // A launch is prepared once per (function, grid, block, argument list) — the engine builds its argument
         // lists once — so that launching again, eagerly or from a graph, allocates nothing.
-        var key = (function, grid, block, args);
-        if (!_launches.TryGetValue(key, out var run)) _launches[key] = run = PrepareLaunch(function, grid, block, args);
+        var key = (kernel, grid, block, args);
+        if (!_launches.TryGetValue(key, out var run)) _launches[key] = run = PrepareLaunch(kernel, grid, block, args);
         if (_capture != null) _capture.Add(run);
         else run();
     }
@@ -134,7 +134,7 @@ public sealed unsafe partial class EmulatedGpu : IGpuDevice
         var (name, sig) = _functions[(int)function - 1];
         if (!args.Fits(sig)) throw new ArgumentException($"{name}: arguments ({args.Signature}) do not fit the kernel's parameters ({sig}).");
         // Copy the argument values now, as cuLaunchKernel (and capture) does.
-        var pointers = (void**)args.Pointer;
+        var pointers = (void**)args.KernelParams;
         var slots = (ulong*)NativeMemory.AllocZeroed((nuint)Math.Max(1, sig.Length * 8));
         var ptrs = (nint*)NativeMemory.AllocZeroed((nuint)Math.Max(1, sig.Length * sizeof(nint)));
         _native.Add((nint)slots);

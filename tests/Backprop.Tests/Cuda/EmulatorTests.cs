@@ -49,15 +49,15 @@ public unsafe class EmulatorTests
         using var gpu = new EmulatedGpu();
         var f = gpu.GetFunction("activations.cu", "act_bwd"); // (const float*, const float*, float*, long long, int, float)
         Assert.That(EmulatedGpu.Signature("act_bwd"), Is.EqualTo("pppqif"));
-        using var intForLong = new KernelArgs(6).Ptr(1).Ptr(2).Ptr(3).I32(10).I32(1).F32(0);
+        using var intForLong = new KernelArgs(6).Address(1).Address(2).Address(3).I32(10).I32(1).F32(0);
         Assert.That(Assert.Throws<ArgumentException>(() => gpu.Launch(f, 1, 32, intForLong))!.Message,
             Does.Contain("act_bwd: arguments (uuuiif) do not fit the kernel's parameters (pppqif)"));
-        using var tooFew = new KernelArgs(5).Ptr(1).Ptr(2).Ptr(3).I64(10).I32(1);
+        using var tooFew = new KernelArgs(5).Address(1).Address(2).Address(3).I64(10).I32(1);
         Assert.Throws<ArgumentException>(() => gpu.Launch(f, 1, 32, tooFew));
-        using var floatForInt = new KernelArgs(6).Ptr(1).Ptr(2).Ptr(3).I64(10).F32(1).F32(0);
+        using var floatForInt = new KernelArgs(6).Address(1).Address(2).Address(3).I64(10).F32(1).F32(0);
         Assert.Throws<ArgumentException>(() => gpu.Launch(f, 1, 32, floatForInt));
         Assert.That(Assert.Throws<InvalidOperationException>(() => gpu.GetFunction("optim.cu", "softmax_ce"))!.Message, Does.Contain("optim.cu has no kernel 'softmax_ce'"));
-        Assert.That(Assert.Throws<InvalidOperationException>(() => new KernelArgs(1).Ptr(1).Ptr(2))!.Message, Does.Contain("holds 1 arguments; argument 2 does not fit"));
+        Assert.That(Assert.Throws<InvalidOperationException>(() => new KernelArgs(1).Address(1).Address(2))!.Message, Does.Contain("holds 1 arguments; argument 2 does not fit"));
     }
 
     [Test]

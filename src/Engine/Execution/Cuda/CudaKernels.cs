@@ -21,88 +21,88 @@ internal static class CudaKernels
     /// <summary>bias_act_fwd(float* y, const float* bias, float* pre, int rows, int cols, int kind, float param).</summary>
     public static CudaLaunch BiasActFwd(IGpuDevice gpu, uint grid, uint block, ulong y, ulong bias, ulong pre, int rows, int cols, Activation act) =>
         Make(gpu, "activations.cu", "bias_act_fwd", grid, block,
-            new KernelArgs(7).Ptr(y).Ptr(bias).Ptr(pre).I32(rows).I32(cols).I32(CudaActivationCodes.Code(act)).F32(CudaActivationCodes.Parameter(act)));
+            new KernelArgs(7).Address(y).Address(bias).Address(pre).I32(rows).I32(cols).I32(CudaActivationCodes.Code(act)).F32(CudaActivationCodes.Parameter(act)));
 
     /// <summary>act_bwd(const float* saved, const float* dy, float* dx, long long n, int kind, float param).</summary>
     public static CudaLaunch ActBwd(IGpuDevice gpu, uint grid, uint block, ulong saved, ulong dy, ulong dx, long n, Activation act) =>
         Make(gpu, "activations.cu", "act_bwd", grid, block,
-            new KernelArgs(6).Ptr(saved).Ptr(dy).Ptr(dx).I64(n).I32(CudaActivationCodes.Code(act)).F32(CudaActivationCodes.Parameter(act)));
+            new KernelArgs(6).Address(saved).Address(dy).Address(dx).I64(n).I32(CudaActivationCodes.Code(act)).F32(CudaActivationCodes.Parameter(act)));
 
     /// <summary>column_sums(const float* dz, float* db, int rows, int cols, int accumulate).</summary>
     public static CudaLaunch ColumnSums(IGpuDevice gpu, uint grid, uint block, ulong dz, ulong db, int rows, int cols, bool accumulate) =>
-        Make(gpu, "activations.cu", "column_sums", grid, block, new KernelArgs(5).Ptr(dz).Ptr(db).I32(rows).I32(cols).I32(accumulate ? 1 : 0));
+        Make(gpu, "activations.cu", "column_sums", grid, block, new KernelArgs(5).Address(dz).Address(db).I32(rows).I32(cols).I32(accumulate ? 1 : 0));
 
     // dropout.cu
 
     /// <summary>dropout_apply(const float* x, float* y, long long n, bp_u64 seed, const bp_step_consts* sc, bp_u32 layer, bp_u32 threshold, float scale).</summary>
     public static CudaLaunch DropoutApply(IGpuDevice gpu, uint grid, uint block, ulong x, ulong y, long n, ulong seed, ulong consts, uint layer, uint threshold, float scale) =>
         Make(gpu, "dropout.cu", "dropout_apply", grid, block,
-            new KernelArgs(8).Ptr(x).Ptr(y).I64(n).U64(seed).Ptr(consts).U32(layer).U32(threshold).F32(scale));
+            new KernelArgs(8).Address(x).Address(y).I64(n).U64(seed).Address(consts).U32(layer).U32(threshold).F32(scale));
 
     // losses.cu
 
     /// <summary>softmax_ce(const float* logits, const int* labels, float* grad, float* loss_rows, int batch, int classes, float smoothing).</summary>
     public static CudaLaunch SoftmaxCe(IGpuDevice gpu, uint grid, uint block, ulong logits, ulong labels, ulong grad, ulong lossRows, int batch, int classes, float smoothing) =>
         Make(gpu, "losses.cu", "softmax_ce", grid, block,
-            new KernelArgs(7).Ptr(logits).Ptr(labels).Ptr(grad).Ptr(lossRows).I32(batch).I32(classes).F32(smoothing));
+            new KernelArgs(7).Address(logits).Address(labels).Address(grad).Address(lossRows).I32(batch).I32(classes).F32(smoothing));
 
     /// <summary>mse(const float* x, const float* t, float* grad, float* loss_terms, long long n).</summary>
     public static CudaLaunch Mse(IGpuDevice gpu, uint grid, uint block, ulong x, ulong t, ulong grad, ulong terms, long n) =>
-        Make(gpu, "losses.cu", "mse", grid, block, new KernelArgs(5).Ptr(x).Ptr(t).Ptr(grad).Ptr(terms).I64(n));
+        Make(gpu, "losses.cu", "mse", grid, block, new KernelArgs(5).Address(x).Address(t).Address(grad).Address(terms).I64(n));
 
     /// <summary>l1_loss(const float* x, const float* t, float* grad, float* loss_terms, long long n).</summary>
     public static CudaLaunch L1Loss(IGpuDevice gpu, uint grid, uint block, ulong x, ulong t, ulong grad, ulong terms, long n) =>
-        Make(gpu, "losses.cu", "l1_loss", grid, block, new KernelArgs(5).Ptr(x).Ptr(t).Ptr(grad).Ptr(terms).I64(n));
+        Make(gpu, "losses.cu", "l1_loss", grid, block, new KernelArgs(5).Address(x).Address(t).Address(grad).Address(terms).I64(n));
 
     /// <summary>huber(const float* x, const float* t, float* grad, float* loss_terms, long long n, float delta).</summary>
     public static CudaLaunch Huber(IGpuDevice gpu, uint grid, uint block, ulong x, ulong t, ulong grad, ulong terms, long n, float delta) =>
-        Make(gpu, "losses.cu", "huber", grid, block, new KernelArgs(6).Ptr(x).Ptr(t).Ptr(grad).Ptr(terms).I64(n).F32(delta));
+        Make(gpu, "losses.cu", "huber", grid, block, new KernelArgs(6).Address(x).Address(t).Address(grad).Address(terms).I64(n).F32(delta));
 
     /// <summary>bce_with_logits(const float* x, const float* t, float* grad, float* loss_terms, long long n).</summary>
     public static CudaLaunch BceWithLogits(IGpuDevice gpu, uint grid, uint block, ulong x, ulong t, ulong grad, ulong terms, long n) =>
-        Make(gpu, "losses.cu", "bce_with_logits", grid, block, new KernelArgs(5).Ptr(x).Ptr(t).Ptr(grad).Ptr(terms).I64(n));
+        Make(gpu, "losses.cu", "bce_with_logits", grid, block, new KernelArgs(5).Address(x).Address(t).Address(grad).Address(terms).I64(n));
 
     /// <summary>loss_reduce(const float* terms, long long n, double divisor, bp_step_status* status).</summary>
     public static CudaLaunch LossReduce(IGpuDevice gpu, uint grid, uint block, ulong terms, long n, double divisor, ulong status) =>
-        Make(gpu, "losses.cu", "loss_reduce", grid, block, new KernelArgs(4).Ptr(terms).I64(n).F64(divisor).Ptr(status));
+        Make(gpu, "losses.cu", "loss_reduce", grid, block, new KernelArgs(4).Address(terms).I64(n).F64(divisor).Address(status));
 
     /// <summary>count_correct(const float* logits, const int* labels, int batch, int classes, unsigned int* correct).</summary>
     public static CudaLaunch CountCorrect(IGpuDevice gpu, uint grid, uint block, ulong logits, ulong labels, int batch, int classes, ulong correct) =>
-        Make(gpu, "losses.cu", "count_correct", grid, block, new KernelArgs(5).Ptr(logits).Ptr(labels).I32(batch).I32(classes).Ptr(correct));
+        Make(gpu, "losses.cu", "count_correct", grid, block, new KernelArgs(5).Address(logits).Address(labels).I32(batch).I32(classes).Address(correct));
 
     // optim.cu
 
     /// <summary>sumsq_partial(const float* g, long long n, float clip_value, float* partial).</summary>
     public static CudaLaunch SumsqPartial(IGpuDevice gpu, uint grid, uint block, ulong g, long n, float clipValue, ulong partial) =>
-        Make(gpu, "optim.cu", "sumsq_partial", grid, block, new KernelArgs(4).Ptr(g).I64(n).F32(clipValue).Ptr(partial));
+        Make(gpu, "optim.cu", "sumsq_partial", grid, block, new KernelArgs(4).Address(g).I64(n).F32(clipValue).Address(partial));
 
     /// <summary>sumsq_final(const float* partial, int parts, float max_norm, bp_step_status* status).</summary>
     public static CudaLaunch SumsqFinal(IGpuDevice gpu, uint grid, uint block, ulong partial, int parts, float maxNorm, ulong status) =>
-        Make(gpu, "optim.cu", "sumsq_final", grid, block, new KernelArgs(4).Ptr(partial).I32(parts).F32(maxNorm).Ptr(status));
+        Make(gpu, "optim.cu", "sumsq_final", grid, block, new KernelArgs(4).Address(partial).I32(parts).F32(maxNorm).Address(status));
 
     /// <summary>The prologue every update kernel shares: clip_value, use_scale, l1, step constants, status.</summary>
     private static KernelArgs Tail(KernelArgs a, OptimizerSettings o, bool useScale, ulong consts, ulong status) =>
-        a.F32((float)o.ClipValue).I32(useScale ? 1 : 0).F32((float)o.L1).Ptr(consts).Ptr(status);
+        a.F32((float)o.ClipValue).I32(useScale ? 1 : 0).F32((float)o.L1).Address(consts).Address(status);
 
     /// <summary>adam_update(p, g, m, v, vmax, long long n, beta1, beta2, eps, wd, int decoupled, int amsgrad, clip_value, int use_scale, l1, sc, status).</summary>
     public static CudaLaunch AdamUpdate(IGpuDevice gpu, uint grid, uint block, ulong p, ulong g, ulong m, ulong v, ulong vmax, long n, Adam o,
         bool useScale, ulong consts, ulong status) =>
-        Make(gpu, "optim.cu", "adam_update", grid, block, Tail(new KernelArgs(17).Ptr(p).Ptr(g).Ptr(m).Ptr(v).Ptr(vmax).I64(n)
+        Make(gpu, "optim.cu", "adam_update", grid, block, Tail(new KernelArgs(17).Address(p).Address(g).Address(m).Address(v).Address(vmax).I64(n)
             .F32((float)o.Beta1).F32((float)o.Beta2).F32((float)o.Eps).F32((float)o.WeightDecay).I32(o is AdamW ? 1 : 0).I32(vmax != 0 ? 1 : 0), o, useScale, consts, status));
 
     /// <summary>sgd_update(p, g, buf, long long n, momentum, dampening, wd, int nesterov, clip_value, int use_scale, l1, sc, status).</summary>
     public static CudaLaunch SgdUpdate(IGpuDevice gpu, uint grid, uint block, ulong p, ulong g, ulong buf, long n, Sgd o, bool useScale, ulong consts, ulong status) =>
-        Make(gpu, "optim.cu", "sgd_update", grid, block, Tail(new KernelArgs(13).Ptr(p).Ptr(g).Ptr(buf).I64(n)
+        Make(gpu, "optim.cu", "sgd_update", grid, block, Tail(new KernelArgs(13).Address(p).Address(g).Address(buf).I64(n)
             .F32((float)o.Momentum).F32((float)o.Dampening).F32((float)o.WeightDecay).I32(o.Nesterov ? 1 : 0), o, useScale, consts, status));
 
     /// <summary>rmsprop_update(p, g, sq, avg, buf, long long n, alpha, eps, wd, momentum, int centered, clip_value, int use_scale, l1, sc, status).</summary>
     public static CudaLaunch RmspropUpdate(IGpuDevice gpu, uint grid, uint block, ulong p, ulong g, ulong sq, ulong avg, ulong buf, long n, RmsProp o,
         bool useScale, ulong consts, ulong status) =>
-        Make(gpu, "optim.cu", "rmsprop_update", grid, block, Tail(new KernelArgs(16).Ptr(p).Ptr(g).Ptr(sq).Ptr(avg).Ptr(buf).I64(n)
+        Make(gpu, "optim.cu", "rmsprop_update", grid, block, Tail(new KernelArgs(16).Address(p).Address(g).Address(sq).Address(avg).Address(buf).I64(n)
             .F32((float)o.Alpha).F32((float)o.Eps).F32((float)o.WeightDecay).F32((float)o.Momentum).I32(avg != 0 ? 1 : 0), o, useScale, consts, status));
 
     /// <summary>adagrad_update(p, g, sum, long long n, eps, wd, clip_value, int use_scale, l1, sc, status).</summary>
     public static CudaLaunch AdagradUpdate(IGpuDevice gpu, uint grid, uint block, ulong p, ulong g, ulong sum, long n, Adagrad o, bool useScale, ulong consts, ulong status) =>
-        Make(gpu, "optim.cu", "adagrad_update", grid, block, Tail(new KernelArgs(11).Ptr(p).Ptr(g).Ptr(sum).I64(n)
+        Make(gpu, "optim.cu", "adagrad_update", grid, block, Tail(new KernelArgs(11).Address(p).Address(g).Address(sum).I64(n)
             .F32((float)o.Eps).F32((float)o.WeightDecay), o, useScale, consts, status));
 }

@@ -125,7 +125,7 @@ public static unsafe class Optimizer
                     Run(new AdagradKernel<T> { H = H, P = P + a, G = G + a, Sum = Slot(H.SlotA) }, n);
                     break;
                 default:
-                    throw new ArgumentOutOfRangeException(nameof(H), H.Kind, $"Unknown optimizer {(int)H.Kind}.");
+                    throw new InvalidOperationException($"Unknown optimizer {(int)H.Kind}.");
             }
         }
 
