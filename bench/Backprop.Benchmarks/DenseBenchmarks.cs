@@ -1,8 +1,8 @@
 // Fused dense forward (GEMM + bias + ReLU in the store) against OpenBLAS sgemm + a bias/ReLU pass.
-using BenchmarkDotNet.Attributes;
 using Backprop.Kernels.Blas;
 using Backprop.Kernels.Cpu;
 using Backprop.Kernels.Cpu.Ops;
+using BenchmarkDotNet.Attributes;
 
 namespace Backprop.Benchmarks;
 

@@ -1,8 +1,8 @@
 // SGEMM: ours (each ISA path) against OpenBLAS on the shapes of the GEMM issue, 1 and 2 threads.
 // OpenBLAS is the baseline, so BenchmarkDotNet's Ratio column reads as ours / OpenBLAS time.
-using BenchmarkDotNet.Attributes;
 using Backprop.Kernels.Blas;
 using Backprop.Kernels.Cpu;
+using BenchmarkDotNet.Attributes;
 
 namespace Backprop.Benchmarks;
 

@@ -7,8 +7,8 @@ using System.Text;
 using System.Text.Json;
 using System.Text.Json.Serialization;
 using Backprop.Engine;
-using Backprop.Kernels.Blas;
 using Backprop.Kernels;
+using Backprop.Kernels.Blas;
 
 namespace Backprop.Cli.Bench;
 

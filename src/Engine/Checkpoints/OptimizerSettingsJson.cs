@@ -41,8 +41,11 @@ internal sealed class OptimizerSettingsJson : JsonConverter<OptimizerSettings>
         };
         return s with
         {
-            LearningRate = D("LearningRate", s.LearningRate), WeightDecay = D("WeightDecay", s.WeightDecay), L1 = D("L1", s.L1),
-            ClipValue = D("ClipValue", s.ClipValue), ClipNorm = D("ClipNorm", s.ClipNorm),
+            LearningRate = D("LearningRate", s.LearningRate),
+            WeightDecay = D("WeightDecay", s.WeightDecay),
+            L1 = D("L1", s.L1),
+            ClipValue = D("ClipValue", s.ClipValue),
+            ClipNorm = D("ClipNorm", s.ClipNorm),
         };
     }
 

@@ -51,7 +51,11 @@ public static partial class Npy
         long count = shape.Aggregate(1L, (a, x) => a * x);
         int size = descr switch
         {
-            "<f4" => 4, "<f8" => 8, "|u1" or "<u1" => 1, "<i4" => 4, "<i8" => 8,
+            "<f4" => 4,
+            "<f8" => 8,
+            "|u1" or "<u1" => 1,
+            "<i4" => 4,
+            "<i8" => 8,
             _ => throw new InvalidDataException($".npy file '{path}': dtype '{descr}' is not supported; expected float32 ('<f4'), float64 ('<f8'), uint8 ('|u1'), int32 or int64."),
         };
         int dataStart = start + headerLen;

@@ -91,12 +91,24 @@ public static unsafe partial class CudaDriver
         }
         return result switch
         {
-            0 => "CUDA_SUCCESS", 1 => "CUDA_ERROR_INVALID_VALUE", 2 => "CUDA_ERROR_OUT_OF_MEMORY", 3 => "CUDA_ERROR_NOT_INITIALIZED",
-            4 => "CUDA_ERROR_DEINITIALIZED", 100 => "CUDA_ERROR_NO_DEVICE", 101 => "CUDA_ERROR_INVALID_DEVICE",
-            200 => "CUDA_ERROR_INVALID_IMAGE", 201 => "CUDA_ERROR_INVALID_CONTEXT", 209 => "CUDA_ERROR_NO_BINARY_FOR_GPU",
-            218 => "CUDA_ERROR_INVALID_PTX", 300 => "CUDA_ERROR_INVALID_SOURCE", 500 => "CUDA_ERROR_NOT_FOUND",
-            700 => "CUDA_ERROR_ILLEGAL_ADDRESS", 701 => "CUDA_ERROR_LAUNCH_OUT_OF_RESOURCES", 702 => "CUDA_ERROR_LAUNCH_TIMEOUT",
-            719 => "CUDA_ERROR_LAUNCH_FAILED", 999 => "CUDA_ERROR_UNKNOWN",
+            0 => "CUDA_SUCCESS",
+            1 => "CUDA_ERROR_INVALID_VALUE",
+            2 => "CUDA_ERROR_OUT_OF_MEMORY",
+            3 => "CUDA_ERROR_NOT_INITIALIZED",
+            4 => "CUDA_ERROR_DEINITIALIZED",
+            100 => "CUDA_ERROR_NO_DEVICE",
+            101 => "CUDA_ERROR_INVALID_DEVICE",
+            200 => "CUDA_ERROR_INVALID_IMAGE",
+            201 => "CUDA_ERROR_INVALID_CONTEXT",
+            209 => "CUDA_ERROR_NO_BINARY_FOR_GPU",
+            218 => "CUDA_ERROR_INVALID_PTX",
+            300 => "CUDA_ERROR_INVALID_SOURCE",
+            500 => "CUDA_ERROR_NOT_FOUND",
+            700 => "CUDA_ERROR_ILLEGAL_ADDRESS",
+            701 => "CUDA_ERROR_LAUNCH_OUT_OF_RESOURCES",
+            702 => "CUDA_ERROR_LAUNCH_TIMEOUT",
+            719 => "CUDA_ERROR_LAUNCH_FAILED",
+            999 => "CUDA_ERROR_UNKNOWN",
             _ => $"CUresult {result}",
         };
     }

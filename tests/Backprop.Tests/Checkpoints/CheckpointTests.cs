@@ -4,10 +4,10 @@ using System.Buffers.Binary;
 using System.Diagnostics;
 using System.Text;
 using System.Text.Json;
-using Backprop.Engine.Checkpoints;
 using Backprop.Engine;
-using Backprop.Kernels.Cpu.Optim;
+using Backprop.Engine.Checkpoints;
 using Backprop.Kernels;
+using Backprop.Kernels.Cpu.Optim;
 using NUnit.Framework;
 
 namespace Backprop.Tests.Checkpoints;

@@ -3,11 +3,11 @@
 // agrees with the C# kernels; library probing and error translation say what is wrong. GPU tests
 // report "skipped: no CUDA device" here.
 using System.Runtime.InteropServices;
+using Backprop.Kernels;
 using Backprop.Kernels.Cpu.Ops;
 using Backprop.Kernels.Cpu.Optim;
 using Backprop.Kernels.Cuda;
 using Backprop.Kernels.Native;
-using Backprop.Kernels;
 using NUnit.Framework;
 
 namespace Backprop.Tests.Cuda;
@@ -123,7 +123,8 @@ public unsafe partial class CudaHostTests
     [LibraryImport(HostLib)] private static partial float bp_host_act_grad(int kind, float p, float s);
     [LibraryImport(HostLib)] private static partial void bp_host_philox(uint c0, uint c1, uint c2, uint c3, uint k0, uint k1, uint* output);
     [LibraryImport(HostLib)] private static partial int bp_host_dropout_keep(ulong seed, ulong step, uint layer, ulong e, uint threshold);
-    [LibraryImport(HostLib)] private static partial void bp_host_adam(float* p, float g, float* m, float* v, float* vmax, float beta1, float beta2, float eps, float wd,
+    [LibraryImport(HostLib)]
+    private static partial void bp_host_adam(float* p, float g, float* m, float* v, float* vmax, float beta1, float beta2, float eps, float wd,
         float stepSize, float sqrtBc2, float decay, int decoupled, int amsgrad);
     [LibraryImport(HostLib)] private static partial void bp_host_sgd(float* p, float g, float* buf, float lr, float momentum, float dampening, float wd, int nesterov, int first);
 

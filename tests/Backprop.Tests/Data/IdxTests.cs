@@ -2,11 +2,11 @@
 // real Fashion-MNIST files from the Debian package load and train.
 using System.Buffers.Binary;
 using System.IO.Compression;
+using Backprop.Engine;
 using Backprop.Engine.Data;
 using Backprop.Engine.Training;
-using Backprop.Engine;
-using Backprop.Kernels.Cpu.Optim;
 using Backprop.Kernels;
+using Backprop.Kernels.Cpu.Optim;
 using NUnit.Framework;
 
 namespace Backprop.Tests.Data;

@@ -1,11 +1,11 @@
 // The compiled model: plan checks, zero allocation per step, backends agreeing, determinism across
 // thread counts, agreement with the reference executor, divergence, disposal, small batches.
-using Backprop.Engine.Planning;
 using Backprop.Engine;
+using Backprop.Engine.Planning;
+using Backprop.Kernels;
+using Backprop.Kernels.Cpu;
 using Backprop.Kernels.Cpu.Ops;
 using Backprop.Kernels.Cpu.Optim;
-using Backprop.Kernels.Cpu;
-using Backprop.Kernels;
 using NUnit.Framework;
 
 namespace Backprop.Tests.Engine;

@@ -1,9 +1,9 @@
 // Trainer: seeded shuffling, early stopping on a validation split restoring the best epoch.
+using Backprop.Engine;
 using Backprop.Engine.Data;
 using Backprop.Engine.Training;
-using Backprop.Engine;
-using Backprop.Kernels.Cpu.Optim;
 using Backprop.Kernels;
+using Backprop.Kernels.Cpu.Optim;
 using NUnit.Framework;
 
 namespace Backprop.Tests.Engine;

@@ -1,10 +1,10 @@
 // ONNX export checked by running the file in ONNX Runtime (CPU) and comparing with Predict.
-using Backprop.Engine.Export;
 using Backprop.Engine;
-using Backprop.Kernels.Cpu.Ops;
+using Backprop.Engine.Export;
 using Backprop.Kernels;
-using Microsoft.ML.OnnxRuntime.Tensors;
+using Backprop.Kernels.Cpu.Ops;
 using Microsoft.ML.OnnxRuntime;
+using Microsoft.ML.OnnxRuntime.Tensors;
 using NUnit.Framework;
 
 namespace Backprop.Tests.Export;

@@ -3,11 +3,11 @@
 // networks; and a deliberately wrong derivative that the checker must reject.
 using System.Numerics;
 using System.Runtime.Intrinsics;
-using Backprop.Engine.Gradcheck;
 using Backprop.Engine;
-using Backprop.Kernels.Cpu.Ops;
-using Backprop.Kernels.Cpu;
+using Backprop.Engine.Gradcheck;
 using Backprop.Kernels;
+using Backprop.Kernels.Cpu;
+using Backprop.Kernels.Cpu.Ops;
 using NUnit.Framework;
 
 namespace Backprop.Tests.Gradcheck;

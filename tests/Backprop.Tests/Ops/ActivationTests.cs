@@ -1,8 +1,8 @@
 // Activations against libtorch (golden/activations.json) in double and float on every ISA path,
 // and the float kernels against an independent double formula on lengths 0..256.
-using Backprop.Kernels.Cpu.Ops;
-using Backprop.Kernels.Cpu;
 using Backprop.Kernels;
+using Backprop.Kernels.Cpu;
+using Backprop.Kernels.Cpu.Ops;
 using NUnit.Framework;
 
 namespace Backprop.Tests.Ops;

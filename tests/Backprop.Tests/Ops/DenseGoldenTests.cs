@@ -1,9 +1,9 @@
 // The fused dense kernels composed by hand into the two small networks of the golden files:
 // forward values, loss, every parameter gradient and the input gradient against libtorch, in double
 // and float, on every ISA path and on 1 and 2 threads.
-using Backprop.Kernels.Cpu.Ops;
-using Backprop.Kernels.Cpu;
 using Backprop.Kernels;
+using Backprop.Kernels.Cpu;
+using Backprop.Kernels.Cpu.Ops;
 using NUnit.Framework;
 
 namespace Backprop.Tests.Ops;

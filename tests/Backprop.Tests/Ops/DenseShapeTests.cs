@@ -1,9 +1,9 @@
 // The float dense kernels against a naive double reference on shapes that cover every vector tail
 // (batch and widths 1, 3, 17, 33, 127, 257; batch 300 > KC so the bias sums span K blocks),
 // each ISA path forced, overwrite and accumulate modes, 1 and 2 threads.
-using Backprop.Kernels.Cpu.Ops;
-using Backprop.Kernels.Cpu;
 using Backprop.Kernels;
+using Backprop.Kernels.Cpu;
+using Backprop.Kernels.Cpu.Ops;
 using NUnit.Framework;
 
 namespace Backprop.Tests.Ops;

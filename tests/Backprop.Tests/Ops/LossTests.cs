@@ -1,6 +1,6 @@
 // Losses against libtorch (golden/losses.json) in double and float, and the label errors.
-using Backprop.Kernels.Cpu.Ops;
 using Backprop.Kernels;
+using Backprop.Kernels.Cpu.Ops;
 using NUnit.Framework;
 
 namespace Backprop.Tests.Ops;

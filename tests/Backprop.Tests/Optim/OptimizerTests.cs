@@ -3,9 +3,9 @@
 // the written formulas.
 using System.Text.Json;
 using Backprop.Engine.Training;
+using Backprop.Kernels;
 using Backprop.Kernels.Cpu;
 using Backprop.Kernels.Cpu.Optim;
-using Backprop.Kernels;
 using NUnit.Framework;
 
 namespace Backprop.Tests.Optim;
@@ -20,8 +20,12 @@ public class OptimizerTests
         bool B(string k) => h.TryGetProperty(k, out var v) && v.GetBoolean();
         var kind = c.GetProperty("optimizer").GetString() switch
         {
-            "SGD" => OptimizerKind.Sgd, "Adam" => OptimizerKind.Adam, "AdamW" => OptimizerKind.AdamW,
-            "RMSprop" => OptimizerKind.RMSprop, "Adagrad" => OptimizerKind.Adagrad, var o => throw new ArgumentException(o),
+            "SGD" => OptimizerKind.Sgd,
+            "Adam" => OptimizerKind.Adam,
+            "AdamW" => OptimizerKind.AdamW,
+            "RMSprop" => OptimizerKind.RMSprop,
+            "Adagrad" => OptimizerKind.Adagrad,
+            var o => throw new ArgumentException(o),
         };
         double lr = D("lr"), wd = D("weight_decay");
         return kind switch

@@ -1,10 +1,10 @@
 // Kernels composed into training steps: libtorch's 10 Adam steps (golden/train_steps.json), and
 // bit-identical weights after 100 steps on 1 and on 2 threads.
 using Backprop.Engine;
+using Backprop.Kernels;
+using Backprop.Kernels.Cpu;
 using Backprop.Kernels.Cpu.Ops;
 using Backprop.Kernels.Cpu.Optim;
-using Backprop.Kernels.Cpu;
-using Backprop.Kernels;
 using NUnit.Framework;
 
 namespace Backprop.Tests.Optim;

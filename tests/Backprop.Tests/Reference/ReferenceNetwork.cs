@@ -6,10 +6,10 @@
 //   backward: dW_l, db_l from d(z_l) (Dense.BwdWeights); d(z_{l−1}) = (d(z_l)·W_l) ⊙ mask ⊙ f'_{l−1}
 //             (Dense.BwdData with f' fused, then the dropout map); d(x) = d(z_1)·W_1.
 using System.Numerics;
-using Backprop.Kernels.Cpu.Ops;
-using Backprop.Kernels.Cpu;
 using Backprop.Engine;
 using Backprop.Kernels;
+using Backprop.Kernels.Cpu;
+using Backprop.Kernels.Cpu.Ops;
 
 namespace Backprop.Tests;
 

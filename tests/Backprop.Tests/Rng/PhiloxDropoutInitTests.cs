@@ -1,6 +1,6 @@
 // Philox known answers (Random123's kat_vectors), dropout determinism and gradient, initializer statistics.
-using Backprop.Kernels.Cpu.Ops;
 using Backprop.Kernels;
+using Backprop.Kernels.Cpu.Ops;
 using NUnit.Framework;
 
 namespace Backprop.Tests.Rng;

@@ -45,24 +45,24 @@ public static class RegressionLosses
             switch (kind)
             {
                 case RegressionLossKind.Mse:
-                    { T d = x - t; l = d * d; g = two * d; break; }
+                { T d = x - t; l = d * d; g = two * d; break; }
                 case RegressionLossKind.L1:
-                    { T d = x - t; l = T.Abs(d); g = d > T.Zero ? T.One : d < T.Zero ? -T.One : T.Zero; break; }
+                { T d = x - t; l = T.Abs(d); g = d > T.Zero ? T.One : d < T.Zero ? -T.One : T.Zero; break; }
                 case RegressionLossKind.Huber:
-                    {
-                        T d = x - t, a = T.Abs(d);
-                        l = a < d0 ? half * d * d : d0 * (a - half * d0);
-                        g = d > d0 ? d0 : d < -d0 ? -d0 : d;
-                        break;
-                    }
+                {
+                    T d = x - t, a = T.Abs(d);
+                    l = a < d0 ? half * d * d : d0 * (a - half * d0);
+                    g = d > d0 ? d0 : d < -d0 ? -d0 : d;
+                    break;
+                }
                 case RegressionLossKind.BceWithLogits:
-                    {
-                        T e = T.Exp(-T.Abs(x));
-                        l = T.Max(x, T.Zero) - x * t + T.LogP1(e);
-                        T s = x >= T.Zero ? T.One / (T.One + e) : e / (T.One + e);
-                        g = s - t;
-                        break;
-                    }
+                {
+                    T e = T.Exp(-T.Abs(x));
+                    l = T.Max(x, T.Zero) - x * t + T.LogP1(e);
+                    T s = x >= T.Zero ? T.One / (T.One + e) : e / (T.One + e);
+                    g = s - t;
+                    break;
+                }
                 default: throw new ArgumentOutOfRangeException(nameof(kind), kind, $"Unknown loss kind {(int)kind}.");
             }
             total += double.CreateTruncating(l);
