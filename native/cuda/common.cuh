@@ -1,6 +1,6 @@
 // Per-element math shared by the CUDA kernels and by a host build (g++) that the tests compare with
 // the C# kernels: activations and their derivatives (same formulas and conventions as
-// src/Kernels/Cpu/Ops), the Philox4x32-10 generator (as src/Kernels/Cpu/Rng/Philox.cs), and the
+// src/Kernels/Cpu/Ops), the Philox4x32-10 generator (as src/Kernels/Philox.cs), and the
 // optimizer update formulas (as src/Kernels/Cpu/Optim/Optimizer.cs). NVRTC has no standard headers,
 // so only built-in types and math functions are used.
 #pragma once
@@ -41,7 +41,7 @@ struct bp_step_status
     int skip;
 };
 
-// Activation kinds: the order of Backprop.Kernels.Cpu.Ops.ActivationKind.
+// Activation kinds: the constants of src/Engine/Execution/Cuda/CudaActivationCodes.cs (a test compares the two).
 enum { BP_IDENTITY = 0, BP_RELU = 1, BP_LEAKY_RELU = 2, BP_ELU = 3, BP_TANH = 4, BP_SIGMOID = 5, BP_GELU = 6, BP_GELU_TANH = 7, BP_SILU = 8 };
 
 // True when the derivative is computed from the output y (else from the pre-activation x).

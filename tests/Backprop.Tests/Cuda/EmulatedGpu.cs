@@ -1,6 +1,6 @@
 // IGpuDevice without a GPU, for the tests: "device" memory is host memory (filled with NaN bytes when
 // allocated, as device memory is not zeroed), kernels are the real .cu sources run by the host
-// emulation in native/cuda/emu.cpp, and GEMMs follow the cuBLAS / cuBLASLt definitions column-major
+// emulation in tests/native/emu.cpp, and GEMMs follow the cuBLAS / cuBLASLt definitions column-major
 // in double precision (an oracle independent of the CPU GEMM). It enforces what a real stream capture
 // would reject: synchronizing while capturing, and captured copies to or from pageable host memory.
 // Kernel launches check the argument list against the kernel's signature (count, 4 vs 8 bytes, float vs
@@ -114,7 +114,7 @@ public sealed unsafe partial class EmulatedGpu : IGpuDevice
         if (!CudaSources.Read(source).Contains($"void {name}(", StringComparison.Ordinal))
             throw new InvalidOperationException($"cuModuleGetFunction: {source} has no kernel '{name}'.");
         var sig = bp_emu_signature(name);
-        if (sig == 0) throw new InvalidOperationException($"the emulator does not know kernel '{name}' (add it to native/cuda/emu.cpp).");
+        if (sig == 0) throw new InvalidOperationException($"the emulator does not know kernel '{name}' (add it to tests/native/emu.cpp).");
         _functions.Add((name, Marshal.PtrToStringUTF8(sig)!));
         return _functions.Count;
     }
