@@ -43,10 +43,18 @@ public partial class Model<T> : IDisposable where T : unmanaged, IFloatingPointI
             list.Add(new ParameterInfo(b, [s.Bias.Cols], l));
         }
         Parameters = list;
-        var block = _exec.WriteParameters();
-        for (int l = 0; l < spec.Layers.Count; l++)
-            Initializers.Initialize<T>(options.Init, options.Seed, (uint)l, spec.Width(l), spec.Layers[l].Units, View(block, Plan.Layers[l].Weight), View(block, Plan.Layers[l].Bias));
-        Optimizer.InitState<T>(options.Optimizer, State(block, 0), State(block, 1), State(block, 2));
+        try
+        {
+            var block = _exec.WriteParameters();
+            for (int l = 0; l < spec.Layers.Count; l++)
+                Initializers.Initialize<T>(options.Init, options.Seed, (uint)l, spec.Width(l), spec.Layers[l].Units, View(block, Plan.Layers[l].Weight), View(block, Plan.Layers[l].Bias));
+            Optimizer.InitState<T>(options.Optimizer, State(block, 0), State(block, 1), State(block, 2));
+        }
+        catch
+        {
+            _exec.Dispose();
+            throw;
+        }
     }
 
     /// <summary>The compiled plan.</summary>
@@ -76,7 +84,12 @@ public partial class Model<T> : IDisposable where T : unmanaged, IFloatingPointI
         ObjectDisposedException.ThrowIf(_disposed, this);
         if (Interlocked.Exchange(ref _busy, 1) != 0)
             throw new InvalidOperationException("This model is in use by another thread: Step, Predict and Evaluate share its buffers, so call them from one thread at a time (or give each thread its own model).");
-        OnEnter?.Invoke();
+        try { OnEnter?.Invoke(); }
+        catch
+        {
+            Exit();
+            throw;
+        }
     }
 
     private void Exit() => Volatile.Write(ref _busy, 0);
