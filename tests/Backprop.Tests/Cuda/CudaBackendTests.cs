@@ -253,35 +253,19 @@ public class CudaBackendTests
     }
 
     // Counts the copies of whole parameter blocks between host and device (the mirror's traffic).
-    private sealed class CountingGpu(IGpuDevice inner, long blockBytes) : IGpuDevice
+    private sealed class CountingGpu(IGpuDevice inner, long blockBytes) : DelegatingGpu(inner)
     {
         public int Uploads, Downloads;
-        public string Description => inner.Description;
-        public int Multiprocessors => inner.Multiprocessors;
-        public ulong Allocate(long bytes) => inner.Allocate(bytes);
-        public void Free(ulong address) => inner.Free(address);
-        public nint AllocatePinned(long bytes) => inner.AllocatePinned(bytes);
-        public void FreePinned(nint address) => inner.FreePinned(address);
-        public void CopyToDevice(ulong destination, nint source, long bytes)
+        public override void CopyToDevice(ulong destination, nint source, long bytes)
         {
             if (bytes == blockBytes) Uploads++;
-            inner.CopyToDevice(destination, source, bytes);
+            base.CopyToDevice(destination, source, bytes);
         }
-        public void CopyToHost(nint destination, ulong source, long bytes)
+        public override void CopyToHost(nint destination, ulong source, long bytes)
         {
             if (bytes == blockBytes) Downloads++;
-            inner.CopyToHost(destination, source, bytes);
+            base.CopyToHost(destination, source, bytes);
         }
-        public void Synchronize() => inner.Synchronize();
-        public nint GetFunction(string source, string name) => inner.GetFunction(source, name);
-        public void Launch(nint kernel, uint grid, uint block, KernelArgs args) => inner.Launch(kernel, grid, block, args);
-        public nint PrepareGemm(in GemmDesc desc) => inner.PrepareGemm(desc);
-        public void Gemm(nint prepared) => inner.Gemm(prepared);
-        public void BeginCapture() => inner.BeginCapture();
-        public nint EndCapture() => inner.EndCapture();
-        public void LaunchGraph(nint graph) => inner.LaunchGraph(graph);
-        public void DestroyGraph(nint graph) => inner.DestroyGraph(graph);
-        public void Dispose() => inner.Dispose();
     }
 
     [Test]

@@ -112,25 +112,28 @@ public static unsafe class Optimizer
             switch (H.Kind)
             {
                 case OptimizerKind.Sgd:
-                    Run(new SgdKernel<T> { H = H, P = P + a, G = G + a, Buf = Slot(H.SlotA) }, n);
+                    Run(new SgdFormula<T> { H = H, P = P + a, G = G + a, Buf = Slot(H.SlotA) }, n);
                     break;
                 case OptimizerKind.Adam:
                 case OptimizerKind.AdamW:
-                    Run(new AdamKernel<T> { H = H, P = P + a, G = G + a, M = Slot(H.SlotA), V = Slot(H.SlotB), VMax = Slot(H.SlotC) }, n);
+                    Run(new AdamFormula<T> { H = H, P = P + a, G = G + a, M = Slot(H.SlotA), V = Slot(H.SlotB), VMax = Slot(H.SlotC) }, n);
                     break;
                 case OptimizerKind.RMSprop:
-                    Run(new RmsPropKernel<T> { H = H, P = P + a, G = G + a, Sq = Slot(H.SlotA), Avg = Slot(H.SlotB), Buf = Slot(H.SlotC) }, n);
+                    Run(new RmsPropFormula<T> { H = H, P = P + a, G = G + a, Sq = Slot(H.SlotA), Avg = Slot(H.SlotB), Buf = Slot(H.SlotC) }, n);
                     break;
                 case OptimizerKind.Adagrad:
-                    Run(new AdagradKernel<T> { H = H, P = P + a, G = G + a, Sum = Slot(H.SlotA) }, n);
+                    Run(new AdagradFormula<T> { H = H, P = P + a, G = G + a, Sum = Slot(H.SlotA) }, n);
                     break;
                 default:
                     throw new InvalidOperationException($"Unknown optimizer {(int)H.Kind}.");
             }
         }
 
-        private readonly void Run<TKernel>(TKernel kernel, nint n) where TKernel : struct, IVectorKernel<T> =>
-            VectorLadder.Run<T, TKernel>(Isa, ref kernel, n);
+        private readonly void Run<TFormula>(TFormula formula, nint n) where TFormula : struct, IFormula<T>
+        {
+            var rungs = new Rungs<T, TFormula> { Formula = formula };
+            VectorLadder.Run<T, Rungs<T, TFormula>>(Isa, ref rungs, n);
+        }
     }
 
     /// <summary>
@@ -196,6 +199,24 @@ public static unsafe class Optimizer
         }
     }
 
+    /// <summary>An update formula written once over ISimd: elements [i, i + width of TV).</summary>
+    private interface IFormula<T> where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        void Run<TV, S>(nint i) where S : ISimd<TV, T>;
+    }
+
+    /// <summary>A formula on every rung of the vector ladder.</summary>
+    private struct Rungs<T, TFormula> : IVectorKernel<T>
+        where T : unmanaged, IFloatingPointIeee754<T>
+        where TFormula : struct, IFormula<T>
+    {
+        public TFormula Formula;
+        public void Step512(nint i) => Formula.Run<Vector512<T>, Simd512<T>>(i);
+        public void Step256(nint i) => Formula.Run<Vector256<T>, Simd256<T>>(i);
+        public void Step128(nint i) => Formula.Run<Vector128<T>, Simd128<T>>(i);
+        public void Step1(nint i) => Formula.Run<T, Simd1<T>>(i);
+    }
+
     /// <summary>The extensions every algorithm applies first: value clipping, the global-norm scale, L1.</summary>
     private static TV Prepare<TV, S, T>(in Hyper<T> h, TV g, TV p) where S : ISimd<TV, T> where T : unmanaged, IFloatingPointIeee754<T>
     {
@@ -205,17 +226,12 @@ public static unsafe class Optimizer
         return g;
     }
 
-    private struct SgdKernel<T> : IVectorKernel<T> where T : unmanaged, IFloatingPointIeee754<T>
+    private struct SgdFormula<T> : IFormula<T> where T : unmanaged, IFloatingPointIeee754<T>
     {
         public Hyper<T> H;
         public T* P, G, Buf;
 
-        public readonly void Step512(nint i) => Run<Vector512<T>, Simd512<T>>(i);
-        public readonly void Step256(nint i) => Run<Vector256<T>, Simd256<T>>(i);
-        public readonly void Step128(nint i) => Run<Vector128<T>, Simd128<T>>(i);
-        public readonly void Step1(nint i) => Run<T, Simd1<T>>(i);
-
-        private readonly void Run<TV, S>(nint i) where S : ISimd<TV, T>
+        public readonly void Run<TV, S>(nint i) where S : ISimd<TV, T>
         {
             TV p = S.Load(P + i);
             TV g = S.Add(Prepare<TV, S, T>(H, S.Load(G + i), p), S.Mul(S.Splat(H.Wd), p));
@@ -229,17 +245,12 @@ public static unsafe class Optimizer
         }
     }
 
-    private struct AdamKernel<T> : IVectorKernel<T> where T : unmanaged, IFloatingPointIeee754<T>
+    private struct AdamFormula<T> : IFormula<T> where T : unmanaged, IFloatingPointIeee754<T>
     {
         public Hyper<T> H;
         public T* P, G, M, V, VMax;
 
-        public readonly void Step512(nint i) => Run<Vector512<T>, Simd512<T>>(i);
-        public readonly void Step256(nint i) => Run<Vector256<T>, Simd256<T>>(i);
-        public readonly void Step128(nint i) => Run<Vector128<T>, Simd128<T>>(i);
-        public readonly void Step1(nint i) => Run<T, Simd1<T>>(i);
-
-        private readonly void Run<TV, S>(nint i) where S : ISimd<TV, T>
+        public readonly void Run<TV, S>(nint i) where S : ISimd<TV, T>
         {
             TV p = S.Load(P + i);
             TV g = Prepare<TV, S, T>(H, S.Load(G + i), p);
@@ -258,17 +269,12 @@ public static unsafe class Optimizer
         }
     }
 
-    private struct RmsPropKernel<T> : IVectorKernel<T> where T : unmanaged, IFloatingPointIeee754<T>
+    private struct RmsPropFormula<T> : IFormula<T> where T : unmanaged, IFloatingPointIeee754<T>
     {
         public Hyper<T> H;
         public T* P, G, Sq, Avg, Buf;
 
-        public readonly void Step512(nint i) => Run<Vector512<T>, Simd512<T>>(i);
-        public readonly void Step256(nint i) => Run<Vector256<T>, Simd256<T>>(i);
-        public readonly void Step128(nint i) => Run<Vector128<T>, Simd128<T>>(i);
-        public readonly void Step1(nint i) => Run<T, Simd1<T>>(i);
-
-        private readonly void Run<TV, S>(nint i) where S : ISimd<TV, T>
+        public readonly void Run<TV, S>(nint i) where S : ISimd<TV, T>
         {
             TV p = S.Load(P + i);
             TV g = S.Add(Prepare<TV, S, T>(H, S.Load(G + i), p), S.Mul(S.Splat(H.Wd), p));
@@ -292,17 +298,12 @@ public static unsafe class Optimizer
         }
     }
 
-    private struct AdagradKernel<T> : IVectorKernel<T> where T : unmanaged, IFloatingPointIeee754<T>
+    private struct AdagradFormula<T> : IFormula<T> where T : unmanaged, IFloatingPointIeee754<T>
     {
         public Hyper<T> H;
         public T* P, G, Sum;
 
-        public readonly void Step512(nint i) => Run<Vector512<T>, Simd512<T>>(i);
-        public readonly void Step256(nint i) => Run<Vector256<T>, Simd256<T>>(i);
-        public readonly void Step128(nint i) => Run<Vector128<T>, Simd128<T>>(i);
-        public readonly void Step1(nint i) => Run<T, Simd1<T>>(i);
-
-        private readonly void Run<TV, S>(nint i) where S : ISimd<TV, T>
+        public readonly void Run<TV, S>(nint i) where S : ISimd<TV, T>
         {
             TV p = S.Load(P + i);
             TV g = S.Add(Prepare<TV, S, T>(H, S.Load(G + i), p), S.Mul(S.Splat(H.Wd), p));
