@@ -49,6 +49,9 @@ BP_HD bool bp_grad_from_output(int kind) { return !(kind == BP_GELU || kind == B
 
 BP_HD float bp_sigmoid(float x) { return 1.0f / (1.0f + expf(-x)); }
 
+// True when x is neither NaN nor infinite (NVRTC has no <cmath>; comparisons are enough).
+BP_HD bool bp_finitef(float x) { return x == x && x <= 3.4028234e38f && x >= -3.4028234e38f; }
+
 BP_HD float bp_act_forward(int kind, float p, float x)
 {
     switch (kind)

@@ -2,7 +2,9 @@
 // as in the CPU plan), and the global gradient norm as a deterministic two-phase reduction:
 //   sumsq_partial: block b writes the sum of squares of its fixed slice (tree order inside the block)
 //   sumsq_final:   one block adds the partials in index order
-// so the norm does not depend on scheduling.
+// so the norm does not depend on scheduling. The norm also checks the gradients: a NaN or infinite
+// gradient (before value clipping, which would hide it) makes the sum non-finite, and sumsq_final then
+// sets skip = 2, so the update kernels leave parameters and state as they were.
 #include "common.cuh"
 
 extern "C" __global__ void sumsq_partial(const float* g, long long n, float clip_value, float* partial)
@@ -13,9 +15,9 @@ extern "C" __global__ void sumsq_partial(const float* g, long long n, float clip
     float s = 0.0f;
     for (long long i = begin + threadIdx.x; i < end; i += blockDim.x)
     {
-        float v = g[i];
+        float raw = g[i], v = raw;
         if (clip_value > 0.0f) v = fminf(fmaxf(v, -clip_value), clip_value);
-        s += v * v;
+        s += bp_finitef(raw) ? v * v : raw * raw; // Inf or NaN: the sum stays non-finite
     }
     sh[threadIdx.x] = s;
     __syncthreads();
@@ -35,10 +37,11 @@ extern "C" __global__ void sumsq_final(const float* partial, int parts, float ma
     double norm = sqrt(s);
     status->clip_scale = max_norm > 0.0f ? (float)fmin(1.0, max_norm / (norm + 1e-6)) : 1.0f;
     status->norm = (float)norm;
+    if (!(s == s && s <= 1.7976931348623157e308) && status->skip == 0) status->skip = 2; // a gradient is not finite
 }
 
 // The update kernels read the step's values from sc, and return at once when status->skip is set
-// (a non-finite loss): the parameters and optimizer state stay as they were, as on the CPU.
+// (1: a non-finite loss, 2: a non-finite gradient): the parameters and optimizer state stay as they were, as on the CPU.
 __device__ __forceinline__ float prepare(float g, float p, float clip_value, const bp_step_status* status, int use_scale, float l1)
 {
     if (clip_value > 0.0f) g = fminf(fmaxf(g, -clip_value), clip_value);

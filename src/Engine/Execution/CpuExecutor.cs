@@ -3,6 +3,8 @@
 // second holds the activations and scratch for the largest batch; a third the labels. Run is a flat
 // loop from op to kernel: the ops carry their slots, so nothing here knows a layout rule, and a new op
 // kind is one more case. TDense picks the dense products (fused kernels or OpenBLAS + passes).
+// Every weight gradient is checked for NaN and infinities in the store of its GEMM (db by a scan of its
+// few values); a non-finite one stops the step before the update, as a non-finite loss does.
 using System.Numerics;
 using System.Runtime.InteropServices;
 using Backprop.Engine.Planning;
@@ -20,7 +22,7 @@ internal sealed unsafe class CpuExecutor<T, TDense> : IExecutor<T>
     private readonly Plan _plan;
     private readonly CpuContext _ctx;
     private T* _params, _acts;
-    private int* _labels;
+    private int* _labels, _nonFinite;
 
     public CpuExecutor(Plan plan, CpuContext ctx)
     {
@@ -29,6 +31,7 @@ internal sealed unsafe class CpuExecutor<T, TDense> : IExecutor<T>
         _params = Allocate<T>(plan.ParameterBlock);
         _acts = Allocate<T>(plan.ActivationBlock);
         _labels = Allocate<int>(plan.Options.MaxBatch);
+        _nonFinite = Allocate<int>(1);
     }
 
     private static TE* Allocate<TE>(long n) where TE : unmanaged
@@ -49,10 +52,11 @@ internal sealed unsafe class CpuExecutor<T, TDense> : IExecutor<T>
     private T* At(Slot s) => s.Exists ? _acts + s.Offset : null;
     private T* Param(Slot s) => _params + s.Offset;
 
-    public double Run(IReadOnlyList<PlanOp> ops, int batch, long step)
+    public RunResult Run(IReadOnlyList<PlanOp> ops, int batch, long step)
     {
         double loss = double.NaN;
         ulong seed = _plan.Options.Seed;
+        *_nonFinite = 0;
         for (int i = 0; i < ops.Count; i++)
         {
             switch (ops[i])
@@ -66,14 +70,14 @@ internal sealed unsafe class CpuExecutor<T, TDense> : IExecutor<T>
                 case LossOp l:
                     loss = Losses.ForwardBackward<T>(l.Loss, l.LabelSmoothing, l.HuberDelta, l.Output.Cols, Rows(l.Output, batch),
                         new ReadOnlySpan<int>(_labels, batch), l.Targets.Exists ? Rows(l.Targets, batch) : default, Rows(l.DiffOutput, batch));
-                    if (!double.IsFinite(loss) && ops[^1] is OptimizerUpdateOp) return loss;
+                    if (!double.IsFinite(loss) && ops[^1] is OptimizerUpdateOp) return new RunResult(loss, GradientsFinite: true);
                     break;
                 case OutputBwdOp o:
                     if (o.Activation.Kind != Kernels.ActivationKind.Identity)
                         ActivationDispatch.Backward(_ctx.Isa, o.Activation, At(o.Saved), At(o.Diff), At(o.Diff), batch * o.Diff.Cols);
                     break;
                 case DenseBwdWeightsOp w:
-                    TDense.BwdWeights(_ctx, batch, w.Src.Cols, w.DiffDst.Cols, At(w.DiffDst), At(w.Src), Param(w.WeightGrad), Param(w.BiasGrad));
+                    TDense.BwdWeights(_ctx, batch, w.Src.Cols, w.DiffDst.Cols, At(w.DiffDst), At(w.Src), Param(w.WeightGrad), Param(w.BiasGrad), _nonFinite);
                     break;
                 case DenseBwdDataOp d:
                     TDense.BwdData(_ctx, d.PrevActivation, batch, d.DiffSrc.Cols, d.DiffDst.Cols, At(d.DiffDst), Param(d.Weight), At(d.Saved), At(d.DiffSrc));
@@ -84,13 +88,14 @@ internal sealed unsafe class CpuExecutor<T, TDense> : IExecutor<T>
                     }
                     break;
                 case OptimizerUpdateOp:
+                    if (*_nonFinite != 0) return new RunResult(loss, GradientsFinite: false); // parameters and state stay
                     Update(step);
                     break;
                 default:
                     throw new InvalidOperationException($"the CPU executor has no kernel for plan op {ops[i]}.");
             }
         }
-        return loss;
+        return new RunResult(loss, *_nonFinite == 0);
     }
 
     // The fused optimizer pass over the whole parameter section, with the global-norm scale when clipping by norm.
@@ -122,8 +127,10 @@ internal sealed unsafe class CpuExecutor<T, TDense> : IExecutor<T>
         NativeMemory.AlignedFree(_params);
         NativeMemory.AlignedFree(_acts);
         NativeMemory.AlignedFree(_labels);
+        NativeMemory.AlignedFree(_nonFinite);
         _params = null;
         _acts = null;
         _labels = null;
+        _nonFinite = null;
     }
 }

@@ -5,7 +5,7 @@
 //   BlasDense:  OpenBLAS's GEMM, then a separate pass for bias + activation, the derivative mask, or the
 //               column sums of dZ (Backend.Blas: the unfused reference, and a check of our GEMM).
 // Both: Fwd     dst = f(src·Wᵀ + b)        (pre ← src·Wᵀ + b when pre is not null)
-//       BwdW    dW = dZᵀ·src, db = Σ_batch dZ
+//       BwdW    dW = dZᵀ·src, db = Σ_batch dZ; *nonFinite = 1 when a value of dW or db is NaN or infinite
 //       BwdData dX = (dZ·W) ⊙ g'(saved)    (saved null: dX = dZ·W)
 using System.Numerics;
 using Backprop.Kernels;
@@ -19,7 +19,7 @@ namespace Backprop.Engine.Execution;
 internal unsafe interface IDenseKernels<T> where T : unmanaged, IFloatingPointIeee754<T>
 {
     static abstract void Fwd(CpuContext ctx, Activation act, int batch, int inW, int outW, T* src, T* w, T* b, T* dst, T* pre);
-    static abstract void BwdWeights(CpuContext ctx, int batch, int inW, int outW, T* dz, T* src, T* dw, T* db);
+    static abstract void BwdWeights(CpuContext ctx, int batch, int inW, int outW, T* dz, T* src, T* dw, T* db, int* nonFinite);
     static abstract void BwdData(CpuContext ctx, Activation prevAct, int batch, int inW, int outW, T* dz, T* w, T* saved, T* dx);
 }
 
@@ -29,8 +29,8 @@ internal readonly unsafe struct FusedDense<T> : IDenseKernels<T> where T : unman
     public static void Fwd(CpuContext ctx, Activation act, int batch, int inW, int outW, T* src, T* w, T* b, T* dst, T* pre) =>
         ActivationDispatch.DenseFwd(act, ctx, batch, inW, outW, src, w, b, dst, pre);
 
-    public static void BwdWeights(CpuContext ctx, int batch, int inW, int outW, T* dz, T* src, T* dw, T* db) =>
-        Dense.BwdWeights(ctx, GradientMode.Overwrite, batch, inW, outW, dz, src, dw, db);
+    public static void BwdWeights(CpuContext ctx, int batch, int inW, int outW, T* dz, T* src, T* dw, T* db, int* nonFinite) =>
+        Dense.BwdWeights(ctx, GradientMode.Overwrite, batch, inW, outW, dz, src, dw, db, nonFinite);
 
     public static void BwdData(CpuContext ctx, Activation prevAct, int batch, int inW, int outW, T* dz, T* w, T* saved, T* dx)
     {
@@ -48,10 +48,11 @@ internal readonly unsafe struct BlasDense<T> : IDenseKernels<T> where T : unmana
         ActivationDispatch.BiasForward(ctx.Isa, act, dst, b, batch, outW, pre);
     }
 
-    public static void BwdWeights(CpuContext ctx, int batch, int inW, int outW, T* dz, T* src, T* dw, T* db)
+    public static void BwdWeights(CpuContext ctx, int batch, int inW, int outW, T* dz, T* src, T* dw, T* db, int* nonFinite)
     {
         OpenBlas.Gemm(Transpose.T, Transpose.N, outW, inW, batch, T.One, dz, outW, src, inW, T.Zero, dw, inW);
         Elementwise.ColumnSums(ctx.Isa, dz, batch, outW, db, accumulate: false);
+        if (!Dense.AllFinite(dw, (long)outW * inW) || !Dense.AllFinite(db, outW)) *nonFinite = 1; // the unfused reference: a pass of its own
     }
 
     public static void BwdData(CpuContext ctx, Activation prevAct, int batch, int inW, int outW, T* dz, T* w, T* saved, T* dx)

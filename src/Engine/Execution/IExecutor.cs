@@ -9,6 +9,9 @@ using Backprop.Engine.Planning;
 
 namespace Backprop.Engine.Execution;
 
+/// <summary>What a run of an op list found: the loss (NaN without a Loss op) and whether every gradient it computed was finite.</summary>
+internal readonly record struct RunResult(double Loss, bool GradientsFinite);
+
 /// <summary>Runs a plan's op lists on a backend's memory.</summary>
 internal interface IExecutor<T> : IDisposable where T : unmanaged, IFloatingPointIeee754<T>
 {
@@ -26,10 +29,10 @@ internal interface IExecutor<T> : IDisposable where T : unmanaged, IFloatingPoin
 
     /// <summary>
     /// Runs <paramref name="ops"/> (one of the plan's lists) on the first <paramref name="batch"/> staged rows, at optimizer step
-    /// <paramref name="step"/> (1-based: the schedule position and the dropout masks). Returns the loss, NaN when the list has
-    /// no loss; when the list updates the parameters and the loss is not finite, the update does not happen.
+    /// <paramref name="step"/> (1-based: the schedule position and the dropout masks). When the list updates the parameters
+    /// and the loss or a gradient is not finite, the update does not happen: parameters and optimizer state stay.
     /// </summary>
-    double Run(IReadOnlyList<PlanOp> ops, int batch, long step);
+    RunResult Run(IReadOnlyList<PlanOp> ops, int batch, long step);
 
     /// <summary>Rows [0, <paramref name="batch"/>) of an activation-block slot after a run, on the host.</summary>
     ReadOnlySpan<T> Activations(Slot slot, int batch);

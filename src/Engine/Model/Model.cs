@@ -138,17 +138,30 @@ public partial class Model<T> : IDisposable where T : unmanaged, IFloatingPointI
             }
             x.CopyTo(_exec.Input);
             long t = _step + 1;
-            double loss = _exec.Run(ops, batch, t);
+            var (loss, finite) = _exec.Run(ops, batch, t);
             _lastBatch = batch;
             _haveGradients = ReferenceEquals(ops, Plan.GradientOps);
             if (ReferenceEquals(ops, Plan.TrainingOps))
             {
                 if (!double.IsFinite(loss)) throw new TrainingDivergedException(t, loss, CurrentLearningRate);
+                if (!finite) throw Diverged(t, loss);
                 _step = t;
             }
             return loss;
         }
         finally { Exit(); }
+    }
+
+    // Names the first parameter whose gradient is not finite (the failure path only: it reads the whole gradient section).
+    private TrainingDivergedException Diverged(long t, double loss)
+    {
+        foreach (var p in Parameters)
+        {
+            var g = Gradient(p.Name);
+            for (int i = 0; i < g.Length; i++)
+                if (!T.IsFinite(g[i])) return new TrainingDivergedException(t, loss, CurrentLearningRate, p.Name, i, double.CreateTruncating(g[i]));
+        }
+        return new TrainingDivergedException(t, loss, CurrentLearningRate, "an unknown tensor", -1, double.NaN);
     }
 
     private int CheckBatch(ReadOnlySpan<T> x, int batch)

@@ -37,7 +37,7 @@ public struct StepStatus
     public float Norm;
     /// <summary>Clip-norm scale applied to the gradients.</summary>
     public float ClipScale;
-    /// <summary>1 when the loss was not finite and the update was skipped.</summary>
+    /// <summary>0: the update ran; 1: the loss was not finite; 2: a gradient was not finite (and the update was skipped).</summary>
     public int Skip;
 }
 

@@ -339,6 +339,29 @@ public class CudaBackendTests
     }
 
     [Test]
+    public void ANonFiniteGradient_WithAFiniteLoss_SkipsTheUpdateOnTheDevice([ValueSource(nameof(Devices))] string device)
+    {
+        // A NaN input under ReLU: the forward swallows it (the loss stays finite), the first layer's weight gradient does not.
+        using var gpu = Open(device);
+        var spec = new Sequential(12).Dense(16, "relu").Dense(4).ToSpec(LossKind.CrossEntropy);
+        using var m = new Model(spec, Options(Backend.Cuda), gpu);
+        var (x, y) = Batch(24, 12, 4, 3);
+        m.Step(x, y);
+        var before = new float[m.ParameterSectionLength];
+        m.CopyParametersTo(before);
+        var bad = (float[])x.Clone();
+        bad[5 * 12 + 7] = float.NaN;
+        var e = Assert.Throws<TrainingDivergedException>(() => m.Step(bad, y))!;
+        Assert.That(e.Tensor, Is.EqualTo("0.weight"));
+        Assert.That(double.IsFinite(e.Loss), Is.True, "the loss was finite");
+        Assert.That(m.StepCount, Is.EqualTo(1));
+        var after = new float[m.ParameterSectionLength];
+        m.CopyParametersTo(after);
+        Assert.That(after, Is.EqualTo(before), "parameters and state as before the step");
+        Assert.DoesNotThrow(() => m.Step(x, y), "training goes on after the skipped step");
+    }
+
+    [Test]
     public void AStep_AllocatesNothingOnTheHost([ValueSource(nameof(Devices))] string device)
     {
         using var gpu = Open(device);

@@ -223,6 +223,59 @@ public class ModelTests
         Assert.That(r.Loss, Is.EqualTo(SoftmaxCrossEntropy.ForwardBackward<float>(outputs, y, 5, grad)).Within(1e-5));
     }
 
+    [TestCase(Backend.Cpu, 1)]
+    [TestCase(Backend.Cpu, 2)]
+    [TestCase(Backend.Blas, 1)]
+    public void ANonFiniteGradient_WithAFiniteLoss_StopsTheStep_NamingTheTensor(Backend backend, int threads)
+    {
+        // A linear layer whose third input is 1e21 with zero weights: the outputs and the loss (about 1e36) stay finite,
+        // but that column's weight gradient, Σ_batch dL/dy · 1e21, overflows float.
+        using var m = new Sequential(3).Dense(2).Compile(new TrainingOptions
+        {
+            Loss = LossKind.Mse, MaxBatch = 8, Threads = threads, Backend = backend, Optimizer = new Sgd(lr: 1e-3),
+        });
+        m.SetParameters(0, [0.5f, -0.25f, 0, 0.125f, 0.75f, 0], [0.1f, -0.1f]);
+        var x = new float[8 * 3];
+        for (int b = 0; b < 8; b++) (x[3 * b], x[3 * b + 1], x[3 * b + 2]) = (0.1f * b, -0.2f * b, 1e21f);
+        var t = Enumerable.Repeat(-1e18f, 16).ToArray();
+        var before = new float[m.ParameterSectionLength];
+        m.CopyParametersTo(before);
+        var e = Assert.Throws<TrainingDivergedException>(() => m.Step(x, t))!;
+        Assert.That(e.Message, Does.Contain("Training diverged at step 1: the gradient of 0.weight is ").And.Contain("Infinity at element 2"));
+        Assert.That(e.Tensor, Is.EqualTo("0.weight"));
+        Assert.That(double.IsFinite(e.Loss), Is.True, $"the loss was finite: {e.Loss}");
+        Assert.That(m.StepCount, Is.Zero);
+        var after = new float[m.ParameterSectionLength];
+        m.CopyParametersTo(after);
+        Assert.That(after, Is.EqualTo(before), "the parameters from before the step");
+        Assert.That(double.IsFinite(m.Gradients(x, t)), Is.True, "Gradients reports what it computed and does not throw");
+        Assert.That(float.IsInfinity(m.Gradient("0.weight")[2]), Is.True);
+        for (int b = 0; b < 8; b++) x[3 * b + 2] = 1;
+        Assert.That(double.IsFinite(m.Step(x, t.Select(_ => 0.5f).ToArray())), Is.True, "training goes on after the refused step");
+    }
+
+    [TestCase(Backend.Cpu)]
+    [TestCase(Backend.Blas)]
+    public void ANaNInTheInputs_StopsTheStep_AndKeepsTheParameters(Backend backend)
+    {
+        using var m = Mlp(threads: 2, backend: backend, opt: new Adam(lr: 1e-2));
+        var (x, y) = Batch(32, 1);
+        m.Step(x, y);
+        var before = new float[m.ParameterSectionLength];
+        m.CopyParametersTo(before);
+        foreach (var at in new[] { 0, 3 * 20 + 5, 31 * 20 + 19 })
+        {
+            var bad = (float[])x.Clone();
+            bad[at] = float.NaN;
+            var e = Assert.Throws<TrainingDivergedException>(() => m.Step(bad, y))!;
+            Assert.That(e.Step, Is.EqualTo(2));
+            var after = new float[m.ParameterSectionLength];
+            m.CopyParametersTo(after);
+            Assert.That(after, Is.EqualTo(before), $"NaN at {at}: the parameters from before the step");
+        }
+        Assert.That(m.StepCount, Is.EqualTo(1));
+    }
+
     [Test]
     public void ConcurrentCalls_AreRefused_AndSerializedCallsAreCorrect()
     {

@@ -106,6 +106,22 @@ public class ActivationTests
         return (RefForward(name, x + h) - RefForward(name, x - h)) / (2 * h);
     }
 
+    // NaN in, NaN out on every path and at every lane (PyTorch's relu(NaN) = NaN): a step cannot swallow a NaN input on one
+    // rung and propagate it on another.
+    [Test]
+    public void ReLU_PropagatesNaN_OnEveryPathAndLane([ValueSource(nameof(AllIsas))] Isa isa)
+    {
+        for (int n = 1; n <= 40; n++)
+            for (int at = 0; at < n; at++)
+            {
+                var x = TestData.Floats(n, n, -1f, 1f);
+                x[at] = float.NaN;
+                var y = new float[n];
+                Elementwise.Forward(default(ReLU<float>), x, y, isa);
+                Assert.That(float.IsNaN(y[at]), Is.True, $"n={n}, NaN at {at}, {isa}");
+            }
+    }
+
     [Test]
     public void FloatKernels_AllLengths_AllPaths([ValueSource(nameof(Names))] string name, [ValueSource(nameof(AllIsas))] Isa isa)
     {

@@ -117,7 +117,7 @@ internal sealed unsafe class CudaExecutor : IExecutor<float>
 
     // ---- running ----
 
-    public double Run(IReadOnlyList<PlanOp> ops, int batch, long step)
+    public RunResult Run(IReadOnlyList<PlanOp> ops, int batch, long step)
     {
         Upload();
         *_constants = ConstantsFor(_plan.Options, step);
@@ -136,7 +136,7 @@ internal sealed unsafe class CudaExecutor : IExecutor<float>
         else program.Run(_gpu);
         _gpu.Synchronize();
         if (program.Backward) _deviceAhead = true;
-        return program.HasLoss ? _stepStatus->Loss : double.NaN;
+        return program.HasLoss ? new RunResult(_stepStatus->Loss, _stepStatus->Skip != 2) : new RunResult(double.NaN, true);
     }
 
     public ReadOnlySpan<float> Output(int batch) => new(_output, batch * _plan.Spec.OutputWidth);
@@ -295,11 +295,9 @@ internal sealed unsafe class CudaExecutor : IExecutor<float>
         ulong prm = Section(0), g = Section(1);
         ulong S(string name) => o.SlotOf(name) is var k and >= 0 ? Section(2 + k) : 0UL;
         bool useScale = o.ClipNorm > 0;
-        if (useScale)
-        {
-            p.Add(CudaKernels.SumsqPartial(_gpu, NormParts, Block, g, n, (float)o.ClipValue, _partials));
-            p.Add(CudaKernels.SumsqFinal(_gpu, 1, 32, _partials, NormParts, (float)o.ClipNorm, _status));
-        }
+        // The norm runs on every step: it is also the check that every gradient is finite (skip = 2 otherwise).
+        p.Add(CudaKernels.SumsqPartial(_gpu, NormParts, Block, g, n, (float)o.ClipValue, _partials));
+        p.Add(CudaKernels.SumsqFinal(_gpu, 1, 32, _partials, NormParts, (float)o.ClipNorm, _status));
         p.Add(o switch
         {
             Sgd s => CudaKernels.SgdUpdate(_gpu, Grid(n), Block, prm, g, S(Sgd.MomentumBuffer), n, s, useScale, _consts, _status),

@@ -34,15 +34,34 @@ public static unsafe class Dense
         Gemm.Compute(ctx, Transpose.N, Transpose.T, batch, outFeatures, inFeatures, T.One, src, inFeatures, w, inFeatures, T.Zero, dst, outFeatures, ref epi);
     }
 
-    /// <summary>dW[out, in] and db[out] (db may be null) from diff_dst[batch, out] and src[batch, in].</summary>
+    /// <summary>
+    /// dW[out, in] and db[out] (db may be null) from diff_dst[batch, out] and src[batch, in]. With <paramref name="nonFinite"/>,
+    /// sets it to 1 when a value of dW or db is NaN or infinite (checked in the store and over db: no pass over dW).
+    /// </summary>
     public static void BwdWeights<T>(CpuContext ctx, GradientMode mode, int batch, int inFeatures, int outFeatures,
-        T* diffDst, T* src, T* diffW, T* diffB)
+        T* diffDst, T* src, T* diffW, T* diffB, int* nonFinite = null)
         where T : unmanaged, IFloatingPointIeee754<T>
     {
-        var epi = default(IdentityEpilogue<T>);
         bool acc = mode == GradientMode.Accumulate;
+        if (nonFinite == null)
+        {
+            var epi = default(IdentityEpilogue<T>);
+            Gemm.ComputeWithRowSums(ctx, Transpose.T, Transpose.N, outFeatures, inFeatures, batch, T.One,
+                diffDst, outFeatures, src, inFeatures, acc ? T.One : T.Zero, diffW, inFeatures, ref epi, diffB, acc);
+            return;
+        }
+        var check = new FiniteCheckEpilogue<T>(nonFinite);
         Gemm.ComputeWithRowSums(ctx, Transpose.T, Transpose.N, outFeatures, inFeatures, batch, T.One,
-            diffDst, outFeatures, src, inFeatures, acc ? T.One : T.Zero, diffW, inFeatures, ref epi, diffB, acc);
+            diffDst, outFeatures, src, inFeatures, acc ? T.One : T.Zero, diffW, inFeatures, ref check, diffB, acc);
+        if (diffB != null && !AllFinite(diffB, outFeatures)) *nonFinite = 1;
+    }
+
+    /// <summary>True when none of the n values at <paramref name="x"/> is NaN or infinite.</summary>
+    public static bool AllFinite<T>(T* x, long n) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        for (long i = 0; i < n; i++)
+            if (!T.IsFinite(x[i])) return false;
+        return true;
     }
 
     /// <summary>diff_src[batch, in] = (diff_dst[batch, out] · W[out, in]) ⊙ g'(saved[batch, in]).</summary>

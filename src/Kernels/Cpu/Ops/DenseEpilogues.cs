@@ -1,7 +1,8 @@
 // GEMM epilogues of the dense layer.
 //   BiasActivationEpilogue:  z = v + b[col]; preact[row, col] = z (when kept); y = f(z)
 //   ActivationGradEpilogue:  v * f'(saved[row, col])   (the previous layer's derivative mask)
-// Both run inside the GEMM's final store, so neither needs another pass over the output.
+//   FiniteCheckEpilogue:     v, and *flag = 1 when v is NaN or infinite (the weight gradient's check)
+// All run inside the GEMM's final store, so none needs another pass over the output.
 using System.Numerics;
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
@@ -84,4 +85,40 @@ public readonly unsafe struct ActivationGradEpilogue<T, TAct> : IGemmEpilogue<T>
     /// <inheritdoc />
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public Vector512<T> Apply(Vector512<T> value, int row, int col) => value * _act.Grad(Vector512.Load(_saved + (nint)row * _ld + col));
+}
+
+/// <summary>
+/// Stores v unchanged and sets <c>*flag</c> to 1 when v is NaN or infinite (v − v is 0 exactly when v is finite): the
+/// weight gradient's finiteness, checked while it is in registers. Threads only ever set the flag, so they may share it.
+/// </summary>
+public readonly unsafe struct FiniteCheckEpilogue<T> : IGemmEpilogue<T> where T : unmanaged, IFloatingPointIeee754<T>
+{
+    private readonly int* _flag;
+
+    /// <summary>flag: set to 1 on the first non-finite value (the caller clears it).</summary>
+    public FiniteCheckEpilogue(int* flag) => _flag = flag;
+
+    /// <inheritdoc />
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public T Apply(T value, int row, int col)
+    {
+        if (!T.IsFinite(value)) *_flag = 1;
+        return value;
+    }
+
+    /// <inheritdoc />
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public Vector256<T> Apply(Vector256<T> value, int row, int col)
+    {
+        if (!Vector256.EqualsAll(value - value, Vector256<T>.Zero)) *_flag = 1;
+        return value;
+    }
+
+    /// <inheritdoc />
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public Vector512<T> Apply(Vector512<T> value, int row, int col)
+    {
+        if (!Vector512.EqualsAll(value - value, Vector512<T>.Zero)) *_flag = 1;
+        return value;
+    }
 }

@@ -1,4 +1,5 @@
 // ReLU: y = max(x, 0); dy/dx from the output: 1 where y > 0, else 0 (so relu'(0) = 0, as PyTorch).
+// max is IEEE 754-2019 maximum on every path, scalar included: relu(NaN) = NaN as in PyTorch, whatever the ISA.
 using System.Numerics;
 using System.Runtime.Intrinsics;
 
@@ -10,7 +11,7 @@ public readonly struct ReLU<T> : IActivation<T> where T : unmanaged, IFloatingPo
     /// <inheritdoc />
     public bool GradFromOutput => true;
     /// <inheritdoc />
-    public T Forward(T x) => x > T.Zero ? x : T.Zero;
+    public T Forward(T x) => T.Max(x, T.Zero);
     /// <inheritdoc />
     public Vector128<T> Forward(Vector128<T> x) => Vector128.Max(x, Vector128<T>.Zero);
     /// <inheritdoc />
