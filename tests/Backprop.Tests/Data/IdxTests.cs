@@ -1,5 +1,6 @@
-// IDX loading: a valid file round-trips (raw and gzip), each corruption gives its message, and the
-// real Fashion-MNIST files from the Debian package load and train.
+// IDX loading: a valid file round-trips (raw and gzip), each corruption (empty and zero-width arrays,
+// sizes beyond one array, broken gzip streams included) gives its message, and the real Fashion-MNIST
+// files from the Debian package load and train.
 using System.Buffers.Binary;
 using System.IO.Compression;
 using Backprop.Engine;
@@ -88,6 +89,64 @@ public class IdxTests
         string notGz = Write("broken.gz", [0x1f, 0x8b, 1, 2, 3]);
         Assert.That(Assert.Throws<InvalidDataException>(() => Idx.Read(notGz))!.Message, Does.Contain("gzip stream is corrupt").Or.Contain("expected at least"));
         Assert.That(Assert.Throws<FileNotFoundException>(() => Idx.Read(Path.Combine(_dir, "missing")))!.Message, Does.Contain("does not exist"));
+    }
+
+    [Test]
+    public void ZeroSamplesAndZeroWidthImages_AreRefused()
+    {
+        string Err(byte[] images, byte[] labels) => Assert.Throws<InvalidDataException>(() =>
+            Idx.ReadPair(Write("i-" + Guid.NewGuid().ToString("N"), images), Write("l-" + Guid.NewGuid().ToString("N"), labels)))!.Message;
+        Assert.That(Err(Encode([0, 2, 2], []), Encode([0], [])), Does.Contain("i-").And.Contain("dimensions [0, 2, 2] hold no samples; expected at least one image"));
+        Assert.That(Err(Encode([3, 0, 4], []), Encode([3], [0, 1, 2])),
+            Does.Contain("dimensions [3, 0, 4] give zero-width images (dimension 1 is 0); expected at least one pixel per image"));
+        Assert.That(Err(Encode([3, 28, 0], []), Encode([3], [0, 1, 2])), Does.Contain("dimensions [3, 28, 0] give zero-width images (dimension 2 is 0)"));
+        Assert.That(Err(Encode([2, 2], new byte[4]), Encode([0], [])), Does.Contain("l-").And.Contain("dimensions [0] hold no samples; expected at least one label"));
+    }
+
+    [Test]
+    public void DimensionsBeyondOneArray_AreRefused_BeforeAnyAllocation()
+    {
+        string Err(byte[] bytes, bool gzip = false)
+        {
+            string p = Write("big-" + Guid.NewGuid().ToString("N"), bytes, gzip);
+            return Assert.Throws<InvalidDataException>(() => Idx.Read(p))!.Message;
+        }
+        Assert.That(Err(Encode([65536, 65536, 65536], new byte[8])), Does.Contain("dimensions [65536, 65536, 65536] describe 281474976710656 bytes; at most 2147483591 fit in one array"));
+        Assert.That(Err(Encode([int.MaxValue, int.MaxValue, int.MaxValue, int.MaxValue], [])), Does.Contain("describe 21267647892944572736998860269687930881 bytes"), "no long overflow");
+        Assert.That(Err(Encode([0, 65536, 65536], [])), Does.Contain("dimensions [0, 65536, 65536] describe 4294967296 bytes per item"), "an empty array of items too big for an int");
+        Assert.That(Err(Encode([65536, 65536, 65536], new byte[8]), gzip: true), Does.Contain("describe 281474976710656 bytes"));
+        // A gzip header that claims 1 GiB of pixels over 6 real ones: refused without decompressing into 1 GiB.
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        Assert.That(Err(Encode([1024, 1024, 1024], new byte[6]), gzip: true), Does.Contain("dimensions [1024, 1024, 1024] need 1073741824 data bytes after the 16-byte header; found 6 after decompression"));
+        Assert.That(GC.GetAllocatedBytesForCurrentThread() - before, Is.LessThan(16L << 20), "memory follows the stream, not the header's claim");
+    }
+
+    [Test]
+    public void GzipProblems_AreInvalidData_WithTheSameMessagesAsRawFiles()
+    {
+        string Err(byte[] bytes, bool gzip = true)
+        {
+            string p = Write("gz-" + Guid.NewGuid().ToString("N"), bytes, gzip);
+            return Assert.Throws<InvalidDataException>(() => Idx.Read(p))!.Message;
+        }
+        var good = Encode([2, 3], new byte[6]);
+        Assert.That(Err(good[..^1]), Does.Contain("dimensions [2, 3] need 6 data bytes after the 12-byte header; found 5 after decompression (truncated or padded file)"));
+        Assert.That(Err([.. good, 1, 2, 3]), Does.Contain("need 6 data bytes after the 12-byte header; found 9 after decompression"));
+        Assert.That(Err(good[..7]), Does.Contain("expected a 12-byte header for 2 dimensions; the file has 7 bytes after decompression"));
+        Assert.That(Err([0, 0, 8]), Does.Contain("expected at least a 4-byte header; found 3 bytes after decompression"));
+        Assert.That(Err([0, 0, 8, 9]), Does.Contain("expected 1 to 4 dimensions; found 9"));
+        var ms = new MemoryStream();
+        using (var gz = new GZipStream(ms, CompressionLevel.Fastest, leaveOpen: true)) gz.Write(good);
+        var crc = ms.ToArray();
+        crc[^8] ^= 0xFF; // the CRC-32 of the trailer
+        Assert.That(Err(crc, gzip: false), Does.Contain("the gzip stream is corrupt"));
+        var body = ms.ToArray();
+        body[10] |= 0x06; // the first deflate block header: block type 3, which does not exist
+        Assert.That(Err(body, gzip: false), Does.Contain("the gzip stream is corrupt"));
+        string img = Write("img.gz", Encode([2, 3], [1, 2, 3, 4, 5, 6]), gzip: true);
+        string lab = Write("lab.gz", Encode([2], [1, 0]), gzip: true);
+        var d = Idx.ReadPair(img, lab);
+        Assert.That((d.Count, d.Width, d.Features[5]), Is.EqualTo((2, 3, 6f)));
     }
 
     public const string FashionDir = "/usr/share/datasets/fashion-mnist";
