@@ -1,7 +1,9 @@
 // Numeric CSV: one sample per line, comma-separated numbers; the first line is a header when any of
 // its fields is not a number (or when told). The label column is chosen by name (needs a header) or
-// by index (negative counts from the end). Ragged rows and non-numeric cells are errors naming the
-// file, the line and what was expected.
+// by index (negative counts from the end). Ragged rows, non-numeric cells, NaN and ±Infinity, values
+// beyond the float32 range and files without data rows are InvalidDataExceptions naming the file,
+// the line and column, and what was expected. A label column that does not exist is an ArgumentException
+// (the caller's choice, not the file, is wrong).
 using System.Globalization;
 
 namespace Backprop.Engine.Data;
@@ -50,18 +52,34 @@ public static class Csv
             var f = Split(lines[li]);
             if (f.Length != columns)
                 throw new InvalidDataException($"CSV file '{path}' line {li + 1}: expected {columns} fields like the first row; found {f.Length}.");
+            if (features.Count > Array.MaxLength - columns)
+                throw new InvalidDataException($"CSV file '{path}' line {li + 1}: more than {Array.MaxLength} feature values; that is more than one .NET array holds.");
             for (int c = 0; c < columns; c++)
             {
                 if (!double.TryParse(f[c], NumberStyles.Float, CultureInfo.InvariantCulture, out double v))
                     throw new InvalidDataException($"CSV file '{path}' line {li + 1} column {c + 1}: expected a number; found '{f[c].Trim()}'.");
-                if (c != label) { features.Add((float)v); continue; }
-                if (!classification) { targets.Add((float)v); continue; }
-                if (v < 0 || v != Math.Floor(v) || v > int.MaxValue)
+                if (!double.IsFinite(v))
+                    throw new InvalidDataException(
+                        $"CSV file '{path}' line {li + 1} column {c + 1}: expected a finite number; found '{f[c].Trim()}' (NaN and ±Infinity are not accepted).");
+                if (c != label || !classification)
+                {
+                    // Parsed as double, so 1e39 is finite there, but it would be Infinity as the float it is stored as.
+                    float x = (float)v;
+                    if (!float.IsFinite(x))
+                        throw new InvalidDataException(
+                            $"CSV file '{path}' line {li + 1} column {c + 1}: found '{f[c].Trim()}', outside the float32 range (±{float.MaxValue.ToString(CultureInfo.InvariantCulture)}).");
+                    (c != label ? features : targets).Add(x);
+                    continue;
+                }
+                if (v < 0 || v != Math.Floor(v))
                     throw new InvalidDataException($"CSV file '{path}' line {li + 1}: expected a class label (a whole number >= 0) in column {c + 1}; found '{f[c].Trim()}'.");
+                // Below int.MaxValue so that the class count (largest + 1) is an int too.
+                if (v >= int.MaxValue)
+                    throw new InvalidDataException($"CSV file '{path}' line {li + 1}: class label '{f[c].Trim()}' in column {c + 1} is too large; expected below {int.MaxValue}.");
                 labels.Add((int)v);
             }
         }
-        if (labels.Count + targets.Count == 0) throw new InvalidDataException($"CSV file '{path}': expected data rows; found only a header.");
+        if (labels.Count + targets.Count == 0) throw new InvalidDataException($"CSV file '{path}': the file holds no samples; expected data rows; found only a header.");
         int width = columns - 1;
         return classification
             ? new Dataset(features.ToArray(), labels.ToArray(), null, width, labels.Max() + 1)
