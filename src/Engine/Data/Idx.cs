@@ -47,7 +47,7 @@ public static class Idx
 
     /// <summary>
     /// Decompresses as far as the header says and no further: the header first, then the data bytes it
-    /// needs (grown as they arrive, so a header that claims more than the stream holds costs no memory),
+    /// needs (grown as they arrive, so a header that claims more than the stream holds costs only what it holds),
     /// then counts what is left, so a truncated or padded stream gets the same message as a raw file.
     /// </summary>
     private static IdxArray ReadGzip(string path, Stream fs)
