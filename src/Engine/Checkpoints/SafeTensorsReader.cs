@@ -1,10 +1,19 @@
-// Reads and validates a safetensors file before anything is copied anywhere:
-//   8-byte little-endian header length N (N <= file size − 8, N <= 100 MB), N bytes of UTF-8 JSON
-//   (an object; "__metadata__" maps strings to strings), then the data. Every tensor entry needs a
-//   dtype (F32 or F64 here), a shape of non-negative integers and data_offsets [begin, end] with
-//   begin <= end <= data size, end − begin = elements × dtype size, and no two tensors overlapping.
-// Each failure names the file, the tensor and the problem.
+// Reads and validates a safetensors file before anything is copied anywhere. The layout, with the rules
+// of the reference implementation (huggingface/safetensors) and a few stricter ones:
+//   8-byte little-endian header length N, with N <= 100,000,000 and 8 + N <= file size;
+//   N bytes of UTF-8 JSON: one object, no duplicate keys at any level, trailing spaces allowed;
+//     "__metadata__" (optional) is an object of string values;
+//     every other key is a tensor: an object with exactly "dtype" (string: F32 or F64 here),
+//     "shape" (array of integers in [0, 2^31)) and "data_offsets" (array of two integers >= 0);
+//     elements = Π shape (checked), end − begin = elements × dtype size;
+//   the data section [8 + N, file end): the tensors, sorted by data_offsets, must cover it exactly:
+//     the first begins at 0, each begins where the previous ends, the last ends at the file's end
+//     (no gap, no overlap, no trailing bytes).
+// Values are checked when read as float: NaN, ±∞ and F64 values beyond float's range are refused.
+// Every failure is an InvalidDataException naming the file, the tensor and the value seen; sizes are
+// checked against the file before anything is allocated.
 using System.Buffers.Binary;
+using System.Globalization;
 using System.Text;
 using System.Text.Json;
 
@@ -20,6 +29,11 @@ public sealed record SafeTensorInfo(string Name, string Dtype, int[] Shape, long
 /// <summary>A validated safetensors file held in memory.</summary>
 public sealed class SafeTensorsFile
 {
+    /// <summary>The reference implementation's limit on the header length.</summary>
+    public const long MaxHeaderBytes = 100_000_000;
+
+    private const string MetadataKey = "__metadata__";
+
     private readonly byte[] _bytes;
     private readonly long _dataStart;
 
@@ -43,70 +57,206 @@ public sealed class SafeTensorsFile
     public static SafeTensorsFile Read(string path)
     {
         if (!File.Exists(path)) throw new FileNotFoundException($"safetensors file '{path}' does not exist.", path);
-        var bytes = File.ReadAllBytes(path);
         string Where(string what) => $"safetensors file '{path}': {what}";
+        long length = new FileInfo(path).Length;
+        if (length > Array.MaxLength)
+            throw new InvalidDataException(Where($"the file has {length} bytes; this reader holds files in memory and takes at most {Array.MaxLength}."));
+        var bytes = File.ReadAllBytes(path);
         if (bytes.Length < 8) throw new InvalidDataException(Where($"expected an 8-byte header length; the file has {bytes.Length} bytes."));
         ulong n = BinaryPrimitives.ReadUInt64LittleEndian(bytes);
-        if (n > (ulong)(bytes.Length - 8) || n > 100_000_000)
+        if (n > MaxHeaderBytes)
+            throw new InvalidDataException(Where($"the header length {n} exceeds the limit of {MaxHeaderBytes} bytes (damaged or not a safetensors file)."));
+        if (n > (ulong)(bytes.Length - 8))
             throw new InvalidDataException(Where($"the header length {n} exceeds the {bytes.Length - 8} bytes after it (truncated or not a safetensors file)."));
         long dataStart = 8 + (long)n;
-        long dataSize = bytes.Length - dataStart;
+        var header = bytes.AsMemory(8, (int)n);
+        CheckUtf8(header.Span, Where);
         JsonDocument doc;
-        try { doc = JsonDocument.Parse(Encoding.UTF8.GetString(bytes, 8, (int)n)); }
+        try { doc = JsonDocument.Parse(header); }
         catch (JsonException e) { throw new InvalidDataException(Where($"the header is not valid JSON ({e.Message})."), e); }
         using (doc)
         {
-            if (doc.RootElement.ValueKind != JsonValueKind.Object) throw new InvalidDataException(Where("the header must be a JSON object."));
-            var tensors = new Dictionary<string, SafeTensorInfo>();
-            var metadata = new Dictionary<string, string>();
-            foreach (var prop in doc.RootElement.EnumerateObject())
-            {
-                if (prop.Name == "__metadata__")
-                {
-                    if (prop.Value.ValueKind != JsonValueKind.Object) throw new InvalidDataException(Where("__metadata__ must be an object of strings."));
-                    foreach (var m in prop.Value.EnumerateObject())
-                        metadata[m.Name] = m.Value.ValueKind == JsonValueKind.String ? m.Value.GetString()! : throw new InvalidDataException(Where($"__metadata__ entry '{m.Name}' must be a string."));
-                    continue;
-                }
-                string T(string what) => Where($"tensor '{prop.Name}': {what}");
-                var v = prop.Value;
-                if (v.ValueKind != JsonValueKind.Object) throw new InvalidDataException(T("expected an object with dtype, shape and data_offsets."));
-                if (!v.TryGetProperty("dtype", out var dt) || dt.ValueKind != JsonValueKind.String) throw new InvalidDataException(T("missing dtype."));
-                string dtype = dt.GetString()!;
-                int size = dtype switch { "F32" => 4, "F64" => 8, _ => throw new InvalidDataException(T($"dtype {dtype} is not supported; expected F32 or F64.")) };
-                if (!v.TryGetProperty("shape", out var sh) || sh.ValueKind != JsonValueKind.Array) throw new InvalidDataException(T("missing shape."));
-                var shape = new List<int>();
-                foreach (var d in sh.EnumerateArray())
-                {
-                    if (d.ValueKind != JsonValueKind.Number || !d.TryGetInt32(out int x) || x < 0) throw new InvalidDataException(T($"shape entries must be integers >= 0; found {d}."));
-                    shape.Add(x);
-                }
-                if (!v.TryGetProperty("data_offsets", out var off) || off.ValueKind != JsonValueKind.Array || off.GetArrayLength() != 2
-                    || !off[0].TryGetInt64(out long begin) || !off[1].TryGetInt64(out long end))
-                    throw new InvalidDataException(T("data_offsets must be [begin, end]."));
-                var info = new SafeTensorInfo(prop.Name, dtype, shape.ToArray(), begin, end);
-                if (begin < 0 || end < begin || end > dataSize)
-                    throw new InvalidDataException(T($"data_offsets [{begin}, {end}] are outside the {dataSize}-byte data section."));
-                if (end - begin != info.Elements * size)
-                    throw new InvalidDataException(T($"data_offsets span {end - begin} bytes but shape [{string.Join(", ", shape)}] of {dtype} needs {info.Elements * size}."));
-                tensors[prop.Name] = info;
-            }
-            var sorted = tensors.Values.Where(t => t.End > t.Begin).OrderBy(t => t.Begin).ToList();
-            for (int i = 1; i < sorted.Count; i++)
-                if (sorted[i].Begin < sorted[i - 1].End)
-                    throw new InvalidDataException(Where($"tensors '{sorted[i - 1].Name}' and '{sorted[i].Name}' overlap in the data section."));
+            var (tensors, metadata) = ParseHeader(doc.RootElement, bytes.Length - dataStart, Where);
+            CheckCoverage(tensors, bytes.Length - dataStart, Where);
             return new SafeTensorsFile(path, bytes, dataStart, tensors, metadata);
         }
     }
 
-    /// <summary>The tensor's values as float (F64 is rounded).</summary>
+    // The reference refuses a header that is not UTF-8; a lenient decoder would turn bad bytes into U+FFFD instead.
+    private static void CheckUtf8(ReadOnlySpan<byte> header, Func<string, string> where)
+    {
+        if (System.Text.Unicode.Utf8.IsValid(header)) return;
+        int at = 0;
+        while (Rune.DecodeFromUtf8(header[at..], out _, out int used) == System.Buffers.OperationStatus.Done) at += used;
+        throw new InvalidDataException(where($"the header is not valid UTF-8 (byte 0x{header[at]:X2} at header offset {at})."));
+    }
+
+    private static (Dictionary<string, SafeTensorInfo>, Dictionary<string, string>) ParseHeader(JsonElement root, long dataSize, Func<string, string> where)
+    {
+        if (root.ValueKind != JsonValueKind.Object)
+            throw new InvalidDataException(where($"the header must be a JSON object; found {Kind(root)}."));
+        var tensors = new Dictionary<string, SafeTensorInfo>(StringComparer.Ordinal);
+        Dictionary<string, string>? metadata = null;
+        foreach (var prop in root.EnumerateObject())
+        {
+            string name = Name(prop, where);
+            if (name == MetadataKey)
+            {
+                if (metadata is not null) throw new InvalidDataException(where($"the header has the key '{MetadataKey}' twice."));
+                metadata = ParseMetadata(prop.Value, where);
+                continue;
+            }
+            if (tensors.ContainsKey(name)) throw new InvalidDataException(where($"the header has the tensor '{name}' twice."));
+            tensors[name] = ParseTensor(name, prop.Value, dataSize, where);
+        }
+        return (tensors, metadata ?? new Dictionary<string, string>(StringComparer.Ordinal));
+    }
+
+    private static Dictionary<string, string> ParseMetadata(JsonElement v, Func<string, string> where)
+    {
+        if (v.ValueKind != JsonValueKind.Object)
+            throw new InvalidDataException(where($"{MetadataKey} must be an object of strings; found {Kind(v)}."));
+        var metadata = new Dictionary<string, string>(StringComparer.Ordinal);
+        foreach (var m in v.EnumerateObject())
+        {
+            string key = Name(m, where);
+            if (m.Value.ValueKind != JsonValueKind.String)
+                throw new InvalidDataException(where($"{MetadataKey} entry '{key}' must be a string; found {Kind(m.Value)}."));
+            if (!metadata.TryAdd(key, Text(m.Value, where)))
+                throw new InvalidDataException(where($"{MetadataKey} has the key '{key}' twice."));
+        }
+        return metadata;
+    }
+
+    private static SafeTensorInfo ParseTensor(string name, JsonElement v, long dataSize, Func<string, string> where)
+    {
+        string T(string what) => where($"tensor '{name}': {what}");
+        if (v.ValueKind != JsonValueKind.Object)
+            throw new InvalidDataException(T($"expected an object with dtype, shape and data_offsets; found {Kind(v)}."));
+        JsonElement? dt = null, sh = null, off = null;
+        foreach (var field in v.EnumerateObject())
+        {
+            string key = Name(field, where);
+            ref JsonElement? slot = ref dt;
+            if (key == "dtype") slot = ref dt;
+            else if (key == "shape") slot = ref sh;
+            else if (key == "data_offsets") slot = ref off;
+            else throw new InvalidDataException(T($"unknown field '{key}'; a tensor has exactly dtype, shape and data_offsets."));
+            if (slot is not null) throw new InvalidDataException(T($"the field '{key}' appears twice."));
+            slot = field.Value;
+        }
+        if (dt is not { } dtype || sh is not { } shape || off is not { } offsets)
+            throw new InvalidDataException(T($"missing {(dt is null ? "dtype" : sh is null ? "shape" : "data_offsets")}; a tensor has exactly dtype, shape and data_offsets."));
+
+        if (dtype.ValueKind != JsonValueKind.String) throw new InvalidDataException(T($"dtype must be a string; found {Kind(dtype)}."));
+        string type = Text(dtype, where);
+        int size = ElementSize(type) is > 0 and var s ? s : throw new InvalidDataException(T($"dtype {type} is not supported; expected F32 or F64."));
+
+        if (shape.ValueKind != JsonValueKind.Array) throw new InvalidDataException(T($"shape must be an array of integers; found {Kind(shape)}."));
+        var dims = new int[shape.GetArrayLength()];
+        long elements = 1;
+        bool overflow = false;
+        int i = 0;
+        foreach (var d in shape.EnumerateArray())
+        {
+            if (d.ValueKind != JsonValueKind.Number || !d.TryGetInt32(out int x) || x < 0)
+                throw new InvalidDataException(T($"shape entries must be integers in [0, {int.MaxValue}]; found {Raw(d)} at index {i}."));
+            dims[i++] = x;
+            // The reference multiplies in order with a checked product, so an overflow before a 0 is refused too.
+            overflow |= x != 0 && elements > long.MaxValue / x;
+            elements = overflow ? elements : elements * x;
+        }
+        string shapeText = $"[{string.Join(", ", dims)}]";
+        if (overflow || elements > long.MaxValue / size)
+            throw new InvalidDataException(T($"shape {shapeText} of {type} has more bytes than a 64-bit size holds."));
+
+        if (offsets.ValueKind != JsonValueKind.Array || offsets.GetArrayLength() != 2)
+            throw new InvalidDataException(T($"data_offsets must be [begin, end], two integers >= 0; found {Raw(offsets)}."));
+        long begin = Offset(offsets[0], "begin", T), end = Offset(offsets[1], "end", T);
+        if (end < begin) throw new InvalidDataException(T($"data_offsets [{begin}, {end}] end before they begin; expected begin <= end."));
+        if (end > dataSize) throw new InvalidDataException(T($"data_offsets [{begin}, {end}] are outside the {dataSize}-byte data section."));
+        if (end - begin != elements * size)
+            throw new InvalidDataException(T($"data_offsets span {end - begin} bytes ([{begin}, {end}]) but shape {shapeText} of {type} needs {elements * size}."));
+        return new SafeTensorInfo(name, type, dims, begin, end);
+    }
+
+    private static long Offset(JsonElement e, string which, Func<string, string> t) =>
+        e.ValueKind == JsonValueKind.Number && e.TryGetInt64(out long x) && x >= 0 ? x
+            : throw new InvalidDataException(t($"data_offsets {which} must be an integer in [0, {long.MaxValue}]; found {Raw(e)}."));
+
+    // The reference's rule: sorted by (begin, end), each tensor begins where the previous one ends, and the last ends at the file's end.
+    private static void CheckCoverage(Dictionary<string, SafeTensorInfo> tensors, long dataSize, Func<string, string> where)
+    {
+        var sorted = tensors.Values.OrderBy(t => t.Begin).ThenBy(t => t.End).ThenBy(t => t.Name, StringComparer.Ordinal).ToList();
+        long start = 0;
+        SafeTensorInfo? previous = null;
+        foreach (var t in sorted)
+        {
+            if (t.Begin < start)
+                throw new InvalidDataException(where($"tensors '{previous!.Name}' [{previous.Begin}, {previous.End}] and '{t.Name}' [{t.Begin}, {t.End}] overlap in the data section."));
+            if (t.Begin > start)
+                throw new InvalidDataException(where(previous is null
+                    ? $"tensor '{t.Name}' [{t.Begin}, {t.End}] begins at {t.Begin}: the data section's bytes [0, {t.Begin}) belong to no tensor (expected the first tensor at 0)."
+                    : $"tensor '{t.Name}' [{t.Begin}, {t.End}] begins at {t.Begin} but '{previous.Name}' [{previous.Begin}, {previous.End}] ends at {start}: the bytes [{start}, {t.Begin}) belong to no tensor."));
+            start = t.End;
+            previous = t;
+        }
+        if (start != dataSize)
+            throw new InvalidDataException(where(previous is null
+                ? $"the header names no tensor but the data section has {dataSize} bytes; expected none."
+                : $"the last tensor '{previous.Name}' [{previous.Begin}, {previous.End}] ends at {start} but the data section has {dataSize} bytes: the bytes [{start}, {dataSize}) belong to no tensor."));
+    }
+
+    private static int ElementSize(string dtype) => dtype switch { "F32" => 4, "F64" => 8, _ => 0 };
+
+    // Names and strings with escapes that decode to lone surrogates make System.Text.Json throw InvalidOperationException.
+    private static string Name(JsonProperty p, Func<string, string> where)
+    {
+        try { return p.Name; }
+        catch (InvalidOperationException e) { throw new InvalidDataException(where($"a header key (with the value {Raw(p.Value)}) is not valid text ({e.Message})."), e); }
+    }
+
+    private static string Text(JsonElement e, Func<string, string> where)
+    {
+        try { return e.GetString()!; }
+        catch (InvalidOperationException x) { throw new InvalidDataException(where($"the header string {Raw(e)} is not valid text ({x.Message})."), x); }
+    }
+
+    private static string Kind(JsonElement e) => $"{e.ValueKind.ToString().ToLowerInvariant()} {Raw(e)}";
+
+    private static string Raw(JsonElement e) => Clip(e.GetRawText());
+
+    private static string Clip(string s) => s.Length <= 60 ? s : string.Concat(s.AsSpan(0, 57), "...");
+
+    /// <summary>
+    /// The tensor's values as float (F64 is rounded). Throws <see cref="InvalidDataException"/> naming the element when a value
+    /// is NaN or infinite, or an F64 value lies beyond float's range: weights and optimizer state must be finite.
+    /// </summary>
     public float[] ReadFloat(string name)
     {
-        var t = Tensors[name];
-        var span = _bytes.AsSpan((int)(_dataStart + t.Begin), (int)(t.End - t.Begin));
+        if (!Tensors.TryGetValue(name, out var t))
+            throw new KeyNotFoundException($"safetensors file '{Path}' has no tensor '{name}'.");
+        var span = _bytes.AsSpan(checked((int)(_dataStart + t.Begin)), checked((int)(t.End - t.Begin)));
         var r = new float[t.Elements];
         for (int i = 0; i < r.Length; i++)
-            r[i] = t.Dtype == "F32" ? BinaryPrimitives.ReadSingleLittleEndian(span[(4 * i)..]) : (float)BinaryPrimitives.ReadDoubleLittleEndian(span[(8 * i)..]);
+        {
+            if (t.Dtype == "F32")
+            {
+                float v = BinaryPrimitives.ReadSingleLittleEndian(span[(4 * i)..]);
+                if (!float.IsFinite(v)) throw NotFinite(t, i, v.ToString(CultureInfo.InvariantCulture));
+                r[i] = v;
+            }
+            else
+            {
+                double v = BinaryPrimitives.ReadDoubleLittleEndian(span[(8 * i)..]);
+                if (!double.IsFinite(v)) throw NotFinite(t, i, v.ToString(CultureInfo.InvariantCulture));
+                r[i] = (float)v;
+                if (!float.IsFinite(r[i])) throw NotFinite(t, i, $"{v.ToString("R", CultureInfo.InvariantCulture)}, beyond float's range");
+            }
+        }
         return r;
     }
+
+    private InvalidDataException NotFinite(SafeTensorInfo t, int index, string value) =>
+        new($"safetensors file '{Path}': tensor '{t.Name}' element {index} is {value}; expected a finite value.");
 }
