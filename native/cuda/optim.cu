@@ -4,7 +4,8 @@
 //   sumsq_final:   one block adds the partials in index order
 // so the norm does not depend on scheduling. The norm also checks the gradients: a NaN or infinite
 // gradient (before value clipping, which would hide it) makes the sum non-finite, and sumsq_final then
-// sets skip = 2, so the update kernels leave parameters and state as they were.
+// sets skip = 2, so the update kernels leave parameters and state as they were. Without clipping by norm,
+// grad_check does only that check.
 #include "common.cuh"
 
 extern "C" __global__ void sumsq_partial(const float* g, long long n, float clip_value, float* partial)
@@ -38,6 +39,15 @@ extern "C" __global__ void sumsq_final(const float* partial, int parts, float ma
     status->clip_scale = max_norm > 0.0f ? (float)fmin(1.0, max_norm / (norm + 1e-6)) : 1.0f;
     status->norm = (float)norm;
     if (!(s == s && s <= 1.7976931348623157e308) && status->skip == 0) status->skip = 2; // a gradient is not finite
+}
+
+// skip = 2 when a gradient is NaN or infinite (and the loss was finite): one grid-stride pass, no reduction.
+extern "C" __global__ void grad_check(const float* g, long long n, bp_step_status* status)
+{
+    int bad = 0;
+    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x)
+        if (!bp_finitef(g[i])) bad = 1;
+    if (bad && status->skip == 0) status->skip = 2;
 }
 
 // The update kernels read the step's values from sc, and return at once when status->skip is set

@@ -38,7 +38,8 @@ internal static class TrainCommand
         var wd = Add("--weight-decay", "Weight decay (L2; decoupled for adamw; default 0, 0.01 for adamw).", 0.0);
         var beta1 = Add("--beta1", "Adam/AdamW β1.", 0.9);
         var beta2 = Add("--beta2", "Adam/AdamW β2.", 0.999);
-        var eps = Add("--eps", "Optimizer ε (default: the optimizer's own).", 1e-8);
+        var eps = new Option<double?>("--eps") { Description = "Optimizer ε (default: the optimizer's own: 1e-8, 1e-10 for adagrad)." };
+        o["--eps"] = eps;
         var clipNorm = Add("--clip-norm", "Clip the global gradient norm (0 = off).", 0.0);
         var schedule = Add("--schedule", "constant, step, exponential, cosine, linear.", "cosine");
         var warmup = Add("--warmup", "Linear warm-up steps in front of the schedule.", 0);
@@ -172,7 +173,7 @@ internal static class TrainCommand
 
     // The optimizer's settings type takes only its own hyper-parameters; a flag for another algorithm is an error.
     private static OptimizerSettings ParseOptimizer(ParseResult p, Option<string> optimizer, Option<double> lr, Option<double> momentum, Option<bool> nesterov,
-        Option<double> wd, Option<double> beta1, Option<double> beta2, Option<double> eps, Option<double> clipNorm)
+        Option<double> wd, Option<double> beta1, Option<double> beta2, Option<double?> eps, Option<double> clipNorm)
     {
         string name = p.GetValue(optimizer)!;
         var kind = Flags.Choice("--optimizer", name, ("sgd", OptimizerKind.Sgd), ("adam", OptimizerKind.Adam), ("adamw", OptimizerKind.AdamW),
@@ -190,7 +191,7 @@ internal static class TrainCommand
         var d = OptimizerSettings.ForKind(kind);
         double rate = p.GetValue(lr), mu = p.GetValue(momentum), b1 = p.GetValue(beta1), b2 = p.GetValue(beta2);
         double decay = Given(p, wd) ? p.GetValue(wd) : d.WeightDecay;
-        double Eps(double def) => Given(p, eps) ? p.GetValue(eps) : def;
+        double Eps(double def) => p.GetValue(eps) ?? def;
         OptimizerSettings s = d switch
         {
             Sgd => new Sgd(rate, mu, nesterov: p.GetValue(nesterov), weightDecay: decay),

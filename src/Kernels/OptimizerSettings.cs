@@ -24,6 +24,9 @@ public enum OptimizerKind
 /// <summary>What every optimizer has: a learning rate, weight decay, and the gradient pre-processing extensions.</summary>
 public abstract record OptimizerSettings
 {
+    // The algorithms are the ones below: every consumer (the CPU update, the Cuda launches, checkpoints) knows each of them.
+    private protected OptimizerSettings() { }
+
     /// <summary>The algorithm.</summary>
     public abstract OptimizerKind Kind { get; }
     /// <summary>Base learning rate (a schedule scales it per step).</summary>

@@ -63,7 +63,7 @@ internal static class CudaStepBench
             double step = Measure.Median(stepTimes), gemm = Measure.Median(gemmTimes);
             double flops = StepBench.FlopsPerStep(widths, batch);
             var row = new CudaStepBenchRow(name, batch, Math.Round(step * 1e3, 4), Math.Round(batch / step), Math.Round(flops / step / 1e9, 1),
-                Math.Round(gemm * 1e3, 4), Math.Round(flops / gemm / 1e9, 1), Math.Round(gemm / step, 3));
+                Math.Round(gemm * 1e3, 4), Math.Round(flops / gemm / 1e9, 1), gemm / step);
             rows.Add(row);
             log.WriteLine(FormattableString.Invariant($"  {name} batch {batch}: {row.StepMs:F4} ms/step, {row.Samples:N0} samples/s, {row.StepGflops:F1} GFLOP/s; cuBLAS GEMMs alone {row.GemmMs:F4} ms ({row.GemmGflops:F1} GFLOP/s), fraction {row.Fraction:F3}"));
         }

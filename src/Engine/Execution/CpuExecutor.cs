@@ -28,10 +28,18 @@ internal sealed unsafe class CpuExecutor<T, TDense> : IExecutor<T>
     {
         _plan = plan;
         _ctx = ctx;
-        _params = Allocate<T>(plan.ParameterBlock);
-        _acts = Allocate<T>(plan.ActivationBlock);
-        _labels = Allocate<int>(plan.Options.MaxBatch);
-        _nonFinite = Allocate<int>(1);
+        try
+        {
+            _params = Allocate<T>(plan.ParameterBlock);
+            _acts = Allocate<T>(plan.ActivationBlock);
+            _labels = Allocate<int>(plan.Options.MaxBatch);
+            _nonFinite = Allocate<int>(1);
+        }
+        catch
+        {
+            FreeBlocks(); // the caller disposes the context
+            throw;
+        }
     }
 
     private static TE* Allocate<TE>(long n) where TE : unmanaged
@@ -124,13 +132,16 @@ internal sealed unsafe class CpuExecutor<T, TDense> : IExecutor<T>
     {
         if (_params == null) return;
         _ctx.Dispose();
+        FreeBlocks();
+    }
+
+    private void FreeBlocks()
+    {
         NativeMemory.AlignedFree(_params);
         NativeMemory.AlignedFree(_acts);
         NativeMemory.AlignedFree(_labels);
         NativeMemory.AlignedFree(_nonFinite);
-        _params = null;
-        _acts = null;
-        _labels = null;
-        _nonFinite = null;
+        _params = _acts = null;
+        _labels = _nonFinite = null;
     }
 }

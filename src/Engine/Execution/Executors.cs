@@ -22,14 +22,17 @@ internal static class Executors
         switch (o.Backend)
         {
             case Backend.Cpu:
-                return new CpuExecutor<T, FusedDense<T>>(plan, new CpuContext(o.Threads, o.Isa));
+                CheckMemory<T>(plan, cpu: true);
+                return OnContext(plan, ctx => new CpuExecutor<T, FusedDense<T>>(plan, ctx));
             case Backend.Blas:
                 OpenBlas.EnsureAvailable();
-                return new CpuExecutor<T, BlasDense<T>>(plan, new CpuContext(o.Threads, o.Isa));
+                CheckMemory<T>(plan, cpu: true);
+                return OnContext(plan, ctx => new CpuExecutor<T, BlasDense<T>>(plan, ctx));
             case Backend.Cuda:
             {
                 if (typeof(T) != typeof(float))
                     throw new NotSupportedException($"the Cuda backend computes in float; a model of {typeof(T).Name} runs on the Cpu or Blas backend.");
+                CheckMemory<T>(plan, cpu: false);
                 var gpu = device ?? CudaGpu.Open(o.AllowTf32);
                 try { return (IExecutor<T>)(object)new CudaExecutor(plan, gpu, ownsDevice: device == null, o.CudaGraph); }
                 catch
@@ -41,5 +44,30 @@ internal static class Executors
             default:
                 throw new ArgumentOutOfRangeException(nameof(plan), o.Backend, $"Unknown backend {(int)o.Backend}.");
         }
+    }
+
+    // The executor owns its context; when the executor cannot be made, the context's threads and scratch go too.
+    private static IExecutor<T> OnContext<T>(Plan plan, Func<CpuContext, IExecutor<T>> make) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        var ctx = new CpuContext(plan.Options.Threads, plan.Options.Isa);
+        try { return make(ctx); }
+        catch
+        {
+            ctx.Dispose();
+            throw;
+        }
+    }
+
+    // Refuses, before allocating, a model whose host memory is more than this machine (or its container limit) has.
+    private static unsafe void CheckMemory<T>(Plan plan, bool cpu) where T : unmanaged
+    {
+        long need = cpu
+            ? plan.BlockBytes(sizeof(T)) + plan.Options.Threads * (MicroKernels.PackABytes + MicroKernels.PackBBytes)
+            : plan.ParameterBlock * 4 + 2L * plan.Options.MaxBatch * (plan.Spec.InputWidth + plan.Spec.OutputWidth) * 4;
+        long have = GC.GetGCMemoryInfo().TotalAvailableMemoryBytes;
+        if (have > 0 && need > have)
+            throw new InsufficientMemoryException(
+                $"the model needs {need / 1048576.0:N0} MiB of host memory ({plan.ParameterBlock:N0} parameter-block and {plan.ActivationBlock:N0} activation " +
+                $"elements at batch {plan.Options.MaxBatch}), but this machine offers {have / 1048576.0:N0} MiB: use narrower layers or a smaller batch.");
     }
 }

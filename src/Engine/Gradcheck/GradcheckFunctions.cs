@@ -283,7 +283,10 @@ public sealed class LossGradcheck : IGradcheckFunction
         if (width < 1 || input.Length % width != 0) throw new ArgumentException($"input has {input.Length} values, not a multiple of the width {width}.", nameof(input));
         int rows = input.Length / width;
         if (kind == LossKind.CrossEntropy ? labels?.Length != rows : targets?.Length != input.Length)
-            throw new ArgumentException(kind == LossKind.CrossEntropy ? $"cross-entropy needs {rows} labels." : $"{kind} needs {input.Length} target values.");
+            throw new ArgumentException(kind == LossKind.CrossEntropy
+                ? $"cross-entropy needs {rows} labels (one per row of input); got {labels?.Length.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "none"}."
+                : $"{kind} needs {input.Length} target values (one per input value); got {targets?.Length.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "none"}.",
+                kind == LossKind.CrossEntropy ? nameof(labels) : nameof(targets));
         (_kind, _smoothing, _delta, _width, _labels, _targets) = (kind, labelSmoothing, huberDelta, width, labels, targets);
         _tensors = [new GradTensor("input", [rows, width], input)];
         _scratch = new double[input.Length];

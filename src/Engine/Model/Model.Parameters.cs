@@ -18,7 +18,10 @@ public partial class Model<T>
 
     /// <summary>The parameter tensor <paramref name="name"/> (a state_dict name such as "0.weight"), read-only, valid until the next call.</summary>
     public ReadOnlySpan<T> Parameter(string name) => Read(Named(name).Value);
-    /// <summary>d(loss)/d(parameter) of the last Step or Gradients call, read-only, valid until the next call.</summary>
+    /// <summary>
+    /// d(loss)/d(parameter) as the last Step or Gradients call left it (a step that diverged leaves what it had computed when it
+    /// stopped), read-only, valid until the next call.
+    /// </summary>
     public ReadOnlySpan<T> Gradient(string name) => Read(Named(name).Grad);
 
     /// <summary>Overwrites parameter tensor <paramref name="name"/>.</summary>
@@ -45,10 +48,27 @@ public partial class Model<T>
         bias.CopyTo(Write(s.Bias));
     }
 
-    /// <summary>A tensor of the parameter block, for reading (a Cuda model downloads once after the device ran).</summary>
-    internal ReadOnlySpan<T> Read(Slot slot) { ObjectDisposedException.ThrowIf(_disposed, this); return _exec.ReadParameters().Slice(checked((int)slot.Offset), checked((int)slot.Length)); }
-    /// <summary>A tensor of the parameter block, for writing (a Cuda model uploads before its next run).</summary>
-    internal Span<T> Write(Slot slot) { ObjectDisposedException.ThrowIf(_disposed, this); return View(_exec.WriteParameters(), slot); }
+    /// <summary>
+    /// A tensor of the parameter block, for reading (a Cuda model downloads once after the device ran). It takes the model
+    /// like a call does, so a read on one thread cannot race a step on another.
+    /// </summary>
+    internal ReadOnlySpan<T> Read(Slot slot)
+    {
+        Enter();
+        try { return ReadHeld(slot); }
+        finally { Exit(); }
+    }
+
+    /// <summary>A tensor of the parameter block, for writing (a Cuda model uploads before its next run); takes the model like a call.</summary>
+    internal Span<T> Write(Slot slot)
+    {
+        Enter();
+        try { return View(_exec.WriteParameters(), slot); }
+        finally { Exit(); }
+    }
+
+    // For a caller that already holds the model.
+    private ReadOnlySpan<T> ReadHeld(Slot slot) => _exec.ReadParameters().Slice(checked((int)slot.Offset), checked((int)slot.Length));
 
     /// <summary>Optimizer state slot <paramref name="k"/> of the tensor at <paramref name="slot"/>, for reading.</summary>
     internal ReadOnlySpan<T> ReadState(int k, Slot slot) => Read(StateSlot(k, slot));

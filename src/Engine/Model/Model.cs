@@ -157,7 +157,7 @@ public partial class Model<T> : IDisposable where T : unmanaged, IFloatingPointI
     {
         foreach (var p in Parameters)
         {
-            var g = Gradient(p.Name);
+            var g = ReadHeld(Named(p.Name).Grad);
             for (int i = 0; i < g.Length; i++)
                 if (!T.IsFinite(g[i])) return new TrainingDivergedException(t, loss, CurrentLearningRate, p.Name, i, double.CreateTruncating(g[i]));
         }
@@ -178,18 +178,28 @@ public partial class Model<T> : IDisposable where T : unmanaged, IFloatingPointI
     {
         get
         {
-            ObjectDisposedException.ThrowIf(_disposed, this);
-            if (!_haveGradients) throw new InvalidOperationException("the input gradient is there only after Gradients(...), before the next call.");
-            return _exec.Activations(Plan.InputGradient, _lastBatch);
+            if (!_haveGradients)
+            {
+                ObjectDisposedException.ThrowIf(_disposed, this);
+                throw new InvalidOperationException("the input gradient is there only after Gradients(...), before the next call.");
+            }
+            return Activations(Plan.InputGradient);
         }
     }
 
     /// <summary>Layer <paramref name="layer"/>'s pre-activation of the last training-mode call (a plan that keeps pre-activations; diagnostics).</summary>
-    internal ReadOnlySpan<T> PreActivation(int layer) => _exec.Activations(Plan.Layers[layer].PreActivation.Exists ? Plan.Layers[layer].PreActivation
-        : throw new InvalidOperationException($"layer {layer} keeps no pre-activation in this plan."), _lastBatch);
+    internal ReadOnlySpan<T> PreActivation(int layer) => Activations(Plan.Layers[layer].PreActivation.Exists ? Plan.Layers[layer].PreActivation
+        : throw new InvalidOperationException($"layer {layer} keeps no pre-activation in this plan."));
 
     /// <summary>The network output of the last training-mode call [batch, outputs].</summary>
-    internal ReadOnlySpan<T> TrainingOutput => _exec.Activations(Plan.Layers[^1].Next, _lastBatch);
+    internal ReadOnlySpan<T> TrainingOutput => Activations(Plan.Layers[^1].Next);
+
+    private ReadOnlySpan<T> Activations(Slot slot)
+    {
+        Enter();
+        try { return _exec.Activations(slot, _lastBatch); }
+        finally { Exit(); }
+    }
 
     // Forward without dropout over samples [start, start + batch) of x; returns the output rows.
     private ReadOnlySpan<T> Infer(ReadOnlySpan<T> x, int start, int batch)
@@ -276,9 +286,12 @@ public partial class Model<T> : IDisposable where T : unmanaged, IFloatingPointI
     }
 
     /// <summary>Frees the executor's memory and threads. Using the model afterwards throws <see cref="ObjectDisposedException"/>.</summary>
+    /// <remarks>Disposing a model while another thread is inside one of its calls throws <see cref="InvalidOperationException"/> (its memory is in use).</remarks>
     public void Dispose()
     {
         if (_disposed) return;
+        if (Interlocked.Exchange(ref _busy, 1) != 0)
+            throw new InvalidOperationException("This model is in use by another thread: dispose it after that call returns.");
         _disposed = true;
         _exec.Dispose();
         GC.SuppressFinalize(this);

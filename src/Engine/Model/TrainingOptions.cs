@@ -36,7 +36,11 @@ public sealed record TrainingOptions
     public ulong Seed { get; init; } = 1;
     /// <summary>Threads for the kernels.</summary>
     public int Threads { get; init; } = Environment.ProcessorCount;
-    /// <summary>CPU backends: the rung of the ISA ladder the kernels take (null: the best this CPU supports; tests force each).</summary>
+    /// <summary>
+    /// CPU backends: the rung of the ISA ladder the kernels take (null: the best this CPU supports; tests force each). A property of
+    /// the machine, not of the run: checkpoints do not store it, so a run resumes on whatever CPU it lands on.
+    /// </summary>
+    [System.Text.Json.Serialization.JsonIgnore]
     public Isa? Isa { get; init; }
     /// <summary>Kernel backend.</summary>
     public Backend Backend { get; init; } = Backend.Cpu;

@@ -67,16 +67,15 @@ public sealed class Plan
     /// <summary>Whether every layer's pre-activation is kept (a diagnostic plan, e.g. for gradient checks near kinks).</summary>
     public bool KeepsPreActivations { get; }
     /// <summary>A training step: forward with dropout, loss, backward, update (what Model.Step executes).</summary>
-    public IReadOnlyList<PlanOp> TrainingOps => _training;
+    public IReadOnlyList<PlanOp> TrainingOps { get; }
     /// <summary>The loss and every gradient, the network input's included, without an update (Model.Gradients).</summary>
-    public IReadOnlyList<PlanOp> GradientOps => _gradients;
+    public IReadOnlyList<PlanOp> GradientOps { get; }
     /// <summary>Forward with dropout and the loss (Model.Loss: what finite differences evaluate).</summary>
-    public IReadOnlyList<PlanOp> LossOps => _loss;
+    public IReadOnlyList<PlanOp> LossOps { get; }
     /// <summary>Forward without dropout (what Predict and Evaluate execute).</summary>
-    public IReadOnlyList<PlanOp> InferenceOps => _inference;
-
-    // Arrays, so indexing them through IReadOnlyList in the step allocates nothing.
-    private readonly PlanOp[] _training, _gradients, _loss, _inference;
+    public IReadOnlyList<PlanOp> InferenceOps { get; }
+    // Each list is one read-only wrapper over an array, made once: indexing it allocates nothing, and nobody can edit the
+    // ops (their slots are trusted by the executors).
 
     /// <summary>Compiles <paramref name="spec"/> with <paramref name="options"/>, checking every shape.</summary>
     public Plan(ModelSpec spec, TrainingOptions options) : this(spec, options, keepPreActivations: false) { }
@@ -118,6 +117,9 @@ public sealed class Plan
         }
         ParameterSection = p;
         StateSlots = options.Optimizer.StateSlots;
+        if (ParameterBlock > int.MaxValue)
+            throw new ArgumentException($"the model {Describe(spec)} has {ParameterCount:N0} parameters; with gradients and {StateSlots} optimizer state slot(s) that is " +
+                $"{ParameterBlock:N0} elements, more than a block holds ({int.MaxValue:N0}): use narrower layers.");
 
         long a = 0;
         Slot Act(int cols)
@@ -142,13 +144,17 @@ public sealed class Plan
         GradB = Act(maxWidth);
         Targets = spec.Loss == LossKind.CrossEntropy ? Slot.None : Act(spec.OutputWidth);
         ActivationBlock = a;
+        if (ActivationBlock > int.MaxValue)
+            throw new ArgumentException($"the model {Describe(spec)} at batch {B} needs {ActivationBlock:N0} activation elements, more than a block holds " +
+                $"({int.MaxValue:N0}): use a smaller batch or narrower layers.");
         Layers = layers;
         InputGradient = Width(L % 2 == 0 ? GradA : GradB, spec.InputWidth);
 
-        _inference = Forward(training: false).ToArray();
-        _loss = [.. Forward(training: true), Loss()];
-        _training = [.. _loss, .. Backward(inputGradient: false), new OptimizerUpdateOp()];
-        _gradients = [.. _loss, .. Backward(inputGradient: true)];
+        PlanOp[] loss = [.. Forward(training: true), Loss()];
+        InferenceOps = Array.AsReadOnly(Forward(training: false).ToArray());
+        LossOps = Array.AsReadOnly(loss);
+        TrainingOps = Array.AsReadOnly<PlanOp>([.. loss, .. Backward(inputGradient: false), new OptimizerUpdateOp()]);
+        GradientOps = Array.AsReadOnly<PlanOp>([.. loss, .. Backward(inputGradient: true)]);
     }
 
     // The slot backward reads f' from: the output when f' is cheaper from it, else the pre-activation.
@@ -200,6 +206,11 @@ public sealed class Plan
     }
 
     private static long Round(long n) => (n + Align - 1) / Align * Align;
+
+    private static string Describe(ModelSpec spec) => $"{spec.InputWidth}-{string.Join("-", spec.Layers.Select(l => l.Units))}";
+
+    /// <summary>Bytes the blocks of this plan take in elements of <paramref name="elementSize"/> bytes (what an executor allocates for them).</summary>
+    public long BlockBytes(int elementSize) => (ParameterBlock + Math.Max(1, ActivationBlock)) * elementSize + Options.MaxBatch * sizeof(int);
 
     /// <summary>A readable listing: blocks, slots and ops.</summary>
     public override string ToString()

@@ -277,6 +277,48 @@ public class ModelTests
     }
 
     [Test]
+    public void AModelTooLargeForABlockOrForThisMachine_IsRefusedBeforeAnythingIsAllocated()
+    {
+        long before = GC.GetTotalAllocatedBytes(true);
+        var wide = new Sequential(1 << 20).Dense(1 << 12).Dense(2);
+        Assert.That(Assert.Throws<ArgumentException>(() => wide.Compile(new TrainingOptions { Threads = 1 }))!.Message,
+            Does.Contain("more than a block holds (2,147,483,647): use narrower layers"));
+        var tall = new Sequential(1 << 12).Dense(1 << 12).Dense(2);
+        Assert.That(Assert.Throws<ArgumentException>(() => tall.Compile(new TrainingOptions { Threads = 1, MaxBatch = 1 << 20 }))!.Message,
+            Does.Contain("activation elements, more than a block holds").And.Contain("use a smaller batch"));
+        // Blocks that each fit, in double: 2.1e9 parameter-block elements (SGD keeps no state) and 2.1e9 activation elements,
+        // about 34 GB together.
+        long have = GC.GetGCMemoryInfo().TotalAvailableMemoryBytes;
+        var big = new Sequential(32768).Dense(32000, "relu").Dense(2);
+        var options = new TrainingOptions { Threads = 1, MaxBatch = 16000, Optimizer = new Sgd() };
+        if (have > 30L << 30) Assert.Ignore($"this machine offers {have >> 20} MiB; the case is refused for memory only below about 30 GiB");
+        Assert.That(Assert.Throws<InsufficientMemoryException>(() => big.Compile<double>(options))!.Message,
+            Does.Contain("MiB of host memory").And.Contain("but this machine offers"));
+        Assert.That(GC.GetTotalAllocatedBytes(true) - before, Is.LessThan(1 << 24), "refused before the blocks were allocated");
+    }
+
+    [Test]
+    public void DisposingAModelWhileAnotherThreadIsInsideIt_IsRefused()
+    {
+        var m = Mlp(threads: 1);
+        var (x, _) = Batch(8, 2);
+        using var inside = new ManualResetEventSlim();
+        using var release = new ManualResetEventSlim();
+        m.OnEnter = () => { inside.Set(); release.Wait(); };
+        var t = new Thread(() => m.Predict(x, new float[8 * 5]));
+        t.Start();
+        Assert.That(inside.Wait(TimeSpan.FromSeconds(30)), Is.True);
+        Assert.That(Assert.Throws<InvalidOperationException>(m.Dispose)!.Message, Does.Contain("dispose it after that call returns"));
+        Assert.That(Assert.Throws<InvalidOperationException>(() => m.GetWeights(0))!.Message, Does.Contain("in use by another thread"),
+            "parameter reads take the model like calls do");
+        release.Set();
+        t.Join();
+        m.OnEnter = null;
+        m.Dispose();
+        Assert.Throws<ObjectDisposedException>(() => m.GetWeights(0));
+    }
+
+    [Test]
     public void ConcurrentCalls_AreRefused_AndSerializedCallsAreCorrect()
     {
         // The rule: one thread at a time per model. While one thread is inside a call (held there by the

@@ -50,30 +50,38 @@ internal sealed unsafe class CudaExecutor : IExecutor<float>
         long pOff = Take(plan.ParameterBlock * 4), aOff = Take(Math.Max(1, plan.ActivationBlock) * 4), lOff = Take(B * 4L),
              tOff = Take((long)B * outW * 4), nOff = Take(NormParts * 4), cOff = Take(sizeof(StepConstants)), sOff = Take(sizeof(StepStatus));
         ArenaBytes = off;
-        _arena = gpu.Allocate(off);
-        (_params, _acts, _labels, _terms, _partials, _consts, _status) =
-            (_arena + (ulong)pOff, _arena + (ulong)aOff, _arena + (ulong)lOff, _arena + (ulong)tOff, _arena + (ulong)nOff, _arena + (ulong)cOff, _arena + (ulong)sOff);
+        try
+        {
+            _arena = gpu.Allocate(off);
+            (_params, _acts, _labels, _terms, _partials, _consts, _status) =
+                (_arena + (ulong)pOff, _arena + (ulong)aOff, _arena + (ulong)lOff, _arena + (ulong)tOff, _arena + (ulong)nOff, _arena + (ulong)cOff, _arena + (ulong)sOff);
 
-        off = 0;
-        long inS = Take((long)B * spec.InputWidth * 4), labS = Take((long)B * Math.Max(1, outW) * 4), cS = Take(sizeof(StepConstants)),
-             sS = Take(sizeof(StepStatus)), oS = Take((long)B * outW * 4);
-        _staging = gpu.AllocatePinned(off);
-        byte* s = (byte*)_staging;
-        _input = (float*)(s + inS);
-        _labelStage = (int*)(s + labS);
-        _targets = (float*)(s + labS);
-        _constants = (StepConstants*)(s + cS);
-        _stepStatus = (StepStatus*)(s + sS);
-        _output = (float*)(s + oS);
+            off = 0;
+            long inS = Take((long)B * spec.InputWidth * 4), labS = Take((long)B * Math.Max(1, outW) * 4), cS = Take(sizeof(StepConstants)),
+                 sS = Take(sizeof(StepStatus)), oS = Take((long)B * outW * 4);
+            _staging = gpu.AllocatePinned(off);
+            byte* s = (byte*)_staging;
+            _input = (float*)(s + inS);
+            _labelStage = (int*)(s + labS);
+            _targets = (float*)(s + labS);
+            _constants = (StepConstants*)(s + cS);
+            _stepStatus = (StepStatus*)(s + sS);
+            _output = (float*)(s + oS);
 
-        _host = (float*)NativeMemory.AlignedAlloc((nuint)(plan.ParameterBlock * 4), 64);
-        _scratch = (float*)NativeMemory.AlignedAlloc((nuint)((long)B * outW * 4), 64);
-        new Span<float>(_host, checked((int)plan.ParameterBlock)).Clear();
-        _hostAhead = true;
-        // Zero the activation block once, so alignment gaps read as zeros as on the CPU.
-        var zeros = new float[Math.Max(1, plan.ActivationBlock)];
-        fixed (float* z = zeros) _gpu.CopyToDevice(_acts, (nint)z, zeros.Length * 4L);
-        _gpu.Synchronize();
+            _host = (float*)NativeMemory.AlignedAlloc((nuint)(plan.ParameterBlock * 4), 64);
+            _scratch = (float*)NativeMemory.AlignedAlloc((nuint)((long)B * outW * 4), 64);
+            new Span<float>(_host, checked((int)plan.ParameterBlock)).Clear();
+            _hostAhead = true;
+            // Zero the activation block once, so alignment gaps read as zeros as on the CPU.
+            var zeros = new float[Math.Max(1, plan.ActivationBlock)];
+            fixed (float* z = zeros) _gpu.CopyToDevice(_acts, (nint)z, zeros.Length * 4L);
+            _gpu.Synchronize();
+        }
+        catch
+        {
+            FreeMemory(); // a device the caller owns must not keep what this constructor allocated
+            throw;
+        }
     }
 
     public string? DeviceDescription => _gpu.Description;
@@ -128,7 +136,14 @@ internal sealed unsafe class CudaExecutor : IExecutor<float>
             {
                 _gpu.BeginCapture();
                 try { program.Run(_gpu); }
-                finally { graph = _gpu.EndCapture(); }
+                catch
+                {
+                    // End the capture and free what it made; the error that stopped it is the one to report.
+                    try { _gpu.DestroyGraph(_gpu.EndCapture()); }
+                    catch (Exception e) when (e is CudaException or InvalidOperationException) { }
+                    throw;
+                }
+                graph = _gpu.EndCapture();
                 _graphs[batch] = graph;
             }
             _gpu.LaunchGraph(graph);
@@ -295,9 +310,14 @@ internal sealed unsafe class CudaExecutor : IExecutor<float>
         ulong prm = Section(0), g = Section(1);
         ulong S(string name) => o.SlotOf(name) is var k and >= 0 ? Section(2 + k) : 0UL;
         bool useScale = o.ClipNorm > 0;
-        // The norm runs on every step: it is also the check that every gradient is finite (skip = 2 otherwise).
-        p.Add(CudaKernels.SumsqPartial(_gpu, NormParts, Block, g, n, (float)o.ClipValue, _partials));
-        p.Add(CudaKernels.SumsqFinal(_gpu, 1, 32, _partials, NormParts, (float)o.ClipNorm, _status));
+        // Every gradient is checked before the update (skip = 2 when one is not finite): by the norm when clipping by norm,
+        // else by a pass of its own.
+        if (useScale)
+        {
+            p.Add(CudaKernels.SumsqPartial(_gpu, NormParts, Block, g, n, (float)o.ClipValue, _partials));
+            p.Add(CudaKernels.SumsqFinal(_gpu, 1, 32, _partials, NormParts, (float)o.ClipNorm, _status));
+        }
+        else p.Add(CudaKernels.GradCheck(_gpu, Grid(n), Block, g, n, _status));
         p.Add(o switch
         {
             Sgd s => CudaKernels.SgdUpdate(_gpu, Grid(n), Block, prm, g, S(Sgd.MomentumBuffer), n, s, useScale, _consts, _status),
@@ -334,12 +354,17 @@ internal sealed unsafe class CudaExecutor : IExecutor<float>
         _disposed = true;
         foreach (var g in _graphs.Values) _gpu.DestroyGraph(g);
         foreach (var p in _programs.Values) p.Dispose();
-        _gpu.FreePinned(_staging);
-        _gpu.Free(_arena);
-        NativeMemory.AlignedFree(_host);
-        NativeMemory.AlignedFree(_scratch);
+        FreeMemory();
+        if (_ownsDevice) _gpu.Dispose();
+    }
+
+    private void FreeMemory()
+    {
+        if (_staging != 0) _gpu.FreePinned(_staging);
+        if (_arena != 0) _gpu.Free(_arena);
+        if (_host != null) NativeMemory.AlignedFree(_host);
+        if (_scratch != null) NativeMemory.AlignedFree(_scratch);
         if (_hostActs != null) NativeMemory.AlignedFree(_hostActs);
         _host = _scratch = _hostActs = null;
-        if (_ownsDevice) _gpu.Dispose();
     }
 }

@@ -80,6 +80,10 @@ internal static class CudaKernels
     public static CudaLaunch SumsqFinal(IGpuDevice gpu, uint grid, uint block, ulong partial, int parts, float maxNorm, ulong status) =>
         Make(gpu, "optim.cu", "sumsq_final", grid, block, new KernelArgs(4).Address(partial).I32(parts).F32(maxNorm).Address(status));
 
+    /// <summary>grad_check(const float* g, long long n, bp_step_status* status).</summary>
+    public static CudaLaunch GradCheck(IGpuDevice gpu, uint grid, uint block, ulong g, long n, ulong status) =>
+        Make(gpu, "optim.cu", "grad_check", grid, block, new KernelArgs(3).Address(g).I64(n).Address(status));
+
     /// <summary>The prologue every update kernel shares: clip_value, use_scale, l1, step constants, status.</summary>
     private static KernelArgs Tail(KernelArgs a, OptimizerSettings o, bool useScale, ulong consts, ulong status) =>
         a.F32((float)o.ClipValue).I32(useScale ? 1 : 0).F32((float)o.L1).Address(consts).Address(status);

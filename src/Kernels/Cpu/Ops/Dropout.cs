@@ -39,7 +39,8 @@ public static class Dropout
     }
 
     // Element e is kept when word e % 4 of Philox group e / 4 is at or above the threshold. Float on AVX2 takes eight
-    // groups (32 elements) per step; every other case one element at a time, from the same words.
+    // groups (32 elements) per step; then one group (4 elements, scalar code) per step; the last 3 or fewer elements one
+    // at a time, from the same words.
     private unsafe struct MaskKernel<T> : IVectorKernel<T> where T : unmanaged, IFloatingPointIeee754<T>
     {
         public uint Threshold, K0, K1, S0, S1, Layer;
@@ -49,10 +50,19 @@ public static class Dropout
 
         static int IVectorKernel<T>.Width512 => 0;
         static int IVectorKernel<T>.Width256 => typeof(T) == typeof(float) && Avx2.IsSupported ? 32 : 0;
-        static int IVectorKernel<T>.Width128 => 0;
+        static int IVectorKernel<T>.Width128 => 4;
 
         public readonly void Step512(nint i) => throw new InvalidOperationException("dropout has no 512-bit step.");
-        public readonly void Step128(nint i) => throw new InvalidOperationException("dropout has no 128-bit step.");
+
+        // One Philox group: the four words of group i / 4 for elements i .. i + 3 (i is a multiple of 4 here).
+        public readonly void Step128(nint i)
+        {
+            var (a, b, c, d) = Philox.Generate((uint)(i >> 2), Layer, S0, S1, K0, K1);
+            Y[i] = a >= Threshold ? X[i] * Scale : T.Zero;
+            Y[i + 1] = b >= Threshold ? X[i + 1] * Scale : T.Zero;
+            Y[i + 2] = c >= Threshold ? X[i + 2] * Scale : T.Zero;
+            Y[i + 3] = d >= Threshold ? X[i + 3] * Scale : T.Zero;
+        }
         public readonly void Step256(nint i) => Groups8((int)i, Threshold, ScaleF, K0, K1, S0, S1, Layer, (float*)X, (float*)Y);
 
         public readonly void Step1(nint i)
