@@ -56,6 +56,12 @@ public sealed record ModelSpec(int InputWidth, IReadOnlyList<LayerSpec> Layers, 
     /// <summary>The rules of one layer (also what the Sequential builder checks as each layer is added).</summary>
     internal static void CheckLayer(int l, LayerSpec layer)
     {
+        if (layer is null) throw new ArgumentNullException(nameof(layer), $"layer {l} is missing (null).");
+        if (!Enum.IsDefined(layer.Activation.Kind))
+            throw new ArgumentException($"layer {l} (Dense {layer.Units}): unknown activation kind {(int)layer.Activation.Kind}; expected one of {string.Join(", ", Enum.GetNames<ActivationKind>())}.", nameof(layer));
+        double p = layer.Activation.Parameter;
+        if (!double.IsNaN(p) && (!(p > 0) || !double.IsFinite(p)))
+            throw new ArgumentException($"layer {l} (Dense {layer.Units}): the parameter of {layer.Activation.Kind} must be a positive number; got {p}.", nameof(layer));
         if (layer.Units < 1) throw new ArgumentOutOfRangeException(nameof(layer), layer.Units, $"layer {l} (Dense): units must be at least 1; got {layer.Units}.");
         if (!(layer.Dropout >= 0 && layer.Dropout < 1)) throw new ArgumentOutOfRangeException(nameof(layer), layer.Dropout, $"layer {l}: dropout must be in [0, 1); got {layer.Dropout}.");
     }
@@ -64,7 +70,8 @@ public sealed record ModelSpec(int InputWidth, IReadOnlyList<LayerSpec> Layers, 
     public void Validate()
     {
         if (InputWidth < 1) throw new ArgumentOutOfRangeException(nameof(InputWidth), InputWidth, $"input width must be at least 1; got {InputWidth}.");
-        if (Layers.Count == 0) throw new ArgumentException("a model needs at least one Dense layer; got none.", nameof(Layers));
+        if (!Enum.IsDefined(Loss)) throw new ArgumentOutOfRangeException(nameof(Loss), Loss, $"unknown loss {(int)Loss}; expected one of {string.Join(", ", Enum.GetNames<LossKind>())}.");
+        if (Layers is null || Layers.Count == 0) throw new ArgumentException("a model needs at least one Dense layer; got none.", nameof(Layers));
         for (int l = 0; l < Layers.Count; l++) CheckLayer(l, Layers[l]);
         if (Loss == LossKind.CrossEntropy && OutputWidth < 2)
             throw new ArgumentException($"cross-entropy needs at least 2 output units; the last layer has {OutputWidth}.", nameof(Loss));

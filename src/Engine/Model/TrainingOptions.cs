@@ -54,6 +54,11 @@ public sealed record TrainingOptions
     /// <summary>Throws with the offending value when a setting is out of range.</summary>
     public void Validate()
     {
+        if (!Enum.IsDefined(Backend)) throw new ArgumentOutOfRangeException(nameof(Backend), Backend, $"unknown backend {(int)Backend}; expected Cpu, Blas or Cuda.");
+        if (!Enum.IsDefined(Init)) throw new ArgumentOutOfRangeException(nameof(Init), Init, $"unknown initialization {(int)Init}; expected one of {string.Join(", ", Enum.GetNames<InitScheme>())}.");
+        if (!Enum.IsDefined(Loss)) throw new ArgumentOutOfRangeException(nameof(Loss), Loss, $"unknown loss {(int)Loss}; expected one of {string.Join(", ", Enum.GetNames<LossKind>())}.");
+        if (!(LabelSmoothing >= 0 && LabelSmoothing <= 1)) throw new ArgumentOutOfRangeException(nameof(LabelSmoothing), LabelSmoothing, $"label smoothing must be in [0, 1]; got {LabelSmoothing}.");
+        if (!(HuberDelta > 0) || !double.IsFinite(HuberDelta)) throw new ArgumentOutOfRangeException(nameof(HuberDelta), HuberDelta, $"Huber delta must be a finite positive number; got {HuberDelta}.");
         if (MaxBatch < 1) throw new ArgumentOutOfRangeException(nameof(MaxBatch), MaxBatch, $"batch size must be at least 1; got {MaxBatch}.");
         if (Threads < 1 || Threads > 1024) throw new ArgumentOutOfRangeException(nameof(Threads), Threads, $"threads must be in [1, 1024]; got {Threads}.");
         ArgumentNullException.ThrowIfNull(Optimizer);

@@ -51,6 +51,9 @@ public sealed record LrSchedule
     /// <summary>Throws with the offending value when a setting is out of range.</summary>
     public void Validate()
     {
+        if (!Enum.IsDefined(Kind)) throw new ArgumentOutOfRangeException(nameof(Kind), Kind, $"unknown schedule {(int)Kind}; expected one of {string.Join(", ", Enum.GetNames<ScheduleKind>())}.");
+        if (!double.IsFinite(Gamma) || !double.IsFinite(EtaMin) || !double.IsFinite(StartFactor) || !double.IsFinite(EndFactor))
+            throw new ArgumentException($"schedule factors must be finite; got gamma {Gamma}, eta_min {EtaMin}, start {StartFactor}, end {EndFactor}.");
         if (StepSize < 1) throw new ArgumentOutOfRangeException(nameof(StepSize), StepSize, $"step size must be at least 1; got {StepSize}.");
         if (!(Gamma > 0)) throw new ArgumentOutOfRangeException(nameof(Gamma), Gamma, $"gamma must be positive; got {Gamma}.");
         if (TMax < 1) throw new ArgumentOutOfRangeException(nameof(TMax), TMax, $"T_max must be at least 1; got {TMax}.");

@@ -232,7 +232,7 @@ public class CudaBackendTests
             using var a = new Model(spec, opts, gpu);
             for (int t = 0; t < 8; t++) { var (x, y) = Batch(24, 12, 4, 900 + t); a.Step(x, y); }
             string file = Path.Combine(dir, "a.safetensors");
-            Checkpoint.SaveTraining(a, file, new TrainingPosition(0, 8));
+            Checkpoint.SaveTraining(a, file, new TrainingPosition(1, 8));
             for (int t = 8; t < 16; t++) { var (x, y) = Batch(24, 12, 4, 900 + t); a.Step(x, y); }
 
             using var b = new Model(spec, opts, gpu);
