@@ -1,5 +1,8 @@
 // The command tree of `backprop`, one file per command (TrainCommand, GradcheckCommand, ExportCommand,
-// BenchCommand, CheckCommand, InfoCommand). Parsing errors and invalid values exit with 2 and one line.
+// BenchCommand, CheckCommand, InfoCommand). Exit codes, for every command:
+//   0 success · 1 the run failed (diverged, a write failed, a check failed) · 2 bad input or usage, one line
+//   70 an internal error (one line asking for a report; the stack with --verbose) · 130 / 143 SIGINT / SIGTERM
+// Results go to stdout, errors and warnings to stderr.
 using System.CommandLine;
 
 namespace Backprop.Cli;
@@ -9,19 +12,28 @@ internal sealed class UsageException(string message) : Exception(message);
 
 internal static class Commands
 {
-    public const int ExitUsage = 2;
+    public const int ExitUsage = 2, ExitInternal = 70;
+
+    public const string ExitCodes = "Exit codes: 0 success; 1 the run failed (diverged, a write failed, a check failed); 2 bad input or usage; " +
+        "70 internal error; 130 / 143 stopped by SIGINT / SIGTERM.";
+
+    /// <summary>Test seam: commands added to the tree (e.g. one that fails in a way no command expects).</summary>
+    internal static List<Func<Command>> TestCommands { get; } = [];
 
     public static int Run(string[] args, TextWriter? stdout = null, TextWriter? stderr = null)
     {
         stdout ??= Console.Out;
         stderr ??= Console.Error;
-        var root = new RootCommand("Backprop: a fast trainer for dense neural networks.");
+        var verbose = new Option<bool>("--verbose") { Description = "On an internal error, print the stack trace too.", Recursive = true };
+        var root = new RootCommand($"Backprop: a fast trainer for dense neural networks. {ExitCodes}");
+        root.Options.Add(verbose);
         root.Subcommands.Add(BenchCommand.Create(stdout));
         root.Subcommands.Add(InfoCommand.Create(stdout));
         root.Subcommands.Add(CheckCommand.Create(stdout));
         root.Subcommands.Add(GradcheckCommand.Create(stdout));
-        root.Subcommands.Add(TrainCommand.Create(stdout));
+        root.Subcommands.Add(TrainCommand.Create(stdout, stderr));
         root.Subcommands.Add(ExportCommand.Create(stdout));
+        foreach (var extra in TestCommands) root.Subcommands.Add(extra());
         var parse = root.Parse(args);
         if (parse.Errors.Count > 0)
         {
@@ -41,6 +53,14 @@ internal static class Commands
         {
             stderr.WriteLine($"backprop: {e.Message}");
             return ExitUsage;
+        }
+        catch (Exception e)
+        {
+            // The last resort: whatever a command did not expect is one line, never a stack trace (unless asked for).
+            stderr.WriteLine($"backprop: internal error: {e.GetType().Name}: {e.Message.ReplaceLineEndings(" ")} " +
+                "Please report it with the command line that caused it (add --verbose for the stack trace).");
+            if (parse.GetValue(verbose)) stderr.WriteLine(e.ToString());
+            return ExitInternal;
         }
     }
 }

@@ -1,5 +1,7 @@
 // `backprop export --onnx FILE --from WEIGHTS`: rebuilds the network described in a weights file or a
-// training checkpoint (its __metadata__ "spec"), loads the weights and writes an ONNX model.
+// training checkpoint (its __metadata__ "spec"), loads the weights and writes an ONNX model. The output is
+// refused (exit 2) when it is the input itself, a folder, in a folder that does not exist, or an existing
+// file that is not an ONNX model (an ONNX model there is replaced).
 using System.CommandLine;
 using Backprop.Engine;
 using Backprop.Engine.Checkpoints;
@@ -28,10 +30,35 @@ internal static class ExportCommand
             try { Checkpoint.LoadWeights(model, src); }
             catch (InvalidDataException e) { throw new UsageException(e.Message); }
             string dst = p.GetValue(onnx)!.FullName;
-            OnnxExporter.Export(model, dst, p.GetValue(softmax));
+            CheckTarget(src, dst);
+            try { OnnxExporter.Export(model, dst, p.GetValue(softmax)); }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException) { throw new UsageException($"--onnx '{dst}' cannot be written: {e.Message}"); }
             stdout.WriteLine($"wrote {dst}: {spec.InputWidth}-{string.Join("-", spec.Layers.Select(l => l.Units))}, opset 17, input 'input' [batch, {spec.InputWidth}], output 'output' [batch, {spec.OutputWidth}]");
             return 0;
         });
         return cmd;
+    }
+
+    private static void CheckTarget(string src, string dst)
+    {
+        if (string.Equals(Path.GetFullPath(src), Path.GetFullPath(dst), StringComparison.Ordinal))
+            throw new UsageException($"--onnx '{dst}' is the --from file itself; writing the export there would destroy the weights.");
+        if (Directory.Exists(dst)) throw new UsageException($"--onnx '{dst}' is a folder; expected the path of the .onnx file to write.");
+        string? folder = Path.GetDirectoryName(dst);
+        if (folder is not null && !Directory.Exists(folder)) throw new UsageException($"--onnx '{dst}': the folder '{folder}' does not exist.");
+        if (File.Exists(dst) && !LooksLikeOnnx(dst))
+            throw new UsageException($"--onnx '{dst}' exists and is not an ONNX model; refusing to replace it (remove it first, or choose another name).");
+    }
+
+    // An ONNX ModelProto starts with field 1 (ir_version, a varint: byte 0x08) and a small version number.
+    private static bool LooksLikeOnnx(string path)
+    {
+        try
+        {
+            using var f = File.OpenRead(path);
+            Span<byte> head = stackalloc byte[2];
+            return f.Read(head) == 2 && head[0] == 0x08 && head[1] is >= 1 and <= 30;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { return false; }
     }
 }

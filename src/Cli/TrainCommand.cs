@@ -1,5 +1,6 @@
 // `backprop train`: trains an MLP on an IDX dataset (Fashion-MNIST by default) and ends with the
-// line "test accuracy 0.xxxx". Every choice has a flag; bad input exits with 2 and one message.
+// line "test accuracy 0.xxxx". Every choice has a flag; bad input exits with 2 and one message, before
+// any training starts. `--resume DIR` continues the run its checkpoint describes, as the same run.
 using System.CommandLine;
 using System.Globalization;
 using Backprop.Engine;
@@ -12,9 +13,9 @@ namespace Backprop.Cli;
 
 internal static class TrainCommand
 {
-    public const string DefaultData = "/usr/share/datasets/fashion-mnist";
+    public const string DefaultData = TrainData.DefaultFolder;
 
-    public static Command Create(TextWriter stdout)
+    public static Command Create(TextWriter stdout, TextWriter stderr)
     {
         var o = new Dictionary<string, Option>();
         Option<T> Add<T>(string name, string description, T def)
@@ -57,16 +58,25 @@ internal static class TrainCommand
         var patience = Add("--patience", "Early stopping patience in epochs (needs --validation).", 0);
         var checkpointEvery = Add("--checkpoint-every", "Save OUTPUT/checkpoint.safetensors every N steps (0 = never).", 0L);
         var stopAfter = Add("--stop-after-steps", "Stop after N optimizer steps in all, saving a checkpoint (0 = run every epoch).", 0L);
-        var resume = new Option<DirectoryInfo?>("--resume") { Description = "Continue the run whose DIR/checkpoint.safetensors was saved (architecture and options come from it)." };
+        var resume = new Option<DirectoryInfo?>("--resume") { Description = "Continue the run whose DIR/checkpoint.safetensors was saved: model, options, data, scaling and epochs come from it (--threads, --lr, --epochs, --checkpoint-every, --stop-after-steps may be given)." };
         var inputWidth = Add("--input-width", "Expected features per sample (checked against the data; 0 = take it from the data).", 0);
-        var output = new Option<DirectoryInfo?>("--output") { Description = "Folder for metrics.csv, metrics.json, curves.png, confusion.csv and model.safetensors." };
+        var output = new Option<DirectoryInfo?>("--output") { Description = "Folder for metrics.csv, metrics.json, curves.png, confusion.csv, model.safetensors and checkpoints (checked before training; a folder holding an earlier run needs --overwrite)." };
+        var overwrite = new Option<bool>("--overwrite") { Description = "Replace the earlier run in --output." };
+        var classesOpt = new Option<int?>("--classes") { Description = "Number of classes (default: from the labels, refusing implausible results)." };
         var cmd = new Command("train", "Train an MLP (Fashion-MNIST from the Debian package by default) and report test accuracy.");
         foreach (var opt in o.Values) cmd.Options.Add(opt);
         cmd.Options.Add(output);
+        cmd.Options.Add(overwrite);
+        cmd.Options.Add(classesOpt);
         cmd.Options.Add(resume);
         cmd.Options.Add(tf32);
         cmd.SetAction(p =>
         {
+            int th = p.GetValue(threads);
+            if (th < 1 || th > 1024) throw new UsageException($"--threads must be in [1, 1024]; got {th}.");
+            var resumeDir = p.GetValue(resume);
+            if (resumeDir is not null) return Resume(p, cmd, resumeDir, th, o, output, stdout, stderr);
+
             var hidden = Flags.Layers(p.GetValue(layers)!);
             var act = Flags.Activation("--activation", p.GetValue(activation)!);
             var loss = Flags.Loss(p.GetValue(lossOpt)!);
@@ -74,97 +84,132 @@ internal static class TrainCommand
             double drop = p.GetValue(dropout);
             if (!(drop >= 0 && drop < 1)) throw new UsageException($"--dropout must be in [0, 1); got {Inv(drop)}.");
             var settings = ParseOptimizer(p, optimizer, lr, momentum, nesterov, wd, beta1, beta2, eps, clipNorm);
-            int b = p.GetValue(batch), ep = p.GetValue(epochs), th = p.GetValue(threads);
+            int b = p.GetValue(batch), ep = p.GetValue(epochs);
             if (b < 1) throw new UsageException($"--batch must be at least 1; got {b}.");
             if (ep < 1) throw new UsageException($"--epochs must be at least 1; got {ep}.");
-            if (th < 1 || th > 1024) throw new UsageException($"--threads must be in [1, 1024]; got {th}.");
             var be = Flags.Backend(p.GetValue(backend)!);
             var initScheme = Flags.Init(p.GetValue(init)!);
             var norm = Flags.Choice("--normalize", p.GetValue(normalize)!,
                 ("scale", Normalization.Scale01), ("standardize", Normalization.Standardize), ("none", Normalization.None));
-            var resumeDir = p.GetValue(resume);
-            var dir = p.GetValue(output) ?? resumeDir;
+            string fmt = Flags.Choice("--format", p.GetValue(format)!, ("idx", "idx"), ("csv", "csv"), ("npy", "npy"));
+            var dir = p.GetValue(output);
             long every = p.GetValue(checkpointEvery), stop = p.GetValue(stopAfter);
             if ((every != 0 || stop != 0) && dir is null) throw new UsageException("--checkpoint-every and --stop-after-steps need --output DIR (where the checkpoint goes).");
             var fit = new FitOptions { Epochs = ep, ValidationFraction = p.GetValue(validation), Patience = p.GetValue(patience), CheckpointEvery = every, StopAfterSteps = stop };
             int iw = p.GetValue(inputWidth);
             if (iw < 0) throw new UsageException($"--input-width must be >= 0; got {iw}.");
-            var (trainSet, testSet) = Flags.Choice("--format", p.GetValue(format)!, ("idx", "idx"), ("csv", "csv"), ("npy", "npy")) switch
-            {
-                "idx" => LoadIdx(p.GetValue(data)!),
-                var f => LoadOther(p.GetValue(data)!, f, f == "csv" ? p.GetValue(labelColumn)! : ""),
-            };
+            if (p.GetValue(tf32) && be != Backend.Cuda) throw new UsageException($"--tf32 applies to --backend cuda; the backend is {be.ToString().ToLowerInvariant()}.");
+            try { fit.Validate(); }
+            catch (ArgumentException e) { throw new UsageException(Flags.Message(e)); }
+            // The folder is checked before any data is read or any step is taken.
+            if (dir is not null) RunFolder.Prepare("--output", dir, resuming: false, overwrite: p.GetValue(overwrite));
+
+            string dataFolder = Path.GetFullPath(p.GetValue(data)!), labelCol = fmt == "csv" ? p.GetValue(labelColumn)! : "";
+            var (trainSet, testSet) = TrainData.Load(dataFolder, fmt, labelCol);
             if (iw > 0 && iw != trainSet.Width)
                 throw new UsageException($"the data has {trainSet.Width} features per sample but the first layer expects {iw} (--input-width).");
-            int stepsPerEpoch = (int)Math.Ceiling(trainSet.Count * (1 - fit.ValidationFraction) / b);
+            int classes = TrainData.Classes(trainSet, testSet, p.GetValue(classesOpt));
+            int stepsPerEpoch = StepsPerEpoch(trainSet.Count, fit.ValidationFraction, b);
             var sched = ParseSchedule(p.GetValue(schedule)!, p.GetValue(warmup), p.GetValue(stepSize), p.GetValue(gamma), ep * stepsPerEpoch);
             var options = new TrainingOptions
             {
                 Loss = loss, LabelSmoothing = p.GetValue(smoothing), Optimizer = settings, Schedule = sched, MaxBatch = b,
                 Seed = (ulong)p.GetValue(seed), Threads = th, Backend = be, Init = initScheme, AllowTf32 = p.GetValue(tf32),
             };
-            if (p.GetValue(tf32) && be != Backend.Cuda) throw new UsageException($"--tf32 applies to --backend cuda; the backend is {be.ToString().ToLowerInvariant()}.");
-            try
-            {
-                options.Validate();
-                fit.Validate();
-            }
+            try { options.Validate(); }
             catch (ArgumentException e) { throw new UsageException(Flags.Message(e)); }
-
-            if (norm == Normalization.Standardize)
+            var pre = TrainData.Normalize(trainSet, testSet, norm);
+            var net = new Sequential(trainSet.Width);
+            foreach (int h in hidden)
             {
-                var (mean, std) = trainSet.FeatureStats();
-                trainSet.Normalize(norm, mean, std);
-                testSet.Normalize(norm, mean, std);
+                net.Dense(h, act);
+                if (drop > 0) net.Dropout(drop);
             }
-            else
-            {
-                trainSet.Normalize(norm);
-                testSet.Normalize(norm);
-            }
-            Model model;
-            if (resumeDir is not null)
-            {
-                string ckpt = Path.Combine(resumeDir.FullName, "checkpoint.safetensors");
-                try
-                {
-                    var info = Checkpoint.ReadInfo(ckpt);
-                    if (info.Spec.InputWidth != trainSet.Width)
-                        throw new UsageException($"the checkpoint's model takes {info.Spec.InputWidth} features but the data has {trainSet.Width}.");
-                    try { model = new Model(info.Spec, info.Options with { Threads = th }); }
-                    catch (InvalidOperationException e) when (info.Options.Backend == Backend.Cuda) { throw new UsageException(e.Message); }
-                    try { Checkpoint.LoadTraining(model, ckpt); }
-                    catch { model.Dispose(); throw; }
-                    fit = fit with { Start = info.Position };
-                    stdout.WriteLine($"resuming {ckpt} at step {info.Step} (epoch {info.Position.Epoch}, batch {info.Position.NextBatch})");
-                }
-                catch (Exception e) when (e is FileNotFoundException or InvalidDataException) { throw new UsageException(e.Message); }
-            }
-            else
-            {
-                var net = new Sequential(trainSet.Width);
-                foreach (int h in hidden)
-                {
-                    net.Dense(h, act);
-                    if (drop > 0) net.Dropout(drop);
-                }
-                net.Dense(Math.Max(2, Math.Max(trainSet.Outputs, testSet.Outputs)));
-                try { model = net.Compile(options); }
-                catch (InvalidOperationException e) when (be == Backend.Cuda) { throw new UsageException(e.Message); } // no CUDA device, cuBLAS or NVRTC
-            }
-            using (model)
-            {
-                if (dir is not null)
-                {
-                    Directory.CreateDirectory(dir.FullName);
-                    string path = Path.Combine(dir.FullName, "checkpoint.safetensors");
-                    fit = fit with { OnCheckpoint = pos => Checkpoint.SaveTraining(model, path, pos) };
-                }
-                return TrainRunner.Run(model, trainSet, testSet, fit, dir, stdout);
-            }
+            net.Dense(classes);
+            var run = new TrainingRun(ep, fit.ValidationFraction, fit.Patience, every, pre, dataFolder, fmt, labelCol, classes);
+            using var model = Build(() => net.Compile(options));
+            return TrainRunner.Run(model, trainSet, testSet, fit, dir, run, stdout, stderr);
         });
         return cmd;
     }
+
+    // Flags a resumed run takes from its checkpoint; these may be given with --resume and change what they say.
+    private static readonly string[] ResumeOverrides = ["--threads", "--lr", "--epochs", "--checkpoint-every", "--stop-after-steps"];
+
+    // `train --resume DIR`: the same run, from its checkpoint: model, options, data, scaling, epochs, validation split.
+    private static int Resume(ParseResult p, Command cmd, DirectoryInfo dir, int threads, Dictionary<string, Option> o, Option<DirectoryInfo?> output,
+        TextWriter stdout, TextWriter stderr)
+    {
+        if (p.GetValue(output) is { } other && Path.GetFullPath(other.FullName).TrimEnd('/') != Path.GetFullPath(dir.FullName).TrimEnd('/'))
+            throw new UsageException($"--output '{other.FullName}' differs from --resume '{dir.FullName}': a resumed run writes to its own folder.");
+        foreach (var opt in cmd.Options)
+            if (Given(p, opt) && opt.Name is not ("--resume" or "--output") && !ResumeOverrides.Contains(opt.Name))
+                throw new UsageException($"{opt.Name} cannot change a resumed run (the checkpoint fixes it); drop it, or start a new run in another folder. " +
+                    $"With --resume these may be given: {string.Join(", ", ResumeOverrides)}.");
+        string ckpt = Path.Combine(dir.FullName, "checkpoint.safetensors");
+        if (!File.Exists(ckpt)) throw new UsageException($"--resume '{dir.FullName}' holds no checkpoint.safetensors (save one with --checkpoint-every or --stop-after-steps).");
+        CheckpointInfo info;
+        try { info = Checkpoint.ReadInfo(ckpt); }
+        catch (InvalidDataException e) { throw new UsageException(e.Message); }
+        var run = info.Run ?? throw new UsageException($"checkpoint '{ckpt}' does not record its run (data, scaling, epochs): it predates resumable runs; start a new run.");
+        RunFolder.Prepare("--resume", dir, resuming: true, overwrite: false);
+        var (trainSet, testSet) = TrainData.Load(run.Data ?? TrainData.DefaultFolder, run.Format ?? "idx", run.LabelColumn ?? "");
+        if (trainSet.Width != info.Spec.InputWidth)
+            throw new UsageException($"the checkpoint's model takes {info.Spec.InputWidth} features but its data '{run.Data}' now has {trainSet.Width}.");
+        TrainData.Classes(trainSet, testSet, info.Spec.OutputWidth);
+        TrainData.Normalize(trainSet, testSet, run.Preprocessing.Kind, run.Preprocessing);
+
+        var options = info.Options with { Threads = threads };
+        if (Given(p, o["--lr"]))
+            options = options with { Optimizer = options.Optimizer with { LearningRate = p.GetValue((Option<double>)o["--lr"]) } };
+        int epochs = run.Epochs;
+        if (Given(p, o["--epochs"]))
+        {
+            epochs = p.GetValue((Option<int>)o["--epochs"]);
+            if (epochs < info.Position.Epoch)
+                throw new UsageException($"--epochs {epochs} ends before the checkpoint's position (epoch {info.Position.Epoch}); give at least {info.Position.Epoch}.");
+            // A schedule that decays over the run decays over the new length.
+            int total = epochs * StepsPerEpoch(trainSet.Count, run.ValidationFraction, options.MaxBatch) - options.Schedule.WarmupSteps;
+            options = options with
+            {
+                Schedule = options.Schedule.Kind switch
+                {
+                    ScheduleKind.Cosine => options.Schedule with { TMax = Math.Max(1, total) },
+                    ScheduleKind.Linear => options.Schedule with { TotalIters = Math.Max(1, total) },
+                    _ => options.Schedule,
+                },
+            };
+        }
+        long every = Given(p, o["--checkpoint-every"]) ? p.GetValue((Option<long>)o["--checkpoint-every"]) : run.CheckpointEvery;
+        var fit = new FitOptions
+        {
+            Epochs = epochs, ValidationFraction = run.ValidationFraction, Patience = run.Patience, CheckpointEvery = every,
+            StopAfterSteps = p.GetValue((Option<long>)o["--stop-after-steps"]), Start = info.Position,
+        };
+        try
+        {
+            options.Validate();
+            fit.Validate();
+        }
+        catch (ArgumentException e) { throw new UsageException(Flags.Message(e)); }
+        using var model = Build(() => new Model(info.Spec, options));
+        try { Checkpoint.LoadTraining(model, ckpt); }
+        catch (InvalidDataException e) { throw new UsageException(e.Message); }
+        stdout.WriteLine($"resuming {ckpt} at step {info.Step} (epoch {info.Position.Epoch}, batch {info.Position.NextBatch})");
+        return TrainRunner.Run(model, trainSet, testSet, fit, dir, run with { Epochs = epochs, CheckpointEvery = every }, stdout, stderr);
+    }
+
+    // A model the engine refuses to build (too large, no device) is a usage error: exit 2 and why.
+    private static Model Build(Func<Model> make)
+    {
+        try { return make(); }
+        catch (Exception e) when (e is ArgumentException or InsufficientMemoryException or InvalidOperationException or NotSupportedException)
+        {
+            throw new UsageException(Flags.Message(e));
+        }
+    }
+
+    private static int StepsPerEpoch(int samples, double validation, int batch) => (int)Math.Ceiling(samples * (1 - validation) / batch);
 
     private static string Inv(double v) => Flags.Inv(v);
 
@@ -217,49 +262,5 @@ internal static class TrainCommand
             _ => new LrSchedule { Kind = ScheduleKind.Constant },
         };
         return s with { WarmupSteps = warmup };
-    }
-
-    private static (Dataset Train, Dataset Test) LoadOther(string folder, string format, string labelColumn)
-    {
-        if (!Directory.Exists(folder)) throw new UsageException($"--data folder '{folder}' does not exist.");
-        string Need(string name)
-        {
-            var path = Path.Combine(folder, name);
-            return File.Exists(path) ? path : throw new UsageException($"--data folder '{folder}' has no {name} (--format {format}).");
-        }
-        try
-        {
-            var (train, test) = format == "csv"
-                ? (Csv.Read(Need("train.csv"), labelColumn), Csv.Read(Need("test.csv"), labelColumn))
-                : (Npy.ReadPair(Need("train_x.npy"), Need("train_y.npy")), Npy.ReadPair(Need("test_x.npy"), Need("test_y.npy")));
-            if (train.Width != test.Width)
-                throw new UsageException($"the training data has {train.Width} features and the test data {test.Width}; they must match.");
-            return (train, test);
-        }
-        catch (Exception e) when (e is InvalidDataException or ArgumentException) { throw new UsageException(e.Message.Split(" (Parameter")[0]); }
-    }
-
-    internal static (Dataset Train, Dataset Test) LoadIdx(string folder)
-    {
-        if (!Directory.Exists(folder))
-            throw new UsageException($"--data folder '{folder}' does not exist" + (folder == DefaultData ? " (install it with: apt-get install dataset-fashion-mnist, or ./build.sh Deps)." : "."));
-        string Find(string stem)
-        {
-            foreach (var name in new[] { stem, stem + ".gz" })
-            {
-                var path = Path.Combine(folder, name);
-                if (File.Exists(path)) return path;
-            }
-            throw new UsageException($"--data folder '{folder}' has no {stem}[.gz].");
-        }
-        try
-        {
-            var train = Idx.ReadPair(Find("train-images-idx3-ubyte"), Find("train-labels-idx1-ubyte"));
-            var test = Idx.ReadPair(Find("t10k-images-idx3-ubyte"), Find("t10k-labels-idx1-ubyte"));
-            if (train.Width != test.Width)
-                throw new UsageException($"the training images have {train.Width} pixels and the test images {test.Width}; they must match.");
-            return (train, test);
-        }
-        catch (InvalidDataException e) { throw new UsageException(e.Message); }
     }
 }

@@ -1,6 +1,11 @@
 // Runs a fit for `backprop train`: a progress bar per epoch (Spectre.Console on a terminal, plain
 // lines otherwise), a table of the epochs, the output folder, and the closing "test accuracy" line.
+// Results go to stdout, errors and warnings to stderr. SIGINT and SIGTERM stop at the next step
+// boundary (saving a checkpoint when the run has a folder) and exit 130 / 143. A write that fails
+// (a checkpoint, the final files) ends the run with one line and exit 1; the writer leaves the previous
+// file and no temporary behind.
 using System.Globalization;
+using System.Runtime.InteropServices;
 using System.Text;
 using System.Text.Json;
 using Backprop.Engine;
@@ -13,14 +18,49 @@ namespace Backprop.Cli;
 
 internal static class TrainRunner
 {
-    public static int Run(Model model, Dataset train, Dataset test, FitOptions fit, DirectoryInfo? output, TextWriter stdout)
+    /// <summary>Exit codes of `backprop train` beyond 0 (success) and 2 (bad input).</summary>
+    public const int ExitFailed = 1, ExitInterrupted = 130, ExitTerminated = 143;
+
+    // A checkpoint that could not be written: the run stops with it.
+    private sealed class WriteFailedException(string path, Exception inner) : Exception($"could not write {path}: {inner.Message}", inner);
+
+    public static int Run(Model model, Dataset train, Dataset test, FitOptions fit, DirectoryInfo? output, TrainingRun run, TextWriter stdout, TextWriter stderr)
     {
         var spec = model.Spec;
         string layers = string.Join("-", spec.Layers.Select(l =>
             I($"{l.Units}") + (l.Activation.Kind == Kernels.ActivationKind.Identity ? "" : " " + l.Activation) + (l.Dropout > 0 ? I($" dropout {l.Dropout}") : "")));
         stdout.WriteLine(I($"model: {spec.InputWidth}-{layers}, {model.Plan.ParameterCount:N0} parameters, {model.Options.Optimizer.Kind} lr {model.Options.Optimizer.LearningRate:G3}, ") +
                          I($"batch {model.Options.MaxBatch}, {model.Options.Threads} thread(s), backend {model.Options.Backend}{(model.DeviceDescription is { } d ? $" on {d}" : "")}"));
-        stdout.WriteLine($"data: {train.Count:N0} training and {test.Count:N0} test samples of {train.Width} features, {train.Outputs} classes");
+        stdout.WriteLine($"data: {train.Count:N0} training and {test.Count:N0} test samples of {train.Width} features, {spec.OutputWidth} classes");
+
+        using var cancel = new CancellationTokenSource();
+        int signal = 0;
+        void Stop(PosixSignalContext c, int code)
+        {
+            c.Cancel = true; // finish the step, then stop
+            signal = code;
+            cancel.Cancel();
+        }
+        using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, c => Stop(c, ExitInterrupted));
+        using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, c => Stop(c, ExitTerminated));
+        string? checkpoint = output is null ? null : Path.Combine(output.FullName, "checkpoint.safetensors");
+        fit = fit with { Cancellation = cancel.Token };
+        if (checkpoint is not null)
+            fit = fit with
+            {
+                OnCheckpoint = pos =>
+                {
+                    try { Checkpoint.SaveTraining(model, checkpoint, pos, run); }
+                    catch (Exception e) when (e is IOException or UnauthorizedAccessException) { throw new WriteFailedException(checkpoint, e); }
+                },
+            };
+        double? firstLoss = null;
+        void Watch(EpochMetrics m)
+        {
+            firstLoss ??= m.TrainLoss;
+            if (LossWarning(firstLoss.Value, m) is { } w) stderr.WriteLine(w);
+        }
+
         bool interactive = ReferenceEquals(stdout, Console.Out) && !Console.IsOutputRedirected && AnsiConsole.Profile.Capabilities.Interactive;
         FitResult result;
         try
@@ -39,19 +79,42 @@ internal static class TrainRunner
                                 if (task is null || done == 1) task = ctx.AddTask($"epoch {epoch}/{fit.Epochs}", maxValue: total);
                                 task.Value = done;
                             },
-                            OnEpoch = m => task!.Description = EpochLine(m, fit.Epochs),
+                            OnEpoch = m =>
+                            {
+                                task!.Description = EpochLine(m, fit.Epochs);
+                                Watch(m);
+                            },
                         });
                     });
             }
             else
             {
-                result = new Trainer(model).Fit(train, test, fit with { OnEpoch = m => stdout.WriteLine(EpochLine(m, fit.Epochs)) });
+                result = new Trainer(model).Fit(train, test, fit with
+                {
+                    OnEpoch = m =>
+                    {
+                        stdout.WriteLine(EpochLine(m, fit.Epochs));
+                        Watch(m);
+                    },
+                });
             }
         }
         catch (TrainingDivergedException e)
         {
-            stdout.WriteLine($"error: {e.Message}");
-            return 1;
+            stderr.WriteLine($"backprop: {e.Message}");
+            return ExitFailed;
+        }
+        catch (WriteFailedException e)
+        {
+            stderr.WriteLine($"backprop: {e.Message}; the previous checkpoint is kept.");
+            return ExitFailed;
+        }
+        if (result.Interrupted)
+        {
+            if (output is not null) RunFolder.RemoveTemporaries(output.FullName);
+            stderr.WriteLine($"backprop: {(signal == ExitTerminated ? "SIGTERM" : "SIGINT")}: stopped after step {model.StepCount}" +
+                (checkpoint is not null ? $"; the checkpoint is saved, continue with --resume '{output!.FullName}'." : " (no --output, so no checkpoint)."));
+            return signal == 0 ? ExitInterrupted : signal;
         }
         PrintTable(result.Epochs, stdout, interactive);
         var final = model.Evaluate(test.Features, test.Labels!);
@@ -59,7 +122,13 @@ internal static class TrainRunner
         if (result.StoppedEarly) stdout.WriteLine($"stopped early after epoch {result.Epochs.Count}; kept the parameters of epoch {result.BestEpoch}");
         if (output is not null)
         {
-            WriteOutputs(output, model, result, final);
+            try { WriteOutputs(output, model, result, final); }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                stderr.WriteLine($"backprop: could not write the run's files to '{output.FullName}': {e.Message}" +
+                    (checkpoint is not null && File.Exists(checkpoint) ? "; the checkpoint is kept." : "."));
+                return ExitFailed;
+            }
             stdout.WriteLine($"wrote {output.FullName}: metrics.csv, metrics.json, curves.png, confusion.csv, model.safetensors");
         }
         stdout.WriteLine(FormattableString.Invariant($"test accuracy {final.Accuracy:F4}"));
@@ -67,6 +136,12 @@ internal static class TrainRunner
     }
 
     private static string I(FormattableString f) => FormattableString.Invariant(f);
+
+    /// <summary>A warning when an epoch's training loss is two orders of magnitude above the first epoch's (and above 1).</summary>
+    internal static string? LossWarning(double first, EpochMetrics m) =>
+        m.TrainLoss > 100 * first && m.TrainLoss > 1
+            ? I($"warning: the training loss grew from {first:G4} (first epoch) to {m.TrainLoss:G4} (epoch {m.Epoch}): the run is diverging; try a lower --lr or --clip-norm.")
+            : null;
 
     private static string EpochLine(EpochMetrics m, int epochs) =>
         I($"epoch {m.Epoch}/{epochs}: train loss {m.TrainLoss:F4}, test loss {m.TestLoss:F4}, test accuracy {m.TestAccuracy:F4}") +
@@ -91,25 +166,40 @@ internal static class TrainRunner
 
     private static string F(double? v) => v is double d ? d.ToString("F4", CultureInfo.InvariantCulture) : "";
 
+    // Each file is written to a temporary name and renamed, so a failure leaves no half-written file.
+    private static void WriteAtomically(string path, string text)
+    {
+        string tmp = Path.Combine(Path.GetDirectoryName(path)!, $".{Path.GetFileName(path)}.{Environment.ProcessId}.tmp");
+        try
+        {
+            File.WriteAllText(tmp, text);
+            File.Move(tmp, path, overwrite: true);
+        }
+        finally
+        {
+            if (File.Exists(tmp)) File.Delete(tmp);
+        }
+    }
+
     private static void WriteOutputs(DirectoryInfo dir, Model model, FitResult result, EvaluationResult final)
     {
         Directory.CreateDirectory(dir.FullName);
         var csv = new StringBuilder("epoch,train_loss,test_loss,test_accuracy,validation_loss,validation_accuracy,seconds,samples_per_second,learning_rate\n");
         foreach (var m in result.Epochs)
             csv.AppendLine(FormattableString.Invariant($"{m.Epoch},{m.TrainLoss:R},{m.TestLoss:R},{m.TestAccuracy:R},{m.ValidationLoss:R},{m.ValidationAccuracy:R},{m.Seconds:R},{m.SamplesPerSecond:R},{m.LearningRate:R}"));
-        File.WriteAllText(Path.Combine(dir.FullName, "metrics.csv"), csv.ToString());
+        WriteAtomically(Path.Combine(dir.FullName, "metrics.csv"), csv.ToString());
         var json = result.Epochs.Select(m => new Dictionary<string, object?>
         {
             ["epoch"] = m.Epoch, ["train_loss"] = m.TrainLoss, ["test_loss"] = m.TestLoss, ["test_accuracy"] = m.TestAccuracy,
             ["validation_loss"] = m.ValidationLoss, ["validation_accuracy"] = m.ValidationAccuracy,
             ["seconds"] = m.Seconds, ["samples_per_second"] = m.SamplesPerSecond, ["learning_rate"] = m.LearningRate,
         }).ToList();
-        File.WriteAllText(Path.Combine(dir.FullName, "metrics.json"), JsonSerializer.Serialize(json, JsonOutput.Indented));
+        WriteAtomically(Path.Combine(dir.FullName, "metrics.json"), JsonSerializer.Serialize(json, JsonOutput.Indented));
         var conf = new StringBuilder();
         int C = final.Confusion!.GetLength(0);
         conf.AppendLine("true\\predicted," + string.Join(",", Enumerable.Range(0, C)));
         for (int i = 0; i < C; i++) conf.AppendLine(i + "," + string.Join(",", Enumerable.Range(0, C).Select(j => final.Confusion[i, j])));
-        File.WriteAllText(Path.Combine(dir.FullName, "confusion.csv"), conf.ToString());
+        WriteAtomically(Path.Combine(dir.FullName, "confusion.csv"), conf.ToString());
         Curves.Write(Path.Combine(dir.FullName, "curves.png"), result.Epochs);
         Checkpoint.SaveWeights(model, Path.Combine(dir.FullName, "model.safetensors"));
     }

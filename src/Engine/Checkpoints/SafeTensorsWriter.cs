@@ -4,9 +4,10 @@
 // PyTorch state_dict of the equivalent nn.Sequential ("0.weight" [out, in], "0.bias", "2.weight", ...),
 // so safetensors.torch.load_file + load_state_dict read it unchanged. The file is written to a
 // temporary name in the same folder and renamed, so a crash never leaves a half-written file.
-// Test seam: with BACKPROP_TEST_KILL_AFTER_BYTES=N in the environment, the process kills itself (SIGKILL,
+// Test seams: with BACKPROP_TEST_KILL_AFTER_BYTES=N in the environment, the process kills itself (SIGKILL,
 // as `kill -9` would: no finally block runs) once N bytes of a file have been written, so a test can
-// interrupt a write at a chosen byte instead of racing a timer.
+// interrupt a write at a chosen byte instead of racing a timer; with BACKPROP_TEST_FAIL_AFTER_BYTES=N the
+// write fails there with an IOException, as a full disk does.
 using System.Buffers.Binary;
 using System.Text;
 using System.Text.Json;
@@ -19,9 +20,13 @@ public static class SafeTensorsWriter
     /// <summary>The environment variable of the kill-after-N-bytes test seam.</summary>
     internal const string KillAfterBytesVariable = "BACKPROP_TEST_KILL_AFTER_BYTES";
 
-    private static readonly long s_killAfter =
-        long.TryParse(Environment.GetEnvironmentVariable(KillAfterBytesVariable), System.Globalization.NumberStyles.None,
-            System.Globalization.CultureInfo.InvariantCulture, out long n) ? n : -1;
+    /// <summary>The environment variable of the fail-after-N-bytes test seam.</summary>
+    internal const string FailAfterBytesVariable = "BACKPROP_TEST_FAIL_AFTER_BYTES";
+
+    private static readonly long s_killAfter = Bytes(KillAfterBytesVariable), s_failAfter = Bytes(FailAfterBytesVariable);
+
+    private static long Bytes(string variable) =>
+        long.TryParse(Environment.GetEnvironmentVariable(variable), System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out long n) ? n : -1;
 
     /// <summary>Writes <paramref name="tensors"/> to <paramref name="path"/> atomically, with string metadata.</summary>
     public static void Write(string path, IReadOnlyList<(string Name, int[] Shape, float[] Data)> tensors, IReadOnlyDictionary<string, string>? metadata = null)
@@ -46,6 +51,8 @@ public static class SafeTensorsWriter
                 long written = 0;
                 void Put(ReadOnlySpan<byte> bytes)
                 {
+                    if (s_failAfter >= 0 && written + bytes.Length > s_failAfter)
+                        throw new IOException($"No space left on device ({FailAfterBytesVariable}={s_failAfter}, a test seam)");
                     if (s_killAfter >= 0 && written + bytes.Length > s_killAfter)
                     {
                         fs.Write(bytes[..(int)Math.Max(0, s_killAfter - written)]);

@@ -35,6 +35,8 @@ public sealed record FitOptions
     public long CheckpointEvery { get; init; }
     /// <summary>Receives the position to save (the batch to run next) at checkpoint time.</summary>
     public Action<TrainingPosition>? OnCheckpoint { get; init; }
+    /// <summary>Stops at the next step boundary when cancelled (checkpointing first when <see cref="OnCheckpoint"/> is set); the result says so.</summary>
+    public CancellationToken Cancellation { get; init; }
 
     /// <summary>Throws with the offending value when a setting is out of range.</summary>
     public void Validate()
@@ -50,7 +52,7 @@ public sealed record FitOptions
 }
 
 /// <summary>The result of <see cref="Trainer.Fit"/>: the epochs run, whether early stopping ended it, the best epoch, and whether the step limit did.</summary>
-public sealed record FitResult(IReadOnlyList<EpochMetrics> Epochs, bool StoppedEarly, int BestEpoch, bool StoppedAtStepLimit = false);
+public sealed record FitResult(IReadOnlyList<EpochMetrics> Epochs, bool StoppedEarly, int BestEpoch, bool StoppedAtStepLimit = false, bool Interrupted = false);
 
 /// <summary>Trains a classification or regression model epoch by epoch.</summary>
 public sealed class Trainer(Model model)
@@ -93,8 +95,8 @@ public sealed class Trainer(Model model)
         float[]? best = null;
         bool stopped = false;
         int batches = (n + maxBatch - 1) / maxBatch;
-        bool stepLimit = false;
-        for (int epoch = options.Start.Epoch; epoch <= options.Epochs && !stepLimit; epoch++)
+        bool stepLimit = false, interrupted = false;
+        for (int epoch = options.Start.Epoch; epoch <= options.Epochs && !stepLimit && !interrupted; epoch++)
         {
             PermutationInto(perm, Model.Options.Seed, (ulong)epoch);
             double lr = Model.CurrentLearningRate;
@@ -119,12 +121,13 @@ public sealed class Trainer(Model model)
                 options.OnBatch?.Invoke(epoch, bi + 1, batches);
                 var next = bi + 1 < batches ? new TrainingPosition(epoch, bi + 1) : new TrainingPosition(epoch + 1, 0);
                 stepLimit = options.StopAfterSteps > 0 && Model.StepCount >= options.StopAfterSteps;
-                if (options.OnCheckpoint is not null && (stepLimit || options.CheckpointEvery > 0 && Model.StepCount % options.CheckpointEvery == 0))
+                interrupted = options.Cancellation.IsCancellationRequested;
+                if (options.OnCheckpoint is not null && (stepLimit || interrupted || options.CheckpointEvery > 0 && Model.StepCount % options.CheckpointEvery == 0))
                     options.OnCheckpoint(next);
-                if (stepLimit) break;
+                if (stepLimit || interrupted) break;
             }
             sw.Stop();
-            if (samples == 0) continue;
+            if (samples == 0 || interrupted) continue;
             double seconds = sw.Elapsed.TotalSeconds;
             (double? testLoss, double? testAcc) = Score(test);
             (double? valLoss, double? valAcc) = options.ValidationFraction > 0 ? Score(validation) : (null, null);
@@ -149,7 +152,7 @@ public sealed class Trainer(Model model)
                 }
             }
         }
-        return new FitResult(epochs, stopped, bestEpoch == 0 ? epochs.Count : bestEpoch, stepLimit);
+        return new FitResult(epochs, stopped, bestEpoch == 0 ? epochs.Count : bestEpoch, stepLimit, interrupted);
     }
 
     private (double?, double?) Score(Dataset? d)

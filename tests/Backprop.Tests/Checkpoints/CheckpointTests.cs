@@ -202,7 +202,7 @@ public class CheckpointTests
         var part1 = Cli($"{common} --stop-after-steps 27 --output \"{b}\"");
         Assert.That(part1.Code, Is.EqualTo(0), part1.Output);
         Assert.That(part1.Output, Does.Contain("stopped at step 27"));
-        var part2 = Cli($"train --data \"{data}\" --epochs 3 --threads 1 --resume \"{b}\"");
+        var part2 = Cli($"train --threads 1 --resume \"{b}\""); // data, epochs, everything else from the checkpoint
         Assert.That(part2.Code, Is.EqualTo(0), part2.Output);
         Assert.That(part2.Output, Does.Contain("resuming").And.Contain("at step 27 (epoch 2, batch 8)"));
         var fa = SafeTensorsFile.Read(Path.Combine(a, "model.safetensors"));
@@ -226,7 +226,7 @@ public class CheckpointTests
         // (SIGKILL) after that many bytes of it: none, inside the header length, inside the JSON, mid-data, all but one.
         foreach (long at in new long[] { 0, 5, 40, before.Length / 2, before.Length - 1 })
         {
-            var killed = Cli($"train --data \"{data}\" --threads 1 --checkpoint-every 1 --epochs 2 --resume \"{run}\"",
+            var killed = Cli($"train --threads 1 --checkpoint-every 1 --epochs 2 --resume \"{run}\"",
                 env: (SafeTensorsWriter.KillAfterBytesVariable, at.ToString(System.Globalization.CultureInfo.InvariantCulture)));
             Assert.That(killed.Code, Is.EqualTo(137), $"killed after {at} bytes: the process must have died by SIGKILL\n{killed.Output}");
             Assert.That(File.ReadAllBytes(ckpt), Is.EqualTo(before), $"killed after {at} of {before.Length} bytes: the previous checkpoint must be untouched");
@@ -236,7 +236,7 @@ public class CheckpointTests
             Assert.That(m.StepCount, Is.EqualTo(1));
         }
         foreach (var tmp in Directory.GetFiles(run, ".checkpoint.safetensors.*.tmp")) File.Delete(tmp); // what the kills left
-        var resumed = Cli($"train --data \"{data}\" --threads 1 --epochs 1 --resume \"{run}\"");
+        var resumed = Cli($"train --threads 1 --resume \"{run}\"");
         Assert.That(resumed.Code, Is.EqualTo(0), "the run resumes from the surviving checkpoint: " + resumed.Output);
     }
 }
