@@ -138,6 +138,38 @@ public class CheckpointTests
     }
 
     [Test]
+    public void ACheckpointClaimingAHugeModel_IsRefusedBeforeAnythingIsAllocated()
+    {
+        var spec = new ModelSpec(784, [new LayerSpec(1 << 30, new Activation(ActivationKind.ReLU)), new LayerSpec(10, new Activation(ActivationKind.Identity))], LossKind.CrossEntropy);
+        string path = Path.Combine(_dir, "huge.safetensors");
+        SafeTensorsWriter.Write(path, [("0.weight", [1, 1], [0f])], new Dictionary<string, string>
+        {
+            ["format"] = "backprop-checkpoint", ["spec"] = JsonSerializer.Serialize(spec, Checkpoint.Json),
+            ["options"] = JsonSerializer.Serialize(new TrainingOptions(), Checkpoint.Json), ["step"] = "1", ["epoch"] = "1", ["next_batch"] = "0",
+        });
+        long before = GC.GetTotalAllocatedBytes(true);
+        Assert.That(Assert.Throws<InvalidDataException>(() => Checkpoint.ReadInfo(path))!.Message,
+            Does.Contain("the checkpoint describes a run the engine refuses").And.Contain("more than a block holds"));
+        Assert.That(GC.GetTotalAllocatedBytes(true) - before, Is.LessThan(1 << 24));
+        // misspelled and unknown keys are errors, not defaults
+        var good = new Dictionary<string, string>
+        {
+            ["format"] = "backprop-checkpoint", ["spec"] = JsonSerializer.Serialize(new Sequential(3).Dense(2).ToSpec(LossKind.CrossEntropy), Checkpoint.Json),
+            ["options"] = JsonSerializer.Serialize(new TrainingOptions(), Checkpoint.Json).Replace("\"MaxBatch\"", "\"MaxBtch\""), ["step"] = "1", ["epoch"] = "1", ["next_batch"] = "0",
+        };
+        SafeTensorsWriter.Write(path, [("0.weight", [2, 3], new float[6]), ("0.bias", [2], new float[2])], good);
+        Assert.That(Assert.Throws<InvalidDataException>(() => Checkpoint.ReadInfo(path))!.Message, Does.Contain("__metadata__ 'options' is damaged").And.Contain("MaxBtch"));
+        good["options"] = JsonSerializer.Serialize(new TrainingOptions(), Checkpoint.Json);
+        good["colour"] = "blue";
+        SafeTensorsWriter.Write(path, [("0.weight", [2, 3], new float[6]), ("0.bias", [2], new float[2])], good);
+        Assert.That(Assert.Throws<InvalidDataException>(() => Checkpoint.ReadInfo(path))!.Message, Does.Contain("unknown __metadata__ key 'colour'"));
+        good.Remove("colour");
+        good["step"] = "-3";
+        SafeTensorsWriter.Write(path, [("0.weight", [2, 3], new float[6]), ("0.bias", [2], new float[2])], good);
+        Assert.That(Assert.Throws<InvalidDataException>(() => Checkpoint.ReadInfo(path))!.Message, Does.Contain("'step' is '-3'; expected a whole number >= 0"));
+    }
+
+    [Test]
     public void OptimizerSettings_RoundTripThroughTheMetadata_AndTheUntypedFormStillLoads()
     {
         foreach (var s in new OptimizerSettings[]

@@ -49,6 +49,22 @@ public class TrainCommandTests
     }
 
     [Test]
+    public void DataThatIsAFile_OrAnEmptyTestSet_IsRefused()
+    {
+        string file = Path.Combine(_dir, "train-images-idx3-ubyte");
+        var (code, _, err) = Run("train", "--data", file);
+        Assert.That(code, Is.EqualTo(2));
+        Assert.That(err, Does.Contain($"--data '{file}' is a file; expected a folder holding the idx files"));
+        string csv = Path.Combine(_dir, "empty-test");
+        Directory.CreateDirectory(csv);
+        File.WriteAllLines(Path.Combine(csv, "train.csv"), ["a,label", "1,0", "2,1"]);
+        File.WriteAllLines(Path.Combine(csv, "test.csv"), ["a,label"]);
+        var (code2, _, err2) = Run("train", "--data", csv, "--format", "csv", "--epochs", "1");
+        Assert.That(code2, Is.EqualTo(2), "an empty test set is no run to report an accuracy of");
+        Assert.That(err2, Does.Contain("test.csv").And.Contain("holds no samples"));
+    }
+
+    [Test]
     public void Train_WritesTheRunFolder_AndEndsWithTestAccuracy()
     {
         string outDir = Path.Combine(_dir, "run");
@@ -105,6 +121,10 @@ public class TrainCommandTests
     [TestCase(new[] { "train", "--schedule", "cyclic" }, "--schedule must be constant, step, exponential, cosine or linear; got 'cyclic'")]
     [TestCase(new[] { "train", "--patience", "2" }, "early stopping (patience > 0) needs a validation split")]
     [TestCase(new[] { "train", "--input-width", "784" }, "the data has 16 features per sample but the first layer expects 784")]
+    [TestCase(new[] { "train", "--label-smoothing", "1.5" }, "label smoothing must be in [0, 1]; got 1.5")]
+    [TestCase(new[] { "train", "--layers", "1000000,1000000" }, "more than a block holds (2,147,483,647): use narrower layers")]
+    [TestCase(new[] { "train", "--batch", "100000000", "--layers", "64" }, "more than a block holds (2,147,483,647): use a smaller batch or narrower layers")]
+    [TestCase(new[] { "train", "--classes", "1" }, "--classes must be at least 2; got 1")]
     public void BadInput_ExitsWith2_AndOneMessage(string[] args, string expected)
     {
         var withData = args.Contains("--data") ? args : args.Concat(new[] { "--data", _dir }).ToArray();
