@@ -112,26 +112,27 @@ BP_HD bool bp_dropout_keep(bp_u64 seed, bp_u64 step, bp_u32 layer, bp_u64 e, bp_
 }
 
 // Adam / AdamW update of one element (no clipping or L1 here; those are applied to g by the caller).
-// step_size = lr / (1 - beta1^t), sqrt_bc2 = sqrt(1 - beta2^t), decay = 1 - lr*wd (AdamW).
-BP_HD void bp_adam(float* p, float g, float* m, float* v, float* vmax, float beta1, float beta2, float eps, float wd,
+// step_size = lr / (1 - beta1^t), sqrt_bc2 = sqrt(1 - beta2^t), decay = 1 - lr*wd (AdamW); ob1 = 1 - beta1 and
+// ob2 = 1 - beta2 come from the host, computed in double as torch.optim computes them (1 - 0.999f in float is off by 1e-5).
+BP_HD void bp_adam(float* p, float g, float* m, float* v, float* vmax, float beta1, float beta2, float ob1, float ob2, float eps, float wd,
                    float step_size, float sqrt_bc2, float decay, int decoupled, int amsgrad)
 {
     float pi = *p;
     if (decoupled) pi *= decay; else g += wd * pi;
-    float mi = beta1 * *m + (1.0f - beta1) * g;
-    float vi = beta2 * *v + (1.0f - beta2) * g * g;
+    float mi = beta1 * *m + ob1 * g;
+    float vi = beta2 * *v + ob2 * g * g;
     *m = mi; *v = vi;
     if (amsgrad) { vi = fmaxf(*vmax, vi); *vmax = vi; }
     *p = pi - step_size * mi / (sqrtf(vi) / sqrt_bc2 + eps);
 }
 
-// SGD with momentum/dampening/Nesterov; first = (t == 1) starts the buffer at g.
-BP_HD void bp_sgd(float* p, float g, float* buf, float lr, float momentum, float dampening, float wd, int nesterov, int first)
+// SGD with momentum/dampening/Nesterov; first = (t == 1) starts the buffer at g; keep = 1 - dampening (from the host, in double).
+BP_HD void bp_sgd(float* p, float g, float* buf, float lr, float momentum, float keep, float wd, int nesterov, int first)
 {
     g += wd * *p;
     if (momentum != 0.0f)
     {
-        float b = first ? g : momentum * *buf + (1.0f - dampening) * g;
+        float b = first ? g : momentum * *buf + keep * g;
         *buf = b;
         g = nesterov ? g + momentum * b : b;
     }

@@ -61,38 +61,38 @@ __device__ __forceinline__ float prepare(float g, float p, float clip_value, con
 }
 
 extern "C" __global__ void adam_update(float* p, const float* g, float* m, float* v, float* vmax, long long n,
-    float beta1, float beta2, float eps, float wd, int decoupled, int amsgrad,
+    float beta1, float beta2, float ob1, float ob2, float eps, float wd, int decoupled, int amsgrad,
     float clip_value, int use_scale, float l1, const bp_step_consts* sc, const bp_step_status* status)
 {
     if (status->skip) return;
     float step_size = sc->step_size, sqrt_bc2 = sc->sqrt_bc2, decay = sc->decay;
     for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x)
         bp_adam(p + i, prepare(g[i], p[i], clip_value, status, use_scale, l1), m + i, v + i, amsgrad ? vmax + i : m + i,
-                beta1, beta2, eps, wd, step_size, sqrt_bc2, decay, decoupled, amsgrad);
+                beta1, beta2, ob1, ob2, eps, wd, step_size, sqrt_bc2, decay, decoupled, amsgrad);
 }
 
-extern "C" __global__ void sgd_update(float* p, const float* g, float* buf, long long n, float momentum, float dampening,
+extern "C" __global__ void sgd_update(float* p, const float* g, float* buf, long long n, float momentum, float keep,
     float wd, int nesterov, float clip_value, int use_scale, float l1, const bp_step_consts* sc, const bp_step_status* status)
 {
     if (status->skip) return;
     float lr = sc->lr;
     int first = sc->first;
     for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x)
-        bp_sgd(p + i, prepare(g[i], p[i], clip_value, status, use_scale, l1), buf ? buf + i : p + i, lr, momentum, dampening, wd, nesterov, first);
+        bp_sgd(p + i, prepare(g[i], p[i], clip_value, status, use_scale, l1), buf ? buf + i : p + i, lr, momentum, keep, wd, nesterov, first);
 }
 
 extern "C" __global__ void rmsprop_update(float* p, const float* g, float* sq, float* avg, float* buf, long long n, float alpha,
-    float eps, float wd, float momentum, int centered, float clip_value, int use_scale, float l1, const bp_step_consts* sc, const bp_step_status* status)
+    float one_minus_alpha, float eps, float wd, float momentum, int centered, float clip_value, int use_scale, float l1, const bp_step_consts* sc, const bp_step_status* status)
 {
     if (status->skip) return;
     float lr = sc->lr;
     for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x)
     {
         float gi = prepare(g[i], p[i], clip_value, status, use_scale, l1) + wd * p[i];
-        float s = alpha * sq[i] + (1.0f - alpha) * gi * gi;
+        float s = alpha * sq[i] + one_minus_alpha * gi * gi;
         sq[i] = s;
         float d;
-        if (centered) { float a = alpha * avg[i] + (1.0f - alpha) * gi; avg[i] = a; d = sqrtf(s - a * a) + eps; }
+        if (centered) { float a = alpha * avg[i] + one_minus_alpha * gi; avg[i] = a; d = sqrtf(s - a * a) + eps; }
         else d = sqrtf(s) + eps;
         if (momentum > 0.0f) { float b = momentum * buf[i] + gi / d; buf[i] = b; p[i] -= lr * b; }
         else p[i] -= lr * gi / d;

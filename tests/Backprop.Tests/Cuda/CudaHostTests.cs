@@ -124,9 +124,9 @@ public unsafe partial class CudaHostTests
     [LibraryImport(HostLib)] private static partial void bp_host_philox(uint c0, uint c1, uint c2, uint c3, uint k0, uint k1, uint* output);
     [LibraryImport(HostLib)] private static partial int bp_host_dropout_keep(ulong seed, ulong step, uint layer, ulong e, uint threshold);
     [LibraryImport(HostLib)]
-    private static partial void bp_host_adam(float* p, float g, float* m, float* v, float* vmax, float beta1, float beta2, float eps, float wd,
+    private static partial void bp_host_adam(float* p, float g, float* m, float* v, float* vmax, float beta1, float beta2, float ob1, float ob2, float eps, float wd,
         float stepSize, float sqrtBc2, float decay, int decoupled, int amsgrad);
-    [LibraryImport(HostLib)] private static partial void bp_host_sgd(float* p, float g, float* buf, float lr, float momentum, float dampening, float wd, int nesterov, int first);
+    [LibraryImport(HostLib)] private static partial void bp_host_sgd(float* p, float g, float* buf, float lr, float momentum, float keep, float wd, int nesterov, int first);
 
     private struct Ref : IActivationVisitor<float>
     {
@@ -195,16 +195,16 @@ public unsafe partial class CudaHostTests
             {
                 var gt = g.AsSpan((t - 1) * n, n).ToArray();
                 Optimizer.Update<float>(s, new OptimizerStep(s.LearningRate, t), p, gt, st[0], s.StateSlots > 1 ? st[1] : [], s.StateSlots > 2 ? st[2] : []);
-                float decay = 1f - (float)s.LearningRate * (float)s.WeightDecay;
+                float decay = (float)(1 - s.LearningRate * s.WeightDecay);
                 fixed (float* pp = hp) fixed (float* s0 = hs[0]) fixed (float* s1 = hs[1]) fixed (float* s2 = hs[2])
                     for (int i = 0; i < n; i++)
                     {
                         if (s is Sgd sgd)
-                            bp_host_sgd(pp + i, gt[i], s0 + i, (float)s.LearningRate, (float)sgd.Momentum, (float)sgd.Dampening, (float)s.WeightDecay, sgd.Nesterov ? 1 : 0, t == 1 ? 1 : 0);
+                            bp_host_sgd(pp + i, gt[i], s0 + i, (float)s.LearningRate, (float)sgd.Momentum, (float)(1 - sgd.Dampening), (float)s.WeightDecay, sgd.Nesterov ? 1 : 0, t == 1 ? 1 : 0);
                         else if (s is Adam a)
                         {
                             float stepSize = (float)(s.LearningRate / (1 - Math.Pow(a.Beta1, t))), sqrtBc2 = (float)Math.Sqrt(1 - Math.Pow(a.Beta2, t));
-                            bp_host_adam(pp + i, gt[i], s0 + i, s1 + i, s2 + i, (float)a.Beta1, (float)a.Beta2, (float)a.Eps, (float)s.WeightDecay,
+                            bp_host_adam(pp + i, gt[i], s0 + i, s1 + i, s2 + i, (float)a.Beta1, (float)a.Beta2, (float)(1 - a.Beta1), (float)(1 - a.Beta2), (float)a.Eps, (float)s.WeightDecay,
                                 stepSize, sqrtBc2, decay, s.Kind == OptimizerKind.AdamW ? 1 : 0, a.Amsgrad ? 1 : 0);
                         }
                     }

@@ -339,7 +339,7 @@ internal sealed unsafe class CudaExecutor : IExecutor<float>
             case Adam adam:
                 c.StepSize = (float)adam.StepSize(lr, t);
                 c.SqrtBiasCorrection2 = (float)adam.SqrtBiasCorrection2(t);
-                c.Decay = 1f - (float)lr * (float)o.WeightDecay;
+                c.Decay = (float)(1 - lr * o.WeightDecay); // in double, as the CPU update and torch.optim
                 break;
             case Adagrad ada:
                 c.StepSize = (float)ada.DecayedLearningRate(lr, t);

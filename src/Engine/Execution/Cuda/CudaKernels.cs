@@ -88,22 +88,25 @@ internal static class CudaKernels
     private static KernelArgs Tail(KernelArgs a, OptimizerSettings o, bool useScale, ulong consts, ulong status) =>
         a.F32((float)o.ClipValue).I32(useScale ? 1 : 0).F32((float)o.L1).Address(consts).Address(status);
 
-    /// <summary>adam_update(p, g, m, v, vmax, long long n, beta1, beta2, eps, wd, int decoupled, int amsgrad, clip_value, int use_scale, l1, sc, status).</summary>
+    /// <summary>
+    /// adam_update(p, g, m, v, vmax, long long n, beta1, beta2, 1 − beta1, 1 − beta2, eps, wd, int decoupled, int amsgrad, clip_value, int use_scale, l1, sc,
+    /// status); the 1 − x coefficients (here and below) are computed in double, as torch.optim does.
+    /// </summary>
     public static CudaLaunch AdamUpdate(IGpuDevice gpu, uint grid, uint block, ulong p, ulong g, ulong m, ulong v, ulong vmax, long n, Adam o,
         bool useScale, ulong consts, ulong status) =>
-        Make(gpu, "optim.cu", "adam_update", grid, block, Tail(new KernelArgs(17).Address(p).Address(g).Address(m).Address(v).Address(vmax).I64(n)
-            .F32((float)o.Beta1).F32((float)o.Beta2).F32((float)o.Eps).F32((float)o.WeightDecay).I32(o is AdamW ? 1 : 0).I32(vmax != 0 ? 1 : 0), o, useScale, consts, status));
+        Make(gpu, "optim.cu", "adam_update", grid, block, Tail(new KernelArgs(19).Address(p).Address(g).Address(m).Address(v).Address(vmax).I64(n)
+            .F32((float)o.Beta1).F32((float)o.Beta2).F32((float)(1 - o.Beta1)).F32((float)(1 - o.Beta2)).F32((float)o.Eps).F32((float)o.WeightDecay).I32(o is AdamW ? 1 : 0).I32(vmax != 0 ? 1 : 0), o, useScale, consts, status));
 
-    /// <summary>sgd_update(p, g, buf, long long n, momentum, dampening, wd, int nesterov, clip_value, int use_scale, l1, sc, status).</summary>
+    /// <summary>sgd_update(p, g, buf, long long n, momentum, 1 − dampening, wd, int nesterov, clip_value, int use_scale, l1, sc, status).</summary>
     public static CudaLaunch SgdUpdate(IGpuDevice gpu, uint grid, uint block, ulong p, ulong g, ulong buf, long n, Sgd o, bool useScale, ulong consts, ulong status) =>
         Make(gpu, "optim.cu", "sgd_update", grid, block, Tail(new KernelArgs(13).Address(p).Address(g).Address(buf).I64(n)
-            .F32((float)o.Momentum).F32((float)o.Dampening).F32((float)o.WeightDecay).I32(o.Nesterov ? 1 : 0), o, useScale, consts, status));
+            .F32((float)o.Momentum).F32((float)(1 - o.Dampening)).F32((float)o.WeightDecay).I32(o.Nesterov ? 1 : 0), o, useScale, consts, status));
 
-    /// <summary>rmsprop_update(p, g, sq, avg, buf, long long n, alpha, eps, wd, momentum, int centered, clip_value, int use_scale, l1, sc, status).</summary>
+    /// <summary>rmsprop_update(p, g, sq, avg, buf, long long n, alpha, 1 − alpha, eps, wd, momentum, int centered, clip_value, int use_scale, l1, sc, status).</summary>
     public static CudaLaunch RmspropUpdate(IGpuDevice gpu, uint grid, uint block, ulong p, ulong g, ulong sq, ulong avg, ulong buf, long n, RmsProp o,
         bool useScale, ulong consts, ulong status) =>
-        Make(gpu, "optim.cu", "rmsprop_update", grid, block, Tail(new KernelArgs(16).Address(p).Address(g).Address(sq).Address(avg).Address(buf).I64(n)
-            .F32((float)o.Alpha).F32((float)o.Eps).F32((float)o.WeightDecay).F32((float)o.Momentum).I32(avg != 0 ? 1 : 0), o, useScale, consts, status));
+        Make(gpu, "optim.cu", "rmsprop_update", grid, block, Tail(new KernelArgs(17).Address(p).Address(g).Address(sq).Address(avg).Address(buf).I64(n)
+            .F32((float)o.Alpha).F32((float)(1 - o.Alpha)).F32((float)o.Eps).F32((float)o.WeightDecay).F32((float)o.Momentum).I32(avg != 0 ? 1 : 0), o, useScale, consts, status));
 
     /// <summary>adagrad_update(p, g, sum, long long n, eps, wd, clip_value, int use_scale, l1, sc, status).</summary>
     public static CudaLaunch AdagradUpdate(IGpuDevice gpu, uint grid, uint block, ulong p, ulong g, ulong sum, long n, Adagrad o, bool useScale, ulong consts, ulong status) =>

@@ -166,7 +166,7 @@ public static unsafe class Optimizer
                 case Sgd sgd:
                     SlotA = sgd.SlotOf(Sgd.MomentumBuffer);
                     Mu = T.CreateTruncating(sgd.Momentum);
-                    Damp = T.One - T.CreateTruncating(sgd.Dampening);
+                    Damp = T.CreateTruncating(1 - sgd.Dampening); // 1 − x in double, as torch.optim computes its scalars in Python
                     Nesterov = sgd.Nesterov;
                     break;
                 case Adam adam:
@@ -174,17 +174,17 @@ public static unsafe class Optimizer
                     Decoupled = adam is AdamW;
                     B1 = T.CreateTruncating(adam.Beta1);
                     B2 = T.CreateTruncating(adam.Beta2);
-                    Ob1 = T.One - B1;
-                    Ob2 = T.One - B2;
+                    Ob1 = T.CreateTruncating(1 - adam.Beta1);
+                    Ob2 = T.CreateTruncating(1 - adam.Beta2);
                     StepSize = T.CreateTruncating(adam.StepSize(step.LearningRate, step.Step));
                     SqrtBc2 = T.CreateTruncating(adam.SqrtBiasCorrection2(step.Step));
                     Eps = T.CreateTruncating(adam.Eps);
-                    Decay = T.One - Lr * Wd;
+                    Decay = T.CreateTruncating(1 - step.LearningRate * s.WeightDecay);
                     break;
                 case RmsProp rms:
                     (SlotA, SlotB, SlotC) = (rms.SlotOf(RmsProp.SquareAvg), rms.SlotOf(RmsProp.GradAvg), rms.SlotOf(RmsProp.MomentumBuffer));
                     Alpha = T.CreateTruncating(rms.Alpha);
-                    OneMinusAlpha = T.One - Alpha;
+                    OneMinusAlpha = T.CreateTruncating(1 - rms.Alpha);
                     Mu = T.CreateTruncating(rms.Momentum);
                     Eps = T.CreateTruncating(rms.Eps);
                     break;
