@@ -1,11 +1,14 @@
 // Saving and loading models.
 //   Weights:  safetensors with PyTorch state_dict names of the equivalent nn.Sequential
-//             ("0.weight" [out, in], "0.bias", ...); metadata "spec" holds the model description.
-//   Training: the weights, plus the optimizer state as "optimizer.<slot>.<name>" (exp_avg, exp_avg_sq,
-//             max_exp_avg_sq, momentum_buffer, square_avg, grad_avg, sum: torch.optim's state names),
-//             and metadata: the spec, the training options, the step count (schedule position and
-//             dropout stream), the trainer's position (epoch and next batch: the shuffling stream) and,
-//             when given, the run (epochs, validation, data, preprocessing: what resuming needs).
+//             ("0.weight" [out, in], "0.bias", ...), in F32 (or F16 / BF16 for inference); metadata "spec"
+//             holds the model description and "preprocessing" (when given) how its inputs are scaled.
+//   Training: the weights, plus the optimizer state as "optimizer.<state>.<name>" (exp_avg, exp_avg_sq,
+//             max_exp_avg_sq, momentum_buffer, square_avg, grad_avg, sum, and the per-parameter step as a
+//             scalar where torch.optim keeps one: torch.optim's state names), and metadata: the spec, the
+//             training options, the step count (schedule position and dropout stream), the trainer's
+//             position (epoch and next batch: the shuffling stream), the torch.optim description
+//             (TorchOptimizer: class, hyper-parameters, the next step's learning rate) and, when given,
+//             the run (epochs, validation, data, preprocessing: what resuming needs).
 // Weights are [out, in] (a one-unit layer too), biases [out]. Loading validates the whole file
 // (SafeTensorsFile), the metadata completely (every field's type and range, unknown keys, the model's
 // rules as a Plan states them) and every tensor against the plan, and reads every tensor (finite
@@ -26,10 +29,11 @@ public sealed record CheckpointInfo(ModelSpec Spec, TrainingOptions Options, lon
 /// <summary>Weights and training checkpoints in the safetensors format.</summary>
 public static class Checkpoint
 {
-    private const string FormatWeights = "backprop-weights";
-    private const string FormatTraining = "backprop-checkpoint";
+    internal const string FormatWeights = "backprop-weights";
+    internal const string FormatTraining = "backprop-checkpoint";
 
-    private static readonly string[] TrainingKeys = ["format", "spec", "options", "step", "epoch", "next_batch", "run"];
+    private static readonly string[] TrainingKeys = ["format", "spec", "options", "step", "epoch", "next_batch", "torch_optimizer", "run"];
+    private static readonly string[] WeightsKeys = ["format", "spec", "preprocessing"];
 
     // Strict: a key the record does not have (a damaged or misspelled one) is an error, not a default; enums by name only;
     // constructor parameters without a default must be there.
@@ -55,11 +59,18 @@ public static class Checkpoint
     // Weights [out, in] (one unit too, as PyTorch's nn.Linear), biases [out]; the plan stores a bias as one row.
     private static int[] Shape(string name, Slot s) => name.EndsWith(".bias", StringComparison.Ordinal) ? [s.Cols] : [s.Rows, s.Cols];
 
-    /// <summary>Writes the weights (atomically) to <paramref name="path"/>.</summary>
-    public static void SaveWeights(Model<float> model, string path)
+    /// <summary>
+    /// Writes the weights (atomically) to <paramref name="path"/> as <paramref name="dtype"/>, with how the model's inputs are
+    /// prepared (<paramref name="preprocessing"/>; null: not recorded).
+    /// </summary>
+    public static void SaveWeights(Model<float> model, string path, Preprocessing? preprocessing = null, TensorDtype dtype = TensorDtype.F32)
     {
+        ArgumentNullException.ThrowIfNull(model);
+        preprocessing?.Validate(model.Spec.InputWidth);
         var list = Tensors(model).Select(t => (t.Name, Shape(t.Name, t.Slot), model.Read(t.Slot).ToArray())).ToList();
-        SafeTensorsWriter.Write(path, list, new Dictionary<string, string> { ["format"] = FormatWeights, ["spec"] = JsonSerializer.Serialize(model.Spec, Json) });
+        var meta = new Dictionary<string, string> { ["format"] = FormatWeights, ["spec"] = JsonSerializer.Serialize(model.Spec, Json) };
+        if (preprocessing is not null) meta["preprocessing"] = JsonSerializer.Serialize(preprocessing, Json);
+        SafeTensorsWriter.Write(path, list, meta, dtype);
     }
 
     /// <summary>Writes the weights, the optimizer state, the training position and the run (when given) atomically to <paramref name="path"/>.</summary>
@@ -74,6 +85,9 @@ public static class Checkpoint
         for (int k = 0; k < names.Count; k++)
             foreach (var (name, slot) in Tensors(model))
                 list.Add(($"optimizer.{names[k]}.{name}", Shape(name, slot), model.ReadState(k, slot).ToArray()));
+        if (TorchOptimizer.HasStep(model.Options.Optimizer.Kind))
+            foreach (var (name, _) in Tensors(model))
+                list.Add(($"optimizer.{TorchOptimizer.StepState}.{name}", [], [(float)model.StepCount]));
         var meta = new Dictionary<string, string>
         {
             ["format"] = FormatTraining,
@@ -82,6 +96,7 @@ public static class Checkpoint
             ["step"] = model.StepCount.ToString(CultureInfo.InvariantCulture),
             ["epoch"] = position.Epoch.ToString(CultureInfo.InvariantCulture),
             ["next_batch"] = position.NextBatch.ToString(CultureInfo.InvariantCulture),
+            ["torch_optimizer"] = TorchJson(model.Options, model.StepCount),
         };
         if (run is not null) meta["run"] = JsonSerializer.Serialize(run, Json);
         SafeTensorsWriter.Write(path, list, meta);
@@ -116,7 +131,28 @@ public static class Checkpoint
         }
         if (run is not null && position.Epoch > run.Epochs + 1)
             throw new InvalidDataException($"safetensors file '{path}': the checkpoint is at epoch {position.Epoch} of a run of {run.Epochs} epochs.");
+        // Written by backprop from the options and the step; anything else is a damaged or edited file.
+        if (f.Metadata.TryGetValue("torch_optimizer", out var torch) && torch != TorchJson(options, step))
+            throw new InvalidDataException($"safetensors file '{path}': __metadata__ 'torch_optimizer' does not match the checkpoint's options and step " +
+                $"(expected {TorchJson(options, step)}; found {(torch.Length > 200 ? torch[..200] + "..." : torch)}).");
         return new CheckpointInfo(spec, options, step, position, run);
+    }
+
+    private static string TorchJson(TrainingOptions options, long step) =>
+        JsonSerializer.Serialize(TorchOptimizer.Of(options.Optimizer, options.Schedule.At(options.Optimizer.LearningRate, step)), Json);
+
+    // A weights file's description: its spec (a model the engine builds) and its preprocessing (null: not recorded).
+    internal static (ModelSpec Spec, Preprocessing? Preprocessing) ReadWeightsInfo(SafeTensorsFile f)
+    {
+        string path = f.Path;
+        foreach (var key in f.Metadata.Keys)
+            if (!WeightsKeys.Contains(key))
+                throw new InvalidDataException($"safetensors file '{path}': unknown __metadata__ key '{key}' (a weights file has {string.Join(", ", WeightsKeys)}).");
+        var spec = SpecOf(f);
+        Preprocessing? pre = f.Metadata.TryGetValue("preprocessing", out var json) ? Parse<Preprocessing>(path, "preprocessing", json) : null;
+        try { pre?.Validate(spec.InputWidth); }
+        catch (ArgumentException e) { throw new InvalidDataException($"safetensors file '{path}': __metadata__ 'preprocessing' is damaged ({e.Message.Split(" (Parameter")[0]}).", e); }
+        return (spec, pre);
     }
 
     // One metadata JSON value as T, every error an InvalidDataException naming the file and the key.
@@ -141,9 +177,11 @@ public static class Checkpoint
     }
 
     /// <summary>The model description stored in a weights file or training checkpoint written by backprop, validated as a model the engine builds.</summary>
-    public static ModelSpec ReadSpec(string path)
+    public static ModelSpec ReadSpec(string path) => SpecOf(SafeTensorsFile.Read(path));
+
+    private static ModelSpec SpecOf(SafeTensorsFile f)
     {
-        var f = SafeTensorsFile.Read(path);
+        string path = f.Path;
         if (!f.Metadata.TryGetValue("spec", out var json))
             throw new InvalidDataException($"safetensors file '{path}' has no model description (__metadata__ 'spec'); it was not written by backprop.");
         var spec = Parse<ModelSpec>(path, "spec", json);
@@ -166,6 +204,29 @@ public static class Checkpoint
         for (int i = 0; i < expected.Count; i++) values[i].CopyTo(model.Write(expected[i].Slot));
     }
 
+    /// <summary>
+    /// Loads the weights of the model file <paramref name="file"/> describes (a weights file, a checkpoint or a plain state_dict)
+    /// into <paramref name="model"/>, whose layers must have the file's widths; validates everything first.
+    /// </summary>
+    public static void LoadWeights(Model<float> model, ModelFileInfo file)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        ArgumentNullException.ThrowIfNull(file);
+        if (file.Tensors.Count != model.Spec.Layers.Count || file.Spec.InputWidth != model.Spec.InputWidth ||
+            !file.Spec.Layers.Select(l => l.Units).SequenceEqual(model.Spec.Layers.Select(l => l.Units)))
+            throw new InvalidDataException($"'{file.Path}' holds a {Describe(file.Spec)} model; this model is {Describe(model.Spec)}.");
+        var f = SafeTensorsFile.Read(file.Path);
+        var expected = new List<(string Name, Slot Slot)>();
+        for (int l = 0; l < file.Tensors.Count; l++)
+        {
+            expected.Add((file.Tensors[l].Weight, model.Plan.Layers[l].Weight));
+            expected.Add((file.Tensors[l].Bias, model.Plan.Layers[l].Bias));
+        }
+        Validate(f, expected, allowPrefix: file.Kind == ModelFileKind.Checkpoint ? "optimizer." : null);
+        var values = expected.Select(t => f.ReadFloat(t.Name)).ToList(); // every value read (and checked finite) before any is copied
+        for (int i = 0; i < expected.Count; i++) values[i].CopyTo(model.Write(expected[i].Slot));
+    }
+
     /// <summary>Restores weights, optimizer state and step count from a training checkpoint into a model built from its <see cref="CheckpointInfo"/>.</summary>
     public static void LoadTraining(Model<float> model, string path)
     {
@@ -177,7 +238,13 @@ public static class Checkpoint
         var names = model.Options.Optimizer.StateNames;
         var expected = Tensors(model).ToList();
         var all = expected.Concat(names.SelectMany(n => expected.Select(t => (Name: $"optimizer.{n}.{t.Name}", t.Slot)))).ToList();
-        Validate(f, all, allowPrefix: null);
+        // The per-parameter steps (scalars) of checkpoints that carry torch.optim's description; older ones have neither.
+        var steps = f.Metadata.ContainsKey("torch_optimizer") && TorchOptimizer.HasStep(model.Options.Optimizer.Kind)
+            ? expected.Select(t => $"optimizer.{TorchOptimizer.StepState}.{t.Name}").ToList() : [];
+        Validate(f, all, allowPrefix: null, scalars: steps);
+        foreach (var name in steps)
+            if (f.ReadFloat(name)[0] != (float)info.Step)
+                throw new InvalidDataException($"safetensors file '{path}': tensor '{name}' is {f.ReadFloat(name)[0]}; the checkpoint is at step {info.Step}.");
         var values = all.Select(t => f.ReadFloat(t.Name)).ToList(); // every value read (and checked finite) before any is copied
         for (int i = 0; i < expected.Count; i++) values[i].CopyTo(model.Write(expected[i].Slot));
         for (int k = 0; k < names.Count; k++)
@@ -185,8 +252,15 @@ public static class Checkpoint
         model.RestoreStepCount(info.Step);
     }
 
-    private static void Validate(SafeTensorsFile f, List<(string Name, Slot Slot)> expected, string? allowPrefix)
+    private static void Validate(SafeTensorsFile f, List<(string Name, Slot Slot)> expected, string? allowPrefix, IReadOnlyList<string>? scalars = null)
     {
+        foreach (var name in scalars ?? [])
+        {
+            if (!f.Tensors.TryGetValue(name, out var t))
+                throw new InvalidDataException($"safetensors file '{f.Path}': tensor '{name}' is missing (expected a scalar, shape []).");
+            if (t.Shape.Length != 0)
+                throw new InvalidDataException($"safetensors file '{f.Path}': tensor '{name}' has shape [{string.Join(", ", t.Shape)}]; expected a scalar, shape [].");
+        }
         foreach (var (name, slot) in expected)
         {
             var shape = Shape(name, slot);
@@ -197,7 +271,7 @@ public static class Checkpoint
             if (!t.Shape.SequenceEqual(shape) && !legacyRow)
                 throw new InvalidDataException($"safetensors file '{f.Path}': tensor '{name}' has shape [{string.Join(", ", t.Shape)}]; the model expects [{string.Join(", ", shape)}].");
         }
-        var known = expected.Select(e => e.Name).ToHashSet();
+        var known = expected.Select(e => e.Name).Concat(scalars ?? []).ToHashSet();
         foreach (var name in f.Tensors.Keys)
             if (!known.Contains(name) && (allowPrefix is null || !name.StartsWith(allowPrefix, StringComparison.Ordinal)))
                 throw new InvalidDataException($"safetensors file '{f.Path}': unexpected tensor '{name}' (the model has {string.Join(", ", known.Take(6))}{(known.Count > 6 ? ", ..." : "")}).");

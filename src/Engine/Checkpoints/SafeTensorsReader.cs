@@ -3,13 +3,14 @@
 //   8-byte little-endian header length N, with N <= 100,000,000 and 8 + N <= file size;
 //   N bytes of UTF-8 JSON: one object, no duplicate keys at any level, trailing spaces allowed;
 //     "__metadata__" (optional) is an object of string values;
-//     every other key is a tensor: an object with exactly "dtype" (string: F32 or F64 here),
+//     every other key is a tensor: an object with exactly "dtype" (string: F32, F64, F16 or BF16 here),
 //     "shape" (array of integers in [0, 2^31)) and "data_offsets" (array of two integers >= 0);
 //     elements = Π shape (checked), end − begin = elements × dtype size;
 //   the data section [8 + N, file end): the tensors, sorted by data_offsets, must cover it exactly:
 //     the first begins at 0, each begins where the previous ends, the last ends at the file's end
 //     (no gap, no overlap, no trailing bytes).
-// Values are checked when read as float: NaN, ±∞ and F64 values beyond float's range are refused.
+// Values are checked when read as float: NaN, ±∞ and F64 values beyond float's range are refused. F16
+// and BF16 convert to float32 exactly (every half and bfloat16 value is a float32 value).
 // Every failure is an InvalidDataException naming the file, the tensor and the value seen; sizes are
 // checked against the file before anything is allocated.
 using System.Buffers.Binary;
@@ -150,7 +151,7 @@ public sealed class SafeTensorsFile
 
         if (dtype.ValueKind != JsonValueKind.String) throw new InvalidDataException(T($"dtype must be a string; found {Kind(dtype)}."));
         string type = Text(dtype, where);
-        int size = ElementSize(type) is > 0 and var s ? s : throw new InvalidDataException(T($"dtype {type} is not supported; expected F32 or F64."));
+        int size = ElementSize(type) is > 0 and var s ? s : throw new InvalidDataException(T($"dtype {type} is not supported; expected F32, F64, F16 or BF16."));
 
         if (shape.ValueKind != JsonValueKind.Array) throw new InvalidDataException(T($"shape must be an array of integers; found {Kind(shape)}."));
         var dims = new int[shape.GetArrayLength()];
@@ -207,7 +208,7 @@ public sealed class SafeTensorsFile
                 : $"the last tensor '{previous.Name}' [{previous.Begin}, {previous.End}] ends at {start} but the data section has {dataSize} bytes: the bytes [{start}, {dataSize}) belong to no tensor."));
     }
 
-    private static int ElementSize(string dtype) => dtype switch { "F32" => 4, "F64" => 8, _ => 0 };
+    private static int ElementSize(string dtype) => dtype switch { "F32" => 4, "F64" => 8, "F16" or "BF16" => 2, _ => 0 };
 
     // Names and strings with escapes that decode to lone surrogates make System.Text.Json throw InvalidOperationException.
     private static string Name(JsonProperty p, Func<string, string> where)
@@ -229,8 +230,9 @@ public sealed class SafeTensorsFile
     private static string Clip(string s) => s.Length <= 60 ? s : string.Concat(s.AsSpan(0, 57), "...");
 
     /// <summary>
-    /// The tensor's values as float (F64 is rounded). Throws <see cref="InvalidDataException"/> naming the element when a value
-    /// is NaN or infinite, or an F64 value lies beyond float's range: weights and optimizer state must be finite.
+    /// The tensor's values as float (F64 is rounded; F16 and BF16 convert exactly). Throws <see cref="InvalidDataException"/>
+    /// naming the element when a value is NaN or infinite, or an F64 value lies beyond float's range: weights and optimizer
+    /// state must be finite.
     /// </summary>
     public float[] ReadFloat(string name)
     {
@@ -240,19 +242,27 @@ public sealed class SafeTensorsFile
         var r = new float[t.Elements];
         for (int i = 0; i < r.Length; i++)
         {
-            if (t.Dtype == "F32")
+            switch (t.Dtype)
             {
-                float v = BinaryPrimitives.ReadSingleLittleEndian(span[(4 * i)..]);
-                if (!float.IsFinite(v)) throw NotFinite(t, i, v.ToString(CultureInfo.InvariantCulture));
-                r[i] = v;
+                case "F32":
+                    r[i] = BinaryPrimitives.ReadSingleLittleEndian(span[(4 * i)..]);
+                    break;
+                case "F16":
+                    r[i] = (float)BinaryPrimitives.ReadHalfLittleEndian(span[(2 * i)..]);
+                    break;
+                case "BF16":
+                    r[i] = BitConverter.UInt32BitsToSingle((uint)BinaryPrimitives.ReadUInt16LittleEndian(span[(2 * i)..]) << 16);
+                    break;
+                default:
+                {
+                    double v = BinaryPrimitives.ReadDoubleLittleEndian(span[(8 * i)..]);
+                    if (!double.IsFinite(v)) throw NotFinite(t, i, v.ToString(CultureInfo.InvariantCulture));
+                    r[i] = (float)v;
+                    if (!float.IsFinite(r[i])) throw NotFinite(t, i, $"{v.ToString("R", CultureInfo.InvariantCulture)}, beyond float's range");
+                    break;
+                }
             }
-            else
-            {
-                double v = BinaryPrimitives.ReadDoubleLittleEndian(span[(8 * i)..]);
-                if (!double.IsFinite(v)) throw NotFinite(t, i, v.ToString(CultureInfo.InvariantCulture));
-                r[i] = (float)v;
-                if (!float.IsFinite(r[i])) throw NotFinite(t, i, $"{v.ToString("R", CultureInfo.InvariantCulture)}, beyond float's range");
-            }
+            if (!float.IsFinite(r[i])) throw NotFinite(t, i, r[i].ToString(CultureInfo.InvariantCulture));
         }
         return r;
     }

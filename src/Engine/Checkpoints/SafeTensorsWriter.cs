@@ -1,6 +1,7 @@
 // Writes a model's parameters as safetensors: an 8-byte little-endian header length N, N bytes of
 // JSON {"name": {"dtype": "F32", "shape": [...], "data_offsets": [begin, end]}, ..., "__metadata__": {...}}
-// (padded with spaces to a multiple of 8), then the raw little-endian float32 data. Names follow a
+// (padded with spaces to a multiple of 8), then the raw little-endian data: float32, or for inference
+// files float16 / bfloat16 (round to nearest even; a value beyond the type's range is refused). Names follow a
 // PyTorch state_dict of the equivalent nn.Sequential ("0.weight" [out, in], "0.bias", "2.weight", ...),
 // so safetensors.torch.load_file + load_state_dict read it unchanged. The file is written to a
 // temporary name in the same folder and renamed, so a crash never leaves a half-written file.
@@ -13,6 +14,17 @@ using System.Text;
 using System.Text.Json;
 
 namespace Backprop.Engine.Checkpoints;
+
+/// <summary>The element types weights can be written in.</summary>
+public enum TensorDtype
+{
+    /// <summary>float32 (training checkpoints are always F32).</summary>
+    F32,
+    /// <summary>IEEE float16: 11 significant bits, largest finite value 65504.</summary>
+    F16,
+    /// <summary>bfloat16: float32's range with 8 significant bits.</summary>
+    BF16,
+}
 
 /// <summary>Saves parameters in the safetensors format.</summary>
 public static class SafeTensorsWriter
@@ -28,17 +40,25 @@ public static class SafeTensorsWriter
     private static long Bytes(string variable) =>
         long.TryParse(Environment.GetEnvironmentVariable(variable), System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out long n) ? n : -1;
 
-    /// <summary>Writes <paramref name="tensors"/> to <paramref name="path"/> atomically, with string metadata.</summary>
-    public static void Write(string path, IReadOnlyList<(string Name, int[] Shape, float[] Data)> tensors, IReadOnlyDictionary<string, string>? metadata = null)
+    /// <summary>
+    /// Writes <paramref name="tensors"/> to <paramref name="path"/> atomically, with string metadata, as <paramref name="dtype"/>
+    /// (an <see cref="ArgumentException"/> naming the tensor and element when a value does not fit F16 or BF16).
+    /// </summary>
+    public static void Write(string path, IReadOnlyList<(string Name, int[] Shape, float[] Data)> tensors, IReadOnlyDictionary<string, string>? metadata = null,
+        TensorDtype dtype = TensorDtype.F32)
     {
+        if (!Enum.IsDefined(dtype)) throw new ArgumentOutOfRangeException(nameof(dtype), dtype, $"dtype must be F32, F16 or BF16; got {(int)dtype}.");
         var header = new Dictionary<string, object>();
         if (metadata is { Count: > 0 }) header["__metadata__"] = metadata;
         long offset = 0;
+        int size = dtype == TensorDtype.F32 ? 4 : 2;
+        var narrow = new List<byte[]>();
         foreach (var (name, shape, data) in tensors)
         {
-            long bytes = (long)data.Length * sizeof(float);
-            header[name] = new Dictionary<string, object> { ["dtype"] = "F32", ["shape"] = shape, ["data_offsets"] = new[] { offset, offset + bytes } };
+            long bytes = (long)data.Length * size;
+            header[name] = new Dictionary<string, object> { ["dtype"] = dtype.ToString(), ["shape"] = shape, ["data_offsets"] = new[] { offset, offset + bytes } };
             offset += bytes;
+            if (dtype != TensorDtype.F32) narrow.Add(Narrow(name, data, dtype));
         }
         var json = Encoding.UTF8.GetBytes(JsonSerializer.Serialize(header));
         int padded = (json.Length + 7) / 8 * 8;
@@ -70,11 +90,14 @@ public static class SafeTensorsWriter
                 Span<byte> space = stackalloc byte[8];
                 space.Fill((byte)' ');
                 Put(space[..(padded - json.Length)]);
-                foreach (var (_, _, data) in tensors)
-                {
-                    if (BitConverter.IsLittleEndian) Put(System.Runtime.InteropServices.MemoryMarshal.AsBytes(data.AsSpan()));
-                    else foreach (var v in data) { BinaryPrimitives.WriteSingleLittleEndian(buf, v); Put(buf[..4]); }
-                }
+                if (dtype != TensorDtype.F32)
+                    foreach (var bytes in narrow) Put(bytes);
+                else
+                    foreach (var (_, _, data) in tensors)
+                    {
+                        if (BitConverter.IsLittleEndian) Put(System.Runtime.InteropServices.MemoryMarshal.AsBytes(data.AsSpan()));
+                        else foreach (var v in data) { BinaryPrimitives.WriteSingleLittleEndian(buf, v); Put(buf[..4]); }
+                    }
                 fs.Flush(flushToDisk: true);
             }
             File.Move(tmp, path, overwrite: true);
@@ -83,5 +106,38 @@ public static class SafeTensorsWriter
         {
             if (File.Exists(tmp)) File.Delete(tmp);
         }
+    }
+
+    /// <summary>float32 to bfloat16 bits, rounding to nearest even (NaN stays a quiet NaN).</summary>
+    public static ushort ToBFloat16(float v)
+    {
+        if (float.IsNaN(v)) return 0x7FC0;
+        uint bits = BitConverter.SingleToUInt32Bits(v);
+        return (ushort)((bits + 0x7FFFu + ((bits >> 16) & 1)) >> 16);
+    }
+
+    // The little-endian F16 or BF16 bytes of one tensor; a finite value that would become infinite is refused.
+    private static byte[] Narrow(string name, float[] data, TensorDtype dtype)
+    {
+        var r = new byte[data.Length * 2];
+        for (int i = 0; i < data.Length; i++)
+        {
+            float v = data[i];
+            if (dtype == TensorDtype.F16)
+            {
+                var h = (Half)v;
+                if (float.IsFinite(v) && Half.IsInfinity(h))
+                    throw new ArgumentException($"tensor '{name}' element {i} is {v.ToString("R", System.Globalization.CultureInfo.InvariantCulture)}, beyond F16's range (±65504); write it as F32 or BF16.", nameof(data));
+                BinaryPrimitives.WriteHalfLittleEndian(r.AsSpan(2 * i), h);
+            }
+            else
+            {
+                ushort b = ToBFloat16(v);
+                if (float.IsFinite(v) && (b & 0x7F80) == 0x7F80)
+                    throw new ArgumentException($"tensor '{name}' element {i} is {v.ToString("R", System.Globalization.CultureInfo.InvariantCulture)}, beyond BF16's range; write it as F32.", nameof(data));
+                BinaryPrimitives.WriteUInt16LittleEndian(r.AsSpan(2 * i), b);
+            }
+        }
+        return r;
     }
 }

@@ -13,7 +13,8 @@ public static class Csv
 {
     /// <summary>
     /// Reads <paramref name="path"/>. <paramref name="labelColumn"/> is a column name or an index ("0", "-1" = last); empty
-    /// picks a column named "label" when the header has one, else the last column.
+    /// picks a column named "label" when the header has one, else the last column; "none" reads every column as a feature
+    /// (data without labels, for predictions).
     /// With <paramref name="classification"/>, labels must be whole numbers >= 0 (classes = largest + 1); otherwise
     /// the label column is one regression target.
     /// </summary>
@@ -27,21 +28,26 @@ public static class Csv
         var head = Split(lines[first]);
         bool header = hasHeader ?? head.Any(f => !double.TryParse(f, NumberStyles.Float, CultureInfo.InvariantCulture, out _));
         int columns = head.Length;
-        if (columns < 2) throw new InvalidDataException($"CSV file '{path}': expected at least 2 columns (features and a label); found {columns}.");
-        int label;
-        if (labelColumn.Length == 0) // default: a column named "label" when there is a header with one, else the last column
-            labelColumn = header && head.Any(h => h.Trim().Equals("label", StringComparison.OrdinalIgnoreCase)) ? "label" : "-1";
-        if (int.TryParse(labelColumn, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out int idx))
+        bool unlabelled = labelColumn.Equals("none", StringComparison.OrdinalIgnoreCase);
+        if (columns < (unlabelled ? 1 : 2))
+            throw new InvalidDataException($"CSV file '{path}': expected at least 2 columns (features and a label); found {columns}.");
+        int label = -1;
+        if (!unlabelled)
         {
-            label = idx < 0 ? columns + idx : idx;
-            if (label < 0 || label >= columns)
-                throw new ArgumentException($"CSV file '{path}': label column index {idx} is outside the {columns} columns.");
-        }
-        else
-        {
-            if (!header) throw new ArgumentException($"CSV file '{path}': label column '{labelColumn}' is a name but the file has no header row.");
-            label = Array.FindIndex(head, h => h.Trim().Equals(labelColumn, StringComparison.OrdinalIgnoreCase));
-            if (label < 0) throw new ArgumentException($"CSV file '{path}': no column named '{labelColumn}'; the header has {string.Join(", ", head.Select(h => $"'{h.Trim()}'"))}.");
+            if (labelColumn.Length == 0) // default: a column named "label" when there is a header with one, else the last column
+                labelColumn = header && head.Any(h => h.Trim().Equals("label", StringComparison.OrdinalIgnoreCase)) ? "label" : "-1";
+            if (int.TryParse(labelColumn, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out int idx))
+            {
+                label = idx < 0 ? columns + idx : idx;
+                if (label < 0 || label >= columns)
+                    throw new ArgumentException($"CSV file '{path}': label column index {idx} is outside the {columns} columns.");
+            }
+            else
+            {
+                if (!header) throw new ArgumentException($"CSV file '{path}': label column '{labelColumn}' is a name but the file has no header row.");
+                label = Array.FindIndex(head, h => h.Trim().Equals(labelColumn, StringComparison.OrdinalIgnoreCase));
+                if (label < 0) throw new ArgumentException($"CSV file '{path}': no column named '{labelColumn}'; the header has {string.Join(", ", head.Select(h => $"'{h.Trim()}'"))}.");
+            }
         }
         var features = new List<float>();
         var labels = new List<int>();
@@ -78,6 +84,11 @@ public static class Csv
                     throw new InvalidDataException($"CSV file '{path}' line {li + 1}: class label '{f[c].Trim()}' in column {c + 1} is too large; expected below {int.MaxValue}.");
                 labels.Add((int)v);
             }
+        }
+        if (unlabelled)
+        {
+            if (features.Count == 0) throw new InvalidDataException($"CSV file '{path}': the file holds no samples; expected data rows; found only a header.");
+            return new Dataset(features.ToArray(), null, null, columns, 0);
         }
         if (labels.Count + targets.Count == 0) throw new InvalidDataException($"CSV file '{path}': the file holds no samples; expected data rows; found only a header.");
         int width = columns - 1;

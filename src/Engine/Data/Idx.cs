@@ -139,16 +139,9 @@ public static class Idx
     {
         var images = Read(imagesPath);
         var labels = Read(labelsPath);
-        if (images.Dimensions.Length < 2)
-            throw new InvalidDataException($"IDX file '{imagesPath}': expected images with at least 2 dimensions (count, pixels…); found [{string.Join(", ", images.Dimensions)}].");
+        CheckImages(images);
         if (labels.Dimensions.Length != 1)
             throw new InvalidDataException($"IDX file '{labelsPath}': expected labels with 1 dimension; found [{string.Join(", ", labels.Dimensions)}].");
-        if (images.Count == 0)
-            throw new InvalidDataException($"IDX file '{imagesPath}': dimensions [{string.Join(", ", images.Dimensions)}] hold no samples; expected at least one image.");
-        int zero = Array.IndexOf(images.Dimensions, 0, 1);
-        if (zero > 0)
-            throw new InvalidDataException(
-                $"IDX file '{imagesPath}': dimensions [{string.Join(", ", images.Dimensions)}] give zero-width images (dimension {zero} is 0); expected at least one pixel per image.");
         if (labels.Count == 0)
             throw new InvalidDataException($"IDX file '{labelsPath}': dimensions [{string.Join(", ", labels.Dimensions)}] hold no samples; expected at least one label.");
         if (images.Count != labels.Count)
@@ -162,9 +155,35 @@ public static class Idx
                 throw new InvalidDataException($"IDX file '{labelsPath}': label {y[i]} of sample {i} is outside [0, {classes}).");
             maxLabel = Math.Max(maxLabel, y[i]);
         }
-        int width = images.ItemSize;
-        var x = new float[(long)images.Count * width];
+        return new Dataset(Pixels(images), y, null, images.ItemSize, classes ?? maxLabel + 1);
+    }
+
+    /// <summary>Reads an image file alone, without labels (for predictions).</summary>
+    public static Dataset ReadImages(string imagesPath)
+    {
+        var images = Read(imagesPath);
+        CheckImages(images);
+        return new Dataset(Pixels(images), null, null, images.ItemSize, 0);
+    }
+
+    private static float[] Pixels(IdxArray images)
+    {
+        var x = new float[(long)images.Count * images.ItemSize];
         for (long i = 0; i < x.Length; i++) x[i] = images.Data[i];
-        return new Dataset(x, y, null, width, classes ?? maxLabel + 1);
+        return x;
+    }
+
+    // Images: at least 2 dimensions, at least one image, at least one pixel per image.
+    private static void CheckImages(IdxArray images)
+    {
+        string imagesPath = images.Path;
+        if (images.Dimensions.Length < 2)
+            throw new InvalidDataException($"IDX file '{imagesPath}': expected images with at least 2 dimensions (count, pixels…); found [{string.Join(", ", images.Dimensions)}].");
+        if (images.Count == 0)
+            throw new InvalidDataException($"IDX file '{imagesPath}': dimensions [{string.Join(", ", images.Dimensions)}] hold no samples; expected at least one image.");
+        int zero = Array.IndexOf(images.Dimensions, 0, 1);
+        if (zero > 0)
+            throw new InvalidDataException(
+                $"IDX file '{imagesPath}': dimensions [{string.Join(", ", images.Dimensions)}] give zero-width images (dimension {zero} is 0); expected at least one pixel per image.");
     }
 }

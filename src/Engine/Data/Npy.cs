@@ -169,11 +169,50 @@ public static partial class Npy
         return r;
     }
 
-    /// <summary>Features [n, width] (or [n, ...], flattened) and labels [n] from two .npy files.</summary>
-    public static Dataset ReadPair(string featuresPath, string labelsPath, bool classification = true)
+    /// <summary>
+    /// Writes <paramref name="data"/> as a float32 ('&lt;f4', C order) .npy file of <paramref name="shape"/> (format 1.0, header
+    /// padded to 64 bytes), to a temporary name in the same folder and renamed, so a failure leaves no half-written file.
+    /// </summary>
+    public static void WriteFloat32(string path, ReadOnlySpan<float> data, params int[] shape)
+    {
+        ArgumentNullException.ThrowIfNull(shape);
+        long count = shape.Aggregate(1L, (a, b) => b >= 0 ? a * b : throw new ArgumentOutOfRangeException(nameof(shape), b, $"shape entries must be >= 0; got {b}."));
+        if (count != data.Length) throw new ArgumentException($"shape ({string.Join(", ", shape)}) holds {count} values; data has {data.Length}.", nameof(data));
+        string dims = shape.Length == 1 ? $"{shape[0]}," : string.Join(", ", shape);
+        string dict = $"{{'descr': '<f4', 'fortran_order': False, 'shape': ({dims}), }}";
+        int total = (10 + dict.Length + 1 + 63) / 64 * 64; // preamble + dict + '\n', padded with spaces
+        string header = dict.PadRight(total - 10 - 1) + "\n";
+        var bytes = new byte[10 + header.Length + 4L * data.Length];
+        bytes[0] = 0x93;
+        Encoding.ASCII.GetBytes("NUMPY", bytes.AsSpan(1));
+        bytes[6] = 1;
+        BinaryPrimitives.WriteUInt16LittleEndian(bytes.AsSpan(8), (ushort)header.Length);
+        Encoding.ASCII.GetBytes(header, bytes.AsSpan(10));
+        for (int i = 0; i < data.Length; i++) BinaryPrimitives.WriteSingleLittleEndian(bytes.AsSpan(10 + header.Length + 4 * i), data[i]);
+        string tmp = Path.Combine(Path.GetDirectoryName(Path.GetFullPath(path))!, $".{Path.GetFileName(path)}.{Environment.ProcessId}.tmp");
+        try
+        {
+            File.WriteAllBytes(tmp, bytes);
+            File.Move(tmp, path, overwrite: true);
+        }
+        finally
+        {
+            if (File.Exists(tmp)) File.Delete(tmp);
+        }
+    }
+
+    /// <summary>Features [n, width] (or [n, ...], flattened) of one .npy file, without labels (for predictions).</summary>
+    public static Dataset ReadFeatures(string featuresPath)
     {
         var x = Read(featuresPath);
-        var y = Read(labelsPath);
+        int n = CheckFeatures(x);
+        return new Dataset(ToFloat(x), null, null, (int)(x.Count / n), 0);
+    }
+
+    // The number of samples of a features array: at least 2 dimensions, at least one sample, no zero-sized feature dimension.
+    private static int CheckFeatures(NpyArray x)
+    {
+        string featuresPath = x.Path;
         if (x.Shape.Length < 2) throw new InvalidDataException($".npy file '{featuresPath}': expected features with at least 2 dimensions (samples, features); found shape ({string.Join(", ", x.Shape)}).");
         int n = x.Shape[0];
         if (n == 0) throw new InvalidDataException($".npy file '{featuresPath}': shape ({string.Join(", ", x.Shape)}) holds no samples; expected at least one.");
@@ -181,6 +220,15 @@ public static partial class Npy
         if (zero > 0)
             throw new InvalidDataException(
                 $".npy file '{featuresPath}': shape ({string.Join(", ", x.Shape)}) has a zero-sized feature dimension (dimension {zero}); expected at least one feature per sample.");
+        return n;
+    }
+
+    /// <summary>Features [n, width] (or [n, ...], flattened) and labels [n] from two .npy files.</summary>
+    public static Dataset ReadPair(string featuresPath, string labelsPath, bool classification = true)
+    {
+        var x = Read(featuresPath);
+        var y = Read(labelsPath);
+        int n = CheckFeatures(x);
         if (y.Shape.Length == 0 || y.Shape[0] != n)
             throw new InvalidDataException($".npy files '{featuresPath}' and '{labelsPath}': expected {n} labels (one per sample); found shape ({string.Join(", ", y.Shape)}).");
         int width = (int)(x.Count / n);

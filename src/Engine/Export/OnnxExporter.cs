@@ -4,7 +4,11 @@
 // LeakyRelu(alpha), Elu(alpha), Tanh, Sigmoid; those opset 17 has no operator for are written as
 // their defining formulas, exactly: GELU = 0.5·x·(1 + Erf(x/√2)), GELU-tanh =
 // 0.5·x·(1 + Tanh(√(2/π)·(x + 0.044715·x³))), SiLU = x·Sigmoid(x). Softmax over the classes is optional.
+// The input preprocessing, when given, is the graph's first nodes, with the trainer's float32 operations:
+// Mul by 1/255 (scale) or Sub the mean, then Div by the std (standardize), so the model takes raw inputs.
 // Field numbers follow onnx.proto (ModelProto, GraphProto, NodeProto, TensorProto, ValueInfoProto).
+using Backprop.Engine.Checkpoints;
+using Backprop.Engine.Data;
 using Backprop.Kernels;
 
 namespace Backprop.Engine.Export;
@@ -15,10 +19,13 @@ public static class OnnxExporter
     private const int Float = 1;      // TensorProto.DataType.FLOAT
     private const int AttrFloat = 1, AttrInt = 2;
 
-    /// <summary>Writes <paramref name="model"/> to <paramref name="path"/>; with <paramref name="softmax"/> the output is class probabilities.</summary>
-    public static void Export(Model<float> model, string path, bool softmax = false)
+    /// <summary>
+    /// Writes <paramref name="model"/> to <paramref name="path"/>; with <paramref name="softmax"/> the output is class probabilities;
+    /// with <paramref name="preprocessing"/> the graph takes raw inputs and scales them as the trainer did.
+    /// </summary>
+    public static void Export(Model<float> model, string path, bool softmax = false, Preprocessing? preprocessing = null)
     {
-        var bytes = Build(model, softmax);
+        var bytes = Build(model, softmax, preprocessing);
         string dir = Path.GetDirectoryName(Path.GetFullPath(path))!;
         string tmp = Path.Combine(dir, $".{Path.GetFileName(path)}.{Environment.ProcessId}.tmp");
         File.WriteAllBytes(tmp, bytes);
@@ -26,9 +33,11 @@ public static class OnnxExporter
     }
 
     /// <summary>The ONNX ModelProto bytes.</summary>
-    public static byte[] Build(Model<float> model, bool softmax = false)
+    public static byte[] Build(Model<float> model, bool softmax = false, Preprocessing? preprocessing = null)
     {
+        ArgumentNullException.ThrowIfNull(model);
         var spec = model.Spec;
+        preprocessing?.Validate(spec.InputWidth);
         var graph = new Protobuf().String(2, "backprop_mlp");
         var nodes = new List<Protobuf>();
         var inits = new List<Protobuf>();
@@ -50,6 +59,20 @@ public static class OnnxExporter
         }
 
         string x = "input";
+        switch (preprocessing?.Kind)
+        {
+            case Normalization.Scale01:
+                inits.Add(Tensor("preprocess_scale", [], [1f / 255f]));
+                Node("Mul", [x, "preprocess_scale"], x = Fresh("scaled"));
+                break;
+            case Normalization.Standardize:
+                inits.Add(Tensor("preprocess_mean", [spec.InputWidth], preprocessing.Mean!));
+                inits.Add(Tensor("preprocess_std", [spec.InputWidth], preprocessing.Std!));
+                string centered = Fresh("centered");
+                Node("Sub", [x, "preprocess_mean"], centered);
+                Node("Div", [centered, "preprocess_std"], x = Fresh("standardized"));
+                break;
+        }
         int L = spec.Layers.Count;
         for (int l = 0; l < L; l++)
         {

@@ -341,6 +341,12 @@ public class SafeTensorsMutationTests
             case 1:
             {
                 var shape = entry["shape"]!.AsArray();
+                if (shape.Count == 0) // a scalar (a per-parameter step) gains a dimension
+                {
+                    shape.Add(r.Next(3));
+                    what = $"shape of scalar '{t}' -> {shape.ToJsonString()}";
+                    break;
+                }
                 int d = r.Next(shape.Count);
                 int old = shape[d]!.GetValue<int>();
                 JsonNode? v = r.Next(9) switch

@@ -128,7 +128,7 @@ public class SafeTensorsReaderTests
     public void Dtype_IsAStringOfASupportedType()
     {
         Refused(Make("{\"a\":{\"dtype\":32,\"shape\":[2],\"data_offsets\":[0,8]}}"), "tensor 'a': dtype must be a string; found number 32");
-        Refused(Make("{\"a\":{\"dtype\":\"I8\",\"shape\":[8],\"data_offsets\":[0,8]}}"), "tensor 'a': dtype I8 is not supported; expected F32 or F64");
+        Refused(Make("{\"a\":{\"dtype\":\"I8\",\"shape\":[8],\"data_offsets\":[0,8]}}"), "tensor 'a': dtype I8 is not supported; expected F32, F64, F16 or BF16");
         Refused(Make("{\"a\":{\"dtype\":\"f32\",\"shape\":[2],\"data_offsets\":[0,8]}}"), "dtype f32 is not supported");
     }
 
