@@ -1,5 +1,5 @@
-// The command tree of `backprop`, one file per command (TrainCommand, GradcheckCommand, ExportCommand,
-// BenchCommand, CheckCommand, InfoCommand). Exit codes, for every command:
+// The command tree of `backprop`, one file per command (TrainCommand, PredictCommand, EvaluateCommand,
+// ExportCommand, GradcheckCommand, BenchCommand, CheckCommand, InfoCommand). Exit codes, for every command:
 //   0 success · 1 the run failed (diverged, a write failed, a check failed) · 2 bad input or usage, one line
 //   70 an internal error (one line asking for a report; the stack with --verbose) · 130 / 143 SIGINT / SIGTERM
 // Results go to stdout, errors and warnings to stderr.
@@ -32,7 +32,9 @@ internal static class Commands
         root.Subcommands.Add(CheckCommand.Create(stdout));
         root.Subcommands.Add(GradcheckCommand.Create(stdout));
         root.Subcommands.Add(TrainCommand.Create(stdout, stderr));
-        root.Subcommands.Add(ExportCommand.Create(stdout));
+        root.Subcommands.Add(PredictCommand.Create(stdout, stderr));
+        root.Subcommands.Add(EvaluateCommand.Create(stdout, stderr));
+        root.Subcommands.Add(ExportCommand.Create(stdout, stderr));
         foreach (var extra in TestCommands) root.Subcommands.Add(extra());
         var parse = root.Parse(args);
         if (parse.Errors.Count > 0)

@@ -52,7 +52,7 @@ internal static class TrainCommand
         var threads = Add("--threads", "Threads.", Environment.ProcessorCount);
         var backend = Add("--backend", "cpu (fused kernels), blas (OpenBLAS + elementwise passes) or cuda (GPU 0: cuBLAS + our CUDA kernels, the step as a CUDA graph).", "cpu");
         var tf32 = new Option<bool>("--tf32") { Description = "With --backend cuda: allow TF32 tensor-core GEMMs (faster, ~1e-3 relative error)." };
-        var init = Add("--init", "he_uniform, he_normal, xavier_uniform, xavier_normal, pytorch.", "he_uniform");
+        var initOpt = Add("--init", "he_uniform, he_normal, xavier_uniform, xavier_normal, pytorch.", "he_uniform");
         var normalize = Add("--normalize", "scale (x/255), standardize (train statistics) or none.", "scale");
         var validation = Add("--validation", "Fraction of the training set held out for validation.", 0.0);
         var patience = Add("--patience", "Early stopping patience in epochs (needs --validation).", 0);
@@ -63,11 +63,18 @@ internal static class TrainCommand
         var output = new Option<DirectoryInfo?>("--output") { Description = "Folder for metrics.csv, metrics.json, curves.png, confusion.csv, model.safetensors and checkpoints (checked before training; a folder holding an earlier run needs --overwrite)." };
         var overwrite = new Option<bool>("--overwrite") { Description = "Replace the earlier run in --output." };
         var classesOpt = new Option<int?>("--classes") { Description = "Number of classes (default: from the labels, refusing implausible results)." };
+        var initFrom = new Option<FileInfo?>("--init-from")
+        {
+            Description = "Start from the weights of FILE (model.safetensors, a checkpoint, or a plain PyTorch state_dict) with a fresh optimizer: fine-tuning. " +
+                "The layers come from the file; a state_dict's activations from --activation (one per hidden layer if they differ), its Dropout modules get --dropout.",
+        };
+        var dtype = Add("--dtype", "Element type of the final model.safetensors: f32, bf16 or f16 (checkpoints stay f32).", "f32");
         var cmd = new Command("train", "Train an MLP (Fashion-MNIST from the Debian package by default) and report test accuracy.");
         foreach (var opt in o.Values) cmd.Options.Add(opt);
         cmd.Options.Add(output);
         cmd.Options.Add(overwrite);
         cmd.Options.Add(classesOpt);
+        cmd.Options.Add(initFrom);
         cmd.Options.Add(resume);
         cmd.Options.Add(tf32);
         cmd.SetAction(p =>
@@ -77,8 +84,11 @@ internal static class TrainCommand
             var resumeDir = p.GetValue(resume);
             if (resumeDir is not null) return Resume(p, cmd, resumeDir, th, o, output, stdout, stderr);
 
+            var type = WeightsDtype(p.GetValue(dtype)!);
+            var init = p.GetValue(initFrom);
+            if (init is not null && Given(p, layers)) throw new UsageException("--layers cannot be given with --init-from: the layers come from the file.");
             var hidden = Flags.Layers(p.GetValue(layers)!);
-            var act = Flags.Activation("--activation", p.GetValue(activation)!);
+            var act = init is null ? Flags.Activation("--activation", p.GetValue(activation)!) : default;
             var loss = Flags.Loss(p.GetValue(lossOpt)!);
             if (loss != LossKind.CrossEntropy) throw new UsageException($"--loss {p.GetValue(lossOpt)} needs target values; IDX data has class labels, so use cross_entropy.");
             double drop = p.GetValue(dropout);
@@ -88,7 +98,7 @@ internal static class TrainCommand
             if (b < 1) throw new UsageException($"--batch must be at least 1; got {b}.");
             if (ep < 1) throw new UsageException($"--epochs must be at least 1; got {ep}.");
             var be = Flags.Backend(p.GetValue(backend)!);
-            var initScheme = Flags.Init(p.GetValue(init)!);
+            var initScheme = Flags.Init(p.GetValue(initOpt)!);
             var norm = Flags.Choice("--normalize", p.GetValue(normalize)!,
                 ("scale", Normalization.Scale01), ("standardize", Normalization.Standardize), ("none", Normalization.None));
             string fmt = Flags.Choice("--format", p.GetValue(format)!, ("idx", "idx"), ("csv", "csv"), ("npy", "npy"));
@@ -118,6 +128,9 @@ internal static class TrainCommand
             };
             try { options.Validate(); }
             catch (ArgumentException e) { throw new UsageException(Flags.Message(e)); }
+            if (init is not null)
+                return FineTune(p, init.FullName, activation, dropout, normalize, lossOpt, initScheme: initOpt, trainSet, testSet, classes, options, fit, dir,
+                    new TrainingRun(ep, fit.ValidationFraction, fit.Patience, every, new Preprocessing(norm), dataFolder, fmt, labelCol, classes), type, stdout, stderr);
             var pre = TrainData.Normalize(trainSet, testSet, norm);
             var net = new Sequential(trainSet.Width);
             foreach (int h in hidden)
@@ -128,13 +141,52 @@ internal static class TrainCommand
             net.Dense(classes);
             var run = new TrainingRun(ep, fit.ValidationFraction, fit.Patience, every, pre, dataFolder, fmt, labelCol, classes);
             using var model = Build(() => net.Compile(options));
-            return TrainRunner.Run(model, trainSet, testSet, fit, dir, run, stdout, stderr);
+            return TrainRunner.Run(model, trainSet, testSet, fit, dir, run, type, stdout, stderr);
         });
         return cmd;
     }
 
     // Flags a resumed run takes from its checkpoint; these may be given with --resume and change what they say.
-    private static readonly string[] ResumeOverrides = ["--threads", "--lr", "--epochs", "--checkpoint-every", "--stop-after-steps"];
+    private static readonly string[] ResumeOverrides = ["--threads", "--lr", "--epochs", "--checkpoint-every", "--stop-after-steps", "--dtype"];
+
+    private static TensorDtype WeightsDtype(string text) => Flags.Choice("--dtype", text, ("f32", TensorDtype.F32), ("bf16", TensorDtype.BF16), ("f16", TensorDtype.F16));
+
+    // `train --init-from FILE`: the model and its weights from FILE, a fresh optimizer; the file's preprocessing (a backprop
+    // file's, with its statistics) or --normalize's (a state_dict's) scales the data.
+    private static int FineTune(ParseResult p, string file, Option<string> activation, Option<double> dropout, Option<string> normalize, Option<string> lossOpt,
+        Option<string> initScheme, Dataset trainSet, Dataset testSet, int classes, TrainingOptions options, FitOptions fit, DirectoryInfo? dir,
+        TrainingRun run, TensorDtype type, TextWriter stdout, TextWriter stderr)
+    {
+        if (Given(p, initScheme)) throw new UsageException("--init cannot be given with --init-from: the weights come from the file.");
+        if (Given(p, lossOpt)) throw new UsageException("--loss cannot be given with --init-from: train fits class labels with cross_entropy.");
+        if (Path.GetFullPath(file) is var full && dir is not null && Path.GetDirectoryName(full) == Path.GetFullPath(dir.FullName).TrimEnd('/') &&
+            Path.GetFileName(full) is "model.safetensors" or "checkpoint.safetensors")
+            throw new UsageException($"--init-from '{file}' is in the --output folder, where this run writes its files; copy it elsewhere first.");
+        double drop = p.GetValue(dropout);
+        bool stateDict;
+        try { stateDict = ModelFile.IsStateDict(SafeTensorsFile.Read(file)); }
+        catch (Exception e) when (e is InvalidDataException or FileNotFoundException) { throw new UsageException(e.Message); }
+        if (!stateDict && Given(p, dropout)) throw new UsageException($"--dropout cannot be given with --init-from '{file}': a backprop file records its dropout.");
+        if (!stateDict && Given(p, activation)) throw new UsageException($"--activation cannot be given with --init-from '{file}': a backprop file records its activations.");
+        // A backprop file's preprocessing is the model's (--normalize may only agree); a state_dict's is --normalize's, fitted here.
+        var (info, pre) = ModelSource.Open("--init-from", file, stateDict && Given(p, activation) ? p.GetValue(activation) : null, null,
+            !stateDict && Given(p, normalize) ? p.GetValue(normalize) : stateDict ? "none" : null, stderr, drop);
+        if (stateDict && Given(p, dropout) && drop > 0 && info.Spec.Layers.All(l => l.Dropout == 0))
+            throw new UsageException($"--dropout {Inv(drop)}: '{file}' has no Dropout modules (no module sits between its Linears without an activation of its own).");
+        var spec = info.Spec;
+        if (spec.Loss != LossKind.CrossEntropy)
+            throw new UsageException($"--init-from '{file}' is a {spec.Loss} model; train fits class labels (cross_entropy).");
+        if (spec.InputWidth != trainSet.Width)
+            throw new UsageException($"--init-from '{file}' takes {spec.InputWidth} features per sample but the data has {trainSet.Width}.");
+        if (spec.OutputWidth != classes)
+            throw new UsageException($"--init-from '{file}' has {spec.OutputWidth} outputs but the data has {classes} classes (pass --classes {spec.OutputWidth} if the labels are a subset).");
+        pre = stateDict ? TrainData.Normalize(trainSet, testSet, run.Preprocessing.Kind) : TrainData.Normalize(trainSet, testSet, pre.Kind, pre);
+        using var model = Build(() => new Model(spec, options));
+        try { Checkpoint.LoadWeights(model, info); }
+        catch (InvalidDataException e) { throw new UsageException(e.Message); }
+        stdout.WriteLine($"initialized from {file} ({info.Kind}); a fresh {options.Optimizer.Kind} optimizer");
+        return TrainRunner.Run(model, trainSet, testSet, fit, dir, run with { Preprocessing = pre }, type, stdout, stderr);
+    }
 
     // `train --resume DIR`: the same run, from its checkpoint: model, options, data, scaling, epochs, validation split.
     private static int Resume(ParseResult p, Command cmd, DirectoryInfo dir, int threads, Dictionary<string, Option> o, Option<DirectoryInfo?> output,
@@ -196,7 +248,7 @@ internal static class TrainCommand
         try { Checkpoint.LoadTraining(model, ckpt); }
         catch (InvalidDataException e) { throw new UsageException(e.Message); }
         stdout.WriteLine($"resuming {ckpt} at step {info.Step} (epoch {info.Position.Epoch}, batch {info.Position.NextBatch})");
-        return TrainRunner.Run(model, trainSet, testSet, fit, dir, run with { Epochs = epochs, CheckpointEvery = every }, stdout, stderr);
+        return TrainRunner.Run(model, trainSet, testSet, fit, dir, run with { Epochs = epochs, CheckpointEvery = every }, WeightsDtype(p.GetValue((Option<string>)o["--dtype"])!), stdout, stderr);
     }
 
     // A model the engine refuses to build (too large, no device) is a usage error: exit 2 and why.

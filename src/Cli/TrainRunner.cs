@@ -24,7 +24,7 @@ internal static class TrainRunner
     // A checkpoint that could not be written: the run stops with it.
     private sealed class WriteFailedException(string path, Exception inner) : Exception($"could not write {path}: {inner.Message}", inner);
 
-    public static int Run(Model model, Dataset train, Dataset test, FitOptions fit, DirectoryInfo? output, TrainingRun run, TextWriter stdout, TextWriter stderr)
+    public static int Run(Model model, Dataset train, Dataset test, FitOptions fit, DirectoryInfo? output, TrainingRun run, TensorDtype dtype, TextWriter stdout, TextWriter stderr)
     {
         var spec = model.Spec;
         string layers = string.Join("-", spec.Layers.Select(l =>
@@ -122,10 +122,10 @@ internal static class TrainRunner
         if (result.StoppedEarly) stdout.WriteLine($"stopped early after epoch {result.Epochs.Count}; kept the parameters of epoch {result.BestEpoch}");
         if (output is not null)
         {
-            try { WriteOutputs(output, model, result, final); }
-            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            try { WriteOutputs(output, model, result, final, run.Preprocessing, dtype); }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException or ArgumentException)
             {
-                stderr.WriteLine($"backprop: could not write the run's files to '{output.FullName}': {e.Message}" +
+                stderr.WriteLine($"backprop: could not write the run's files to '{output.FullName}': {Flags.Message(e)}" +
                     (checkpoint is not null && File.Exists(checkpoint) ? "; the checkpoint is kept." : "."));
                 return ExitFailed;
             }
@@ -166,41 +166,26 @@ internal static class TrainRunner
 
     private static string F(double? v) => v is double d ? d.ToString("F4", CultureInfo.InvariantCulture) : "";
 
-    // Each file is written to a temporary name and renamed, so a failure leaves no half-written file.
-    private static void WriteAtomically(string path, string text)
-    {
-        string tmp = Path.Combine(Path.GetDirectoryName(path)!, $".{Path.GetFileName(path)}.{Environment.ProcessId}.tmp");
-        try
-        {
-            File.WriteAllText(tmp, text);
-            File.Move(tmp, path, overwrite: true);
-        }
-        finally
-        {
-            if (File.Exists(tmp)) File.Delete(tmp);
-        }
-    }
-
-    private static void WriteOutputs(DirectoryInfo dir, Model model, FitResult result, EvaluationResult final)
+    private static void WriteOutputs(DirectoryInfo dir, Model model, FitResult result, EvaluationResult final, Preprocessing preprocessing, TensorDtype dtype)
     {
         Directory.CreateDirectory(dir.FullName);
         var csv = new StringBuilder("epoch,train_loss,test_loss,test_accuracy,validation_loss,validation_accuracy,seconds,samples_per_second,learning_rate\n");
         foreach (var m in result.Epochs)
             csv.AppendLine(FormattableString.Invariant($"{m.Epoch},{m.TrainLoss:R},{m.TestLoss:R},{m.TestAccuracy:R},{m.ValidationLoss:R},{m.ValidationAccuracy:R},{m.Seconds:R},{m.SamplesPerSecond:R},{m.LearningRate:R}"));
-        WriteAtomically(Path.Combine(dir.FullName, "metrics.csv"), csv.ToString());
+        AtomicFile.WriteAllText(Path.Combine(dir.FullName, "metrics.csv"), csv.ToString());
         var json = result.Epochs.Select(m => new Dictionary<string, object?>
         {
             ["epoch"] = m.Epoch, ["train_loss"] = m.TrainLoss, ["test_loss"] = m.TestLoss, ["test_accuracy"] = m.TestAccuracy,
             ["validation_loss"] = m.ValidationLoss, ["validation_accuracy"] = m.ValidationAccuracy,
             ["seconds"] = m.Seconds, ["samples_per_second"] = m.SamplesPerSecond, ["learning_rate"] = m.LearningRate,
         }).ToList();
-        WriteAtomically(Path.Combine(dir.FullName, "metrics.json"), JsonSerializer.Serialize(json, JsonOutput.Indented));
+        AtomicFile.WriteAllText(Path.Combine(dir.FullName, "metrics.json"), JsonSerializer.Serialize(json, JsonOutput.Indented));
         var conf = new StringBuilder();
         int C = final.Confusion!.GetLength(0);
         conf.AppendLine("true\\predicted," + string.Join(",", Enumerable.Range(0, C)));
         for (int i = 0; i < C; i++) conf.AppendLine(i + "," + string.Join(",", Enumerable.Range(0, C).Select(j => final.Confusion[i, j])));
-        WriteAtomically(Path.Combine(dir.FullName, "confusion.csv"), conf.ToString());
+        AtomicFile.WriteAllText(Path.Combine(dir.FullName, "confusion.csv"), conf.ToString());
         Curves.Write(Path.Combine(dir.FullName, "curves.png"), result.Epochs);
-        Checkpoint.SaveWeights(model, Path.Combine(dir.FullName, "model.safetensors"));
+        Checkpoint.SaveWeights(model, Path.Combine(dir.FullName, "model.safetensors"), preprocessing, dtype);
     }
 }
