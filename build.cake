@@ -6,6 +6,7 @@
 //   Bench       `backprop bench gemm`, `bench dense` and `bench step` reports in artifacts/bench
 //   BenchSuite  the BenchmarkDotNet suites in bench/
 //   Pack        NuGet packages of the two libraries in artifacts/packages
+//   Fuzz        afl++ on the loaders (fuzz/README.md): --fuzz-seconds=N per target, --fuzz-target=NAME; finds go to tests/fuzz-corpus
 var target = Argument("target", "Build");
 var configuration = Argument("configuration", "Release");
 var root = MakeAbsolute(Directory("."));
@@ -140,6 +141,181 @@ Task("Pack")
     var outDir = artifacts.Combine("packages");
     foreach (var project in new[] { "src/Kernels/Backprop.Kernels.csproj", "src/Engine/Backprop.Engine.csproj" })
         DotNetPack(project, new DotNetPackSettings { Configuration = configuration, NoBuild = true, OutputDirectory = outDir });
+});
+
+// ---- Fuzz: coverage-guided fuzzing of the loaders with SharpFuzz + afl++ (fuzz/README.md). Nothing else depends on it. ----
+//   ./build.sh Fuzz [--fuzz-seconds=60] [--fuzz-target=idx|csv|npy|safetensors|checkpoint] [--fuzz-timeout-ms=3000] [--fuzz-keep=0]
+// Installs afl++ (Debian's afl++, as root; else prints the command) and the SharpFuzz instrumenter (the local tool manifest
+// fuzz/.config/dotnet-tools.json), builds the harness twice (plain, for seeds and replays; published and instrumented, for
+// afl-fuzz), starts each target from fresh seeds plus the corpus files that pass, fuzzes it for the budget, and copies every
+// crash and hang into tests/fuzz-corpus/<target>/ (named by content hash) with a one-line triage of each. --fuzz-keep=N also
+// keeps up to N of afl-cmin's minimized queue as queue-* corpus files. Work folders: artifacts/fuzz/<target>/.
+var fuzzTargets = new[] { "idx", "csv", "npy", "safetensors", "checkpoint" };
+
+// ShQuote for a /bin/sh command line; Q for an argument of a process started directly (.NET splits those on spaces outside double quotes).
+string ShQuote(string s) => "'" + s.Replace("'", "'\\''") + "'";
+string Q(string s) => "\"" + s.Replace("\"", "\\\"") + "\"";
+int ShWith(string command, IDictionary<string, string> env) =>
+    StartProcess("/bin/sh", new ProcessSettings { Arguments = "-c " + Q(command), EnvironmentVariables = env });
+
+(int Code, string Output) Capture(string file, string arguments, string workingDirectory = null, int timeoutMs = 0)
+{
+    var settings = new ProcessSettings { Arguments = arguments, RedirectStandardOutput = true, RedirectStandardError = true };
+    if (workingDirectory != null) settings.WorkingDirectory = workingDirectory;
+    using var p = StartAndReturnProcess(file, settings);
+    if (timeoutMs > 0 && !p.WaitForExit(timeoutMs))
+    {
+        p.Kill();
+        return (-1, $"timed out after {timeoutMs} ms");
+    }
+    p.WaitForExit();
+    var lines = p.GetStandardOutput().Concat(p.GetStandardError());
+    int code;
+    try { code = p.GetExitCode(); } catch { code = -1; }
+    return (code, string.Join("\n", lines));
+}
+
+string Sha(string path)
+{
+    using var sha = System.Security.Cryptography.SHA1.Create();
+    return Convert.ToHexString(sha.ComputeHash(System.IO.File.ReadAllBytes(path))).ToLowerInvariant().Substring(0, 12);
+}
+
+Dictionary<string, string> FuzzerStats(string path) =>
+    System.IO.File.Exists(path)
+        ? System.IO.File.ReadAllLines(path).Where(l => l.Contains(':')).ToDictionary(l => l.Split(':', 2)[0].Trim(), l => l.Split(':', 2)[1].Trim())
+        : new Dictionary<string, string>();
+
+Task("Fuzz")
+    .Description("afl++ on each loader for --fuzz-seconds (default 60) each, or only --fuzz-target; finds go to tests/fuzz-corpus/<target>/.")
+    .IsDependentOn("Deps")
+    .Does(() =>
+{
+    int seconds = Argument("fuzz-seconds", 60);
+    int timeoutMs = Argument("fuzz-timeout-ms", 3000);
+    int keep = Argument("fuzz-keep", 0);
+    string only = Argument("fuzz-target", "");
+    if (only.Length > 0 && !fuzzTargets.Contains(only)) throw new Exception($"--fuzz-target={only}: expected one of {string.Join(", ", fuzzTargets)}.");
+    var targets = only.Length > 0 ? new[] { only } : fuzzTargets;
+
+    // afl++ from Debian (the only thing fuzzing needs from apt).
+    bool isRoot = Environment.UserName == "root" || EnvironmentVariable("USER") == "root";
+    if (!IsInstalled("afl++"))
+    {
+        const string install = "apt-get install -y --no-install-recommends afl++";
+        if (!isRoot) throw new Exception($"Fuzz needs afl++ (Debian package afl++). Run:\n  sudo apt-get update && sudo {install}");
+        Environment.SetEnvironmentVariable("DEBIAN_FRONTEND", "noninteractive");
+        if (Sh("apt-get update") != 0 || Sh(install) != 0) throw new Exception($"'{install}' failed.");
+    }
+    var fuzzDir = root.Combine("fuzz");
+    if (StartProcess("dotnet", new ProcessSettings { Arguments = "tool restore", WorkingDirectory = fuzzDir }) != 0)
+        throw new Exception("dotnet tool restore in fuzz/ (SharpFuzz.CommandLine) failed.");
+
+    // The plain harness (seeds, replays: instrumented code faults outside afl) and the instrumented one (afl-fuzz).
+    var project = fuzzDir.CombineWithFilePath("Backprop.Fuzz/Backprop.Fuzz.csproj").FullPath;
+    DotNetBuild(project, new DotNetBuildSettings { Configuration = configuration });
+    string plain = fuzzDir.CombineWithFilePath($"Backprop.Fuzz/bin/{configuration}/net10.0/Backprop.Fuzz").FullPath;
+    var fuzzArtifacts = artifacts.Combine("fuzz");
+    var bin = fuzzArtifacts.Combine("bin");
+    if (DirectoryExists(bin)) DeleteDirectory(bin, new DeleteDirectorySettings { Recursive = true, Force = true });
+    DotNetPublish(project, new DotNetPublishSettings { Configuration = configuration, OutputDirectory = bin });
+    var engineDll = bin.CombineWithFilePath("Backprop.Engine.dll").FullPath;
+    var instrument = Capture("dotnet", $"tool run sharpfuzz {Q(engineDll)}", fuzzDir.FullPath);
+    if (instrument.Code != 0) throw new Exception($"sharpfuzz {engineDll} failed ({instrument.Code}): {instrument.Output}");
+    Information($"Fuzz: instrumented {engineDll} (SharpFuzz); afl-fuzz runs {bin.CombineWithFilePath("Backprop.Fuzz").FullPath} <target>.");
+
+    var env = new Dictionary<string, string>
+    {
+        ["AFL_SKIP_BIN_CHECK"] = "1",                        // the target is dotnet, not an afl-cc binary; SharpFuzz speaks the fork-server protocol
+        ["AFL_NO_UI"] = "1",
+        ["AFL_I_DONT_CARE_ABOUT_MISSING_CRASHES"] = "1",     // core_pattern may pipe to a handler here
+        ["AFL_SKIP_CPUFREQ"] = "1",
+        ["AFL_NO_AFFINITY"] = "1",                           // a shared machine: do not pin a core
+        ["AFL_SKIP_CRASHES"] = "1",
+        ["AFL_ALLOW_TMP"] = "1",                             // afl-cmin refuses folders under /tmp (a clone there) without it
+    };
+    var summary = new List<string>();
+    int reproduced = 0;
+    foreach (var t in targets)
+    {
+        var work = fuzzArtifacts.Combine(t);
+        if (DirectoryExists(work)) DeleteDirectory(work, new DeleteDirectorySettings { Recursive = true, Force = true });
+        var input = work.Combine("in");
+        var corpus = root.Combine($"tests/fuzz-corpus/{t}");
+        EnsureDirectoryExists(corpus);
+        // Seeds: fresh valid files of this version, and the corpus files that load or are refused as documented
+        // (a known defect's input would crash the dry run).
+        var seeds = Capture(plain, $"seeds {t} {Q(input.FullPath)}");
+        if (seeds.Code != 0) throw new Exception($"seeds {t} failed: {seeds.Output}");
+        var passing = Capture(plain, $"replay {t} {Q(corpus.FullPath)} --passing {Q(input.FullPath)}");
+        Information(passing.Output.Split('\n').LastOrDefault() ?? "");
+        foreach (var line in passing.Output.Split('\n').Where(l => l.StartsWith("CRASH ")))
+            Information($"  (not a seed) {line}");
+
+        var output = work.Combine("out");
+        string dict = fuzzDir.CombineWithFilePath($"dict/{t}.dict").FullPath;
+        var afl = $"-i {ShQuote(input.FullPath)} -o {ShQuote(output.FullPath)} -V {seconds} -t {timeoutMs} -m none -x {ShQuote(dict)} -- {ShQuote(bin.CombineWithFilePath("Backprop.Fuzz").FullPath)} {t}";
+        Information($"$ afl-fuzz {afl}   (log: {work.CombineWithFilePath("afl-fuzz.log").FullPath})");
+        var logPath = work.CombineWithFilePath("afl-fuzz.log").FullPath;
+        int rc = ShWith($"afl-fuzz {afl} > {ShQuote(logPath)} 2>&1", env);
+        var stats = FuzzerStats(output.Combine("default").CombineWithFilePath("fuzzer_stats").FullPath);
+        if (rc != 0 || stats.Count == 0)
+            throw new Exception($"afl-fuzz on {t} exited with {rc}; the end of {logPath}:\n" + string.Join("\n", System.IO.File.ReadAllLines(logPath).TakeLast(15)));
+
+        // Every crash and hang into the corpus, each replayed in a process of its own (a crash may take the runtime down).
+        var found = new List<string>();
+        foreach (var kind in new[] { "crashes", "hangs" })
+        {
+            var dir = output.Combine("default").Combine(kind);
+            if (!DirectoryExists(dir)) continue;
+            foreach (var f in GetFiles(dir.FullPath + "/id:*"))
+            {
+                string name = $"{(kind == "crashes" ? "crash" : "hang")}-{Sha(f.FullPath)}";
+                CopyFile(f, corpus.CombineWithFilePath(name));
+                var replay = Capture(plain, $"replay {t} {Q(f.FullPath)}", timeoutMs: Math.Max(10_000, 4 * timeoutMs));
+                string line = replay.Output.Split('\n').FirstOrDefault(l => l.StartsWith("CRASH ") || l.StartsWith("ok ")) ?? $"no result (exit {replay.Code})";
+                if (replay.Code != 0) reproduced++;
+                found.Add($"  {name}: {(line.StartsWith("CRASH ") ? line.Substring(line.IndexOf("): ") + 3) : line.StartsWith("ok ") ? "does not reproduce outside afl (" + line.Substring(line.LastIndexOf('(')) : line)}");
+            }
+        }
+        // A few of the minimized queue, when asked for: afl-cmin's set, then greedily the inputs that add the most edges
+        // to what the seeds and the corpus already cover (afl-showmap's tuples of each).
+        int kept = 0;
+        if (keep > 0)
+        {
+            var cmin = work.Combine("cmin");
+            string harness = ShQuote(bin.CombineWithFilePath("Backprop.Fuzz").FullPath);
+            string Log(string name) => ShQuote(work.CombineWithFilePath(name).FullPath);
+            HashSet<string> Edges(string file) => new(System.IO.File.ReadAllLines(file).Select(l => l.Split(':')[0]));
+            bool ok = ShWith($"afl-cmin -i {ShQuote(output.Combine("default").Combine("queue").FullPath)} -o {ShQuote(cmin.FullPath)} -t {timeoutMs} -m none -- {harness} {t} > {Log("afl-cmin.log")} 2>&1", env) == 0
+                && ShWith($"afl-showmap -i {ShQuote(cmin.FullPath)} -o {ShQuote(work.Combine("maps-cmin").FullPath)} -t {timeoutMs} -m none -- {harness} {t} > {Log("afl-showmap.log")} 2>&1", env) == 0
+                && ShWith($"afl-showmap -i {ShQuote(input.FullPath)} -o {ShQuote(work.Combine("maps-in").FullPath)} -t {timeoutMs} -m none -- {harness} {t} >> {Log("afl-showmap.log")} 2>&1", env) == 0;
+            if (ok)
+            {
+                var covered = new HashSet<string>(GetFiles(work.Combine("maps-in").FullPath + "/*").SelectMany(f => Edges(f.FullPath)));
+                var existing = new HashSet<string>(GetFiles(corpus.FullPath + "/*").Select(f => Sha(f.FullPath)));
+                var candidates = GetFiles(cmin.FullPath + "/*")
+                    .Select(f => (File: f, Edges: Edges(work.Combine("maps-cmin").CombineWithFilePath(f.GetFilename()).FullPath)))
+                    .Where(c => !existing.Contains(Sha(c.File.FullPath))).ToList();
+                while (kept < keep && candidates.Count > 0)
+                {
+                    var best = candidates.OrderByDescending(c => c.Edges.Count(e => !covered.Contains(e))).ThenBy(c => new System.IO.FileInfo(c.File.FullPath).Length).First();
+                    if (best.Edges.All(covered.Contains)) break;
+                    covered.UnionWith(best.Edges);
+                    candidates.Remove(best);
+                    CopyFile(best.File, corpus.CombineWithFilePath($"queue-{Sha(best.File.FullPath)}"));
+                    kept++;
+                }
+            }
+            else Warning($"afl-cmin or afl-showmap on {t} failed; see {work.CombineWithFilePath("afl-cmin.log").FullPath} and afl-showmap.log.");
+        }
+        string Stat(string key) => stats.TryGetValue(key, out var v) ? v : "?";
+        summary.Add($"{t}: {Stat("run_time")} s, {Stat("execs_done")} execs ({Stat("execs_per_sec")}/s), corpus {Stat("corpus_count")}, edges {Stat("edges_found")}, "
+            + $"crashes {Stat("saved_crashes")}, hangs {Stat("saved_hangs")}{(keep > 0 ? $", {kept} queue inputs kept" : "")}");
+        summary.AddRange(found);
+    }
+    Information("Fuzz summary (finds copied to tests/fuzz-corpus/<target>/; FuzzCorpusTests runs them):\n" + string.Join("\n", summary));
+    if (reproduced > 0) throw new Exception($"Fuzz: {reproduced} finds reproduce outside afl (an exception other than the documented one); see the summary above.");
 });
 
 RunTarget(target);
