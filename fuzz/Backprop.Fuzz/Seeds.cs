@@ -88,9 +88,22 @@ public static class Seeds
         var regression = new Sequential(3).Dense(4, "leaky_relu:0.2").Dense(1).ToSpec(LossKind.Huber, huberDelta: 0.5);
         if (!training)
         {
-            Save("small.safetensors", small, new TrainingOptions { MaxBatch = 2 }, Checkpoint.SaveWeights);
-            Save("deeper.safetensors", deeper, new TrainingOptions { MaxBatch = 2, LabelSmoothing = 0.1 }, Checkpoint.SaveWeights);
-            Save("regression.safetensors", regression, new TrainingOptions { MaxBatch = 2, Loss = LossKind.Huber, HuberDelta = 0.5 }, Checkpoint.SaveWeights);
+            Save("small.safetensors", small, new TrainingOptions { MaxBatch = 2 }, (m, p) => Checkpoint.SaveWeights(m, p));
+            Save("deeper.safetensors", deeper, new TrainingOptions { MaxBatch = 2, LabelSmoothing = 0.1 },
+                (m, p) => Checkpoint.SaveWeights(m, p, new Preprocessing(Normalization.Standardize, [0.5f, -1, 2, 0], [1, 2, 0.5f, 4])));
+            Save("regression.safetensors", regression, new TrainingOptions { MaxBatch = 2, Loss = LossKind.Huber, HuberDelta = 0.5 },
+                (m, p) => Checkpoint.SaveWeights(m, p, new Preprocessing(Normalization.Scale01), TensorDtype.BF16));
+            // A plain PyTorch state_dict of nn.Sequential(Linear(6, 5), ReLU(), Linear(5, 3)) in F16, as safetensors.torch.save_file writes it.
+            string sd = Path.Combine(dir, "tmp-state-dict");
+            SafeTensorsWriter.Write(sd,
+            [
+                ("0.weight", [5, 6], Enumerable.Range(0, 30).Select(i => (float)Math.Cos(i) / 4).ToArray()),
+                ("0.bias", [5], [0.5f, -0.25f, 0, 1, -1]),
+                ("2.weight", [3, 5], Enumerable.Range(0, 15).Select(i => (float)Math.Sin(i) / 2).ToArray()),
+                ("2.bias", [3], [0.125f, 0, -0.5f]),
+            ], dtype: TensorDtype.F16);
+            result.Add(("state-dict-f16.safetensors", File.ReadAllBytes(sd)));
+            File.Delete(sd);
             return result;
         }
         var run = new TrainingRun(5, 0.1, 2, 10, new Preprocessing(Normalization.Standardize, [0.5f, -1, 2, 0, 1, 3], [1, 2, 0.5f, 1, 1, 4]), "data", "csv", "label", 3);

@@ -9,7 +9,8 @@
 //                and the label column by name
 //   npy          Npy.Read; Npy.ReadPair with the input as the features and as the labels (classification, regression)
 //   safetensors  SafeTensorsFile.Read + ReadFloat of every tensor, Checkpoint.ReadSpec, a fresh model of that spec
-//                and LoadWeights into it; LoadWeights into a fixed model of the seeds' spec
+//                and LoadWeights into it; ModelFile.Read (state_dicts too) and LoadWeights of its description into a
+//                fresh model; LoadWeights into a fixed model of the seeds' spec
 //   checkpoint   the same reader, Checkpoint.ReadInfo, ReadSpec, a fresh model of the description and LoadTraining
 //                into it; LoadWeights into the fixed model
 // Models are built only below the caps (width, layers, batch, parameters), so the fuzzer does not spend its
@@ -21,6 +22,7 @@ using System.Text;
 using Backprop.Engine;
 using Backprop.Engine.Checkpoints;
 using Backprop.Engine.Data;
+using Backprop.Kernels;
 
 namespace Backprop.Fuzz;
 
@@ -275,6 +277,28 @@ public static class Targets
                     throw new FuzzOracleException($"LoadTraining restored step {fresh.StepCount}; ReadInfo says {info.Step}.");
             }
         }
+        // Every model file as the CLI reads one: a state_dict with the default choices (an ArgumentException for choices that
+        // contradict the file is documented), then the weights loaded by the names ModelFile.Read gives.
+        ModelFileInfo? mf = null;
+        bool stateDict = file is not null && ModelFile.IsStateDict(file);
+        // A state_dict first with no activations, then with ReLU after every hidden layer (modules between the Linears).
+        foreach (var choices in stateDict ? StateDictAttempts : [null])
+        {
+            try
+            {
+                Loads(() => mf = ModelFile.Read(path, choices));
+                break;
+            }
+            catch (ArgumentException e) when (e.ParamName == "choices")
+            {
+                if (s_verbose) Console.Error.WriteLine($"  refused: {e.Message}");
+            }
+        }
+        if (mf is not null && Buildable(mf.Spec, null))
+        {
+            using var fresh = new Model(mf.Spec, new TrainingOptions { Loss = mf.Spec.Loss, MaxBatch = 1, Threads = 1 });
+            LoadInto(fresh, path, m => Checkpoint.LoadWeights(m, mf), "LoadWeights (a fresh model of ModelFile.Read's description)", file, mf.Tensors);
+        }
         if (s_fixed is null)
         {
             s_fixed = new Model(FixedSpec, new TrainingOptions { MaxBatch = 1, Threads = 1, Seed = 7 });
@@ -295,7 +319,10 @@ public static class Targets
     /// Loads into <paramref name="model"/>: true when it loaded (then every parameter equals the file's tensor of its name);
     /// false when refused, and then the parameters and step count must be as they were.
     /// </summary>
-    private static bool LoadInto(Model model, string path, Action<Model> load, string what, SafeTensorsFile? file)
+    private static StateDictChoices?[] StateDictAttempts => [new StateDictChoices(), new StateDictChoices { Activations = [Activation.Parse("relu")] }];
+
+    private static bool LoadInto(Model model, string path, Action<Model> load, string what, SafeTensorsFile? file,
+        IReadOnlyList<(string Weight, string Bias)>? fileNames = null)
     {
         var before = new float[model.ParameterSectionLength];
         model.CopyParametersTo(before);
@@ -309,6 +336,16 @@ public static class Targets
             return false;
         }
         if (file is null) throw new FuzzOracleException($"{what} loaded '{path}', which SafeTensorsFile.Read refuses.");
+        if (fileNames is not null)
+        {
+            for (int l = 0; l < model.Spec.Layers.Count; l++)
+            {
+                var (w, b) = model.Spec.ParameterNames(l);
+                if (!model.Parameter(w).SequenceEqual(file.ReadFloat(fileNames[l].Weight)) || !model.Parameter(b).SequenceEqual(file.ReadFloat(fileNames[l].Bias)))
+                    throw new FuzzOracleException($"{what} loaded '{path}', but layer {l} differs from the file's tensors '{fileNames[l].Weight}' and '{fileNames[l].Bias}'.");
+            }
+            return true;
+        }
         foreach (var p in model.Parameters)
         {
             if (!file.Tensors.ContainsKey(p.Name)) throw new FuzzOracleException($"{what} loaded '{path}', which has no tensor '{p.Name}'.");

@@ -10,6 +10,7 @@ using System.Text;
 using Backprop.Engine;
 using Backprop.Engine.Checkpoints;
 using Backprop.Engine.Data;
+using Backprop.Kernels;
 using NUnit.Framework;
 
 namespace Backprop.Tests.Fuzz;
@@ -268,12 +269,30 @@ public class FuzzCorpusTests
                             run.Check("Checkpoint.LoadTraining", $"restored step {fresh.StepCount}; ReadInfo says {info.Step}");
             }
         }
+        // Every model file as the CLI reads one: a state_dict with the default choices (its ArgumentException for choices that
+        // contradict the file is documented), then the weights loaded by the names ModelFile.Read gives.
+        ModelFileInfo? mf = null;
+        bool stateDict = file is not null && ModelFile.IsStateDict(file);
+        // A state_dict first with no activations, then with ReLU after every hidden layer (modules between the Linears).
+        foreach (var choices in stateDict ? new StateDictChoices?[] { new StateDictChoices(), new StateDictChoices { Activations = [Activation.Parse("relu")] } } : [null])
+        {
+            bool refusedChoices = false;
+            run.Stage("ModelFile.Read", () => mf = ModelFile.Read(path, choices), e => refusedChoices = e is ArgumentException { ParamName: "choices" });
+            if (!refusedChoices) break;
+        }
+        if (mf is not null && Buildable(mf.Spec, null))
+        {
+            Model? fresh = null;
+            if (run.Stage("new Model (ModelFile.Read's spec)", () => fresh = new Model(mf.Spec, new TrainingOptions { Loss = mf.Spec.Loss, MaxBatch = 1, Threads = 1 })))
+                using (fresh) LoadInto(run, fresh!, "Checkpoint.LoadWeights (ModelFile.Read's description)", m => Checkpoint.LoadWeights(m, mf), file, mf.Tensors);
+        }
         using var fixedModel = new Sequential(6).Dense(5, "relu").Dense(3).Compile(new TrainingOptions { MaxBatch = 1, Threads = 1, Seed = 7 });
         LoadInto(run, fixedModel, "Checkpoint.LoadWeights (fixed 6-5-3 model)", m => Checkpoint.LoadWeights(m, path), file);
     }
 
     /// <summary>Loads into <paramref name="model"/>: when it loads, the parameters are the file's tensors; when refused, the model is unchanged.</summary>
-    private static bool LoadInto(Run run, Model model, string stage, Action<Model> load, SafeTensorsFile? file)
+    private static bool LoadInto(Run run, Model model, string stage, Action<Model> load, SafeTensorsFile? file,
+        IReadOnlyList<(string Weight, string Bias)>? fileNames = null)
     {
         var before = Snapshot(model);
         if (!run.Stage(stage, () => load(model)))
@@ -286,6 +305,16 @@ public class FuzzCorpusTests
         if (file is null)
         {
             run.Check(stage, "loaded a file SafeTensorsFile.Read refuses");
+            return true;
+        }
+        if (fileNames is not null)
+        {
+            for (int l = 0; l < model.Spec.Layers.Count; l++)
+            {
+                var (w, b) = model.Spec.ParameterNames(l);
+                if (!model.Parameter(w).SequenceEqual(file.ReadFloat(fileNames[l].Weight)) || !model.Parameter(b).SequenceEqual(file.ReadFloat(fileNames[l].Bias)))
+                    run.Check(stage, $"loaded, but layer {l} is not the file's tensors '{fileNames[l].Weight}' and '{fileNames[l].Bias}'");
+            }
             return true;
         }
         foreach (var p in model.Parameters)
