@@ -1,5 +1,6 @@
-// Build script (Cake 7). ./build.sh <target>; every target depends on Deps.
-//   Deps        install the Debian packages the project needs (as root), or print the command to run
+// Build script (Cake 7). ./build.sh <target>; each target first installs the Debian packages it needs.
+//   Deps        install every Debian package the project needs (as root), or print the command to run
+//               (DepsTrain: the main job's alone; DepsTest: the tests' as well)
 //   Build       Release build of the solution (warnings are errors in the libraries)
 //   Test        NUnit tests; TRX results in artifacts/test-results
 //   Train       the main job: `backprop train` on Fashion-MNIST, run folder in artifacts/train
@@ -12,11 +13,14 @@ var configuration = Argument("configuration", "Release");
 var root = MakeAbsolute(Directory("."));
 var artifacts = root.Combine("artifacts");
 
-// Debian packages: OpenBLAS (the reference BLAS and the Blas backend), the Fashion-MNIST data, g++ (the
-// tests build the CUDA kernels' per-element math for the host) and, from the non-free component,
-// NVRTC (the tests compile every .cu file to PTX and cubin without a GPU).
-var debPackages = new[] { "libopenblas0-pthread", "dataset-fashion-mnist", "g++" };
-var nonFreePackages = new[] { "libnvrtc11.2" };
+// Debian packages, by what needs them, so that each target installs only its own: the main job (Train,
+// Bench) needs OpenBLAS (the reference BLAS and the Blas backend) and the Fashion-MNIST data; the tests
+// also need g++ (they build the CUDA kernels' per-element math for the host), PyTorch and ONNX (the
+// interop tests run them with /usr/bin/python3) and, from the non-free component, NVRTC (the tests compile
+// every .cu file to PTX and cubin without a GPU). Deps installs all of them.
+var trainPackages = new[] { "libopenblas0-pthread", "dataset-fashion-mnist" };
+var testPackages = new[] { "g++", "python3-torch", "python3-onnx" };
+var testNonFreePackages = new[] { "libnvrtc11.2" };
 
 bool IsInstalled(string pkg)
 {
@@ -37,15 +41,14 @@ int Sh(string command)
     return StartProcess("/bin/sh", new ProcessSettings { Arguments = $"-c \"{command}\"" });
 }
 
-Task("Deps")
-    .Description("Install missing Debian packages (as root) or print the command that does.")
-    .Does(() =>
+// Installs what of `packages` (main) and `nonFree` is missing, as root; otherwise throws with the exact commands to run.
+void EnsurePackages(string who, string[] packages, string[] nonFree)
 {
-    var missing = debPackages.Where(p => !IsInstalled(p)).ToArray();
-    var missingNonFree = nonFreePackages.Where(p => !IsInstalled(p)).ToArray();
+    var missing = packages.Where(p => !IsInstalled(p)).ToArray();
+    var missingNonFree = nonFree.Where(p => !IsInstalled(p)).ToArray();
     if (missing.Length == 0 && missingNonFree.Length == 0)
     {
-        Information($"Deps: all present ({string.Join(", ", debPackages.Concat(nonFreePackages))}).");
+        Information($"{who}: all present ({string.Join(", ", packages.Concat(nonFree))}).");
         return;
     }
     // non-free through a separate apt configuration: a copy of the system's sources with the
@@ -61,7 +64,7 @@ Task("Deps")
         var steps = new List<string>();
         if (missing.Length > 0) steps.Add($"sudo apt-get update && sudo {install}");
         if (missingNonFree.Length > 0) steps.Add($"sudo sh -c \"{prepareNonFree} && {installNonFree}\"");
-        throw new Exception($"Missing Debian packages: {string.Join(", ", missing.Concat(missingNonFree))}. Run:\n  " + string.Join("\n  ", steps));
+        throw new Exception($"{who}: missing Debian packages: {string.Join(", ", missing.Concat(missingNonFree))}. Run:\n  " + string.Join("\n  ", steps));
     }
     Environment.SetEnvironmentVariable("DEBIAN_FRONTEND", "noninteractive");
     if (missing.Length > 0)
@@ -74,12 +77,28 @@ Task("Deps")
         if (Sh(prepareNonFree) != 0) throw new Exception($"could not write {aptDir}/debian-nonfree.sources.");
         if (Sh(installNonFree) != 0) throw new Exception($"'{installNonFree}' failed.");
     }
-    var still = debPackages.Concat(nonFreePackages).Where(p => !IsInstalled(p)).ToArray();
-    if (still.Length > 0) throw new Exception($"Still missing after install: {string.Join(", ", still)}.");
-});
+    var still = packages.Concat(nonFree).Where(p => !IsInstalled(p)).ToArray();
+    if (still.Length > 0) throw new Exception($"{who}: still missing after install: {string.Join(", ", still)}.");
+}
+
+Task("Deps")
+    .Description("Install every Debian package the project needs (as root), or print the command that does.")
+    .Does(() => EnsurePackages("Deps", trainPackages.Concat(testPackages).ToArray(), testNonFreePackages));
+
+Task("DepsTrain")
+    .Description("The packages of the main job alone (OpenBLAS, Fashion-MNIST): Train, Bench and Pack need no more.")
+    .Does(() => EnsurePackages("Deps (train)", trainPackages, Array.Empty<string>()));
+
+Task("DepsTest")
+    .Description("The packages the tests need as well (g++, PyTorch, ONNX, NVRTC).")
+    .Does(() => EnsurePackages("Deps (test)", trainPackages.Concat(testPackages).ToArray(), testNonFreePackages));
+
+// The command-line program alone (the main job): the libraries and the CLI, not the tests, samples or benchmarks.
+void BuildCli() => DotNetBuild("src/Cli/Backprop.Cli.csproj", new DotNetBuildSettings { Configuration = configuration });
 
 Task("Build")
-    .IsDependentOn("Deps")
+    .Description("Release build of the whole solution (the tests' build needs g++: DepsTest).")
+    .IsDependentOn("DepsTest")
     .Does(() =>
 {
     DotNetBuild("Engine.sln", new DotNetBuildSettings { Configuration = configuration });
@@ -101,9 +120,10 @@ Task("Test")
 
 Task("Train")
     .Description("The main job: train the default MLP on Fashion-MNIST (pass flags with --train-args='--epochs 5 ...').")
-    .IsDependentOn("Build")
+    .IsDependentOn("DepsTrain")
     .Does(() =>
 {
+    BuildCli();
     var outDir = artifacts.Combine("train");
     var extra = Argument("train-args", "");
     DotNetRun("src/Cli/Backprop.Cli.csproj", new ProcessArgumentBuilder()
@@ -113,9 +133,10 @@ Task("Train")
 
 Task("Bench")
     .Description("Reports: GEMM vs OpenBLAS, fused dense kernels, training steps per backend (artifacts/bench).")
-    .IsDependentOn("Build")
+    .IsDependentOn("DepsTrain")
     .Does(() =>
 {
+    BuildCli();
     var outDir = artifacts.Combine("bench");
     foreach (var suite in new[] { "gemm", "dense", "step" })
         DotNetRun("src/Cli/Backprop.Cli.csproj", new ProcessArgumentBuilder()
@@ -125,9 +146,10 @@ Task("Bench")
 
 Task("BenchSuite")
     .Description("BenchmarkDotNet suites (pass --filter via --bench-args, e.g. --bench-args='--filter *Gemm*').")
-    .IsDependentOn("Build")
+    .IsDependentOn("DepsTrain")
     .Does(() =>
 {
+    DotNetBuild("bench/Backprop.Benchmarks/Backprop.Benchmarks.csproj", new DotNetBuildSettings { Configuration = configuration });
     var extra = Argument("bench-args", "--filter *");
     DotNetRun("bench/Backprop.Benchmarks/Backprop.Benchmarks.csproj", new ProcessArgumentBuilder().Append(extra),
         new DotNetRunSettings { Configuration = configuration, NoBuild = true });
@@ -135,12 +157,12 @@ Task("BenchSuite")
 
 Task("Pack")
     .Description("NuGet packages of Backprop.Kernels and Backprop.Engine into artifacts/packages.")
-    .IsDependentOn("Build")
+    .IsDependentOn("DepsTrain")
     .Does(() =>
 {
     var outDir = artifacts.Combine("packages");
     foreach (var project in new[] { "src/Kernels/Backprop.Kernels.csproj", "src/Engine/Backprop.Engine.csproj" })
-        DotNetPack(project, new DotNetPackSettings { Configuration = configuration, NoBuild = true, OutputDirectory = outDir });
+        DotNetPack(project, new DotNetPackSettings { Configuration = configuration, OutputDirectory = outDir });
 });
 
 // ---- Fuzz: coverage-guided fuzzing of the loaders with SharpFuzz + afl++ (fuzz/README.md). Nothing else depends on it. ----
@@ -188,7 +210,7 @@ Dictionary<string, string> FuzzerStats(string path) =>
 
 Task("Fuzz")
     .Description("afl++ on each loader for --fuzz-seconds (default 60) each, or only --fuzz-target; finds go to tests/fuzz-corpus/<target>/.")
-    .IsDependentOn("Deps")
+    .IsDependentOn("DepsTrain")
     .Does(() =>
 {
     int seconds = Argument("fuzz-seconds", 60);
