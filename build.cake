@@ -17,9 +17,11 @@ var artifacts = root.Combine("artifacts");
 // Bench) needs OpenBLAS (the reference BLAS and the Blas backend) and the Fashion-MNIST data; the tests
 // also need g++ (they build the CUDA kernels' per-element math for the host), PyTorch and ONNX (the
 // interop tests run them with /usr/bin/python3) and, from the non-free component, NVRTC (the tests compile
-// every .cu file to PTX and cubin without a GPU). Deps installs all of them.
+// every .cu file to PTX and cubin without a GPU); the benchmarks and the tests need oneDNN (`bench dense
+// --versus onednn` and its tests load libdnnl.so.2). Deps installs all of them.
 var trainPackages = new[] { "libopenblas0-pthread", "dataset-fashion-mnist" };
-var testPackages = new[] { "g++", "python3-torch", "python3-onnx" };
+var benchPackages = new[] { "libdnnl2" };
+var testPackages = new[] { "g++", "python3-torch", "python3-onnx", "libdnnl2" };
 var testNonFreePackages = new[] { "libnvrtc11.2" };
 
 bool IsInstalled(string pkg)
@@ -83,14 +85,14 @@ void EnsurePackages(string who, string[] packages, string[] nonFree)
 
 Task("Deps")
     .Description("Install every Debian package the project needs (as root), or print the command that does.")
-    .Does(() => EnsurePackages("Deps", trainPackages.Concat(testPackages).ToArray(), testNonFreePackages));
+    .Does(() => EnsurePackages("Deps", trainPackages.Concat(testPackages).Concat(benchPackages).Distinct().ToArray(), testNonFreePackages));
 
 Task("DepsTrain")
     .Description("The packages of the main job alone (OpenBLAS, Fashion-MNIST): Train, Bench and Pack need no more.")
     .Does(() => EnsurePackages("Deps (train)", trainPackages, Array.Empty<string>()));
 
 Task("DepsTest")
-    .Description("The packages the tests need as well (g++, PyTorch, ONNX, NVRTC).")
+    .Description("The packages the tests need as well (g++, PyTorch, ONNX, oneDNN, NVRTC).")
     .Does(() => EnsurePackages("Deps (test)", trainPackages.Concat(testPackages).ToArray(), testNonFreePackages));
 
 // The command-line program alone (the main job): the libraries and the CLI, not the tests, samples or benchmarks.
@@ -136,6 +138,7 @@ Task("Bench")
     .IsDependentOn("DepsTrain")
     .Does(() =>
 {
+    EnsurePackages("Deps (bench)", benchPackages, Array.Empty<string>());
     BuildCli();
     var outDir = artifacts.Combine("bench");
     foreach (var suite in new[] { "gemm", "dense", "step" })
