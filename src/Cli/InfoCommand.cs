@@ -14,7 +14,8 @@ internal static class InfoCommand
         info.SetAction(_ =>
         {
             stdout.WriteLine($"cpu: {Environment.ProcessorCount} logical cores, kernel ISA {CpuIsa.Supported}");
-            stdout.WriteLine($"gemm micro-kernels: {string.Join(", ", MicroKernels.All.Where(k => k.Isa == CpuIsa.Supported).Select(k => $"{k.Name} {k.MR}x{k.NR} (MC {k.MC}, KC {k.KC}, NC {k.NC})"))}");
+            stdout.WriteLine($"caches: {MicroKernels.Caches}");
+            stdout.WriteLine($"gemm micro-kernels (blocks from the caches): {string.Join(", ", MicroKernels.All.Where(k => k.Isa == CpuIsa.Supported).Select(k => $"{k.Name} {k.MR}x{k.NR} (MC {k.MC}, KC {k.KC}, NC {k.NC})"))}");
             stdout.WriteLine(OpenBlas.IsAvailable
                 ? $"openblas: core {OpenBlas.CoreName}, {OpenBlas.Threads} threads, config '{OpenBlas.Config.Trim()}'"
                 : $"openblas: not available: {OpenBlas.UnavailableReason}");

@@ -1,6 +1,6 @@
 // The contract between the BLIS loop driver and a per-ISA micro-kernel.
-// A micro-kernel owns its register block (MR x NR) and its cache block sizes (MC, KC, NC);
-// the driver owns the five loops and the packing.
+// A micro-kernel owns its register block (MR x NR); the driver owns the five loops, the packing and
+// the cache blocks (GemmBlocking: computed from this machine's caches for the kernel's MR and NR).
 using System.Numerics;
 
 namespace Backprop.Kernels.Cpu;
@@ -11,13 +11,6 @@ internal unsafe interface IMicroKernel<T> where T : unmanaged, IFloatingPointIee
     static abstract int MR { get; }
     /// <summary>Columns of C per register tile.</summary>
     static abstract int NR { get; }
-    /// <summary>Rows of A per packed block (a multiple of MR; the block lives in L2).</summary>
-    static abstract int MC { get; }
-    /// <summary>Depth of a packed block (a B micro-panel of KC x NR is reused from L1).</summary>
-    static abstract int KC { get; }
-    /// <summary>Columns of B per packed block (a multiple of NR; the block lives in L3).</summary>
-    static abstract int NC { get; }
-
     /// <summary>
     /// C[0..mr, 0..nr] (row-major, ldc) receives the product of the packed panels a (kc x MR, k-major)
     /// and b (kc x NR, k-major) through <paramref name="st"/>; row/col locate the tile in the whole C.

@@ -1,6 +1,7 @@
-// The registered GEMM micro-kernels and their block sizes, for float and double. Whatever sizes the
-// packing scratch or the tests need are derived from this list, so retuning a kernel
-// (scripts/gen_microkernels.py) cannot overrun a buffer sized elsewhere.
+// The registered GEMM micro-kernels and their block sizes on this machine (GemmBlocking, from the
+// detected caches), for float and double. Whatever sizes the packing scratch or the tests need are
+// derived from this list, so retuning a kernel (scripts/gen_microkernels.py) or another machine's
+// caches cannot overrun a buffer sized elsewhere.
 //   packed A block: ceil(mc / MR)·MR × kc ≤ MC × KC elements   (needs MC % MR == 0)
 //   packed B block: kc × ceil(nc / NR)·NR ≤ KC × NC elements   (needs NC % NR == 0)
 using System.Numerics;
@@ -35,8 +36,22 @@ public static class MicroKernels
     /// <summary>Bytes of one thread's packed B block: the largest KC·NC of any kernel.</summary>
     public static long PackBBytes { get; } = All.Max(k => (long)k.KC * k.NC * k.ElementSize);
 
+    /// <summary>The caches the blocks were computed from.</summary>
+    public static CpuCaches Caches => CpuCaches.Detected;
+
     private static unsafe MicroKernelBlocks Of<TKernel, T>(Isa isa)
         where TKernel : struct, IMicroKernel<T>
-        where T : unmanaged, IFloatingPointIeee754<T> =>
-        new($"{isa}/{typeof(T).Name.ToLowerInvariant()}", isa, sizeof(T), TKernel.MR, TKernel.NR, TKernel.MC, TKernel.KC, TKernel.NC);
+        where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        var b = Blocks<TKernel, T>.Value;
+        return new($"{isa}/{typeof(T).Name.ToLowerInvariant()}", isa, sizeof(T), TKernel.MR, TKernel.NR, b.MC, b.KC, b.NC);
+    }
+}
+
+/// <summary>One kernel's blocks on this machine, computed once.</summary>
+internal static unsafe class Blocks<TKernel, T>
+    where TKernel : struct, IMicroKernel<T>
+    where T : unmanaged, IFloatingPointIeee754<T>
+{
+    public static readonly GemmBlocks Value = GemmBlocking.For(TKernel.MR, TKernel.NR, sizeof(T), CpuCaches.Detected);
 }

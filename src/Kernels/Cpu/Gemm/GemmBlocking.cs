@@ -1,0 +1,73 @@
+// The GEMM's cache blocks, computed from the caches of the machine it runs on with the analytical
+// model of BLIS (Low, Igual, Smith and Quintana-Ortí, "Analytical Modeling Is Enough for
+// High-Performance BLIS", ACM TOMS 43(2), 2016), for one micro-kernel (MR x NR) and element size S:
+//
+//   KC  the B micro-panel (KC x NR) stays in L1 while the A micro-panels (MR x KC) stream through:
+//       of the W1 ways of a set, C_A = floor((W1 - 1) / (1 + NR/MR)) hold A and the rest B, one is
+//       left for C, so KC = C_A * (L1 way bytes) / (MR * S).
+//   MC  the packed A block (MC x KC) stays in L2 next to the B micro-panel in use:
+//       C_A2 = W2 - 1 - ceil(KC * NR * S / L2 way bytes) ways, MC = C_A2 * (L2 way bytes) / (KC * S).
+//   NC  the packed B block (KC x NC) takes half of this core's share of L3.
+//
+// KC is rounded down to a multiple of 8, MC to one of MR, NC to one of NR, within sane bounds. The
+// blocks never depend on the thread count, and the driver balances them against the problem
+// (GemmBlocks.Step: 784 = 4 x 196 rather than 3 x 256 + 16). BACKPROP_GEMM_BLOCKS=MC,KC,NC (any of
+// them 0 to keep the model's) overrides them for a measurement; a malformed value throws.
+using System.Globalization;
+
+namespace Backprop.Kernels.Cpu;
+
+/// <summary>Cache blocks of one micro-kernel, in elements: rows of A per packed block, depth, columns of B per packed block.</summary>
+public readonly record struct GemmBlocks(int MC, int KC, int NC)
+{
+    /// <summary>
+    /// The step that splits <paramref name="extent"/> into as few blocks of at most <paramref name="block"/> as possible, of
+    /// near-equal size rounded up to a multiple of <paramref name="multiple"/> (the last block takes the rest).
+    /// </summary>
+    public static int Step(int extent, int block, int multiple)
+    {
+        if (extent <= block) return extent;
+        int blocks = (extent + block - 1) / block;
+        int step = (extent + blocks - 1) / blocks;
+        step = (step + multiple - 1) / multiple * multiple;
+        return Math.Min(step, block);
+    }
+}
+
+/// <summary>The analytical blocking model and the blocks of this machine.</summary>
+public static class GemmBlocking
+{
+    /// <summary>The environment variable that overrides the model: "MC,KC,NC", 0 keeping the model's value.</summary>
+    public const string OverrideVariable = "BACKPROP_GEMM_BLOCKS";
+
+    /// <summary>The blocks of a micro-kernel with <paramref name="mr"/> x <paramref name="nr"/> tiles of <paramref name="elementSize"/>-byte elements for <paramref name="caches"/>.</summary>
+    public static GemmBlocks For(int mr, int nr, int elementSize, CpuCaches caches)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(mr, 1);
+        ArgumentOutOfRangeException.ThrowIfLessThan(nr, 1);
+        ArgumentNullException.ThrowIfNull(caches);
+        var (l1, l2, l3) = (caches.L1, caches.L2, caches.L3);
+        int caL1 = Math.Max(1, (int)Math.Floor((l1.Ways - 1) / (1.0 + (double)nr / mr)));
+        int kc = (int)Math.Clamp(caL1 * l1.WayBytes / ((long)mr * elementSize), 64, 1024) / 8 * 8;
+        long bPanel = (long)kc * nr * elementSize;
+        int caL2 = Math.Max(1, l2.Ways - 1 - (int)((bPanel + l2.WayBytes - 1) / l2.WayBytes));
+        int mc = (int)Math.Clamp(caL2 * l2.WayBytes / ((long)kc * elementSize), mr, 4096L) / mr * mr;
+        long l3Share = l3.Bytes / Math.Max(1, l3.SharedBy);
+        int nc = (int)Math.Clamp(l3Share / 2 / ((long)kc * elementSize), 4L * nr, 4096L) / nr * nr;
+        return Override(new GemmBlocks(mc, kc, nc), mr, nr, Environment.GetEnvironmentVariable(OverrideVariable));
+    }
+
+    /// <summary><paramref name="model"/> with the values <paramref name="text"/> ("MC,KC,NC") sets, each rounded as the model rounds its own.</summary>
+    internal static GemmBlocks Override(GemmBlocks model, int mr, int nr, string? text)
+    {
+        if (string.IsNullOrWhiteSpace(text)) return model;
+        var parts = text.Split(',');
+        int[] v = new int[3];
+        if (parts.Length != 3 || !parts.Select((p, i) => int.TryParse(p.Trim(), NumberStyles.None, CultureInfo.InvariantCulture, out v[i])).All(ok => ok))
+            throw new ArgumentException($"{OverrideVariable}='{text}': expected three non-negative integers MC,KC,NC (0 keeps the model's value).");
+        int mc = v[0] == 0 ? model.MC : Math.Max(mr, v[0] / mr * mr);
+        int kc = v[1] == 0 ? model.KC : Math.Max(8, v[1] / 8 * 8);
+        int nc = v[2] == 0 ? model.NC : Math.Max(nr, v[2] / nr * nr);
+        return new GemmBlocks(mc, kc, nc);
+    }
+}
