@@ -1,5 +1,5 @@
 // `backprop bench gemm|dense|step|alloc|predict`: the end-to-end benchmark reports (GFLOP/s, percent of
-// the FMA peak measured in the same process, ratios to OpenBLAS or cuBLAS measured in the same run),
+// the FMA peak measured in the same process, ratios to OpenBLAS, oneDNN or cuBLAS measured in the same run),
 // printed as Markdown and, with --output, written as Markdown and JSON.
 using System.CommandLine;
 using System.Globalization;
@@ -34,13 +34,42 @@ internal static class BenchCommand
         });
         bench.Subcommands.Add(gemm);
 
-        var dense = new Command("dense", "Fused dense kernels (Fwd, BwdData, BwdWeights) vs OpenBLAS GEMM + a separate pass, same run.");
-        var dt = AddTimingOptions(dense, [1, 2], 7, 0.1, "dense.md and dense.json");
+        var dense = new Command("dense", "Fused dense kernels (Fwd, BwdData, BwdWeights) vs OpenBLAS GEMM + a separate pass (--versus openblas) or oneDNN's inner-product primitives (--versus onednn), same run.");
+        var dt = AddTimingOptions(dense, [1, 2], 7, 0.1, "dense.md and dense.json (dense-onednn.md and dense-onednn.json with --versus onednn)");
+        var dShapes = new Option<string[]>("--shape") { Description = "Only shapes whose name contains this text, e.g. b256-1024x1024 (repeatable).", AllowMultipleArgumentsPerToken = true };
+        var versus = new Option<string>("--versus") { Description = "openblas: OpenBLAS GEMM + a separate pass (default); onednn: oneDNN 2.x (libdnnl.so.2) primitives; all: both.", DefaultValueFactory = _ => "openblas" };
+        dense.Options.Add(dShapes);
+        dense.Options.Add(versus);
         dense.SetAction(p =>
         {
             var (t, r, s) = ReadTiming(p, dt);
-            var rows = DenseBench.Run(t, r, s, stdout);
-            WriteReport(stdout, p.GetValue(dt.Output), "dense", DenseBench.ToMarkdown(rows), DenseBench.ToJson(rows));
+            var (openBlas, oneDnn) = Flags.Choice("--versus", p.GetValue(versus)!, ("openblas", (true, false)), ("onednn", (false, true)), ("all", (true, true)));
+            var filter = p.GetValue(dShapes) ?? [];
+            bool Match(DenseShape x) => filter.Length == 0 || filter.Any(f => x.Name.Contains(f, StringComparison.OrdinalIgnoreCase));
+            var blasShapes = openBlas ? DenseBench.Shapes.Where(Match).ToList() : [];
+            var dnnlShapes = oneDnn ? OneDnnDenseBench.Shapes.Where(Match).ToList() : [];
+            if (blasShapes.Count == 0 && dnnlShapes.Count == 0)
+            {
+                var names = (openBlas ? DenseBench.Shapes : []).Concat(oneDnn ? OneDnnDenseBench.Shapes : []).Select(x => x.Name).Distinct();
+                throw new UsageException($"--shape '{string.Join(" ", filter)}' matches no shape; shapes are: {string.Join(", ", names)}.");
+            }
+            if (oneDnn) OneDnn.EnsureAvailable(); // before any timing: a missing library is exit 2 with the install hint
+            if (blasShapes.Count > 0)
+            {
+                var rows = DenseBench.Run(blasShapes, t, r, s, stdout);
+                WriteReport(stdout, p.GetValue(dt.Output), "dense", DenseBench.ToMarkdown(rows), DenseBench.ToJson(rows));
+            }
+            if (dnnlShapes.Count > 0)
+            {
+                OneDnnDenseReport report;
+                try { report = OneDnnDenseBench.Run(dnnlShapes, t, r, s, stdout); }
+                catch (OracleMismatchException e)
+                {
+                    stdout.WriteLine($"FAIL: bench dense --versus onednn: {e.Message}");
+                    return 1;
+                }
+                WriteReport(stdout, p.GetValue(dt.Output), "dense-onednn", OneDnnDenseBench.ToMarkdown(report), OneDnnDenseBench.ToJson(report));
+            }
             return 0;
         });
         bench.Subcommands.Add(dense);

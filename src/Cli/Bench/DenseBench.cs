@@ -6,7 +6,8 @@
 //               vs    OpenBLAS sgemm (N, N), then a mask pass
 //   BwdWeights: ours  Dense.BwdWeights (GEMM whose packing also sums db)
 //               vs    OpenBLAS sgemm (T, N), then a column-sum pass for db
-// speed-up = unfused time / fused time (median over rounds, with its spread).
+// speed-up = unfused time / fused time (median over rounds, with its spread). `--versus onednn` measures
+// the same kernels against oneDNN's primitives instead (OneDnnDenseBench).
 using System.Globalization;
 using System.Text;
 using System.Text.Json;
@@ -32,9 +33,9 @@ internal sealed record DenseBenchRow(
 
 internal static unsafe class DenseBench
 {
-    public static readonly (int Batch, int In, int Out)[] Shapes = [(128, 784, 256), (256, 784, 256), (256, 1024, 1024)];
+    public static readonly DenseShape[] Shapes = [DenseShape.Of(128, 784, 256), DenseShape.Of(256, 784, 256), DenseShape.Of(256, 1024, 1024)];
 
-    public static List<DenseBenchRow> Run(IReadOnlyList<int> threadCounts, int rounds, double minSeconds, TextWriter log)
+    public static List<DenseBenchRow> Run(IReadOnlyList<DenseShape> shapes, IReadOnlyList<int> threadCounts, int rounds, double minSeconds, TextWriter log)
     {
         OpenBlas.EnsureAvailable();
         var rows = new List<DenseBenchRow>();
@@ -43,7 +44,7 @@ internal static unsafe class DenseBench
         {
             using var ctx = new CpuContext(threads);
             OpenBlas.Threads = threads;
-            foreach (var (batch, inF, outF) in Shapes)
+            foreach (var (_, batch, inF, outF) in shapes)
             {
                 var x = Measure.Random(batch * inF, 1);
                 var w = Measure.Random(outF * inF, 2);

@@ -30,9 +30,9 @@ internal static class Measure
         return s.Length % 2 == 1 ? s[s.Length / 2] : 0.5 * (s[s.Length / 2 - 1] + s[s.Length / 2]);
     }
 
-    // OpenBLAS's pthreads keep spinning for a while after a call (and so, briefly, do ours); a pause
-    // between the two measurements of a round lets each side start on idle cores.
-    private const int SettleMs = 120;
+    // OpenBLAS's pthreads and libgomp's OpenMP threads (oneDNN) keep spinning for a while after a call
+    // (and so, briefly, do ours); a pause between the two measurements of a round lets each side start on idle cores.
+    internal const int SettleMs = 120;
 
     /// <summary>Times a and b in <paramref name="rounds"/> rounds; Ratio = time(b)/time(a) per round (a's speed-up over b), median and spread.</summary>
     public static PairResult Compare(Action a, Action b, int rounds, double minSeconds)
