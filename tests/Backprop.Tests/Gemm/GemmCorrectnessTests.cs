@@ -115,6 +115,32 @@ public class GemmCorrectnessTests
     }
 
     [Test]
+    public void SmallN_TimesTransposedB_DotProductPath([ValueSource(nameof(Isas))] Isa isa)
+    {
+        // N <= 16 with op(A) = A, op(B) = Bᵀ (an output layer's forward) takes the dot-product path too: odd rows and
+        // columns (edge tiles of the 2 x 4 tiling), tails of K, alpha/beta, padding; N = 17 goes back to the tiled GEMM.
+        foreach (int n in new[] { 1, 3, 10, 16, 17 })
+            foreach (int k in new[] { 1, 15, 16, 17, 256, 300 })
+            {
+                RunFloat(isa, Transpose.N, Transpose.T, 37, n, k, 1f, 0f, 0, n * 1000 + k);
+                RunFloat(isa, Transpose.N, Transpose.T, 128, n, k, -0.5f, 1.5f, 3, n * 1000 + k + 1);
+            }
+        using var one = new CpuContext(1, isa);
+        using var two = new CpuContext(2, isa);
+        var a = TestData.Floats(257 * 300, 3);
+        var b = TestData.Floats(10 * 300, 4);
+        var c1 = new float[257 * 10];
+        var c2 = new float[257 * 10];
+        Kernels.Cpu.Gemm.Sgemm(Transpose.N, Transpose.T, 257, 10, 300, 1f, a, 300, b, 300, 0f, c1, 10, one);
+        Kernels.Cpu.Gemm.Sgemm(Transpose.N, Transpose.T, 257, 10, 300, 1f, a, 300, b, 300, 0f, c2, 10, two);
+        Assert.That(c2.Select(BitConverter.SingleToInt32Bits), Is.EqualTo(c1.Select(BitConverter.SingleToInt32Bits)), "1 and 2 threads bit for bit");
+        // An element's value does not depend on where the tiling put it: row 0 alone equals row 0 of the whole product.
+        var row = new float[10];
+        Kernels.Cpu.Gemm.Sgemm(Transpose.N, Transpose.T, 1, 10, 300, 1f, a, 300, b, 300, 0f, row, 10, one);
+        Assert.That(row.Select(BitConverter.SingleToInt32Bits), Is.EqualTo(c1.Take(10).Select(BitConverter.SingleToInt32Bits)), "the same sum in any tile");
+    }
+
+    [Test]
     public void Sgemm_KZero_ScalesC()
     {
         foreach (var isa in Isas())
