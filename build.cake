@@ -4,7 +4,7 @@
 //   Build       Release build of the solution (warnings are errors in the libraries)
 //   Test        NUnit tests; TRX results in artifacts/test-results
 //   Train       the main job: `backprop train` on Fashion-MNIST, run folder in artifacts/train
-//   Bench       `backprop bench gemm`, `bench dense` and `bench step` reports in artifacts/bench
+//   Bench       `backprop bench gemm`, `bench dense --versus all` (OpenBLAS and oneDNN) and `bench step` reports in artifacts/bench
 //   BenchSuite  the BenchmarkDotNet suites in bench/
 //   Pack        NuGet packages of the two libraries in artifacts/packages
 //   Fuzz        afl++ on the loaders (fuzz/README.md): --fuzz-seconds=N per target, --fuzz-target=NAME; finds go to tests/fuzz-corpus
@@ -134,14 +134,14 @@ Task("Train")
 });
 
 Task("Bench")
-    .Description("Reports: GEMM vs OpenBLAS, fused dense kernels, training steps per backend (artifacts/bench).")
+    .Description("Reports: GEMM vs OpenBLAS, fused dense kernels vs OpenBLAS and oneDNN, training steps per backend (artifacts/bench).")
     .IsDependentOn("DepsTrain")
     .Does(() =>
 {
     EnsurePackages("Deps (bench)", benchPackages, Array.Empty<string>());
     BuildCli();
     var outDir = artifacts.Combine("bench");
-    foreach (var suite in new[] { "gemm", "dense", "step" })
+    foreach (var suite in new[] { "gemm", "dense --versus all", "step" })
         DotNetRun("src/Cli/Backprop.Cli.csproj", new ProcessArgumentBuilder()
             .Append("bench").Append(suite).Append("--output").AppendQuoted(outDir.FullPath),
             new DotNetRunSettings { Configuration = configuration, NoBuild = true });
