@@ -1,7 +1,11 @@
 // `backprop bench step`: ms per training step, samples/s and achieved GFLOP/s for named model
 // shapes on both backends in the same run (interleaved rounds, median and spread), plus the ratio
 // Cpu/Blas throughput. FLOPs per step count the three GEMMs of each layer (forward, dW, dX; the
-// first layer has no dX): 2·batch·in·out each.
+// first layer has no dX): 2·batch·in·out each. In a second comparison of the same rounds, the step's
+// GEMMs alone (our Gemm.Sgemm on the same shapes, back to back, no bias, activation, loss, dropout or
+// optimizer) against the Cpu step: gemm_fraction = GEMM-only time / step time, the rest being what
+// the step does besides its products; pct_peak = the Cpu step's GFLOP/s over the FMA peak measured in
+// the same process.
 using System.Globalization;
 using System.Text;
 using System.Text.Json;
@@ -9,6 +13,8 @@ using System.Text.Json.Serialization;
 using Backprop.Engine;
 using Backprop.Kernels;
 using Backprop.Kernels.Blas;
+using Backprop.Kernels.Cpu;
+using Backprop.Kernels.Threading;
 
 namespace Backprop.Cli.Bench;
 
@@ -24,7 +30,12 @@ internal sealed record StepBenchRow(
     [property: JsonPropertyName("blas_gflops")] double BlasGflops,
     [property: JsonPropertyName("cpu_over_blas")] double Ratio,
     [property: JsonPropertyName("ratio_min")] double RatioMin,
-    [property: JsonPropertyName("ratio_max")] double RatioMax);
+    [property: JsonPropertyName("ratio_max")] double RatioMax,
+    [property: JsonPropertyName("gemm_ms")] double GemmMs,
+    [property: JsonPropertyName("gemm_fraction")] double GemmFraction,
+    [property: JsonPropertyName("gemm_fraction_min")] double GemmFractionMin,
+    [property: JsonPropertyName("gemm_fraction_max")] double GemmFractionMax,
+    [property: JsonPropertyName("pct_peak")] double PctPeak);
 
 internal static class StepBench
 {
@@ -57,9 +68,12 @@ internal static class StepBench
     {
         OpenBlas.EnsureAvailable();
         var rows = new List<StepBenchRow>();
+        using var pool = new WorkerPool(threadCounts.Max());
         foreach (int threads in threadCounts)
         {
             OpenBlas.Threads = threads;
+            double peak = FmaPeak.Measure(pool, threads);
+            using var ctx = new CpuContext(threads);
             foreach (var (name, widths, batch) in Shapes)
             {
                 if (filter is not null && !name.Contains(filter, StringComparison.OrdinalIgnoreCase)) continue;
@@ -75,12 +89,17 @@ internal static class StepBench
                 var labels = new int[batch];
                 for (int i = 0; i < batch; i++) labels[i] = i % widths[^1];
                 var pr = Measure.Compare(() => cpu.Step(x, labels), () => blas.Step(x, labels), rounds, minSeconds);
+                var gemms = new StepGemms(widths, batch, ctx);
+                var pg = Measure.Compare(gemms.Run, () => cpu.Step(x, labels), rounds, minSeconds); // Ratio = step / GEMMs
                 double flops = FlopsPerStep(widths, batch);
+                double cpuGflops = flops / pr.MedianA / 1e9;
                 var row = new StepBenchRow(name, batch, threads, Math.Round(pr.MedianA * 1e3, 3), Math.Round(pr.MedianB * 1e3, 3),
-                    Math.Round(batch / pr.MedianA), Math.Round(batch / pr.MedianB), Math.Round(flops / pr.MedianA / 1e9, 1), Math.Round(flops / pr.MedianB / 1e9, 1),
-                    Math.Round(pr.Ratio, 3), Math.Round(pr.RatioMin, 3), Math.Round(pr.RatioMax, 3));
+                    Math.Round(batch / pr.MedianA), Math.Round(batch / pr.MedianB), Math.Round(cpuGflops, 1), Math.Round(flops / pr.MedianB / 1e9, 1),
+                    Math.Round(pr.Ratio, 3), Math.Round(pr.RatioMin, 3), Math.Round(pr.RatioMax, 3),
+                    Math.Round(pg.MedianA * 1e3, 3), Math.Round(1 / pg.Ratio, 3), Math.Round(1 / pg.RatioMax, 3), Math.Round(1 / pg.RatioMin, 3),
+                    Math.Round(100 * cpuGflops / peak, 1));
                 rows.Add(row);
-                log.WriteLine(FormattableString.Invariant($"  {name} batch {batch} t={threads}: cpu {row.CpuMs:F3} ms ({row.CpuGflops:F1} GFLOP/s), blas {row.BlasMs:F3} ms, cpu/blas {row.Ratio:F3} [{row.RatioMin:F3}..{row.RatioMax:F3}]"));
+                log.WriteLine(FormattableString.Invariant($"  {name} batch {batch} t={threads}: cpu {row.CpuMs:F3} ms ({row.CpuGflops:F1} GFLOP/s, {row.PctPeak:F1} % of {peak:F0}), blas {row.BlasMs:F3} ms, cpu/blas {row.Ratio:F3} [{row.RatioMin:F3}..{row.RatioMax:F3}]; GEMMs alone {row.GemmMs:F3} ms, fraction {row.GemmFraction:F3}"));
             }
         }
         return rows;
@@ -93,13 +112,51 @@ internal static class StepBench
         sb.AppendLine();
         sb.AppendLine(CultureInfo.InvariantCulture, $"OpenBLAS core: {OpenBlas.CoreName}. Adam, ReLU hidden layers, softmax cross-entropy. cpu/blas = Blas time / Cpu time, median over rounds [min..max].");
         sb.AppendLine();
-        sb.AppendLine("| model | batch | threads | Cpu ms/step | Blas ms/step | Cpu samples/s | Blas samples/s | Cpu GFLOP/s | Blas GFLOP/s | cpu/blas | spread |");
-        sb.AppendLine("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|");
+        sb.AppendLine("GEMMs alone: the step's products through Gemm.Sgemm back to back; fraction = their time / the Cpu step's time (median [min..max]). % peak: Cpu GFLOP/s over the FMA peak of this process.");
+        sb.AppendLine();
+        sb.AppendLine("| model | batch | threads | Cpu ms/step | Blas ms/step | Cpu samples/s | Blas samples/s | Cpu GFLOP/s | Blas GFLOP/s | cpu/blas | spread | Cpu % peak | GEMMs alone ms | GEMM fraction | spread |");
+        sb.AppendLine("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---|");
         foreach (var r in rows)
             sb.AppendLine(CultureInfo.InvariantCulture,
-                $"| {r.ModelName} | {r.Batch} | {r.Threads} | {r.CpuMs:F3} | {r.BlasMs:F3} | {r.CpuSamples:N0} | {r.BlasSamples:N0} | {r.CpuGflops:F1} | {r.BlasGflops:F1} | {r.Ratio:F3} | {r.RatioMin:F3}..{r.RatioMax:F3} |");
+                $"| {r.ModelName} | {r.Batch} | {r.Threads} | {r.CpuMs:F3} | {r.BlasMs:F3} | {r.CpuSamples:N0} | {r.BlasSamples:N0} | {r.CpuGflops:F1} | {r.BlasGflops:F1} | {r.Ratio:F3} | {r.RatioMin:F3}..{r.RatioMax:F3} | {r.PctPeak:F1} | {r.GemmMs:F3} | {r.GemmFraction:F3} | {r.GemmFractionMin:F3}..{r.GemmFractionMax:F3} |");
         return sb.ToString();
     }
 
     public static string ToJson(List<StepBenchRow> rows) => JsonSerializer.Serialize(rows, JsonOutput.Indented);
+}
+
+/// <summary>The GEMMs of one training step of an MLP, alone: per layer the forward (N, T), dW (T, N) and, past the first, dX (N, N).</summary>
+internal sealed class StepGemms
+{
+    private readonly List<Action> _calls = [];
+
+    /// <summary>FLOPs of the calls, 2·m·n·k each (what <see cref="StepBench.FlopsPerStep"/> counts for the step).</summary>
+    public double Flops { get; private set; }
+
+    /// <summary>GEMM calls per run.</summary>
+    public int Calls => _calls.Count;
+
+    public StepGemms(int[] widths, int batch, CpuContext ctx)
+    {
+        for (int l = 1; l < widths.Length; l++)
+        {
+            int inF = widths[l - 1], outF = widths[l];
+            var x = Measure.Random(batch * inF, 10 + l);
+            var w = Measure.Random(outF * inF, 20 + l);
+            var y = new float[batch * outF];
+            var dy = Measure.Random(batch * outF, 30 + l);
+            var dw = new float[outF * inF];
+            var dx = new float[batch * inF];
+            bool first = l == 1;
+            _calls.Add(() => Gemm.Sgemm(Transpose.N, Transpose.T, batch, outF, inF, 1f, x, inF, w, inF, 0f, y, outF, ctx));
+            _calls.Add(() => Gemm.Sgemm(Transpose.T, Transpose.N, outF, inF, batch, 1f, dy, outF, x, inF, 0f, dw, inF, ctx));
+            if (!first) _calls.Add(() => Gemm.Sgemm(Transpose.N, Transpose.N, batch, inF, outF, 1f, dy, outF, w, inF, 0f, dx, inF, ctx));
+            Flops += 2.0 * batch * inF * outF * (first ? 2 : 3);
+        }
+    }
+
+    public void Run()
+    {
+        foreach (var call in _calls) call();
+    }
 }

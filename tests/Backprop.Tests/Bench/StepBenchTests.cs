@@ -1,0 +1,55 @@
+// `bench step`: the GEMMs-alone comparison does the step's products (the FLOPs the step is credited
+// with), and a small run writes the rows with the GEMM fraction and percent of peak.
+using System.Text.Json;
+using Backprop.Cli;
+using Backprop.Cli.Bench;
+using Backprop.Kernels.Blas;
+using Backprop.Kernels.Cpu;
+using NUnit.Framework;
+
+namespace Backprop.Tests.Bench;
+
+[TestFixture]
+[NonParallelizable] // the in-process CLI and OpenBLAS's thread count
+public class StepBenchTests
+{
+    [TestCase(new[] { 784, 256, 10 }, 64, 5)]
+    [TestCase(new[] { 784, 1024, 1024, 10 }, 8, 8)]
+    public void StepGemms_AreTheStepsProducts(int[] widths, int batch, int calls)
+    {
+        using var ctx = new CpuContext(1);
+        var g = new StepGemms(widths, batch, ctx);
+        Assert.That(g.Calls, Is.EqualTo(calls), "forward and dW per layer, dX past the first");
+        Assert.That(g.Flops, Is.EqualTo(StepBench.FlopsPerStep(widths, batch)));
+        g.Run();
+    }
+
+    [Test]
+    public void BenchStep_WritesTheGemmFractionAndPercentOfPeak()
+    {
+        if (!OpenBlas.IsAvailable) Assert.Ignore($"OpenBLAS not available (bench step compares the Blas backend): {OpenBlas.UnavailableReason}");
+        var dir = Path.Combine(Path.GetTempPath(), "backprop-step-" + Guid.NewGuid().ToString("N"));
+        try
+        {
+            var o = new StringWriter();
+            var e = new StringWriter();
+            int code = Commands.Run(["bench", "step", "--model", "784-256-10", "--threads", "1", "--rounds", "1", "--min-seconds", "0.01", "--output", dir], o, e);
+            Assert.That(code, Is.EqualTo(0), o.ToString() + e);
+            Assert.That(File.ReadAllText(Path.Combine(dir, "step.md")), Does.Contain("GEMM fraction").And.Contain("Cpu % peak"));
+            using var json = JsonDocument.Parse(File.ReadAllText(Path.Combine(dir, "step.json")));
+            var rows = json.RootElement.EnumerateArray().ToArray();
+            Assert.That(rows.Select(r => r.GetProperty("batch").GetInt32()), Is.EqualTo(new[] { 64, 128, 256 }));
+            foreach (var r in rows)
+            {
+                Assert.That(r.GetProperty("gemm_ms").GetDouble(), Is.GreaterThan(0));
+                Assert.That(r.GetProperty("gemm_fraction").GetDouble(), Is.GreaterThan(0));
+                Assert.That(r.GetProperty("gemm_fraction_min").GetDouble(), Is.LessThanOrEqualTo(r.GetProperty("gemm_fraction_max").GetDouble()));
+                Assert.That(r.GetProperty("pct_peak").GetDouble(), Is.GreaterThanOrEqualTo(0)); // rounded: 0.0 on a busy machine
+            }
+        }
+        finally
+        {
+            if (Directory.Exists(dir)) Directory.Delete(dir, true);
+        }
+    }
+}
