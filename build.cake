@@ -88,7 +88,7 @@ Task("Deps")
     .Does(() => EnsurePackages("Deps", trainPackages.Concat(testPackages).Concat(benchPackages).Distinct().ToArray(), testNonFreePackages));
 
 Task("DepsTrain")
-    .Description("The packages of the main job alone (OpenBLAS, Fashion-MNIST): Train, Bench and Pack need no more.")
+    .Description("The packages of the main job alone (OpenBLAS, Fashion-MNIST): what Train and Pack need (Bench adds libdnnl2).")
     .Does(() => EnsurePackages("Deps (train)", trainPackages, Array.Empty<string>()));
 
 Task("DepsTest")

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One entry point: ./build.sh <target> [cake arguments]
-# Targets: Deps, Build, Test, Bench, BenchSuite, Pack (see build.cake). Names are case-insensitive.
+# Targets: Deps (DepsTrain, DepsTest), Build, Test, Train, Bench, BenchSuite, Pack, Fuzz (see build.cake). Names are case-insensitive.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
 export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1 DOTNET_SKIP_FIRST_TIME_EXPERIENCE=1

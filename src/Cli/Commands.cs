@@ -4,6 +4,7 @@
 //   70 an internal error (one line asking for a report; the stack with --verbose) · 130 / 143 SIGINT / SIGTERM
 // Results go to stdout, errors and warnings to stderr.
 using System.CommandLine;
+using Backprop.Kernels.Cpu;
 
 namespace Backprop.Cli;
 
@@ -44,6 +45,15 @@ internal static class Commands
         }
         try
         {
+            // A malformed block-size override would otherwise surface inside the kernels' type initializer.
+            try
+            {
+                GemmBlocking.CheckOverride();
+            }
+            catch (ArgumentException e)
+            {
+                throw new UsageException(e.Message);
+            }
             return parse.Invoke(new InvocationConfiguration { Output = stdout, Error = stderr, EnableDefaultExceptionHandler = false });
         }
         catch (UsageException e)

@@ -38,15 +38,21 @@ internal static class InferenceData
             Source.AddTo(cmd);
         }
 
+        /// <summary>What the data flags ask to read.</summary>
+        public Request RequestOf(ParseResult p)
+        {
+            string? format = p.GetValue(Format) is { } f ? Flags.Choice("--format", f, ("idx", "idx"), ("csv", "csv"), ("npy", "npy")) : null;
+            string split = Flags.Choice("--split", p.GetValue(Split)!, ("test", "test"), ("train", "train"));
+            return new Request(p.GetValue(Data)!, format, split, p.GetValue(Labels), p.GetValue(LabelColumn)!);
+        }
+
         /// <summary>The model (weights loaded), the data (preprocessed as the model expects) and the preprocessing applied.</summary>
         public (Model Model, ModelFileInfo Info, Dataset Data, Preprocessing Preprocessing) Open(ParseResult p, TextWriter stderr, bool needLabels)
         {
             int threads = p.GetValue(Threads);
             if (threads < 1 || threads > 1024) throw new UsageException($"--threads must be in [1, 1024]; got {threads}.");
-            string? format = p.GetValue(Format) is { } f ? Flags.Choice("--format", f, ("idx", "idx"), ("csv", "csv"), ("npy", "npy")) : null;
-            string split = Flags.Choice("--split", p.GetValue(Split)!, ("test", "test"), ("train", "train"));
             var (info, pre) = Source.Open(p, "--model", p.GetValue(Model)!.FullName, stderr);
-            var data = Load(new Request(p.GetValue(Data)!, format, split, p.GetValue(Labels), p.GetValue(LabelColumn)!), info.Spec, needLabels);
+            var data = Load(RequestOf(p), info.Spec, needLabels);
             data.Normalize(pre.Kind, pre.Mean, pre.Std);
             return (ModelSource.Load(info, threads), info, data, pre);
         }
@@ -63,23 +69,7 @@ internal static class InferenceData
     {
         bool classes = spec.Loss == LossKind.CrossEntropy;
         string path = Path.GetFullPath(r.Data);
-        string format;
-        string features;
-        string? labels = r.Labels is null ? null : Path.GetFullPath(r.Labels);
-        if (Directory.Exists(path))
-        {
-            format = r.Format ?? "idx";
-            if (labels is not null) throw new UsageException($"--labels is for a --data file; the folder '{path}' holds its own labels.");
-            (features, labels) = FolderFiles(path, format, r.Split);
-        }
-        else if (File.Exists(path))
-        {
-            format = r.Format ?? (path.EndsWith(".csv", StringComparison.OrdinalIgnoreCase) ? "csv" : path.EndsWith(".npy", StringComparison.OrdinalIgnoreCase) ? "npy" : "idx");
-            features = path;
-            if (format == "csv" && labels is not null) throw new UsageException("--labels is for IDX and .npy files; a CSV file holds its labels in a column (--label-column).");
-            if (labels is not null && !File.Exists(labels)) throw new UsageException($"--labels '{labels}' does not exist.");
-        }
-        else throw new UsageException($"--data '{path}' does not exist.");
+        var (format, features, labels) = Resolve(r);
 
         Dataset d;
         try
@@ -104,6 +94,28 @@ internal static class InferenceData
         if (d.Targets is { } t && d.Outputs != spec.OutputWidth)
             throw new UsageException($"the data has {d.Outputs} target values per sample; the model has {spec.OutputWidth} outputs.");
         return d;
+    }
+
+    /// <summary>The files a request reads (the features file, and the labels file when there is one) and their format, without reading them.</summary>
+    public static (string Format, string Features, string? Labels) Resolve(Request r)
+    {
+        string path = Path.GetFullPath(r.Data);
+        string? labels = r.Labels is null ? null : Path.GetFullPath(r.Labels);
+        if (Directory.Exists(path))
+        {
+            string format = r.Format ?? "idx";
+            if (labels is not null) throw new UsageException($"--labels is for a --data file; the folder '{path}' holds its own labels.");
+            var (features, folderLabels) = FolderFiles(path, format, r.Split);
+            return (format, features, folderLabels);
+        }
+        if (File.Exists(path))
+        {
+            string format = r.Format ?? (path.EndsWith(".csv", StringComparison.OrdinalIgnoreCase) ? "csv" : path.EndsWith(".npy", StringComparison.OrdinalIgnoreCase) ? "npy" : "idx");
+            if (format == "csv" && labels is not null) throw new UsageException("--labels is for IDX and .npy files; a CSV file holds its labels in a column (--label-column).");
+            if (labels is not null && !File.Exists(labels)) throw new UsageException($"--labels '{labels}' does not exist.");
+            return (format, path, labels);
+        }
+        throw new UsageException($"--data '{path}' does not exist.");
     }
 
     // IDX labels are class indices; a regression model cannot use them.

@@ -33,9 +33,11 @@ internal static class PredictCommand
                 if (Directory.Exists(dst)) throw new UsageException($"--output '{dst}' is a folder; expected a .csv or .npy file to write.");
                 string? folder = Path.GetDirectoryName(dst);
                 if (folder is not null && !Directory.Exists(folder)) throw new UsageException($"--output '{dst}': the folder '{folder}' does not exist.");
-                foreach (var input in new[] { p.GetValue(flags.Model)!.FullName, Path.GetFullPath(p.GetValue(flags.Data)!), p.GetValue(flags.Labels) is { } l ? Path.GetFullPath(l) : "" })
-                    if (string.Equals(input, dst, StringComparison.Ordinal))
-                        throw new UsageException($"--output '{dst}' is one of the inputs; writing there would destroy it.");
+                // Every file read, as resolved (a --data folder's files too), compared by where it really lies (links followed).
+                var (_, features, labels) = InferenceData.Resolve(flags.RequestOf(p));
+                foreach (var input in new[] { p.GetValue(flags.Model)!.FullName, features, labels })
+                    if (input is not null && Paths.Same(input, dst))
+                        throw new UsageException($"--output '{dst}' is the input '{input}'; writing there would destroy it.");
             }
             var (model, _, data, _) = flags.Open(p, stderr, needLabels: false);
             using (model)

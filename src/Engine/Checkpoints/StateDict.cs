@@ -18,7 +18,8 @@ public sealed record StateDictChoices
 {
     /// <summary>
     /// The activations: null or empty when no module sits between the Linears; one (every hidden layer); one per hidden
-    /// layer; or one per layer, the last applied after the last Linear (a module the state_dict cannot show).
+    /// layer; or one per layer, the last applied after the last Linear (a module the state_dict cannot show). A file with a
+    /// single Linear has no hidden layer: one activation other than identity is refused there.
     /// </summary>
     public IReadOnlyList<Activation>? Activations { get; init; }
 
@@ -96,6 +97,11 @@ public static partial class StateDict
         var acts = choices.Activations ?? [];
         if (!(choices.Dropout >= 0 && choices.Dropout < 1))
             throw new ArgumentException(Where($"the dropout probability must be in [0, 1); got {choices.Dropout}."), nameof(choices));
+        // One activation means every hidden layer's; a file with a single Linear has none, and applying it after that Linear
+        // instead would silently change the model's outputs.
+        if (hidden == 0 && acts.Count == 1 && acts[0].Kind != ActivationKind.Identity)
+            throw new ArgumentException(Where($"the file has a single Linear layer, so there is no hidden layer for the activation {acts[0]}; " +
+                "leave the activation out (the output is the Linear's, as the loss expects)."), nameof(choices));
         if (acts.Count > 1 && acts.Count != hidden && acts.Count != L)
             throw new ArgumentException(Where($"{acts.Count} activations given, but the file has {L} Linear layers: give one, {hidden} (one per hidden layer) or {L} (one per layer)."), nameof(choices));
         Activation ActivationOf(int l) =>

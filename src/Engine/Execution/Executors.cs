@@ -58,11 +58,17 @@ internal static class Executors
         }
     }
 
+    private static long PackBytes(Isa? isa)
+    {
+        var (a, b) = MicroKernels.PackBytes(isa ?? CpuIsa.Supported);
+        return a + b;
+    }
+
     // Refuses, before allocating, a model whose host memory is more than this machine (or its container limit) has.
     private static unsafe void CheckMemory<T>(Plan plan, bool cpu) where T : unmanaged
     {
         long need = cpu
-            ? plan.BlockBytes(sizeof(T)) + plan.Options.Threads * (MicroKernels.PackABytes + MicroKernels.PackBBytes)
+            ? plan.BlockBytes(sizeof(T)) + plan.Options.Threads * PackBytes(plan.Options.Isa)
             : plan.ParameterBlock * 4 + 2L * plan.Options.MaxBatch * (plan.Spec.InputWidth + plan.Spec.OutputWidth) * 4;
         long have = GC.GetGCMemoryInfo().TotalAvailableMemoryBytes;
         if (have > 0 && need > have)

@@ -39,10 +39,11 @@ public sealed unsafe class CpuContext : IDisposable
         _ownsPool = pool is null;
         _pool = pool ?? new WorkerPool(threads);
         _packs = (byte**)NativeMemory.AllocZeroed((nuint)(2 * threads), (nuint)sizeof(byte*));
+        var (packA, packB) = MicroKernels.PackBytes(Isa); // the GEMM dispatches on this rung only
         for (int t = 0; t < threads; t++)
         {
-            _packs[2 * t] = (byte*)NativeMemory.AlignedAlloc((nuint)MicroKernels.PackABytes, 64);
-            _packs[2 * t + 1] = (byte*)NativeMemory.AlignedAlloc((nuint)MicroKernels.PackBBytes, 64);
+            _packs[2 * t] = (byte*)NativeMemory.AlignedAlloc((nuint)packA, 64);
+            _packs[2 * t + 1] = (byte*)NativeMemory.AlignedAlloc((nuint)packB, 64);
         }
     }
 

@@ -84,6 +84,8 @@ public class ModelFileTests
             "the model has one output, so the loss cannot be cross-entropy; name it (mse, l1, huber or bce_with_logits)");
         yield return C("dropout out of range", Linears("", (0, 8, 4), (2, 3, 8)), new StateDictChoices { Activations = [A("relu")], Dropout = 1 },
             "the dropout probability must be in [0, 1); got 1");
+        yield return C("one Linear, one activation", Linears("", (0, 3, 8)), new StateDictChoices { Activations = [A("relu")], Loss = LossKind.Mse },
+            "the file has a single Linear layer, so there is no hidden layer for the activation ReLU");
         yield return C("cross-entropy after an activation", Linears("", (0, 8, 4), (2, 3, 8)), new StateDictChoices { Activations = [A("relu"), A("sigmoid")] },
             "the model it describes is one the engine refuses");
     }

@@ -7,6 +7,7 @@ using Backprop.Cli;
 using Backprop.Engine;
 using Backprop.Engine.Checkpoints;
 using Backprop.Engine.Data;
+using Backprop.Kernels.Cpu;
 using Backprop.Tests.Data;
 using NUnit.Framework;
 
@@ -178,7 +179,7 @@ public class PredictEvaluateTests
         yield return C("no such data", ["predict", "--model", "{model}", "--data", "/no/data"], "--data '/no/data' does not exist");
         yield return C("bad split", ["predict", "--model", "{model}", "--data", "{dir}", "--split", "dev"], "--split must be test or train; got 'dev'");
         yield return C("output extension", ["predict", "--model", "{model}", "--data", "{dir}", "--output", "{dir}/p.txt"], "must end in .csv or .npy");
-        yield return C("output over the data", ["predict", "--model", "{model}", "--data", "{dir}/csv/test.csv", "--output", "{dir}/csv/test.csv"], "is one of the inputs; writing there would destroy it");
+        yield return C("output over the data", ["predict", "--model", "{model}", "--data", "{dir}/csv/test.csv", "--output", "{dir}/csv/test.csv"], "is the input '{dir}/csv/test.csv'; writing there would destroy it");
         yield return C("output not json", ["evaluate", "--model", "{model}", "--data", "{dir}", "--output", "{model}"], "must end in .json");
         yield return C("output folder missing", ["predict", "--model", "{model}", "--data", "{dir}", "--output", "/no/folder/p.csv"], "the folder '/no/folder' does not exist");
         yield return C("export to both", ["export", "--from", "{model}", "--onnx", "{dir}/a.onnx", "--safetensors", "{dir}/a.safetensors"], "give one of --onnx FILE and --safetensors FILE");
@@ -204,6 +205,53 @@ public class PredictEvaluateTests
         Assert.That(code, Is.EqualTo(2), err);
         Assert.That(err, Does.Contain(Sub(message)));
         Assert.That(err.Trim().Split('\n'), Has.Length.EqualTo(1), err);
+    }
+
+    [Test]
+    public void PredictOutput_OverAFileTheDataFolderHolds_IsRefused_AndTheFileKept()
+    {
+        // The CSV folder's test.csv, the .npy folder's test_x.npy, and the same reached through a link to the folder.
+        string link = Path.Combine(_dir, "csv-link");
+        Directory.CreateSymbolicLink(link, _csv);
+        foreach (var (data, format, victim) in new[]
+        {
+            (_csv, "csv", Path.Combine(_csv, "test.csv")),
+            (_npy, "npy", Path.Combine(_npy, "test_x.npy")),
+            (link, "csv", Path.Combine(_csv, "test.csv")),
+            (_csv, "csv", Path.Combine(link, "test.csv")),
+        })
+        {
+            var before = File.ReadAllBytes(victim);
+            var (code, _, err) = Run("predict", "--model", _model, "--data", data, "--format", format, "--output", victim);
+            Assert.That(code, Is.EqualTo(2), $"{data} -> {victim}: {err}");
+            Assert.That(err, Does.Contain("writing there would destroy it"));
+            Assert.That(File.ReadAllBytes(victim), Is.EqualTo(before), victim);
+        }
+        // Next to the data is fine.
+        var (ok, _, e2) = Run("predict", "--model", _model, "--data", _csv, "--format", "csv", "--output", Path.Combine(_csv, "predictions.csv"));
+        Assert.That(ok, Is.EqualTo(0), e2);
+    }
+
+    [Test]
+    [NonParallelizable] // sets an environment variable of the process
+    public void MalformedBlockOverride_ExitsWith2_AndOneLine()
+    {
+        string? old = Environment.GetEnvironmentVariable(GemmBlocking.OverrideVariable);
+        try
+        {
+            foreach (var bad in new[] { "abc", "0,5000,0" })
+            {
+                Environment.SetEnvironmentVariable(GemmBlocking.OverrideVariable, bad);
+                var (code, _, err) = Run("info");
+                Assert.That(code, Is.EqualTo(2), err);
+                Assert.That(err, Does.Contain($"BACKPROP_GEMM_BLOCKS='{bad}'").And.Contain("MC,KC,NC"));
+                Assert.That(err.Trim().Split('\n'), Has.Length.EqualTo(1), err);
+            }
+        }
+        finally
+        {
+            Environment.SetEnvironmentVariable(GemmBlocking.OverrideVariable, old);
+        }
     }
 
     [Test]

@@ -19,15 +19,15 @@ public class GemmBlockingTests
     public void Model_FollowsTheCaches()
     {
         // 8 x 32 floats: C_A = floor(11 / 5) = 2 of 12 ways of 4 KiB -> KC 256; Zen 4: floor(7 / 5) = 1 of 8 -> KC 128.
-        var gc = GemmBlocking.For(8, 32, 4, GoldenCove);
-        var z4 = GemmBlocking.For(8, 32, 4, Zen4);
+        var gc = GemmBlocking.Model(8, 32, 4, GoldenCove);
+        var z4 = GemmBlocking.Model(8, 32, 4, Zen4);
         Assert.That(gc.KC, Is.EqualTo(256));
         Assert.That(z4.KC, Is.EqualTo(128));
         // L2: (16 - 1 - 1) ways of 128 KiB for A at KC 256 -> MC 1792; Zen 4: (8 - 1 - 1) ways of 128 KiB at KC 128 -> 1536.
         Assert.That(gc.MC, Is.EqualTo(1792));
         Assert.That(z4.MC, Is.EqualTo(1536));
         // Doubles (8 x 16): C_A = floor(11 / 3) = 3 -> KC 3 * 4096 / 64 = 192.
-        Assert.That(GemmBlocking.For(8, 16, 8, GoldenCove).KC, Is.EqualTo(192));
+        Assert.That(GemmBlocking.Model(8, 16, 8, GoldenCove).KC, Is.EqualTo(192));
         foreach (var b in new[] { gc, z4 })
         {
             Assert.That(b.MC % 8, Is.Zero);
@@ -47,7 +47,7 @@ public class GemmBlockingTests
         Assert.That(GemmBlocking.Override(model, 8, 32, null), Is.EqualTo(model));
         Assert.That(GemmBlocking.Override(model, 8, 32, "0,192,0"), Is.EqualTo(new GemmBlocks(1792, 192, 4096)));
         Assert.That(GemmBlocking.Override(model, 8, 32, "100, 130, 1000"), Is.EqualTo(new GemmBlocks(96, 128, 992)), "rounded to MR, 8 and NR");
-        foreach (var bad in new[] { "256", "1,2", "a,b,c", "-8,256,1024", "1,2,3,4" })
+        foreach (var bad in new[] { "256", "1,2", "a,b,c", "-8,256,1024", "1,2,3,4", "100000,100000,100000", "0,2048,0" })
         {
             var e = Assert.Throws<ArgumentException>(() => GemmBlocking.Override(model, 8, 32, bad))!;
             Assert.That(e.Message, Does.Contain($"'{bad}'").And.Contain("MC,KC,NC"));
@@ -93,7 +93,7 @@ public class GemmBlockingTests
             Assert.That(c.L2, Is.EqualTo(Level(2, 1 << 20, 8, 2)));
             Assert.That(c.L3, Is.EqualTo(Level(3, 32L << 20, 16, 16)));
             Assert.That(c.ToString(), Is.EqualTo("L1d 32 KiB 8-way, L2 1 MiB 8-way, L3 32 MiB 16-way shared by 16 (sysfs)"));
-            Assert.That(GemmBlocking.For(8, 32, 4, c).KC, Is.EqualTo(128));
+            Assert.That(GemmBlocking.Model(8, 32, 4, c).KC, Is.EqualTo(128));
             // No L3: the L2 is the last level. No L2: nothing to go on.
             Directory.Delete(Path.Combine(dir, "index3"), true);
             Assert.That(CpuCaches.FromSysfs(dir)!.L3.Bytes, Is.EqualTo(1 << 20));
@@ -125,11 +125,13 @@ public class GemmBlockingTests
         var c = CpuCaches.Detected;
         Assert.That(c.L1.Bytes, Is.InRange(8L << 10, 4L << 20), c.ToString());
         Assert.That(c.L2.Bytes, Is.GreaterThanOrEqualTo(c.L1.Bytes), c.ToString());
-        if (Environment.GetEnvironmentVariable(GemmBlocking.OverrideVariable) is null)
-            foreach (var k in MicroKernels.All)
-            {
-                var b = GemmBlocking.For(k.MR, k.NR, k.ElementSize, c);
-                Assert.That((k.MC, k.KC, k.NC), Is.EqualTo((b.MC, b.KC, b.NC)), k.Name);
-            }
+        foreach (var k in MicroKernels.All)
+        {
+            var b = GemmBlocking.For(k.MR, k.NR, k.ElementSize, c); // the model and BACKPROP_GEMM_BLOCKS when set
+            Assert.That((k.MC, k.KC, k.NC), Is.EqualTo((b.MC, b.KC, b.NC)), k.Name);
+            var (packA, packB) = MicroKernels.PackBytes(k.Isa);
+            Assert.That(packA, Is.GreaterThanOrEqualTo((long)k.MC * k.KC * k.ElementSize), k.Name);
+            Assert.That(packB, Is.GreaterThanOrEqualTo((long)k.KC * k.NC * k.ElementSize), k.Name);
+        }
     }
 }

@@ -55,7 +55,7 @@ internal unsafe struct GemmJob<T, TKernel, TEpi> : IParallelJob
     {
         int MR = TKernel.MR, NR = TKernel.NR;
         var blocks = Blocks<TKernel, T>.Value;
-        // Near-equal blocks (784 = 4 x 196, not 3 x 256 + 16). The K steps depend on K alone, so every element of C
+        // Near-equal blocks (784 = 200 + 200 + 200 + 184, not 256 + 256 + 256 + 16). The K steps depend on K alone, so every element of C
         // sums its products in the same blocks on any thread count; MC and NC steps only order the work.
         int NC = GemmBlocks.Step(n1 - n0, blocks.NC, NR), KC = GemmBlocks.Step(K, blocks.KC, 8), MC = GemmBlocks.Step(m1 - m0, blocks.MC, MR);
         for (int jc = n0; jc < n1; jc += NC)

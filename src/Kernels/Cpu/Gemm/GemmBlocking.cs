@@ -11,8 +11,9 @@
 //
 // KC is rounded down to a multiple of 8, MC to one of MR, NC to one of NR, within sane bounds. The
 // blocks never depend on the thread count, and the driver balances them against the problem
-// (GemmBlocks.Step: 784 = 4 x 196 rather than 3 x 256 + 16). BACKPROP_GEMM_BLOCKS=MC,KC,NC (any of
-// them 0 to keep the model's) overrides them for a measurement; a malformed value throws.
+// (GemmBlocks.Step: 784 = 200 + 200 + 200 + 184 rather than 256 + 256 + 256 + 16). BACKPROP_GEMM_BLOCKS=MC,KC,NC (any of
+// them 0 to keep the model's; MC and NC at most 4096, KC at most 1024) overrides them for a measurement; a malformed
+// value throws (the CLI checks it first: exit 2).
 using System.Globalization;
 
 namespace Backprop.Kernels.Cpu;
@@ -41,7 +42,14 @@ public static class GemmBlocking
     public const string OverrideVariable = "BACKPROP_GEMM_BLOCKS";
 
     /// <summary>The blocks of a micro-kernel with <paramref name="mr"/> x <paramref name="nr"/> tiles of <paramref name="elementSize"/>-byte elements for <paramref name="caches"/>.</summary>
-    public static GemmBlocks For(int mr, int nr, int elementSize, CpuCaches caches)
+    public static GemmBlocks For(int mr, int nr, int elementSize, CpuCaches caches) =>
+        Override(Model(mr, nr, elementSize, caches), mr, nr, Environment.GetEnvironmentVariable(OverrideVariable));
+
+    /// <summary>Throws <see cref="ArgumentException"/> naming the variable when <see cref="OverrideVariable"/> is set but malformed or out of range.</summary>
+    public static void CheckOverride() => Override(new GemmBlocks(8, 8, 8), 1, 1, Environment.GetEnvironmentVariable(OverrideVariable));
+
+    /// <summary>The analytical model alone (no override).</summary>
+    public static GemmBlocks Model(int mr, int nr, int elementSize, CpuCaches caches)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(mr, 1);
         ArgumentOutOfRangeException.ThrowIfLessThan(nr, 1);
@@ -54,7 +62,7 @@ public static class GemmBlocking
         int mc = (int)Math.Clamp(caL2 * l2.WayBytes / ((long)kc * elementSize), mr, 4096L) / mr * mr;
         long l3Share = l3.Bytes / Math.Max(1, l3.SharedBy);
         int nc = (int)Math.Clamp(l3Share / 2 / ((long)kc * elementSize), 4L * nr, 4096L) / nr * nr;
-        return Override(new GemmBlocks(mc, kc, nc), mr, nr, Environment.GetEnvironmentVariable(OverrideVariable));
+        return new GemmBlocks(mc, kc, nc);
     }
 
     /// <summary><paramref name="model"/> with the values <paramref name="text"/> ("MC,KC,NC") sets, each rounded as the model rounds its own.</summary>
@@ -65,6 +73,8 @@ public static class GemmBlocking
         int[] v = new int[3];
         if (parts.Length != 3 || !parts.Select((p, i) => int.TryParse(p.Trim(), NumberStyles.None, CultureInfo.InvariantCulture, out v[i])).All(ok => ok))
             throw new ArgumentException($"{OverrideVariable}='{text}': expected three non-negative integers MC,KC,NC (0 keeps the model's value).");
+        if (v[0] > 4096 || v[1] > 1024 || v[2] > 4096)
+            throw new ArgumentException($"{OverrideVariable}='{text}': expected MC and NC at most 4096 and KC at most 1024 (MC,KC,NC; 0 keeps the model's value).");
         int mc = v[0] == 0 ? model.MC : Math.Max(mr, v[0] / mr * mr);
         int kc = v[1] == 0 ? model.KC : Math.Max(8, v[1] / 8 * 8);
         int nc = v[2] == 0 ? model.NC : Math.Max(nr, v[2] / nr * nr);

@@ -36,6 +36,14 @@ public static class MicroKernels
     /// <summary>Bytes of one thread's packed B block: the largest KC·NC of any kernel.</summary>
     public static long PackBBytes { get; } = All.Max(k => (long)k.KC * k.NC * k.ElementSize);
 
+    /// <summary>Bytes of one thread's packed A and B blocks for the kernels of <paramref name="isa"/> (float and double): what a context on that rung needs.</summary>
+    public static (long A, long B) PackBytes(Isa isa)
+    {
+        var ks = All.Where(k => k.Isa == isa).ToList();
+        if (ks.Count == 0) return (PackABytes, PackBBytes);
+        return (ks.Max(k => (long)k.MC * k.KC * k.ElementSize), ks.Max(k => (long)k.KC * k.NC * k.ElementSize));
+    }
+
     /// <summary>The caches the blocks were computed from.</summary>
     public static CpuCaches Caches => CpuCaches.Detected;
 
