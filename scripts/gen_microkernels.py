@@ -70,19 +70,43 @@ def vec_kernel(k):
     w(f"    public static int MR => {mr};")
     w(f"    public static int NR => {nv} * {V}<T>.Count;")
     w("")
+    for strided in (False, True):
+        vec_run(w, k, strided)
+        if not strided:
+            w("")
+    w("}")
+    return "\n".join(L) + "\n"
+
+
+def vec_run(w, k, strided):
+    """Run (packed A micro-panel) or RunStrided (A read in place: element (r, p) at a[r * aRow + p * aK])."""
+    V, mr, nv = k["vec"], k["mr"], k["nv"]
     w("    [MethodImpl(MethodImplOptions.AggressiveOptimization)]")
-    w("    public static void Run<TEpi>(int kc, T* a, T* b, T* c, int ldc, int mr, int nr, in TileStore<T> st, ref TEpi epi, int row, int col)")
+    if strided:
+        w("    public static void RunStrided<TEpi>(int kc, T* a, nint aRow, nint aK, T* b, T* c, int ldc, int mr, int nr, in TileStore<T> st, ref TEpi epi, int row, int col)")
+    else:
+        w("    public static void Run<TEpi>(int kc, T* a, T* b, T* c, int ldc, int mr, int nr, in TileStore<T> st, ref TEpi epi, int row, int col)")
     w("        where TEpi : struct, IGemmEpilogue<T>")
     w("    {")
     for r in range(mr):
         w("        " + " ".join(f"var c{r}{v} = {V}<T>.Zero;" for v in range(nv)))
+    if strided:
+        # Rows past mr read row 0 again (inside the matrix); their sums are never stored.
+        for r in range(1, mr):
+            w(f"        nint o{r} = mr > {r} ? {r} * aRow : 0;")
     unroll = k["unroll"]
 
     def step(off):
         for v in range(nv):
             w(f"            var b{v} = {V}.Load(b + {off} * NR + {v} * VL);")
         for r in range(mr):
-            w(f"            var a{r} = {V}.Create(a[{off * mr + r}]);")
+            if strided:
+                idx = ('o' + str(r)) if r else '0'
+                if off:
+                    idx += f' + {off} * aK'
+                w(f"            var a{r} = {V}.Create(a[{idx}]);")
+            else:
+                w(f"            var a{r} = {V}.Create(a[{off * mr + r}]);")
             for v in range(nv):
                 w(f"            c{r}{v} = VectorMath.Fma(a{r}, b{v}, c{r}{v});")
 
@@ -96,13 +120,13 @@ def vec_kernel(k):
             w("            }")
             w("            {")
         w(f"            }}")
-        w(f"            a += {unroll * mr};")
+        w(f"            a += {f'{unroll} * aK' if strided else unroll * mr};")
         w(f"            b += {unroll} * NR;")
         w("        }")
     w("        for (; p < kc; p++)")
     w("        {")
     step(0)
-    w(f"            a += {mr};")
+    w(f"            a += {'aK' if strided else mr};")
     w("            b += NR;")
     w("        }")
     w("        if (mr == MR && nr == NR)")
@@ -120,8 +144,6 @@ def vec_kernel(k):
     w("            st.StoreEdge(t, NR, c, ldc, mr, nr, ref epi, row, col);")
     w("        }")
     w("    }")
-    w("}")
-    return "\n".join(L) + "\n"
 
 
 def scalar_kernel(mr, nr):
@@ -160,6 +182,16 @@ def scalar_kernel(mr, nr):
     for r in range(mr):
         w("        " + " ".join(f"t[{r * nr + j}] = c{r}{j};" for j in range(nr)))
     w(f"        st.StoreEdge(t, {nr}, c, ldc, mr, nr, ref epi, row, col);")
+    w("    }")
+    w("")
+    w("    [MethodImpl(MethodImplOptions.AggressiveOptimization)]")
+    w("    public static void RunStrided<TEpi>(int kc, T* a, nint aRow, nint aK, T* b, T* c, int ldc, int mr, int nr, in TileStore<T> st, ref TEpi epi, int row, int col)")
+    w("        where TEpi : struct, IGemmEpilogue<T>")
+    w("    {")
+    w(f"        T* panel = stackalloc T[{mr} * kc];")
+    w("        for (int p = 0; p < kc; p++)")
+    w(f"            for (int r = 0; r < {mr}; r++) panel[p * {mr} + r] = r < mr ? a[r * aRow + p * aK] : T.Zero;")
+    w("        Run(kc, panel, b, c, ldc, mr, nr, in st, ref epi, row, col);")
     w("    }")
     w("}")
     return "\n".join(L) + "\n"

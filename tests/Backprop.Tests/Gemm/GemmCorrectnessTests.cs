@@ -141,6 +141,27 @@ public class GemmCorrectnessTests
     }
 
     [Test]
+    public void ReadingAInPlace_WhenThreadsSplitN_MatchesPackingBitForBit([ValueSource(nameof(Isas))] Isa isa)
+    {
+        // Two threads splitting N read a row-major A in place (edge rows of the 8-row tile, several K blocks, a padded lda);
+        // one thread packs it. The micro-kernels do the same FMAs in the same order either way.
+        if (isa < Isa.Avx2) Assert.Ignore("the scalar rung always packs");
+        foreach (var (m, n, k, lda) in new[] { (37, 300, 600, 603), (128, 256, 784, 784), (9, 100, 40, 41) })
+        {
+            var a = TestData.Floats(m * lda, m);
+            var b = TestData.Floats(k * n, n);
+            var c1 = new float[m * n];
+            var c2 = new float[m * n];
+            using var one = new CpuContext(1, isa);
+            using var two = new CpuContext(2, isa);
+            Kernels.Cpu.Gemm.Sgemm(Transpose.N, Transpose.N, m, n, k, 1f, a, lda, b, n, 0f, c1, n, one);
+            Kernels.Cpu.Gemm.Sgemm(Transpose.N, Transpose.N, m, n, k, 1f, a, lda, b, n, 0f, c2, n, two);
+            Assert.That(c2.Select(BitConverter.SingleToInt32Bits), Is.EqualTo(c1.Select(BitConverter.SingleToInt32Bits)), $"{m}x{n}x{k} lda {lda}");
+            RunFloat(isa, Transpose.N, Transpose.N, m, n, k, 1f, 0f, lda - k, m + n + k);
+        }
+    }
+
+    [Test]
     public void Sgemm_KZero_ScalesC()
     {
         foreach (var isa in Isas())

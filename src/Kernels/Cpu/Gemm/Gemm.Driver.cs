@@ -22,6 +22,10 @@ internal unsafe struct GemmJob<T, TKernel, TEpi> : IParallelJob
     where TEpi : unmanaged, IGemmEpilogue<T>
 {
     public bool TransA, TransB, SplitM, Simd;
+    // A (M x K, rows contiguous in K) read in place by the micro-kernel instead of transposed into panels; set when the
+    // threads split N, where every thread would otherwise pack the whole of A again (bench dense, 2 threads, batch 128,
+    // 784 -> 256: forward 8 % and backward-data 7 % faster; on one thread it measured no better than packing).
+    public bool StridedA;
     public int M, N, K, Lda, Ldb, Ldc;
     public T Alpha, Beta;
     public T* A, B, C;
@@ -72,6 +76,18 @@ internal unsafe struct GemmJob<T, TKernel, TEpi> : IParallelJob
                 {
                     int mc = Math.Min(MC, m1 - ic);
                     // op(A)[ic.., pc..]: A is M x K (N) or K x M (T); panels run along M.
+                    if (StridedA)
+                    {
+                        for (int jr = 0; jr < nc; jr += NR)
+                        {
+                            int nr = Math.Min(NR, nc - jr);
+                            T* bp = packB + (nint)jr * kc;
+                            for (int ir = 0; ir < mc; ir += MR)
+                                TKernel.RunStrided(kc, A + (nint)(ic + ir) * Lda + pc, Lda, 1, bp,
+                                    C + (nint)(ic + ir) * Ldc + jc + jr, Ldc, Math.Min(MR, mc - ir), nr, in st, ref Epi, ic + ir, jc + jr);
+                        }
+                        continue;
+                    }
                     if (TransA) GemmPack.Block(false, A + (nint)pc * Lda + ic, Lda, mc, kc, MR, packA, Simd);
                     else GemmPack.Block(true, A + (nint)ic * Lda + pc, Lda, mc, kc, MR, packA, Simd);
                     // Only the thread whose columns start at 0 sums (with an N split every thread packs all of A),
@@ -99,6 +115,9 @@ internal static unsafe class GemmDriver
 {
     // Below this many multiply-adds a second thread costs more to wake than it saves.
     private const long ParallelThreshold = 32L * 32 * 32;
+
+    /// <summary>Whether A may be read in place when the threads split N (false packs it always; for measurements).</summary>
+    internal static bool ReadAInPlace { get; set; } = Environment.GetEnvironmentVariable("BACKPROP_GEMM_PACK_A") != "1";
 
     // Up to this many rows of A or columns of B (N x T case), the dot-product path beats packing
     // (bench dense: a 256 -> 10 output layer's forward ran at 10-14 % of peak through the 8 x 32 tile).
@@ -171,6 +190,8 @@ internal static unsafe class GemmDriver
         var job = new GemmJob<T, TKernel, TEpi>
         {
             TransA = transA, TransB = transB, SplitM = splitM, Simd = ctx.Isa >= Isa.Avx2,
+            // Not where A's rows lie a multiple of 4 KiB apart: the 8 rows a micro-kernel reads would share one L1 set.
+            StridedA = !transA && !splitM && parts > 1 && sumA == null && ctx.Isa >= Isa.Avx2 && ReadAInPlace && (long)lda * sizeof(T) % 4096 != 0,
             M = m, N = n, K = k, Lda = lda, Ldb = ldb, Ldc = ldc,
             Alpha = alpha, Beta = beta, A = a, B = b, C = c,
             Packs = ctx.Packs, Epi = epi, SumA = sumA, SumAccumulate = sumAccumulate,

@@ -17,4 +17,11 @@ internal unsafe interface IMicroKernel<T> where T : unmanaged, IFloatingPointIee
     /// </summary>
     static abstract void Run<TEpi>(int kc, T* a, T* b, T* c, int ldc, int mr, int nr, in TileStore<T> st, ref TEpi epi, int row, int col)
         where TEpi : struct, IGemmEpilogue<T>;
+
+    /// <summary>
+    /// As <see cref="Run"/>, with A read where it lies instead of from a packed panel: element (r, p) of the MR x kc
+    /// micro-panel at a[r * aRow + p * aK] (rows past mr are not read).
+    /// </summary>
+    static abstract void RunStrided<TEpi>(int kc, T* a, nint aRow, nint aK, T* b, T* c, int ldc, int mr, int nr, in TileStore<T> st, ref TEpi epi, int row, int col)
+        where TEpi : struct, IGemmEpilogue<T>;
 }

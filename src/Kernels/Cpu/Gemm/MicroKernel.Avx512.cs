@@ -102,4 +102,97 @@ internal readonly unsafe struct MicroKernelAvx512<T> : IMicroKernel<T> where T :
             st.StoreEdge(t, NR, c, ldc, mr, nr, ref epi, row, col);
         }
     }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static void RunStrided<TEpi>(int kc, T* a, nint aRow, nint aK, T* b, T* c, int ldc, int mr, int nr, in TileStore<T> st, ref TEpi epi, int row, int col)
+        where TEpi : struct, IGemmEpilogue<T>
+    {
+        var c00 = Vector512<T>.Zero; var c01 = Vector512<T>.Zero;
+        var c10 = Vector512<T>.Zero; var c11 = Vector512<T>.Zero;
+        var c20 = Vector512<T>.Zero; var c21 = Vector512<T>.Zero;
+        var c30 = Vector512<T>.Zero; var c31 = Vector512<T>.Zero;
+        var c40 = Vector512<T>.Zero; var c41 = Vector512<T>.Zero;
+        var c50 = Vector512<T>.Zero; var c51 = Vector512<T>.Zero;
+        var c60 = Vector512<T>.Zero; var c61 = Vector512<T>.Zero;
+        var c70 = Vector512<T>.Zero; var c71 = Vector512<T>.Zero;
+        nint o1 = mr > 1 ? 1 * aRow : 0;
+        nint o2 = mr > 2 ? 2 * aRow : 0;
+        nint o3 = mr > 3 ? 3 * aRow : 0;
+        nint o4 = mr > 4 ? 4 * aRow : 0;
+        nint o5 = mr > 5 ? 5 * aRow : 0;
+        nint o6 = mr > 6 ? 6 * aRow : 0;
+        nint o7 = mr > 7 ? 7 * aRow : 0;
+        int p = 0;
+        for (; p < kc; p++)
+        {
+            var b0 = Vector512.Load(b + 0 * NR + 0 * VL);
+            var b1 = Vector512.Load(b + 0 * NR + 1 * VL);
+            var a0 = Vector512.Create(a[0]);
+            c00 = VectorMath.Fma(a0, b0, c00);
+            c01 = VectorMath.Fma(a0, b1, c01);
+            var a1 = Vector512.Create(a[o1]);
+            c10 = VectorMath.Fma(a1, b0, c10);
+            c11 = VectorMath.Fma(a1, b1, c11);
+            var a2 = Vector512.Create(a[o2]);
+            c20 = VectorMath.Fma(a2, b0, c20);
+            c21 = VectorMath.Fma(a2, b1, c21);
+            var a3 = Vector512.Create(a[o3]);
+            c30 = VectorMath.Fma(a3, b0, c30);
+            c31 = VectorMath.Fma(a3, b1, c31);
+            var a4 = Vector512.Create(a[o4]);
+            c40 = VectorMath.Fma(a4, b0, c40);
+            c41 = VectorMath.Fma(a4, b1, c41);
+            var a5 = Vector512.Create(a[o5]);
+            c50 = VectorMath.Fma(a5, b0, c50);
+            c51 = VectorMath.Fma(a5, b1, c51);
+            var a6 = Vector512.Create(a[o6]);
+            c60 = VectorMath.Fma(a6, b0, c60);
+            c61 = VectorMath.Fma(a6, b1, c61);
+            var a7 = Vector512.Create(a[o7]);
+            c70 = VectorMath.Fma(a7, b0, c70);
+            c71 = VectorMath.Fma(a7, b1, c71);
+            a += aK;
+            b += NR;
+        }
+        if (mr == MR && nr == NR)
+        {
+            st.Store(c00, c + 0 * ldc + 0 * VL, ref epi, row + 0, col + 0 * VL);
+            st.Store(c01, c + 0 * ldc + 1 * VL, ref epi, row + 0, col + 1 * VL);
+            st.Store(c10, c + 1 * ldc + 0 * VL, ref epi, row + 1, col + 0 * VL);
+            st.Store(c11, c + 1 * ldc + 1 * VL, ref epi, row + 1, col + 1 * VL);
+            st.Store(c20, c + 2 * ldc + 0 * VL, ref epi, row + 2, col + 0 * VL);
+            st.Store(c21, c + 2 * ldc + 1 * VL, ref epi, row + 2, col + 1 * VL);
+            st.Store(c30, c + 3 * ldc + 0 * VL, ref epi, row + 3, col + 0 * VL);
+            st.Store(c31, c + 3 * ldc + 1 * VL, ref epi, row + 3, col + 1 * VL);
+            st.Store(c40, c + 4 * ldc + 0 * VL, ref epi, row + 4, col + 0 * VL);
+            st.Store(c41, c + 4 * ldc + 1 * VL, ref epi, row + 4, col + 1 * VL);
+            st.Store(c50, c + 5 * ldc + 0 * VL, ref epi, row + 5, col + 0 * VL);
+            st.Store(c51, c + 5 * ldc + 1 * VL, ref epi, row + 5, col + 1 * VL);
+            st.Store(c60, c + 6 * ldc + 0 * VL, ref epi, row + 6, col + 0 * VL);
+            st.Store(c61, c + 6 * ldc + 1 * VL, ref epi, row + 6, col + 1 * VL);
+            st.Store(c70, c + 7 * ldc + 0 * VL, ref epi, row + 7, col + 0 * VL);
+            st.Store(c71, c + 7 * ldc + 1 * VL, ref epi, row + 7, col + 1 * VL);
+        }
+        else
+        {
+            T* t = stackalloc T[8 * NR];
+            Vector512.Store(c00, t + 0 * NR + 0 * VL);
+            Vector512.Store(c01, t + 0 * NR + 1 * VL);
+            Vector512.Store(c10, t + 1 * NR + 0 * VL);
+            Vector512.Store(c11, t + 1 * NR + 1 * VL);
+            Vector512.Store(c20, t + 2 * NR + 0 * VL);
+            Vector512.Store(c21, t + 2 * NR + 1 * VL);
+            Vector512.Store(c30, t + 3 * NR + 0 * VL);
+            Vector512.Store(c31, t + 3 * NR + 1 * VL);
+            Vector512.Store(c40, t + 4 * NR + 0 * VL);
+            Vector512.Store(c41, t + 4 * NR + 1 * VL);
+            Vector512.Store(c50, t + 5 * NR + 0 * VL);
+            Vector512.Store(c51, t + 5 * NR + 1 * VL);
+            Vector512.Store(c60, t + 6 * NR + 0 * VL);
+            Vector512.Store(c61, t + 6 * NR + 1 * VL);
+            Vector512.Store(c70, t + 7 * NR + 0 * VL);
+            Vector512.Store(c71, t + 7 * NR + 1 * VL);
+            st.StoreEdge(t, NR, c, ldc, mr, nr, ref epi, row, col);
+        }
+    }
 }

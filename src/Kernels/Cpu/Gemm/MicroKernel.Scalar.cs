@@ -41,4 +41,14 @@ internal readonly unsafe struct MicroKernelScalar<T> : IMicroKernel<T> where T :
         t[12] = c30; t[13] = c31; t[14] = c32; t[15] = c33;
         st.StoreEdge(t, 4, c, ldc, mr, nr, ref epi, row, col);
     }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static void RunStrided<TEpi>(int kc, T* a, nint aRow, nint aK, T* b, T* c, int ldc, int mr, int nr, in TileStore<T> st, ref TEpi epi, int row, int col)
+        where TEpi : struct, IGemmEpilogue<T>
+    {
+        T* panel = stackalloc T[4 * kc];
+        for (int p = 0; p < kc; p++)
+            for (int r = 0; r < 4; r++) panel[p * 4 + r] = r < mr ? a[r * aRow + p * aK] : T.Zero;
+        Run(kc, panel, b, c, ldc, mr, nr, in st, ref epi, row, col);
+    }
 }
