@@ -3,9 +3,10 @@
 // Cpu/Blas throughput. FLOPs per step count the three GEMMs of each layer (forward, dW, dX; the
 // first layer has no dX): 2·batch·in·out each. In a second comparison of the same rounds, the step's
 // GEMMs alone (our Gemm.Sgemm on the same shapes, back to back, no bias, activation, loss, dropout or
-// optimizer) against the Cpu step: gemm_fraction = GEMM-only time / step time, the rest being what
-// the step does besides its products; pct_peak = the Cpu step's GFLOP/s over the FMA peak measured in
-// the same process.
+// optimizer) against the Cpu step: gemm_fraction = GEMM-only time / step time; in a third, the
+// optimizer's fused Adam pass alone over as many parameters (Optimizer.Update, the step's own kernel):
+// update_fraction; the rest of the step is its other passes (loss, bias, activations, copies);
+// pct_peak = the Cpu step's GFLOP/s over the FMA peak measured in the same process.
 using System.Globalization;
 using System.Text;
 using System.Text.Json;
@@ -14,6 +15,7 @@ using Backprop.Engine;
 using Backprop.Kernels;
 using Backprop.Kernels.Blas;
 using Backprop.Kernels.Cpu;
+using Backprop.Kernels.Cpu.Optim;
 using Backprop.Kernels.Threading;
 
 namespace Backprop.Cli.Bench;
@@ -35,7 +37,9 @@ internal sealed record StepBenchRow(
     [property: JsonPropertyName("gemm_fraction")] double GemmFraction,
     [property: JsonPropertyName("gemm_fraction_min")] double GemmFractionMin,
     [property: JsonPropertyName("gemm_fraction_max")] double GemmFractionMax,
-    [property: JsonPropertyName("pct_peak")] double PctPeak);
+    [property: JsonPropertyName("pct_peak")] double PctPeak,
+    [property: JsonPropertyName("update_ms")] double UpdateMs,
+    [property: JsonPropertyName("update_fraction")] double UpdateFraction);
 
 internal static class StepBench
 {
@@ -91,15 +95,17 @@ internal static class StepBench
                 var pr = Measure.Compare(() => cpu.Step(x, labels), () => blas.Step(x, labels), rounds, minSeconds);
                 var gemms = new StepGemms(widths, batch, ctx);
                 var pg = Measure.Compare(gemms.Run, () => cpu.Step(x, labels), rounds, minSeconds); // Ratio = step / GEMMs
+                using var update = new StepUpdate(cpu.Options.Optimizer, widths, ctx);
+                var pu = Measure.Compare(update.Run, () => cpu.Step(x, labels), rounds, minSeconds); // Ratio = step / update
                 double flops = FlopsPerStep(widths, batch);
                 double cpuGflops = flops / pr.MedianA / 1e9;
                 var row = new StepBenchRow(name, batch, threads, Math.Round(pr.MedianA * 1e3, 3), Math.Round(pr.MedianB * 1e3, 3),
                     Math.Round(batch / pr.MedianA), Math.Round(batch / pr.MedianB), Math.Round(cpuGflops, 1), Math.Round(flops / pr.MedianB / 1e9, 1),
                     Math.Round(pr.Ratio, 3), Math.Round(pr.RatioMin, 3), Math.Round(pr.RatioMax, 3),
                     Math.Round(pg.MedianA * 1e3, 3), Math.Round(1 / pg.Ratio, 3), Math.Round(1 / pg.RatioMax, 3), Math.Round(1 / pg.RatioMin, 3),
-                    Math.Round(100 * cpuGflops / peak, 1));
+                    Math.Round(100 * cpuGflops / peak, 1), Math.Round(pu.MedianA * 1e3, 3), Math.Round(1 / pu.Ratio, 3));
                 rows.Add(row);
-                log.WriteLine(FormattableString.Invariant($"  {name} batch {batch} t={threads}: cpu {row.CpuMs:F3} ms ({row.CpuGflops:F1} GFLOP/s, {row.PctPeak:F1} % of {peak:F0}), blas {row.BlasMs:F3} ms, cpu/blas {row.Ratio:F3} [{row.RatioMin:F3}..{row.RatioMax:F3}]; GEMMs alone {row.GemmMs:F3} ms, fraction {row.GemmFraction:F3}"));
+                log.WriteLine(FormattableString.Invariant($"  {name} batch {batch} t={threads}: cpu {row.CpuMs:F3} ms ({row.CpuGflops:F1} GFLOP/s, {row.PctPeak:F1} % of {peak:F0}), blas {row.BlasMs:F3} ms, cpu/blas {row.Ratio:F3} [{row.RatioMin:F3}..{row.RatioMax:F3}]; GEMMs alone {row.GemmMs:F3} ms, fraction {row.GemmFraction:F3}; update alone {row.UpdateMs:F3} ms, fraction {row.UpdateFraction:F3}"));
             }
         }
         return rows;
@@ -114,11 +120,13 @@ internal static class StepBench
         sb.AppendLine();
         sb.AppendLine("GEMMs alone: the step's products through Gemm.Sgemm back to back; fraction = their time / the Cpu step's time (median [min..max]). % peak: Cpu GFLOP/s over the FMA peak of this process.");
         sb.AppendLine();
-        sb.AppendLine("| model | batch | threads | Cpu ms/step | Blas ms/step | Cpu samples/s | Blas samples/s | Cpu GFLOP/s | Blas GFLOP/s | cpu/blas | spread | Cpu % peak | GEMMs alone ms | GEMM fraction | spread |");
-        sb.AppendLine("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---|");
+        sb.AppendLine("Update alone: the optimizer's fused pass over the model's parameters (Optimizer.Update); fraction = its time / the Cpu step's.");
+        sb.AppendLine();
+        sb.AppendLine("| model | batch | threads | Cpu ms/step | Blas ms/step | Cpu samples/s | Blas samples/s | Cpu GFLOP/s | Blas GFLOP/s | cpu/blas | spread | Cpu % peak | GEMMs alone ms | GEMM fraction | spread | update alone ms | update fraction |");
+        sb.AppendLine("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---|---:|---:|");
         foreach (var r in rows)
             sb.AppendLine(CultureInfo.InvariantCulture,
-                $"| {r.ModelName} | {r.Batch} | {r.Threads} | {r.CpuMs:F3} | {r.BlasMs:F3} | {r.CpuSamples:N0} | {r.BlasSamples:N0} | {r.CpuGflops:F1} | {r.BlasGflops:F1} | {r.Ratio:F3} | {r.RatioMin:F3}..{r.RatioMax:F3} | {r.PctPeak:F1} | {r.GemmMs:F3} | {r.GemmFraction:F3} | {r.GemmFractionMin:F3}..{r.GemmFractionMax:F3} |");
+                $"| {r.ModelName} | {r.Batch} | {r.Threads} | {r.CpuMs:F3} | {r.BlasMs:F3} | {r.CpuSamples:N0} | {r.BlasSamples:N0} | {r.CpuGflops:F1} | {r.BlasGflops:F1} | {r.Ratio:F3} | {r.RatioMin:F3}..{r.RatioMax:F3} | {r.PctPeak:F1} | {r.GemmMs:F3} | {r.GemmFraction:F3} | {r.GemmFractionMin:F3}..{r.GemmFractionMax:F3} | {r.UpdateMs:F3} | {r.UpdateFraction:F3} |");
         return sb.ToString();
     }
 
@@ -158,5 +166,43 @@ internal sealed class StepGemms
     public void Run()
     {
         foreach (var call in _calls) call();
+    }
+}
+
+/// <summary>The optimizer's fused pass alone over as many parameters as the model has (weights and biases), on native arrays.</summary>
+internal sealed unsafe class StepUpdate : IDisposable
+{
+    private readonly OptimizerSettings _settings;
+    private readonly CpuContext _ctx;
+    private readonly float* _p, _g, _s0, _s1, _s2;
+    private long _step;
+
+    /// <summary>Parameters updated per run.</summary>
+    public long Count { get; }
+
+    public StepUpdate(OptimizerSettings settings, int[] widths, CpuContext ctx)
+    {
+        _settings = settings;
+        _ctx = ctx;
+        for (int l = 1; l < widths.Length; l++) Count += ((long)widths[l - 1] + 1) * widths[l];
+        float* Alloc(int seed)
+        {
+            var a = (float*)System.Runtime.InteropServices.NativeMemory.AlignedAlloc((nuint)(Count * sizeof(float)), 64);
+            var r = new Random(seed);
+            for (long i = 0; i < Count; i++) a[i] = seed == 3 ? 0.25f : (float)(r.NextDouble() * 2 - 1) * 1e-2f; // exp_avg_sq-like slots positive
+            return a;
+        }
+        _p = Alloc(1);
+        _g = Alloc(2);
+        _s0 = Alloc(4);
+        _s1 = Alloc(3);
+        _s2 = Alloc(3);
+    }
+
+    public void Run() => Optimizer.Update(_ctx, _settings, new OptimizerStep(1e-4, ++_step), _p, _g, _s0, _s1, _s2, Count);
+
+    public void Dispose()
+    {
+        foreach (var a in new[] { (nint)_p, (nint)_g, (nint)_s0, (nint)_s1, (nint)_s2 }) System.Runtime.InteropServices.NativeMemory.AlignedFree((void*)a);
     }
 }

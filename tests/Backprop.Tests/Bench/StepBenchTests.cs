@@ -22,6 +22,10 @@ public class StepBenchTests
         Assert.That(g.Calls, Is.EqualTo(calls), "forward and dW per layer, dX past the first");
         Assert.That(g.Flops, Is.EqualTo(StepBench.FlopsPerStep(widths, batch)));
         g.Run();
+        using var u = new StepUpdate(new Backprop.Kernels.Adam(), widths, ctx);
+        Assert.That(u.Count, Is.EqualTo(Enumerable.Range(1, widths.Length - 1).Sum(l => ((long)widths[l - 1] + 1) * widths[l])), "weights and biases");
+        u.Run();
+        u.Run();
     }
 
     [Test]
@@ -35,7 +39,7 @@ public class StepBenchTests
             var e = new StringWriter();
             int code = Commands.Run(["bench", "step", "--model", "784-256-10", "--threads", "1", "--rounds", "1", "--min-seconds", "0.01", "--output", dir], o, e);
             Assert.That(code, Is.EqualTo(0), o.ToString() + e);
-            Assert.That(File.ReadAllText(Path.Combine(dir, "step.md")), Does.Contain("GEMM fraction").And.Contain("Cpu % peak"));
+            Assert.That(File.ReadAllText(Path.Combine(dir, "step.md")), Does.Contain("GEMM fraction").And.Contain("Cpu % peak").And.Contain("update fraction"));
             using var json = JsonDocument.Parse(File.ReadAllText(Path.Combine(dir, "step.json")));
             var rows = json.RootElement.EnumerateArray().ToArray();
             Assert.That(rows.Select(r => r.GetProperty("batch").GetInt32()), Is.EqualTo(new[] { 64, 128, 256 }));
@@ -45,6 +49,8 @@ public class StepBenchTests
                 Assert.That(r.GetProperty("gemm_fraction").GetDouble(), Is.GreaterThan(0));
                 Assert.That(r.GetProperty("gemm_fraction_min").GetDouble(), Is.LessThanOrEqualTo(r.GetProperty("gemm_fraction_max").GetDouble()));
                 Assert.That(r.GetProperty("pct_peak").GetDouble(), Is.GreaterThanOrEqualTo(0)); // rounded: 0.0 on a busy machine
+                Assert.That(r.GetProperty("update_ms").GetDouble(), Is.GreaterThan(0));
+                Assert.That(r.GetProperty("update_fraction").GetDouble(), Is.GreaterThan(0));
             }
         }
         finally
