@@ -2,7 +2,7 @@
 // run is never lost to a folder it cannot use. A folder is refused when it is a file, when it cannot be
 // created or written (a probe file is written and removed), or when it holds an earlier run and neither
 // --resume nor --overwrite says to use it. Temporaries that a killed writer left behind (the writer's
-// own names: ".<file>.<pid>.tmp") are removed; nothing else in the folder is touched.
+// own names, AtomicFile.TemporaryPath: ".<file>.<pid>.tmp") are removed; nothing else in the folder is touched.
 using System.Text.RegularExpressions;
 
 namespace Backprop.Cli;

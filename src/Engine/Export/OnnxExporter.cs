@@ -25,11 +25,7 @@ public static class OnnxExporter
     /// </summary>
     public static void Export(Model<float> model, string path, bool softmax = false, Preprocessing? preprocessing = null)
     {
-        var bytes = Build(model, softmax, preprocessing);
-        string dir = Path.GetDirectoryName(Path.GetFullPath(path))!;
-        string tmp = Path.Combine(dir, $".{Path.GetFileName(path)}.{Environment.ProcessId}.tmp");
-        File.WriteAllBytes(tmp, bytes);
-        File.Move(tmp, path, overwrite: true);
+        AtomicFile.WriteAllBytes(path, Build(model, softmax, preprocessing));
     }
 
     /// <summary>The ONNX ModelProto bytes.</summary>

@@ -8,6 +8,7 @@ using Backprop.Cli;
 using Backprop.Cli.Bench;
 using Backprop.Kernels.Cpu;
 using NUnit.Framework;
+using static Backprop.Tests.Cli.InProcessCli;
 
 namespace Backprop.Tests.Bench;
 
@@ -20,13 +21,6 @@ public unsafe class OneDnnDenseTests
         if (!OneDnn.IsAvailable) Assert.Ignore($"oneDNN not available: {OneDnn.UnavailableReason}");
     }
 
-    private static (int Code, string Out, string Err) Run(params string[] args)
-    {
-        var o = new StringWriter();
-        var e = new StringWriter();
-        int code = Commands.Run(args, o, e);
-        return (code, o.ToString(), e.ToString());
-    }
 
     [Test]
     public void Binding_ReportsA2xLibrary_ItsIsa_AndOpenMpThreads()

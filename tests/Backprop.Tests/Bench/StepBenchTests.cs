@@ -6,6 +6,7 @@ using Backprop.Cli.Bench;
 using Backprop.Kernels.Blas;
 using Backprop.Kernels.Cpu;
 using NUnit.Framework;
+using static Backprop.Tests.Cli.InProcessCli;
 
 namespace Backprop.Tests.Bench;
 
@@ -35,10 +36,8 @@ public class StepBenchTests
         var dir = Path.Combine(Path.GetTempPath(), "backprop-step-" + Guid.NewGuid().ToString("N"));
         try
         {
-            var o = new StringWriter();
-            var e = new StringWriter();
-            int code = Commands.Run(["bench", "step", "--model", "784-256-10", "--threads", "1", "--rounds", "1", "--min-seconds", "0.01", "--output", dir], o, e);
-            Assert.That(code, Is.EqualTo(0), o.ToString() + e);
+            var (code, output, err) = Run("bench", "step", "--model", "784-256-10", "--threads", "1", "--rounds", "1", "--min-seconds", "0.01", "--output", dir);
+            Assert.That(code, Is.EqualTo(0), output + err);
             Assert.That(File.ReadAllText(Path.Combine(dir, "step.md")), Does.Contain("GEMM fraction").And.Contain("Cpu % peak").And.Contain("update fraction"));
             using var json = JsonDocument.Parse(File.ReadAllText(Path.Combine(dir, "step.json")));
             var rows = json.RootElement.EnumerateArray().ToArray();

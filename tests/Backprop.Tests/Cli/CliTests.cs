@@ -2,6 +2,7 @@
 using System.Text.Json;
 using Backprop.Cli;
 using NUnit.Framework;
+using static Backprop.Tests.Cli.InProcessCli;
 
 namespace Backprop.Tests.Cli;
 
@@ -9,13 +10,6 @@ namespace Backprop.Tests.Cli;
 [NonParallelizable]
 public class CliTests
 {
-    private static (int Code, string Out, string Err) Run(params string[] args)
-    {
-        var o = new StringWriter();
-        var e = new StringWriter();
-        int code = Commands.Run(args, o, e);
-        return (code, o.ToString(), e.ToString());
-    }
 
     [TestCase(new[] { "bench", "gemm", "--no-such-flag" }, "--no-such-flag")]
     [TestCase(new[] { "bench", "gemm", "--threads", "0" }, "--threads must be whole numbers in [1, 256]; got '0'")]

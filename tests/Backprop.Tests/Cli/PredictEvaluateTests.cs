@@ -10,6 +10,7 @@ using Backprop.Engine.Data;
 using Backprop.Kernels.Cpu;
 using Backprop.Tests.Data;
 using NUnit.Framework;
+using static Backprop.Tests.Cli.InProcessCli;
 
 namespace Backprop.Tests.Cli;
 
@@ -61,13 +62,6 @@ public class PredictEvaluateTests
     [OneTimeTearDown]
     public void Clean() => Directory.Delete(_dir, true);
 
-    private static (int Code, string Out, string Err) Run(params string[] args)
-    {
-        var o = new StringWriter();
-        var e = new StringWriter();
-        int code = Commands.Run(args, o, e);
-        return (code, o.ToString(), e.ToString());
-    }
 
     // The engine's outputs for the test images scaled x/255, and their softmax, as the predict rows are.
     private float[] Expected(string model)

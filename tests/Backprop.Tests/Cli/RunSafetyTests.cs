@@ -14,6 +14,7 @@ using Backprop.Engine.Training;
 using Backprop.Kernels;
 using Backprop.Tests.Data;
 using NUnit.Framework;
+using static Backprop.Tests.Cli.InProcessCli;
 
 namespace Backprop.Tests.Cli;
 
@@ -53,13 +54,6 @@ public class RunSafetyTests
         Directory.Delete(_dir, true);
     }
 
-    private static (int Code, string Out, string Err) Run(params string[] args)
-    {
-        var o = new StringWriter();
-        var e = new StringWriter();
-        int code = Commands.Run(args, o, e);
-        return (code, o.ToString(), e.ToString());
-    }
 
     private string[] Train(params string[] more) =>
         ["train", "--data", _data, "--layers", "12", "--batch", "16", "--threads", "1", .. more.Contains("--epochs") ? [] : new[] { "--epochs", "2" }, .. more];

@@ -4,6 +4,7 @@ using System.Text.Json;
 using Backprop.Cli;
 using Backprop.Tests.Data;
 using NUnit.Framework;
+using static Backprop.Tests.Cli.InProcessCli;
 
 namespace Backprop.Tests.Cli;
 
@@ -40,13 +41,6 @@ public class TrainCommandTests
     [OneTimeTearDown]
     public void Clean() => Directory.Delete(_dir, true);
 
-    private static (int Code, string Out, string Err) Run(params string[] args)
-    {
-        var o = new StringWriter();
-        var e = new StringWriter();
-        int code = Commands.Run(args, o, e);
-        return (code, o.ToString(), e.ToString());
-    }
 
     [Test]
     public void DataThatIsAFile_OrAnEmptyTestSet_IsRefused()

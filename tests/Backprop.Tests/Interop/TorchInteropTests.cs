@@ -16,6 +16,7 @@ using Backprop.Kernels;
 using Microsoft.ML.OnnxRuntime;
 using Microsoft.ML.OnnxRuntime.Tensors;
 using NUnit.Framework;
+using static Backprop.Tests.Cli.InProcessCli;
 
 namespace Backprop.Tests.Interop;
 
@@ -41,13 +42,6 @@ public class TorchInteropTests
 
     private string P(string name) => Path.Combine(_dir, name);
 
-    private static (int Code, string Out, string Err) Cli(params string[] args)
-    {
-        var o = new StringWriter();
-        var e = new StringWriter();
-        int code = Commands.Run(args, o, e);
-        return (code, o.ToString(), e.ToString());
-    }
 
     private static float[] ReadNpy(string path) => Array.ConvertAll(Npy.Read(path).Data, v => (float)v);
 
@@ -141,7 +135,7 @@ public class TorchInteropTests
             Npy.WriteFloat32(P($"{c.Name}.x.npy"), raw, Samples, Width);
             jobs.AddRange([P($"{c.Name}.safetensors"), P($"{c.Name}.x.npy"), P($"{c.Name}.torch.npy")]);
             // The export through the CLI: the recorded preprocessing in the graph; one with softmax, one without preprocessing.
-            var (code, _, err) = Cli("export", "--from", P($"{c.Name}.safetensors"), "--onnx", P($"{c.Name}.onnx"));
+            var (code, _, err) = Run("export", "--from", P($"{c.Name}.safetensors"), "--onnx", P($"{c.Name}.onnx"));
             Assert.That(code, Is.EqualTo(0), err);
             onnx.Add(P($"{c.Name}.onnx"));
         }
@@ -159,8 +153,8 @@ public class TorchInteropTests
         }
         // Exports with softmax and without the preprocessing pass the checker too.
         var first = cases[0];
-        Assert.That(Cli("export", "--from", P($"{first.Name}.safetensors"), "--onnx", P("softmax.onnx"), "--softmax").Code, Is.EqualTo(0));
-        Assert.That(Cli("export", "--from", P("standardized.safetensors"), "--onnx", P("raw.onnx"), "--no-preprocessing").Code, Is.EqualTo(0));
+        Assert.That(Run("export", "--from", P($"{first.Name}.safetensors"), "--onnx", P("softmax.onnx"), "--softmax").Code, Is.EqualTo(0));
+        Assert.That(Run("export", "--from", P("standardized.safetensors"), "--onnx", P("raw.onnx"), "--no-preprocessing").Code, Is.EqualTo(0));
         string report = TorchPython.Run(["onnx-check", .. onnx, P("softmax.onnx"), P("raw.onnx")]);
         Assert.That(report.Split('\n', StringSplitOptions.RemoveEmptyEntries), Has.Length.EqualTo(onnx.Count + 2), report);
         Assert.That(report, Does.Contain("outputs {'output': ['batch', 5]}").And.Contain("outputs {'output': ['batch', 1]}"));
@@ -202,7 +196,7 @@ public class TorchInteropTests
         string[] model = ["--model", P("torch.safetensors"), "--activation", "relu,tanh", "--data", data, "--format", "npy", "--normalize", "none"];
 
         // predict: the class and torch's softmax probabilities.
-        var (code, _, err) = Cli(["predict", .. model, "--output", P("p.npy")]);
+        var (code, _, err) = Run(["predict", .. model, "--output", P("p.npy")]);
         Assert.That(code, Is.EqualTo(0), err);
         var p = Npy.Read(P("p.npy"));
         Assert.That(p.Shape, Is.EqualTo(new[] { 60, 6 }));
@@ -215,7 +209,7 @@ public class TorchInteropTests
         }
 
         // evaluate: accuracy and confusion from torch's outputs exactly, loss within 1e-5.
-        (code, _, err) = Cli(["evaluate", .. model, "--output", P("r.json")]);
+        (code, _, err) = Run(["evaluate", .. model, "--output", P("r.json")]);
         Assert.That(code, Is.EqualTo(0), err);
         using var json = JsonDocument.Parse(File.ReadAllText(P("r.json")));
         var labels = ReadNpy(Path.Combine(data, "test_y.npy")).Select(v => (int)v).ToArray();
@@ -233,7 +227,7 @@ public class TorchInteropTests
             for (int j = 0; j < 5; j++) Assert.That(rows[i][j], Is.EqualTo(confusion[i, j]), $"confusion [{i}, {j}]");
 
         // export: ONNX Runtime gives torch's outputs; the checker accepts the file.
-        (code, _, err) = Cli("export", "--from", P("torch.safetensors"), "--activation", "relu,tanh", "--onnx", P("torch.onnx"));
+        (code, _, err) = Run("export", "--from", P("torch.safetensors"), "--activation", "relu,tanh", "--onnx", P("torch.onnx"));
         Assert.That(code, Is.EqualTo(0), err);
         using (var session = new InferenceSession(P("torch.onnx")))
         {
@@ -245,7 +239,7 @@ public class TorchInteropTests
 
         // train --init-from with a learning rate of 0: the run's model is torch's, under the same state_dict names.
         string run = P("init-run");
-        (code, _, err) = Cli("train", "--init-from", P("torch.safetensors"), "--activation", "relu,tanh", "--dropout", "0.3", "--data", data, "--format", "npy",
+        (code, _, err) = Run("train", "--init-from", P("torch.safetensors"), "--activation", "relu,tanh", "--dropout", "0.3", "--data", data, "--format", "npy",
             "--normalize", "none", "--optimizer", "sgd", "--lr", "0", "--epochs", "1", "--batch", "16", "--threads", "1", "--output", run);
         Assert.That(code, Is.EqualTo(0), err);
         var theirs = SafeTensorsFile.Read(P("torch.safetensors"));
@@ -253,7 +247,7 @@ public class TorchInteropTests
         Assert.That(mine.Tensors.Keys.Order(), Is.EqualTo(theirs.Tensors.Keys.Order()), "the same nn.Sequential indices");
         foreach (var name in theirs.Tensors.Keys) Assert.That(mine.ReadFloat(name), Is.EqualTo(theirs.ReadFloat(name)), name);
         // and fine-tuning with a real learning rate moves the weights, from a fresh optimizer (step 0 at the start).
-        (code, var output, err) = Cli("train", "--init-from", P("torch.safetensors"), "--activation", "relu,tanh", "--dropout", "0.3", "--data", data, "--format", "npy",
+        (code, var output, err) = Run("train", "--init-from", P("torch.safetensors"), "--activation", "relu,tanh", "--dropout", "0.3", "--data", data, "--format", "npy",
             "--normalize", "none", "--lr", "0.01", "--epochs", "2", "--batch", "16", "--threads", "1", "--output", P("tuned"));
         Assert.That(code, Is.EqualTo(0), err);
         Assert.That(output, Does.Contain("initialized from").And.Contain("a fresh Adam optimizer"));
@@ -266,7 +260,7 @@ public class TorchInteropTests
         TorchPython.Require();
         var (torch, data) = TorchModel("20,16,gelu,12,silu,dropout:0.2,5", "bf16.safetensors", 5, false, "--dtype", "bf16", "--prefix", "net.");
         Assert.That(SafeTensorsFile.Read(P("bf16.safetensors")).Tensors["net.0.weight"].Dtype, Is.EqualTo("BF16"));
-        var (code, _, err) = Cli("predict", "--model", P("bf16.safetensors"), "--activation", "gelu,silu", "--data", data, "--format", "npy", "--output", P("b.csv"));
+        var (code, _, err) = Run("predict", "--model", P("bf16.safetensors"), "--activation", "gelu,silu", "--data", data, "--format", "npy", "--output", P("b.csv"));
         Assert.That(code, Is.EqualTo(0), err);
         var lines = File.ReadAllLines(P("b.csv"));
         Assert.That(lines[0], Is.EqualTo("class,p0,p1,p2,p3,p4"));
@@ -280,13 +274,13 @@ public class TorchInteropTests
         }
 
         var (reg, rdata) = TorchModel("20,8,elu,1", "reg.safetensors", 9, regression: true);
-        (code, _, err) = Cli("predict", "--model", P("reg.safetensors"), "--activation", "elu", "--data", rdata, "--format", "npy", "--output", P("r.npy"));
+        (code, _, err) = Run("predict", "--model", P("reg.safetensors"), "--activation", "elu", "--data", rdata, "--format", "npy", "--output", P("r.npy"));
         Assert.That(code, Is.EqualTo(2));
         Assert.That(err, Does.Contain("the model has one output, so the loss cannot be cross-entropy; name it"));
-        (code, _, err) = Cli("predict", "--model", P("reg.safetensors"), "--activation", "elu", "--loss", "mse", "--data", rdata, "--format", "npy", "--output", P("r.npy"));
+        (code, _, err) = Run("predict", "--model", P("reg.safetensors"), "--activation", "elu", "--loss", "mse", "--data", rdata, "--format", "npy", "--output", P("r.npy"));
         Assert.That(code, Is.EqualTo(0), err);
         AssertClose(ReadNpy(P("r.npy")), reg, 1e-5, "regression outputs vs torch");
-        (code, var text, err) = Cli("evaluate", "--model", P("reg.safetensors"), "--activation", "elu", "--loss", "mse", "--data", rdata, "--format", "npy");
+        (code, var text, err) = Run("evaluate", "--model", P("reg.safetensors"), "--activation", "elu", "--loss", "mse", "--data", rdata, "--format", "npy");
         Assert.That(code, Is.EqualTo(0), err);
         var targets = ReadNpy(Path.Combine(rdata, "test_y.npy"));
         double mse = Enumerable.Range(0, 60).Average(i => Math.Pow(reg[i] - targets[i], 2));
@@ -357,9 +351,9 @@ public class TorchInteropTests
         if (!File.Exists(Path.Combine(data, "t10k-images-idx3-ubyte.gz")) && !File.Exists(Path.Combine(data, "t10k-images-idx3-ubyte")))
             Assert.Ignore($"Fashion-MNIST is not installed in {data} (./build.sh Deps installs dataset-fashion-mnist).");
         string run = P("fmnist");
-        var (code, _, err) = Cli("train", "--layers", "48", "--epochs", "1", "--stop-after-steps", "120", "--threads", "2", "--normalize", "standardize", "--output", run);
+        var (code, _, err) = Run("train", "--layers", "48", "--epochs", "1", "--stop-after-steps", "120", "--threads", "2", "--normalize", "standardize", "--output", run);
         Assert.That(code, Is.EqualTo(0), err);
-        (code, _, err) = Cli("evaluate", "--model", Path.Combine(run, "model.safetensors"), "--output", P("fm.json"));
+        (code, _, err) = Run("evaluate", "--model", Path.Combine(run, "model.safetensors"), "--output", P("fm.json"));
         Assert.That(code, Is.EqualTo(0), err);
         string images = File.Exists(Path.Combine(data, "t10k-images-idx3-ubyte.gz")) ? "t10k-images-idx3-ubyte.gz" : "t10k-images-idx3-ubyte";
         string labelsFile = File.Exists(Path.Combine(data, "t10k-labels-idx1-ubyte.gz")) ? "t10k-labels-idx1-ubyte.gz" : "t10k-labels-idx1-ubyte";
