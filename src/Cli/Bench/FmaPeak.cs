@@ -101,3 +101,35 @@ public static class FmaPeak
         return Vector512.Sum(c0 + c1 + c2 + c3 + c4 + c5 + c6 + c7 + c8 + c9 + c10 + c11);
     }
 }
+
+/// <summary>
+/// The FMA peak of each thread count of a report, measured when made and again by <see cref="Remeasure"/>, the higher kept
+/// (a busy neighbour during one measurement would understate the peak and overstate "% peak"), keyed by the count as text.
+/// </summary>
+internal sealed class PeakTable
+{
+    private readonly WorkerPool _pool;
+
+    /// <summary>GFLOP/s by thread count ("1", "2", …), as the reports' JSON holds them.</summary>
+    public Dictionary<string, double> ByThreads { get; } = [];
+
+    public PeakTable(WorkerPool pool, IEnumerable<int> threadCounts)
+    {
+        _pool = pool;
+        foreach (int t in threadCounts) ByThreads[Key(t)] = FmaPeak.Measure(pool, t);
+    }
+
+    public double this[int threads] => ByThreads[Key(threads)];
+
+    /// <summary>Measures each count again, keeps the higher figure and rounds it to 0.1 GFLOP/s.</summary>
+    public void Remeasure()
+    {
+        foreach (var key in ByThreads.Keys.ToList())
+            ByThreads[key] = Math.Round(Math.Max(ByThreads[key], FmaPeak.Measure(_pool, int.Parse(key, System.Globalization.CultureInfo.InvariantCulture))), 1);
+    }
+
+    /// <summary><paramref name="gflops"/> as a percent of the peak of <paramref name="threads"/>, to 0.1.</summary>
+    public double Percent(double gflops, int threads) => Math.Round(100 * gflops / this[threads], 1);
+
+    private static string Key(int threads) => threads.ToString(System.Globalization.CultureInfo.InvariantCulture);
+}

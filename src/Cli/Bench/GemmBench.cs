@@ -73,8 +73,7 @@ internal static class GemmBench
         OpenBlas.EnsureAvailable();
         int maxThreads = threadCounts.Max();
         using var pool = new WorkerPool(maxThreads);
-        var peaks = new Dictionary<string, double>();
-        foreach (int t in threadCounts) peaks[t.ToString(CultureInfo.InvariantCulture)] = FmaPeak.Measure(pool, t);
+        var peaks = new PeakTable(pool, threadCounts);
         var rows = new List<GemmBenchRow>();
         try
         {
@@ -82,22 +81,15 @@ internal static class GemmBench
         }
         finally
         {
-            // A busy neighbour during the first measurement would understate the peak (and overstate
-            // "% peak"), so it is measured again at the end and the higher figure kept.
-            foreach (int t in threadCounts)
-            {
-                string key = t.ToString(CultureInfo.InvariantCulture);
-                peaks[key] = Math.Max(peaks[key], FmaPeak.Measure(pool, t));
-            }
+            peaks.Remeasure();
         }
-        foreach (var key in peaks.Keys.ToList()) peaks[key] = Math.Round(peaks[key], 1);
         for (int i = 0; i < rows.Count; i++)
-            rows[i] = rows[i] with { PctPeak = Math.Round(100 * rows[i].OursGflops / peaks[rows[i].Threads.ToString(CultureInfo.InvariantCulture)], 1) };
-        return new GemmBenchReport(CpuIsa.Supported.ToString(), OpenBlas.CoreName, peaks, rows);
+            rows[i] = rows[i] with { PctPeak = peaks.Percent(rows[i].OursGflops, rows[i].Threads) };
+        return new GemmBenchReport(CpuIsa.Supported.ToString(), OpenBlas.CoreName, peaks.ByThreads, rows);
     }
 
     private static unsafe void RunShapes(IReadOnlyList<GemmShape> shapes, IReadOnlyList<int> threadCounts, int rounds, double minSeconds,
-        TextWriter log, WorkerPool pool, Dictionary<string, double> peaks, List<GemmBenchRow> rows)
+        TextWriter log, WorkerPool pool, PeakTable peaks, List<GemmBenchRow> rows)
     {
         foreach (int threads in threadCounts)
         {
@@ -121,7 +113,7 @@ internal static class GemmBench
                     double og = flops / pr.MedianA / 1e9, bg = flops / pr.MedianB / 1e9;
                     var row = new GemmBenchRow(s.Name, s.M, s.N, s.K, $"{s.TransA}{s.TransB}", threads, Math.Round(og, 2), Math.Round(bg, 2),
                         Math.Round(pr.Ratio, 3), Math.Round(pr.RatioMin, 3), Math.Round(pr.RatioMax, 3),
-                        Math.Round(100 * og / peaks[threads.ToString(CultureInfo.InvariantCulture)], 1), rounds);
+                        peaks.Percent(og, threads), rounds);
                     rows.Add(row);
                     log.WriteLine($"  {row.Shape,-20} {row.Transposes} t={threads}: ours {row.OursGflops,7:F1}  openblas {row.OpenBlasGflops,7:F1}  ratio {row.Ratio:F3} [{row.RatioMin:F3}..{row.RatioMax:F3}]");
                 }

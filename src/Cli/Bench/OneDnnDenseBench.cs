@@ -78,8 +78,7 @@ internal static unsafe class OneDnnDenseBench
         OneDnn.EnsureAvailable();
         int maxThreads = threadCounts.Max();
         using var pool = new WorkerPool(maxThreads);
-        var peaks = new Dictionary<string, double>();
-        foreach (int t in threadCounts) peaks[Key(t)] = FmaPeak.Measure(pool, t);
+        var peaks = new PeakTable(pool, threadCounts);
         var rows = new List<OneDnnDenseRow>();
         int ompBefore = OneDnn.MaxThreads;
         nint engine = OneDnn.EngineCreate();
@@ -100,21 +99,15 @@ internal static unsafe class OneDnnDenseBench
             if (stream != 0) OneDnn.StreamDestroy(stream);
             OneDnn.EngineDestroy(engine);
             OneDnn.SetThreads(ompBefore);
-            // A busy neighbour during the first peak measurement would overstate "% peak": measured again, the higher kept.
-            foreach (int t in threadCounts) peaks[Key(t)] = Math.Round(Math.Max(peaks[Key(t)], FmaPeak.Measure(pool, t)), 1);
+            peaks.Remeasure();
         }
         for (int i = 0; i < rows.Count; i++)
-        {
-            double peak = peaks[Key(rows[i].Threads)];
-            rows[i] = rows[i] with { OursPctPeak = Math.Round(100 * rows[i].OursGflops / peak, 1), OneDnnPctPeak = Math.Round(100 * rows[i].OneDnnGflops / peak, 1) };
-        }
+            rows[i] = rows[i] with { OursPctPeak = peaks.Percent(rows[i].OursGflops, rows[i].Threads), OneDnnPctPeak = peaks.Percent(rows[i].OneDnnGflops, rows[i].Threads) };
         return new OneDnnDenseReport(CpuIsa.Supported.ToString(), OpenBlas.IsAvailable ? OpenBlas.CoreName : "not loaded",
             OneDnn.Version, OneDnn.EffectiveIsa, "OpenMP (libgomp)", "forward_training",
             Environment.GetEnvironmentVariable("OMP_WAIT_POLICY") ?? "unset",
-            Environment.GetEnvironmentVariable("GOMP_SPINCOUNT") ?? "unset", Measure.SettleMs, peaks, rows);
+            Environment.GetEnvironmentVariable("GOMP_SPINCOUNT") ?? "unset", Measure.SettleMs, peaks.ByThreads, rows);
     }
-
-    private static string Key(int threads) => threads.ToString(CultureInfo.InvariantCulture);
 
     private static void RunShape(CpuContext ctx, nint engine, nint stream, DenseShape s, int threads, int rounds, double minSeconds,
         List<OneDnnDenseRow> rows, TextWriter log)
