@@ -39,7 +39,8 @@ public unsafe class GemmBenchmarks
         OpenBlas.Threads = Threads;
     }
 
-    private static float* Alloc(int n, int seed)
+    /// <summary>n aligned floats, uniform in [-1, 1) from <paramref name="seed"/>; free with NativeMemory.AlignedFree.</summary>
+    internal static float* Alloc(int n, int seed)
     {
         var p = (float*)System.Runtime.InteropServices.NativeMemory.AlignedAlloc((nuint)n * 4, 64);
         var r = new Random(seed);

@@ -37,20 +37,12 @@ public unsafe class GemmPartsBenchmarks
         };
         _lda = _ta ? _m : _k;
         _ldb = _tb ? _k : _n;
-        _a = Alloc(_m * _k, 1);
-        _b = Alloc(_k * _n, 2);
-        _c = Alloc(_m * _n, 3);
+        _a = GemmBenchmarks.Alloc(_m * _k, 1);
+        _b = GemmBenchmarks.Alloc(_k * _n, 2);
+        _c = GemmBenchmarks.Alloc(_m * _n, 3);
         _packA = (float*)System.Runtime.InteropServices.NativeMemory.AlignedAlloc((nuint)MicroKernels.PackABytes, 64);
         _packB = (float*)System.Runtime.InteropServices.NativeMemory.AlignedAlloc((nuint)MicroKernels.PackBBytes, 64);
         _ctx = new CpuContext(1, Isa.Avx512);
-    }
-
-    private static float* Alloc(int n, int seed)
-    {
-        var p = (float*)System.Runtime.InteropServices.NativeMemory.AlignedAlloc((nuint)n * 4, 64);
-        var r = new Random(seed);
-        for (int i = 0; i < n; i++) p[i] = (float)(r.NextDouble() * 2 - 1);
-        return p;
     }
 
     [GlobalCleanup]
