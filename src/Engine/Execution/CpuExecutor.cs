@@ -32,7 +32,7 @@ internal sealed unsafe class CpuExecutor<T, TDense> : IExecutor<T>
         {
             _params = Allocate<T>(plan.ParameterBlock);
             _acts = Allocate<T>(plan.ActivationBlock);
-            _labels = Allocate<int>(plan.Options.MaxBatch);
+            _labels = Allocate<int>(plan.Rows);
             _nonFinite = Allocate<int>(1);
         }
         catch
@@ -51,7 +51,7 @@ internal sealed unsafe class CpuExecutor<T, TDense> : IExecutor<T>
 
     public string? DeviceDescription => null;
     public Span<T> Input => Span(_plan.Input);
-    public Span<int> Labels => new(_labels, _plan.Options.MaxBatch);
+    public Span<int> Labels => new(_labels, _plan.Rows);
     public Span<T> Targets => _plan.Targets.Exists ? Span(_plan.Targets) : default;
     public Span<T> Scratch => Span(_plan.GradA);
 
@@ -60,7 +60,7 @@ internal sealed unsafe class CpuExecutor<T, TDense> : IExecutor<T>
     private T* At(Slot s) => s.Exists ? _acts + s.Offset : null;
     private T* Param(Slot s) => _params + s.Offset;
 
-    public RunResult Run(IReadOnlyList<PlanOp> ops, int batch, long step)
+    public RunResult Run(IReadOnlyList<PlanOp> ops, int batch, long step, int rowOffset = 0, int gradientRows = 0)
     {
         double loss = double.NaN;
         ulong seed = _plan.Options.Seed;
@@ -73,11 +73,11 @@ internal sealed unsafe class CpuExecutor<T, TDense> : IExecutor<T>
                     TDense.Fwd(_ctx, f.Activation, batch, f.Src.Cols, f.Dst.Cols, At(f.Src), Param(f.Weight), Param(f.Bias), At(f.Dst), At(f.PreActivation));
                     break;
                 case DropoutFwdOp d:
-                    Dropout.Apply<T>(d.P, seed, (ulong)step, (uint)d.Layer, Rows(d.Src, batch), Rows(d.Dst, batch), _ctx.Isa);
+                    Dropout.Apply<T>(d.P, seed, (ulong)step, (uint)d.Layer, Rows(d.Src, batch), Rows(d.Dst, batch), _ctx.Isa, (long)rowOffset * d.Src.Cols);
                     break;
                 case LossOp l:
                     loss = Losses.ForwardBackward<T>(l.Loss, l.LabelSmoothing, l.HuberDelta, l.Output.Cols, Rows(l.Output, batch),
-                        new ReadOnlySpan<int>(_labels, batch), l.Targets.Exists ? Rows(l.Targets, batch) : default, Rows(l.DiffOutput, batch));
+                        new ReadOnlySpan<int>(_labels, batch), l.Targets.Exists ? Rows(l.Targets, batch) : default, Rows(l.DiffOutput, batch), gradientRows);
                     if (!double.IsFinite(loss) && ops[^1] is OptimizerUpdateOp) return new RunResult(loss, GradientsFinite: true);
                     break;
                 case OutputBwdOp o:
@@ -92,8 +92,11 @@ internal sealed unsafe class CpuExecutor<T, TDense> : IExecutor<T>
                     if (d.PrevDropout > 0)
                     {
                         var dx = Rows(d.DiffSrc, batch);
-                        Dropout.Apply<T>(d.PrevDropout, seed, (ulong)step, (uint)(d.Layer - 1), dx, dx, _ctx.Isa);
+                        Dropout.Apply<T>(d.PrevDropout, seed, (ulong)step, (uint)(d.Layer - 1), dx, dx, _ctx.Isa, (long)rowOffset * d.DiffSrc.Cols);
                     }
+                    break;
+                case AccumulateGradientsOp a:
+                    if (!Accumulate.AddInto(_ctx.Isa, _params + a.Into.Offset, _params + a.From.Offset, a.Into.Length)) *_nonFinite = 1;
                     break;
                 case OptimizerUpdateOp:
                     if (*_nonFinite != 0) return new RunResult(loss, GradientsFinite: false); // parameters and state stay

@@ -69,11 +69,11 @@ internal static class Executors
     {
         long need = cpu
             ? plan.BlockBytes(sizeof(T)) + plan.Options.Threads * PackBytes(plan.Options.Isa)
-            : plan.ParameterBlock * 4 + 2L * plan.Options.MaxBatch * (plan.Spec.InputWidth + plan.Spec.OutputWidth) * 4;
+            : plan.ParameterBlock * 4 + 2L * plan.Rows * (plan.Spec.InputWidth + plan.Spec.OutputWidth) * 4;
         long have = GC.GetGCMemoryInfo().TotalAvailableMemoryBytes;
         if (have > 0 && need > have)
             throw new InsufficientMemoryException(
                 $"the model needs {need / 1048576.0:N0} MiB of host memory ({plan.ParameterBlock:N0} parameter-block and {plan.ActivationBlock:N0} activation " +
-                $"elements at batch {plan.Options.MaxBatch}), but this machine offers {have / 1048576.0:N0} MiB: use narrower layers or a smaller batch.");
+                $"elements at batch {plan.Rows}), but this machine offers {have / 1048576.0:N0} MiB: use narrower layers or a smaller batch.");
     }
 }

@@ -18,21 +18,24 @@ internal interface IExecutor<T> : IDisposable where T : unmanaged, IFloatingPoin
     /// <summary>The device the executor runs on, for display (null: this CPU).</summary>
     string? DeviceDescription { get; }
 
-    /// <summary>Where a call stages its inputs [MaxBatch, input width] (host memory).</summary>
+    /// <summary>Where a call stages its inputs [Rows, input width] (host memory; Rows is the plan's micro-batch capacity).</summary>
     Span<T> Input { get; }
-    /// <summary>Where a call stages class labels [MaxBatch].</summary>
+    /// <summary>Where a call stages class labels [Rows].</summary>
     Span<int> Labels { get; }
-    /// <summary>Where a call stages regression targets [MaxBatch, outputs].</summary>
+    /// <summary>Where a call stages regression targets [Rows, outputs].</summary>
     Span<T> Targets { get; }
-    /// <summary>Host scratch of [MaxBatch, outputs] elements (the gradient a host-side loss writes and nobody reads).</summary>
+    /// <summary>Host scratch of [Rows, outputs] elements (the gradient a host-side loss writes and nobody reads).</summary>
     Span<T> Scratch { get; }
 
     /// <summary>
     /// Runs <paramref name="ops"/> (one of the plan's lists) on the first <paramref name="batch"/> staged rows, at optimizer step
     /// <paramref name="step"/> (1-based: the schedule position and the dropout masks). When the list updates the parameters
     /// and the loss or a gradient is not finite, the update does not happen: parameters and optimizer state stay.
+    /// A micro-batch of a larger batch passes the batch index of its first row (<paramref name="rowOffset"/>: dropout masks follow
+    /// the sample, not its place in the micro-batch) and the batch's size (<paramref name="gradientRows"/>: the loss gradient is a share
+    /// of the batch's mean); 0 and 0 for a whole batch.
     /// </summary>
-    RunResult Run(IReadOnlyList<PlanOp> ops, int batch, long step);
+    RunResult Run(IReadOnlyList<PlanOp> ops, int batch, long step, int rowOffset = 0, int gradientRows = 0);
 
     /// <summary>Rows [0, <paramref name="batch"/>) of an activation-block slot after a run, on the host.</summary>
     ReadOnlySpan<T> Activations(Slot slot, int batch);

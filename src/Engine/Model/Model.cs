@@ -2,11 +2,14 @@
 // Gradients, Loss, Predict, Evaluate, parameters and gradients by state_dict name). It validates what a
 // caller passes, stages it, counts optimizer steps, and keeps the one-caller rule: Step, Gradients,
 // Predict and Evaluate share the executor's buffers, so a concurrent second caller gets an
-// InvalidOperationException rather than wrong numbers. Model<T> computes in T (float trains; double runs
+// InvalidOperationException rather than wrong numbers. A step with gradient accumulation or across
+// processes (Plan.SplitsSteps) runs its micro-batches here, in order, sums their gradients (in the plan's
+// AccumulateGradients op, or through the GradientReducer across processes) and then updates once. Model<T> computes in T (float trains; double runs
 // the same plan and kernels for gradient checks); Model is Model<float>.
 using System.Numerics;
 using Backprop.Engine.Execution;
 using Backprop.Engine.Planning;
+using Backprop.Engine.Training;
 using Backprop.Kernels;
 using Backprop.Kernels.Cpu.Ops;
 using Backprop.Kernels.Cpu.Optim;
@@ -18,6 +21,7 @@ namespace Backprop.Engine;
 public partial class Model<T> : IDisposable where T : unmanaged, IFloatingPointIeee754<T>
 {
     private readonly IExecutor<T> _exec;
+    private readonly GradientReducer? _reducer;
     private readonly Dictionary<string, (Slot Value, Slot Grad)> _byName = [];
     private long _step;
     private int _busy, _lastBatch; // _busy is 1 while a call uses the executor's buffers
@@ -31,6 +35,8 @@ public partial class Model<T> : IDisposable where T : unmanaged, IFloatingPointI
     internal Model(ModelSpec spec, TrainingOptions options, IGpuDevice? device, bool keepPreActivations)
     {
         Plan = new Plan(spec, options, keepPreActivations);
+        if (options.Distributed is not null && typeof(T) != typeof(float))
+            throw new ArgumentException($"data-parallel training computes in float; this model computes in {typeof(T).Name}.", nameof(options));
         _exec = Executors.Create<T>(Plan, device);
         var list = new List<ParameterInfo>();
         for (int l = 0; l < spec.Layers.Count; l++)
@@ -49,9 +55,15 @@ public partial class Model<T> : IDisposable where T : unmanaged, IFloatingPointI
             for (int l = 0; l < spec.Layers.Count; l++)
                 Initializers.Initialize<T>(options.Init, options.Seed, (uint)l, spec.Width(l), spec.Layers[l].Units, View(block, Plan.Layers[l].Weight), View(block, Plan.Layers[l].Bias));
             Optimizer.InitState<T>(options.Optimizer, State(block, 0), State(block, 1), State(block, 2));
+            if (options.Distributed is { } d)
+            {
+                _reducer = new GradientReducer(d, Plan.ParameterSection, options.Isa ?? Kernels.Cpu.CpuIsa.Supported);
+                BroadcastHeld();
+            }
         }
         catch
         {
+            _reducer?.Dispose();
             _exec.Dispose();
             throw;
         }
@@ -120,18 +132,20 @@ public partial class Model<T> : IDisposable where T : unmanaged, IFloatingPointI
         Enter();
         try
         {
+            bool training = ReferenceEquals(ops, Plan.TrainingOps);
+            if (training && Plan.SplitsSteps) return SplitStep(x, labels, targets, classification);
             int batch;
             if (classification)
             {
                 if (Spec.Loss != LossKind.CrossEntropy) throw new InvalidOperationException($"this model's loss is {Spec.Loss}; pass target values, not labels.");
-                batch = CheckBatch(x, labels.Length);
+                batch = CheckBatch(x, labels.Length, training ? Options.MaxBatch : Plan.Rows);
                 Labels.Check(labels, Spec.OutputWidth);
                 labels.CopyTo(_exec.Labels);
             }
             else
             {
                 if (Spec.Loss == LossKind.CrossEntropy) throw new InvalidOperationException("this model's loss is cross-entropy; pass class labels, not target values.");
-                batch = CheckBatch(x, targets.Length / Math.Max(1, Spec.OutputWidth));
+                batch = CheckBatch(x, targets.Length / Math.Max(1, Spec.OutputWidth), training ? Options.MaxBatch : Plan.Rows);
                 if (targets.Length != batch * Spec.OutputWidth)
                     throw new ArgumentException($"targets has {targets.Length} values; batch {batch} x {Spec.OutputWidth} outputs needs {batch * Spec.OutputWidth}.", nameof(targets));
                 targets.CopyTo(_exec.Targets);
@@ -152,6 +166,89 @@ public partial class Model<T> : IDisposable where T : unmanaged, IFloatingPointI
         finally { Exit(); }
     }
 
+    // One optimizer step over the micro-batches of a split batch (accumulation, processes): round k runs micro-batch
+    // k·N + rank; their gradients are summed in micro-batch order (see Distributed.cs), then one update.
+    private unsafe double SplitStep(ReadOnlySpan<T> x, ReadOnlySpan<int> labels, ReadOnlySpan<T> targets, bool classification)
+    {
+        int outW = Spec.OutputWidth, inW = Spec.InputWidth;
+        int batch = classification ? labels.Length : targets.Length / Math.Max(1, outW);
+        if (classification && Spec.Loss != LossKind.CrossEntropy) throw new InvalidOperationException($"this model's loss is {Spec.Loss}; pass target values, not labels.");
+        if (!classification && Spec.Loss == LossKind.CrossEntropy) throw new InvalidOperationException("this model's loss is cross-entropy; pass class labels, not target values.");
+        CheckBatch(x, batch, Options.MaxBatch);
+        if (!classification && targets.Length != batch * outW)
+            throw new ArgumentException($"targets has {targets.Length} values; batch {batch} x {outW} outputs needs {batch * outW}.", nameof(targets));
+        int M = Plan.MicroBatches, N = _reducer?.Size ?? 1, rank = _reducer?.Rank ?? 0, K = Options.Accumulate;
+        if (batch < M)
+            throw new ArgumentException($"a batch of {batch} cannot be split into {M} micro-batches (accumulate {K} x {N} process(es)); pass at least {M} samples.", nameof(x));
+        if (classification) Labels.Check(labels, outW);
+        long t = _step + 1;
+        bool deterministic = _reducer is { Mode: ReductionMode.Deterministic };
+        double lossSum = 0;
+        bool finite = true;
+        for (int k = 0; k < K; k++)
+        {
+            var (start, count) = DistributedOptions.MicroBatch(batch, M, k * N + rank);
+            x.Slice(start * inW, count * inW).CopyTo(_exec.Input);
+            if (classification) labels.Slice(start, count).CopyTo(_exec.Labels);
+            else targets.Slice(start * outW, count * outW).CopyTo(_exec.Targets);
+            var ops = k == 0 || deterministic ? Plan.MicroFirstOps : Plan.MicroNextOps;
+            var (loss, ok) = _exec.Run(ops, count, t, start, batch);
+            lossSum += count * loss;
+            finite &= ok;
+            if (deterministic)
+                fixed (T* p = _exec.WriteParameters()) _reducer!.Fold((float*)p + Plan.ParameterSection, k);
+        }
+        bool stop = false;
+        if (_reducer is not null)
+        {
+            fixed (T* p = _exec.WriteParameters()) finite &= _reducer.Finish((float*)p + Plan.ParameterSection);
+            (lossSum, finite, stop) = _reducer.Combine(lossSum, finite, StopRequested);
+        }
+        _stopAgreed = stop;
+        _lastBatch = Plan.Rows;
+        _haveGradients = false;
+        double mean = lossSum / batch;
+        if (!double.IsFinite(mean)) throw new TrainingDivergedException(t, mean, CurrentLearningRate);
+        if (!finite) throw Diverged(t, mean);
+        _exec.Run(Plan.UpdateOps, 0, t);
+        _step = t;
+        return mean;
+    }
+
+    private bool _stopAgreed;
+
+    /// <summary>
+    /// Data-parallel training: set by the caller before a step when this process wants to stop (a signal); the step tells every
+    /// process, and <see cref="StopAgreed"/> is then true on all of them after that same step. Ignored by a lone process.
+    /// </summary>
+    public bool StopRequested { get; set; }
+
+    /// <summary>Whether any process asked to stop at the last step (<see cref="StopRequested"/>); for a lone process, <see cref="StopRequested"/> itself.</summary>
+    public bool StopAgreed => _reducer is null ? StopRequested : _stopAgreed;
+
+    /// <summary>This process's rank in a data-parallel job (0 alone).</summary>
+    public int Rank => _reducer?.Rank ?? 0;
+    /// <summary>Processes in the data-parallel job (1 alone).</summary>
+    public int WorldSize => _reducer?.Size ?? 1;
+
+    /// <summary>Data-parallel training: makes every process's parameters, optimizer state and step count rank 0's (after a load that may differ between machines).</summary>
+    public void SynchronizeParameters()
+    {
+        Enter();
+        try { BroadcastHeld(); }
+        finally { Exit(); }
+    }
+
+    private unsafe void BroadcastHeld()
+    {
+        if (_reducer is null) return;
+        var block = _exec.WriteParameters();
+        fixed (T* p = block) _reducer.Broadcast(p, (long)block.Length * sizeof(T));
+        long step = _step;
+        _reducer.Broadcast(&step, sizeof(long));
+        _step = step;
+    }
+
     // Names the first parameter whose gradient is not finite (the failure path only: it reads the whole gradient section).
     private TrainingDivergedException Diverged(long t, double loss)
     {
@@ -164,10 +261,10 @@ public partial class Model<T> : IDisposable where T : unmanaged, IFloatingPointI
         return new TrainingDivergedException(t, loss, CurrentLearningRate, "an unknown tensor", -1, double.NaN);
     }
 
-    private int CheckBatch(ReadOnlySpan<T> x, int batch)
+    private int CheckBatch(ReadOnlySpan<T> x, int batch, int limit)
     {
-        if (batch < 1 || batch > Options.MaxBatch)
-            throw new ArgumentException($"a batch must hold 1 to {Options.MaxBatch} samples (the compiled maximum); got {batch}.", nameof(x));
+        if (batch < 1 || batch > limit)
+            throw new ArgumentException($"a batch must hold 1 to {limit} samples (the compiled maximum{(limit < Options.MaxBatch ? $" of one micro-batch: a step's batch of {Options.MaxBatch} is split into {Plan.MicroBatches}" : "")}); got {batch}.", nameof(x));
         if (x.Length != batch * Spec.InputWidth)
             throw new ArgumentException($"x has {x.Length} values; {batch} samples x input width {Spec.InputWidth} needs {batch * Spec.InputWidth}.", nameof(x));
         return batch;
@@ -221,9 +318,9 @@ public partial class Model<T> : IDisposable where T : unmanaged, IFloatingPointI
             if (x.Length % inW != 0) throw new ArgumentException($"x has {x.Length} values, not a multiple of the input width {inW}.", nameof(x));
             int n = x.Length / inW;
             if (output.Length < n * outW) throw new ArgumentException($"output has {output.Length} values; {n} samples x {outW} outputs need {n * outW}.", nameof(output));
-            for (int start = 0; start < n; start += Options.MaxBatch)
+            for (int start = 0; start < n; start += Plan.Rows)
             {
-                int batch = Math.Min(Options.MaxBatch, n - start);
+                int batch = Math.Min(Plan.Rows, n - start);
                 Infer(x, start, batch).CopyTo(output.Slice(start * outW, batch * outW));
             }
         }
@@ -263,15 +360,22 @@ public partial class Model<T> : IDisposable where T : unmanaged, IFloatingPointI
         finally { Exit(); }
     }
 
-    // The mean loss over x in chunks of MaxBatch without dropout; with a confusion matrix, each prediction (the first
-    // largest output) is counted in the row of its label.
+    // The mean loss over x in chunks of Rows without dropout; with a confusion matrix, each prediction (the first
+    // largest output) is counted in the row of its label. Across processes each takes a contiguous share of the samples
+    // and the sums and counts are combined in rank order.
     private double MeanLoss(ReadOnlySpan<T> x, ReadOnlySpan<int> labels, ReadOnlySpan<T> targets, long[,]? confusion)
     {
         int n = x.Length / Spec.InputWidth, outW = Spec.OutputWidth;
         double sum = 0;
-        for (int start = 0; start < n; start += Options.MaxBatch)
+        int lo = 0, hi = n;
+        if (_reducer is not null)
         {
-            int batch = Math.Min(Options.MaxBatch, n - start);
+            lo = (int)((long)n * _reducer.Rank / _reducer.Size);
+            hi = (int)((long)n * (_reducer.Rank + 1) / _reducer.Size);
+        }
+        for (int start = lo; start < hi; start += Plan.Rows)
+        {
+            int batch = Math.Min(Plan.Rows, hi - start);
             var o = Infer(x, start, batch);
             var lab = labels.IsEmpty ? labels : labels.Slice(start, batch);
             sum += batch * Losses.ForwardBackward(Spec, o, lab, targets.IsEmpty ? targets : targets.Slice(start * outW, batch * outW), _exec.Scratch);
@@ -281,6 +385,16 @@ public partial class Model<T> : IDisposable where T : unmanaged, IFloatingPointI
                 for (int c = 1; c < outW; c++) if (o[r * outW + c] > o[r * outW + best]) best = c;
                 confusion[lab[r], best]++;
             }
+        }
+        if (_reducer is not null)
+        {
+            int C = confusion?.GetLength(0) ?? 0;
+            var v = new double[1 + C * C];
+            v[0] = sum;
+            for (int i = 0; i < C * C; i++) v[1 + i] = confusion![i / C, i % C];
+            _reducer.SumInRankOrder(v);
+            sum = v[0];
+            for (int i = 0; i < C * C; i++) confusion![i / C, i % C] = (long)v[1 + i];
         }
         return n == 0 ? 0 : sum / n;
     }
@@ -293,6 +407,7 @@ public partial class Model<T> : IDisposable where T : unmanaged, IFloatingPointI
         if (Interlocked.Exchange(ref _busy, 1) != 0)
             throw new InvalidOperationException("This model is in use by another thread: dispose it after that call returns.");
         _disposed = true;
+        _reducer?.Dispose();
         _exec.Dispose();
         GC.SuppressFinalize(this);
     }

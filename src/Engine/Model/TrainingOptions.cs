@@ -30,8 +30,20 @@ public sealed record TrainingOptions
     public OptimizerSettings Optimizer { get; init; } = new Adam();
     /// <summary>Learning-rate schedule, stepped once per optimizer step.</summary>
     public LrSchedule Schedule { get; init; } = new();
-    /// <summary>Largest batch a step takes (buffers are sized for it; smaller batches need no new plan).</summary>
+    /// <summary>
+    /// Largest batch a step takes: the global batch of one optimizer step, however it is split into micro-batches
+    /// (<see cref="Accumulate"/>) and across processes (<see cref="Distributed"/>). Smaller batches need no new plan.
+    /// </summary>
     public int MaxBatch { get; init; } = 128;
+    /// <summary>
+    /// Gradient accumulation: each step splits its batch into this many micro-batches per process, runs forward and backward on
+    /// each, sums their gradients in micro-batch order and then updates once; the result is the step of the whole batch (the same
+    /// mean), in the activation memory of one micro-batch. 1: no split.
+    /// </summary>
+    public int Accumulate { get; init; } = 1;
+    /// <summary>Data-parallel training across processes (null: this process alone). A property of the launch, not of the run: checkpoints do not store it.</summary>
+    [System.Text.Json.Serialization.JsonIgnore]
+    public DistributedOptions? Distributed { get; init; }
     /// <summary>Seed of initialization, dropout and shuffling.</summary>
     public ulong Seed { get; init; } = 1;
     /// <summary>Threads for the kernels.</summary>
@@ -60,6 +72,13 @@ public sealed record TrainingOptions
         if (!(LabelSmoothing >= 0 && LabelSmoothing <= 1)) throw new ArgumentOutOfRangeException(nameof(LabelSmoothing), LabelSmoothing, $"label smoothing must be in [0, 1]; got {LabelSmoothing}.");
         if (!(HuberDelta > 0) || !double.IsFinite(HuberDelta)) throw new ArgumentOutOfRangeException(nameof(HuberDelta), HuberDelta, $"Huber delta must be a finite positive number; got {HuberDelta}.");
         if (MaxBatch < 1) throw new ArgumentOutOfRangeException(nameof(MaxBatch), MaxBatch, $"batch size must be at least 1; got {MaxBatch}.");
+        if (Accumulate < 1 || Accumulate > 65536) throw new ArgumentOutOfRangeException(nameof(Accumulate), Accumulate, $"accumulate must be in [1, 65536] micro-batches; got {Accumulate}.");
+        int world = Distributed?.Collectives.Size ?? 1;
+        if ((long)Accumulate * world > MaxBatch)
+            throw new ArgumentOutOfRangeException(nameof(Accumulate), Accumulate, $"a batch of {MaxBatch} cannot be split into {(long)Accumulate * world} micro-batches " +
+                $"(accumulate {Accumulate} x {world} process(es)); expected at most {MaxBatch} in all.");
+        if (Backend == Backend.Cuda && (Accumulate > 1 || world > 1))
+            throw new ArgumentException($"gradient accumulation and data-parallel training run on the CPU backends (cpu, blas); the cuda backend has neither yet (accumulate {Accumulate}, {world} process(es)).");
         if (Threads < 1 || Threads > 1024) throw new ArgumentOutOfRangeException(nameof(Threads), Threads, $"threads must be in [1, 1024]; got {Threads}.");
         ArgumentNullException.ThrowIfNull(Optimizer);
         ArgumentNullException.ThrowIfNull(Schedule);

@@ -5,9 +5,12 @@
 // here and nowhere else: executors run the ops as they come.
 //
 // Parameter block (64-byte aligned, each tensor starts on a 16-element boundary, gaps are zero):
-//   [ params: W0 b0 W1 b1 … | grads: same layout | state slot 0: same layout | slot 1 | slot 2 ]
-// so the optimizer updates the whole block in one pass (params, grads and state share offsets).
-// Activation block, sized for MaxBatch:
+//   [ params: W0 b0 W1 b1 … | grads: same layout | state slot 0: same layout | slot 1 | slot 2 | micro grads ]
+// so the optimizer updates the whole block in one pass (params, grads and state share offsets). With
+// gradient accumulation a last section receives each later micro-batch's gradients, added into the
+// grads section in micro-batch order; across N processes each section is a multiple of 16·N elements,
+// so it splits into N equal, aligned chunks for the exchange.
+// Activation block, sized for one micro-batch (MaxBatch / (Accumulate · processes), rounded up):
 //   x [B, in0]; per layer l: h_l [B, units] (activation output), z_l (pre-activation, only when f'
 //   needs it), a_l (dropout output, only with dropout); two gradient slots [B, max width] used in
 //   turn by backward (d(z_l) and d(z_{l−1}) never need to live longer than one layer); targets.
@@ -48,8 +51,22 @@ public sealed class Plan
     public long ParameterCount { get; }
     /// <summary>Optimizer state slots.</summary>
     public int StateSlots { get; }
-    /// <summary>Elements of the parameter block: (2 + StateSlots) sections.</summary>
-    public long ParameterBlock => ParameterSection * (2 + StateSlots);
+    /// <summary>Elements of the parameter block: (2 + StateSlots) sections, one more with gradient accumulation.</summary>
+    public long ParameterBlock => ParameterSection * (2 + StateSlots + (MicroGradients ? 1 : 0));
+    /// <summary>Whether the block has a section for later micro-batches' gradients (gradient accumulation).</summary>
+    public bool MicroGradients { get; }
+    /// <summary>Rows of the activation block: the largest micro-batch (MaxBatch without accumulation or processes).</summary>
+    public int Rows { get; }
+    /// <summary>Micro-batches per step over all processes (Accumulate × processes).</summary>
+    public int MicroBatches { get; }
+    /// <summary>Whether a step splits its batch (accumulation or several processes).</summary>
+    public bool SplitsSteps => MicroBatches > 1;
+    /// <summary>A micro-batch's forward, loss and backward, its gradients into the grads section (the first of a step).</summary>
+    public IReadOnlyList<PlanOp> MicroFirstOps { get; }
+    /// <summary>A later micro-batch: forward, loss, backward into the micro section, then added into the grads section (empty without accumulation).</summary>
+    public IReadOnlyList<PlanOp> MicroNextOps { get; }
+    /// <summary>The optimizer pass alone, over the summed gradients.</summary>
+    public IReadOnlyList<PlanOp> UpdateOps { get; }
     /// <summary>Input slot [MaxBatch, input width] in the activation block.</summary>
     public Slot Input { get; }
     /// <summary>The network output in inference (the last layer's activation output).</summary>
@@ -94,7 +111,11 @@ public sealed class Plan
         Options = options;
         KeepsPreActivations = keepPreActivations;
         int L = spec.Layers.Count;
-        int B = options.MaxBatch;
+        int world = options.Distributed?.Collectives.Size ?? 1;
+        MicroBatches = options.Accumulate * world;
+        int B = Rows = (options.MaxBatch + MicroBatches - 1) / MicroBatches;
+        // Across processes in deterministic mode every micro-batch's gradients go to the exchange, not to a local sum.
+        MicroGradients = options.Accumulate > 1 && (world == 1 || options.Distributed!.Mode == Training.ReductionMode.Fast);
         if (spec.Loss == LossKind.CrossEntropy && spec.Layers[^1].Activation.Kind != ActivationKind.Identity)
             throw new ArgumentException($"layer {L - 1} (Dense {spec.Layers[^1].Units}): cross-entropy takes logits, so the last layer's activation must be identity; got {spec.Layers[^1].Activation}.");
         if (spec.Layers[^1].Dropout > 0)
@@ -115,7 +136,8 @@ public sealed class Plan
             b[l] = Param(1, spec.Layers[l].Units);
             ParameterCount += w[l].Length + b[l].Length;
         }
-        ParameterSection = p;
+        long chunk = (long)Align * world;
+        ParameterSection = (p + chunk - 1) / chunk * chunk;
         StateSlots = options.Optimizer.StateSlots;
         if (ParameterBlock > int.MaxValue)
             throw new ArgumentException($"the model {Describe(spec)} has {ParameterCount:N0} parameters; with gradients and {StateSlots} optimizer state slot(s) that is " +
@@ -138,7 +160,7 @@ public sealed class Plan
             var outSlot = Act(s.Units);
             var pre = s.Activation.GradFromOutput && !keepPreActivations ? Slot.None : Act(s.Units);
             var drop = s.Dropout > 0 ? Act(s.Units) : Slot.None;
-            layers[l] = new LayerSlots(w[l], b[l], w[l] with { Offset = w[l].Offset + p }, b[l] with { Offset = b[l].Offset + p }, outSlot, pre, drop);
+            layers[l] = new LayerSlots(w[l], b[l], w[l] with { Offset = w[l].Offset + ParameterSection }, b[l] with { Offset = b[l].Offset + ParameterSection }, outSlot, pre, drop);
         }
         GradA = Act(maxWidth);
         GradB = Act(maxWidth);
@@ -154,6 +176,13 @@ public sealed class Plan
         InferenceOps = Array.AsReadOnly(Forward(training: false).ToArray());
         LossOps = Array.AsReadOnly(loss);
         TrainingOps = Array.AsReadOnly<PlanOp>([.. loss, .. Backward(inputGradient: false), new OptimizerUpdateOp()]);
+        MicroFirstOps = Array.AsReadOnly<PlanOp>([.. loss, .. Backward(inputGradient: false)]);
+        long micro = (2 + StateSlots) * ParameterSection;
+        MicroNextOps = Array.AsReadOnly<PlanOp>(MicroGradients
+            ? [.. loss, .. Backward(inputGradient: false, gradientShift: micro - ParameterSection),
+                new AccumulateGradientsOp(new Slot(micro, ParameterSection, 1, 0), new Slot(ParameterSection, ParameterSection, 1, 0))]
+            : []);
+        UpdateOps = Array.AsReadOnly<PlanOp>([new OptimizerUpdateOp()]);
         GradientOps = Array.AsReadOnly<PlanOp>([.. loss, .. Backward(inputGradient: true)]);
     }
 
@@ -181,7 +210,8 @@ public sealed class Plan
         new(Spec.Loss, Spec.LabelSmoothing, Spec.HuberDelta, Layers[^1].Next, Targets, Width(GradA, Spec.OutputWidth));
 
     // Backward: the two gradient slots alternate after each BwdData; layer 0 computes d(x) only when asked.
-    private IEnumerable<PlanOp> Backward(bool inputGradient)
+    // gradientShift moves the weight and bias gradients to another section (a later micro-batch's).
+    private IEnumerable<PlanOp> Backward(bool inputGradient, long gradientShift = 0)
     {
         int L = Layers.Count;
         Slot grad = GradA, other = GradB;
@@ -190,7 +220,8 @@ public sealed class Plan
         {
             var slots = Layers[l];
             var dz = Width(grad, Spec.Layers[l].Units);
-            yield return new DenseBwdWeightsOp(l, dz, LayerInput(l, training: true), slots.WeightGrad, slots.BiasGrad);
+            yield return new DenseBwdWeightsOp(l, dz, LayerInput(l, training: true), slots.WeightGrad with { Offset = slots.WeightGrad.Offset + gradientShift },
+                slots.BiasGrad with { Offset = slots.BiasGrad.Offset + gradientShift });
             if (l == 0 && !inputGradient) break;
             var dst = Width(other, Spec.Width(l));
             if (l == 0)
@@ -210,13 +241,14 @@ public sealed class Plan
     private static string Describe(ModelSpec spec) => $"{spec.InputWidth}-{string.Join("-", spec.Layers.Select(l => l.Units))}";
 
     /// <summary>Bytes the blocks of this plan take in elements of <paramref name="elementSize"/> bytes (what an executor allocates for them).</summary>
-    public long BlockBytes(int elementSize) => (ParameterBlock + Math.Max(1, ActivationBlock)) * elementSize + Options.MaxBatch * sizeof(int);
+    public long BlockBytes(int elementSize) => (ParameterBlock + Math.Max(1, ActivationBlock)) * elementSize + Rows * sizeof(int);
 
     /// <summary>A readable listing: blocks, slots and ops.</summary>
     public override string ToString()
     {
         var sb = new System.Text.StringBuilder();
-        sb.AppendLine($"parameter block: {ParameterBlock} elements ({ParameterCount} parameters, {StateSlots} optimizer state slot(s)); activation block: {ActivationBlock} elements for batch {Options.MaxBatch}");
+        sb.AppendLine($"parameter block: {ParameterBlock} elements ({ParameterCount} parameters, {StateSlots} optimizer state slot(s){(MicroGradients ? ", micro-batch gradients" : "")}); " +
+            $"activation block: {ActivationBlock} elements for {(SplitsSteps ? $"micro-batches of up to {Rows} (batch {Options.MaxBatch} in {MicroBatches})" : $"batch {Options.MaxBatch}")}");
         for (int l = 0; l < Layers.Count; l++)
         {
             var s = Layers[l];

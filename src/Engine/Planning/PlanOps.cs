@@ -2,7 +2,7 @@
 // already resolved (which tensor backward saved, which of the two gradient slots a layer's incoming and
 // outgoing gradients use, where the dropout mask applies). An executor is a flat loop from op to kernel
 // with no layout rules of its own; a new op kind is one new record here, one case in each executor.
-// Slots of the activation block are [MaxBatch, Cols]; an executor runs them on the batch's first rows.
+// Slots of the activation block are [Rows, Cols]; an executor runs them on the (micro-)batch's first rows.
 using Backprop.Kernels;
 
 namespace Backprop.Engine.Planning;
@@ -68,4 +68,11 @@ public sealed record OptimizerUpdateOp() : PlanOp(-1)
 {
     /// <inheritdoc />
     public override string Kind => "OptimizerUpdate";
+}
+
+/// <summary>Into += From over a whole parameter section (a later micro-batch's gradients added to the sum so far), flagging a non-finite sum.</summary>
+public sealed record AccumulateGradientsOp(Slot From, Slot Into) : PlanOp(-1)
+{
+    /// <inheritdoc />
+    public override string Kind => "AccumulateGradients";
 }

@@ -113,6 +113,8 @@ public sealed class Trainer(Model model)
                     if (classification) batchL[r] = fitSet.Labels![src];
                     else Array.Copy(fitSet.Targets!, (long)src * outW, batchT, (long)r * outW, outW);
                 }
+                // Across processes a stop is agreed inside the step, so every process stops after the same one.
+                Model.StopRequested = options.Cancellation.IsCancellationRequested;
                 double loss = classification
                     ? Model.Step(batchX.AsSpan(0, b * width), batchL.AsSpan(0, b))
                     : Model.Step(batchX.AsSpan(0, b * width), batchT.AsSpan(0, b * outW));
@@ -121,7 +123,8 @@ public sealed class Trainer(Model model)
                 options.OnBatch?.Invoke(epoch, bi + 1, batches);
                 var next = bi + 1 < batches ? new TrainingPosition(epoch, bi + 1) : new TrainingPosition(epoch + 1, 0);
                 stepLimit = options.StopAfterSteps > 0 && Model.StepCount >= options.StopAfterSteps;
-                interrupted = options.Cancellation.IsCancellationRequested;
+                if (Model.WorldSize == 1) Model.StopRequested = options.Cancellation.IsCancellationRequested;
+                interrupted = Model.StopAgreed;
                 if (options.OnCheckpoint is not null && (stepLimit || interrupted || options.CheckpointEvery > 0 && Model.StepCount % options.CheckpointEvery == 0))
                     options.OnCheckpoint(next);
                 if (stepLimit || interrupted) break;

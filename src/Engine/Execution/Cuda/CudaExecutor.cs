@@ -44,7 +44,7 @@ internal sealed unsafe class CudaExecutor : IExecutor<float>
         _ownsDevice = ownsDevice;
         _useGraph = useGraph;
         var spec = plan.Spec;
-        int B = plan.Options.MaxBatch, outW = spec.OutputWidth;
+        int B = plan.Rows, outW = spec.OutputWidth;
         long off = 0;
         long Take(long bytes) { long o = off; off += (bytes + 255) / 256 * 256; return o; }
         long pOff = Take(plan.ParameterBlock * 4), aOff = Take(Math.Max(1, plan.ActivationBlock) * 4), lOff = Take(B * 4L),
@@ -86,10 +86,10 @@ internal sealed unsafe class CudaExecutor : IExecutor<float>
 
     public string? DeviceDescription => _gpu.Description;
     public long ArenaBytes { get; }
-    public Span<float> Input => new(_input, _plan.Options.MaxBatch * _plan.Spec.InputWidth);
-    public Span<int> Labels => new(_labelStage, _plan.Options.MaxBatch);
-    public Span<float> Targets => new(_targets, _plan.Options.MaxBatch * _plan.Spec.OutputWidth);
-    public Span<float> Scratch => new(_scratch, _plan.Options.MaxBatch * _plan.Spec.OutputWidth);
+    public Span<float> Input => new(_input, _plan.Rows * _plan.Spec.InputWidth);
+    public Span<int> Labels => new(_labelStage, _plan.Rows);
+    public Span<float> Targets => new(_targets, _plan.Rows * _plan.Spec.OutputWidth);
+    public Span<float> Scratch => new(_scratch, _plan.Rows * _plan.Spec.OutputWidth);
 
     private ulong Act(Slot slot) => _acts + (ulong)(slot.Offset * 4);
     private ulong Par(Slot slot) => _params + (ulong)(slot.Offset * 4);
@@ -125,8 +125,10 @@ internal sealed unsafe class CudaExecutor : IExecutor<float>
 
     // ---- running ----
 
-    public RunResult Run(IReadOnlyList<PlanOp> ops, int batch, long step)
+    public RunResult Run(IReadOnlyList<PlanOp> ops, int batch, long step, int rowOffset = 0, int gradientRows = 0)
     {
+        if (rowOffset != 0 || gradientRows != 0 && gradientRows != batch)
+            throw new NotSupportedException($"the cuda backend runs whole batches; got a micro-batch at row {rowOffset} of a batch of {gradientRows}.");
         Upload();
         *_constants = ConstantsFor(_plan.Options, step);
         if (!_programs.TryGetValue((ops, batch), out var program)) _programs[(ops, batch)] = program = Lower(ops, batch);

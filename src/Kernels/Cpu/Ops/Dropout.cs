@@ -2,6 +2,9 @@
 //   keep(e) = Philox(key = seed, counter = (e/4, layer, step)) word e%4 >= round(p · 2^32)
 //   Fwd: y = keep ? x / (1 − p) : 0        Bwd: dx = keep ? dy / (1 − p) : 0
 // The same (seed, step, layer) regenerates the mask in backward, on any thread split. p = 0 copies.
+// e is the element's index in the whole batch: a micro-batch that starts at element offset o (its first
+// row times the width) applies the mask of elements o, o + 1, …, so a sample gets the same mask however
+// a batch is split into micro-batches or across processes.
 // float on AVX2 runs eight Philox groups per iteration (same words, so the same mask as scalar).
 using System.Numerics;
 using System.Runtime.CompilerServices;
@@ -17,14 +20,25 @@ public static class Dropout
     public static uint Threshold(double p) => p >= 1 ? uint.MaxValue : (uint)Math.Round(p * 4294967296.0);
 
     /// <summary>Applies the mask: y = keep ? x/(1−p) : 0 (forward; backward is the same map on dy), on the vector path up to <paramref name="isa"/>.</summary>
-    public static unsafe void Apply<T>(double p, ulong seed, ulong step, uint layer, ReadOnlySpan<T> x, Span<T> y, Isa isa = Isa.Avx512)
+    /// <remarks><paramref name="elementOffset"/> is the batch index of x[0] (a micro-batch's first row times the width): x[i] gets element offset + i's mask.</remarks>
+    public static unsafe void Apply<T>(double p, ulong seed, ulong step, uint layer, ReadOnlySpan<T> x, Span<T> y, Isa isa = Isa.Avx512, long elementOffset = 0)
         where T : unmanaged, IFloatingPointIeee754<T>
     {
         if (!(p >= 0 && p < 1)) throw new ArgumentOutOfRangeException(nameof(p), p, $"dropout probability must be in [0, 1); got {p}.");
         if (y.Length < x.Length) throw new ArgumentException($"y has {y.Length} elements; x has {x.Length}.", nameof(y));
+        if (elementOffset < 0 || elementOffset + x.Length > 4L * uint.MaxValue)
+            throw new ArgumentOutOfRangeException(nameof(elementOffset), elementOffset, $"the element offset must be in [0, {4L * uint.MaxValue - x.Length}] for {x.Length} elements; got {elementOffset}.");
         if (p == 0)
         {
             x.CopyTo(y);
+            return;
+        }
+        if (elementOffset % 4 != 0)
+        {
+            // Philox groups do not line up with x: one word per element (rare: a micro-batch of odd rows of an odd width).
+            uint th = Threshold(p);
+            T scale = T.CreateTruncating(1.0 / (1.0 - p));
+            for (int i = 0; i < x.Length; i++) y[i] = Philox.Word(seed, layer, step, elementOffset + i) >= th ? x[i] * scale : T.Zero;
             return;
         }
         fixed (T* px = x) fixed (T* py = y)
@@ -33,6 +47,7 @@ public static class Dropout
             {
                 Threshold = Threshold(p), Scale = T.CreateTruncating(1.0 / (1.0 - p)), ScaleF = (float)(1.0 / (1.0 - p)),
                 K0 = (uint)seed, K1 = (uint)(seed >> 32), S0 = (uint)step, S1 = (uint)(step >> 32), Layer = layer, X = px, Y = py,
+                GroupBase = (uint)(elementOffset >> 2),
             };
             VectorLadder.Run<T, MaskKernel<T>>(isa, ref k, x.Length);
         }
@@ -43,7 +58,7 @@ public static class Dropout
     // at a time, from the same words.
     private unsafe struct MaskKernel<T> : IVectorKernel<T> where T : unmanaged, IFloatingPointIeee754<T>
     {
-        public uint Threshold, K0, K1, S0, S1, Layer;
+        public uint Threshold, K0, K1, S0, S1, Layer, GroupBase;
         public T Scale;
         public float ScaleF;
         public T* X, Y;
@@ -57,17 +72,17 @@ public static class Dropout
         // One Philox group: the four words of group i / 4 for elements i .. i + 3 (i is a multiple of 4 here).
         public readonly void Step128(nint i)
         {
-            var (a, b, c, d) = Philox.Generate((uint)(i >> 2), Layer, S0, S1, K0, K1);
+            var (a, b, c, d) = Philox.Generate((uint)(i >> 2) + GroupBase, Layer, S0, S1, K0, K1);
             Y[i] = a >= Threshold ? X[i] * Scale : T.Zero;
             Y[i + 1] = b >= Threshold ? X[i + 1] * Scale : T.Zero;
             Y[i + 2] = c >= Threshold ? X[i + 2] * Scale : T.Zero;
             Y[i + 3] = d >= Threshold ? X[i + 3] * Scale : T.Zero;
         }
-        public readonly void Step256(nint i) => Groups8((int)i, Threshold, ScaleF, K0, K1, S0, S1, Layer, (float*)X, (float*)Y);
+        public readonly void Step256(nint i) => Groups8((int)i, GroupBase, Threshold, ScaleF, K0, K1, S0, S1, Layer, (float*)X, (float*)Y);
 
         public readonly void Step1(nint i)
         {
-            var (a, b, c, d) = Philox.Generate((uint)(i >> 2), Layer, S0, S1, K0, K1);
+            var (a, b, c, d) = Philox.Generate((uint)(i >> 2) + GroupBase, Layer, S0, S1, K0, K1);
             uint w = (i & 3) switch { 0 => a, 1 => b, 2 => c, _ => d };
             Y[i] = w >= Threshold ? X[i] * Scale : T.Zero;
         }
@@ -77,14 +92,14 @@ public static class Dropout
     // (hi, lo) of the 32x32-bit products: vpmulld gives lo; vpmuludq on the even lanes and on the odd
     // lanes shifted down gives hi. The four output words of eight groups are then transposed so that
     // element 4q + j lines up with word j of group q.
-    private static unsafe void Groups8(int e0, uint th, float scale, uint k0, uint k1, uint s0, uint s1, uint layer, float* x, float* y)
+    private static unsafe void Groups8(int e0, uint groupBase, uint th, float scale, uint k0, uint k1, uint s0, uint s1, uint layer, float* x, float* y)
     {
         var m0 = Vector256.Create(0xD2511F53u);
         var m1 = Vector256.Create(0xCD9E8D57u);
         var lane = Vector256.Create(0u, 1, 2, 3, 4, 5, 6, 7);
         var vth = Vector256.Create(th);
         var vscale = Vector256.Create(scale);
-        var c0 = Vector256.Create((uint)(e0 >> 2)) + lane;
+        var c0 = Vector256.Create((uint)(e0 >> 2) + groupBase) + lane;
         var c1 = Vector256.Create(layer);
         var c2 = Vector256.Create(s0);
         var c3 = Vector256.Create(s1);

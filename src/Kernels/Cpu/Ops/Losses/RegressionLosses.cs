@@ -25,17 +25,22 @@ public enum RegressionLossKind
 /// <summary>MSE, L1, Huber and binary cross-entropy with logits.</summary>
 public static class RegressionLosses
 {
-    /// <summary>Returns the mean loss and writes d(loss)/d(input) into <paramref name="grad"/>.</summary>
-    public static double ForwardBackward<T>(RegressionLossKind kind, ReadOnlySpan<T> input, ReadOnlySpan<T> target, Span<T> grad, double delta = 1.0)
+    /// <summary>
+    /// Returns the mean loss and writes d(loss)/d(input) into <paramref name="grad"/>, divided by <paramref name="gradientElements"/>
+    /// (0: the input's length; a micro-batch of a larger batch passes the whole batch's element count).
+    /// </summary>
+    public static double ForwardBackward<T>(RegressionLossKind kind, ReadOnlySpan<T> input, ReadOnlySpan<T> target, Span<T> grad, double delta = 1.0, long gradientElements = 0)
         where T : unmanaged, IFloatingPointIeee754<T>
     {
         int n = input.Length;
+        if (gradientElements != 0 && gradientElements < n)
+            throw new ArgumentOutOfRangeException(nameof(gradientElements), gradientElements, $"the gradient's element count must be 0 (the input's) or at least the input's {n}; got {gradientElements}.");
         if (target.Length != n) throw new ArgumentException($"target has {target.Length} elements; input has {n}.", nameof(target));
         if (grad.Length < n) throw new ArgumentException($"grad has {grad.Length} elements; input has {n}.", nameof(grad));
         if (kind == RegressionLossKind.Huber && !(delta > 0))
             throw new ArgumentOutOfRangeException(nameof(delta), delta, $"Huber delta must be positive; got {delta}.");
         if (n == 0) return 0;
-        T invN = T.One / T.CreateTruncating(n);
+        T invN = T.One / T.CreateTruncating(gradientElements == 0 ? n : gradientElements);
         T d0 = T.CreateTruncating(delta);
         T two = T.CreateTruncating(2), half = T.CreateTruncating(0.5);
         double total = 0;

@@ -2,7 +2,9 @@
 //   p = softmax(x) computed as x - lse with lse = m + log Σ_c e^(x_c - m), m = max_c x_c
 //   (stable for logits of ±1e4), q = (1 - ε)·onehot(label) + ε/C (label smoothing ε),
 //   loss = (1/B) Σ_rows −Σ_c q_c log p_c,   d(logits) = (p − q) / B.
-// logits [B, C] row-major, labels [B]; grad may alias logits (written in place).
+// logits [B, C] row-major, labels [B]; grad may alias logits (written in place). A micro-batch of a
+// larger batch of N samples divides its gradient by N instead (gradientRows = N), so the gradients of the
+// micro-batches sum to the gradient of the whole batch; the loss returned is still its own rows' mean.
 using System.Numerics;
 
 namespace Backprop.Kernels.Cpu.Ops;
@@ -10,11 +12,13 @@ namespace Backprop.Kernels.Cpu.Ops;
 /// <summary>Softmax cross-entropy with integer labels (PyTorch's F.cross_entropy, mean reduction).</summary>
 public static class SoftmaxCrossEntropy
 {
-    /// <summary>Returns the mean loss and writes d(loss)/d(logits) into <paramref name="grad"/>.</summary>
-    public static double ForwardBackward<T>(ReadOnlySpan<T> logits, ReadOnlySpan<int> labels, int classes, Span<T> grad, double labelSmoothing = 0)
+    /// <summary>Returns the mean loss and writes d(loss)/d(logits) into <paramref name="grad"/>, divided by <paramref name="gradientRows"/> (0: the batch).</summary>
+    public static double ForwardBackward<T>(ReadOnlySpan<T> logits, ReadOnlySpan<int> labels, int classes, Span<T> grad, double labelSmoothing = 0, int gradientRows = 0)
         where T : unmanaged, IFloatingPointIeee754<T>
     {
         int batch = labels.Length;
+        if (gradientRows != 0 && gradientRows < batch)
+            throw new ArgumentOutOfRangeException(nameof(gradientRows), gradientRows, $"the gradient's row count must be 0 (the batch) or at least the batch {batch}; got {gradientRows}.");
         if (classes < 1) throw new ArgumentOutOfRangeException(nameof(classes), classes, $"classes must be at least 1; got {classes}.");
         if (!(labelSmoothing >= 0 && labelSmoothing <= 1))
             throw new ArgumentOutOfRangeException(nameof(labelSmoothing), labelSmoothing, $"label smoothing must be in [0, 1]; got {labelSmoothing}.");
@@ -25,7 +29,7 @@ public static class SoftmaxCrossEntropy
         Labels.Check(labels, classes);
         if (batch == 0) return 0;
 
-        T invB = T.One / T.CreateTruncating(batch);
+        T invB = T.One / T.CreateTruncating(gradientRows == 0 ? batch : gradientRows);
         T eps = T.CreateTruncating(labelSmoothing);
         T off = eps / T.CreateTruncating(classes);        // q_c for c != label
         T on = T.One - eps + off;                          // q_c for c == label

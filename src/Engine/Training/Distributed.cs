@@ -1,0 +1,55 @@
+// Data-parallel training: the seam between the engine and a distributed runtime. Each process (rank) holds
+// the whole model and passes the whole global batch to Step; the batch is split into Accumulate × Size
+// contiguous micro-batches of near-equal size, and rank r runs micro-batches r, r + Size, r + 2·Size, …
+// (round k runs micro-batch k·Size + r on every rank at once). The gradients of all micro-batches are then
+// summed and every rank applies the same update.
+//   Deterministic: after each round the gradients are exchanged (all-to-all: rank r receives chunk r of every
+//                  rank's gradient) and each rank folds its chunk in micro-batch order (round by round, rank by
+//                  rank); an all-gather of the folded chunks gives every rank the sum. The sum is the left fold
+//                  over micro-batches 0, 1, …, M − 1, so N ranks equal one process accumulating N micro-batches
+//                  bit for bit, and any split of the same M micro-batches over ranks and rounds gives the same
+//                  weights. It moves Accumulate times the gradient bytes of one all-reduce.
+//   Fast:          each rank accumulates its micro-batches locally, then one MPI_Allreduce of the gradient
+//                  (the library's own order: reproducible for a fixed world size only).
+namespace Backprop.Engine.Training;
+
+/// <summary>How gradients are summed across processes.</summary>
+public enum ReductionMode
+{
+    /// <summary>In micro-batch order, whatever the world size: bit for bit one process accumulating the same micro-batches (the default).</summary>
+    Deterministic,
+    /// <summary>The MPI library's all-reduce: less traffic with accumulation, reproducible for a fixed world size only.</summary>
+    Fast,
+}
+
+/// <summary>The collective operations data-parallel training needs, over the processes of one job (an MPI communicator, or a test double).</summary>
+public unsafe interface ICollectives
+{
+    /// <summary>This process's index in [0, Size).</summary>
+    int Rank { get; }
+    /// <summary>Processes in the job.</summary>
+    int Size { get; }
+    /// <summary>Block j of <paramref name="send"/> ([Size, count]) goes to rank j; <paramref name="recv"/> ([Size, count]) receives block r of every rank r.</summary>
+    void Alltoall(float* send, float* recv, long countPerRank);
+    /// <summary><paramref name="recv"/> ([Size, count]) receives every rank's <paramref name="send"/> ([count]), in rank order.</summary>
+    void Allgather(float* send, float* recv, long countPerRank);
+    /// <summary>As the float overload, for doubles.</summary>
+    void Allgather(double* send, double* recv, long countPerRank);
+    /// <summary>The elementwise sum over ranks, in place, in the library's own order.</summary>
+    void AllreduceSum(float* buffer, long count);
+    /// <summary>Rank <paramref name="root"/>'s bytes into every rank's <paramref name="buffer"/>.</summary>
+    void Broadcast(void* buffer, long bytes, int root);
+}
+
+/// <summary>Data-parallel training: the job's collectives and how gradients are summed.</summary>
+public sealed record DistributedOptions(ICollectives Collectives, ReductionMode Mode = ReductionMode.Deterministic)
+{
+    /// <summary>Where micro-batch <paramref name="m"/> of <paramref name="microBatches"/> lies in a batch of <paramref name="batch"/> samples: contiguous, the first batch % M one longer.</summary>
+    public static (int Start, int Count) MicroBatch(int batch, int microBatches, int m)
+    {
+        if (microBatches < 1 || batch < microBatches || (uint)m >= (uint)microBatches)
+            throw new ArgumentOutOfRangeException(nameof(m), m, $"micro-batch {m} of {microBatches} in a batch of {batch}: expected 0 <= m < M <= batch.");
+        int q = batch / microBatches, rem = batch % microBatches;
+        return (m * q + Math.Min(m, rem), q + (m < rem ? 1 : 0));
+    }
+}
