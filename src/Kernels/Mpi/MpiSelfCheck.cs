@@ -1,8 +1,8 @@
 // The checks behind `backprop check mpi`: every collective of MpiCommunicator on rank-dependent data,
 // each rank comparing what it received with the result it computes locally (values chosen to be exact
 // in float, so sums compare with ==), plus the split of buffers above the per-call limit (forced to 3
-// elements), zero managed allocation per call, and that a managed null dereference still throws after
-// MPI_Init (an MPI library that took over SIGSEGV would turn every NullReferenceException into a crash).
+// elements), zero managed allocation per call, the FUNNELED thread rule, and that a managed null
+// dereference still throws after MPI_Init (an MPI library that took over SIGSEGV would turn every NullReferenceException into a crash).
 // After each check the ranks agree on it (a sum of failure flags), so every rank knows whether it passed
 // everywhere; a rank whose own comparison failed has the detail.
 using System.Globalization;
@@ -29,6 +29,8 @@ public static unsafe class MpiSelfCheck
         var checks = new (string Name, Func<MpiCommunicator, string?> Run)[]
         {
             ("barrier", Barrier),
+            ("InitWorld again returns the same world", w => ReferenceEquals(MpiCommunicator.InitWorld(), w) ? null : "a second world object"),
+            ("a call from another thread is refused (MPI_THREAD_FUNNELED)", OtherThread),
             ($"broadcast 1037 bytes from rank {last}", w => Broadcast(w, 1037, last)),
             ("broadcast 4 MiB from rank 0", w => Broadcast(w, 4 << 20, 0)),
             ("allreduce sum, float, 1037 elements", w => AllreduceFloat(w, 1037)),
@@ -69,6 +71,26 @@ public static unsafe class MpiSelfCheck
     {
         w.Barrier();
         return null;
+    }
+
+    // The refusal comes before any MPI call, so the other ranks are not left waiting in a collective.
+    private static string? OtherThread(MpiCommunicator w)
+    {
+        string? detail = "Barrier from another thread did not throw";
+        var thread = new Thread(() =>
+        {
+            try
+            {
+                w.Barrier();
+            }
+            catch (InvalidOperationException e) when (e.Message.Contains("thread that initialized MPI", StringComparison.Ordinal))
+            {
+                detail = null;
+            }
+        });
+        thread.Start();
+        thread.Join();
+        return detail;
     }
 
     private static byte Pattern(long i, int root) => (byte)(i ^ (i >> 8) ^ (i >> 16) ^ (root * 37));
