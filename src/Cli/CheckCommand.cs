@@ -63,6 +63,8 @@ internal static class CheckCommand
                 {
                     stdout.WriteLine($"MPI library: {world.LibraryName}: {world.LibraryVersion}");
                     stdout.WriteLine($"world: {world.Size} rank{(world.Size == 1 ? "" : "s")}, started by {MpiCommunicator.LauncherDescription ?? "no launcher (a singleton)"}; rank 0 on {world.ProcessorName}");
+                    if (world.RestoredSignalHandlers.Count > 0)
+                        stdout.WriteLine($"signal handlers: the MPI library replaced those of {string.Join(", ", world.RestoredSignalHandlers)}; the ones .NET relies on were put back");
                 }
                 var results = MpiSelfCheck.Run(world, r =>
                 {

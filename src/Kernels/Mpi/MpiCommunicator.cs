@@ -12,7 +12,12 @@
 // lowers it) is split into several calls: Broadcast and Allreduce by consecutive ranges; Alltoall and
 // Allgather, whose buffers interleave ranks, by column ranges [c, c+w) of every rank's block, sent as one
 // element of a derived datatype (w contiguous elements, resized to the extent of a whole block), so the
-// layout stays [rank][countPerRank]. A collective allocates nothing on the managed heap.
+// layout stays [rank][countPerRank]. A count of 0 makes no MPI call (on every rank alike: MPI wants the
+// counts to agree). A collective allocates nothing on the managed heap.
+//
+// Signals: handlers the MPI library installs for SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGINT or SIGTERM (UCX
+// does) are replaced by the ones from before it was loaded (SignalHandlers), or a null dereference in
+// managed code would end the process instead of throwing.
 //
 // Errors: MPI_COMM_WORLD gets MPI_ERRORS_RETURN, so a failing call returns and throws MpiException (an
 // InvalidOperationException with MPI_Error_string's text) instead of aborting the job.
@@ -80,6 +85,12 @@ public sealed unsafe class MpiCommunicator : IDisposable
     /// <summary>MPI_Get_processor_name: the host this rank runs on.</summary>
     public string ProcessorName { get; }
 
+    /// <summary>
+    /// The signals whose handlers the MPI library replaced when it loaded or in MPI_Init and that were put back, so that .NET's
+    /// exceptions (NullReferenceException from SIGSEGV, ...) and SIGINT/SIGTERM handling keep working; e.g. SIGSEGV under UCX.
+    /// </summary>
+    public IReadOnlyList<string> RestoredSignalHandlers => _mpi.RestoredSignals;
+
     /// <summary>The thread level MPI provides (MPI_THREAD_SINGLE 0, FUNNELED 1, SERIALIZED 2, MULTIPLE 3).</summary>
     public int ThreadLevel { get; }
 
@@ -124,7 +135,11 @@ public sealed unsafe class MpiCommunicator : IDisposable
                 throw new InvalidOperationException("MPI was already finalized in this process (outside this binding); it cannot be initialized again.");
             mpi.Check(mpi.Initialized(&initialized), "MPI_Initialized");
             bool owned = initialized == 0;
-            if (owned) mpi.Check(mpi.InitThread(MpiLibrary.ThreadFunneled, &provided), "MPI_Init_thread");
+            if (owned)
+            {
+                mpi.Check(mpi.InitThread(MpiLibrary.ThreadFunneled, &provided), "MPI_Init_thread");
+                mpi.RestoreSignalHandlers();
+            }
             else mpi.Check(mpi.QueryThread(&provided), "MPI_Query_thread");
             s_world = new MpiCommunicator(mpi, owned, provided);
             return s_world;

@@ -11,7 +11,8 @@
 // Callers hold every handle as an nint; a function that takes one is called through a pointer typed with
 // the ABI's own handle type (pointer or int), so the arguments match the C prototype exactly. The ABI is
 // told by the exports (Open MPI's ompi_mpi_comm_world) or else by MPI_Get_library_version, which MPI-3
-// allows before MPI_Init; a library of neither kind is refused rather than guessed at.
+// allows before MPI_Init; a library of neither kind is refused rather than guessed at. The handlers of the
+// signals .NET relies on are saved before the first load and put back after it (and after MPI_Init).
 using System.Diagnostics.CodeAnalysis;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
@@ -53,6 +54,8 @@ internal sealed unsafe class MpiLibrary
         new(() => Open(Candidates(Environment.GetEnvironmentVariable(LibraryVariable))));
 
     private readonly nint _handle;
+    private readonly SignalHandlers _handlers;
+    private readonly List<string> _restoredSignals = [];
 
     // Functions without handle arguments: one signature for both ABIs.
     private readonly delegate* unmanaged<int*, int> _initialized, _finalized, _queryThread;
@@ -82,6 +85,7 @@ internal sealed unsafe class MpiLibrary
         string hint = $"MPI is missing: {InstallHint} (or set {LibraryVariable} to the path of an MPI library).";
         var notLoaded = new List<string>();
         var refused = new List<string>();
+        var handlers = SignalHandlers.Save();      // before any library constructor runs
         foreach (var name in candidates)
         {
             var (handle, _) = NativeLibraries.TryLoad([name], hint);
@@ -92,11 +96,14 @@ internal sealed unsafe class MpiLibrary
             }
             try
             {
-                return (new MpiLibrary(handle, name), null);
+                var library = new MpiLibrary(handle, name, handlers);
+                library.RestoreSignalHandlers();
+                return (library, null);
             }
             catch (NotSupportedException e)
             {
                 NativeLibrary.Free(handle);
+                handlers.Restore();
                 refused.Add($"{name} loaded but {e.Message}");
             }
         }
@@ -104,9 +111,10 @@ internal sealed unsafe class MpiLibrary
         return (null, refused.Count == 0 ? error : $"{string.Join("; ", refused)}; {error}");
     }
 
-    private MpiLibrary(nint handle, string name)
+    private MpiLibrary(nint handle, string name, SignalHandlers handlers)
     {
         _handle = handle;
+        _handlers = handlers;
         Name = name;
         _initialized = (delegate* unmanaged<int*, int>)Export("MPI_Initialized");
         _finalized = (delegate* unmanaged<int*, int>)Export("MPI_Finalized");
@@ -165,6 +173,16 @@ internal sealed unsafe class MpiLibrary
 
     /// <summary>The candidate name that loaded (e.g. libmpi.so.40).</summary>
     public string Name { get; }
+
+    /// <summary>The signals whose handlers the library replaced (loading, or in MPI_Init) and that were put back, e.g. SIGSEGV.</summary>
+    public IReadOnlyList<string> RestoredSignals => _restoredSignals;
+
+    /// <summary>Puts back the signal handlers saved before the library was loaded (see <see cref="SignalHandlers"/>); call after MPI_Init.</summary>
+    public void RestoreSignalHandlers()
+    {
+        foreach (var name in _handlers.Restore())
+            if (!_restoredSignals.Contains(name)) _restoredSignals.Add(name);
+    }
 
     /// <summary>Which handle convention the library uses.</summary>
     public MpiAbi Abi { get; }
@@ -320,7 +338,7 @@ internal sealed unsafe class MpiLibrary
     {
         foreach (var line in text.Split('\n'))
         {
-            var t = line.Trim();
+            var t = line.Replace('\t', ' ').Trim();
             if (t.Length > 0) return t;
         }
         return "";
