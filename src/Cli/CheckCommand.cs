@@ -66,13 +66,24 @@ internal static class CheckCommand
                     if (world.RestoredSignalHandlers.Count > 0)
                         stdout.WriteLine($"signal handlers: the MPI library replaced those of {string.Join(", ", world.RestoredSignalHandlers)}; the ones .NET relies on were put back");
                 }
-                var results = MpiSelfCheck.Run(world, r =>
+                List<MpiCheckResult> results;
+                try
                 {
-                    if (!r.PassedHere && !root) stderr.WriteLine($"rank {world.Rank}: FAIL {r.Name}: {r.DetailHere}");
-                    if (!root) return;
-                    if (r.Passed) stdout.WriteLine($"ok   {r.Name}");
-                    else stdout.WriteLine($"FAIL {r.Name}: {r.DetailHere ?? $"failed on {r.FailedRanks} other rank(s), whose stderr says how"}");
-                });
+                    results = MpiSelfCheck.Run(world, r =>
+                    {
+                        if (!r.PassedHere && !root) stderr.WriteLine($"rank {world.Rank}: FAIL {r.Name}: {r.DetailHere}");
+                        if (!root) return;
+                        if (r.Passed) stdout.WriteLine($"ok   {r.Name}");
+                        else stdout.WriteLine($"FAIL {r.Name}: {r.DetailHere ?? $"failed on {r.FailedRanks} other rank(s), whose stderr says how"}");
+                    });
+                }
+                catch (Exception e) when (world.Size > 1)
+                {
+                    // The other ranks may be waiting in a collective, and MPI_Finalize (Dispose) would wait for them: end the job.
+                    stderr.WriteLine($"rank {world.Rank}: internal error: {e.GetType().Name}: {e.Message.ReplaceLineEndings(" ")}; aborting the MPI job.");
+                    world.Abort(Commands.ExitInternal);
+                    throw;  // not reached: Abort ends the process
+                }
                 int passed = results.Count(r => r.Passed);
                 if (root) stdout.WriteLine($"{passed} of {results.Count} checks passed on {world.Size} rank{(world.Size == 1 ? "" : "s")}");
                 return passed == results.Count ? 0 : 1;

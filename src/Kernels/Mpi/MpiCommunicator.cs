@@ -5,7 +5,9 @@
 // Lifetime: InitWorld calls MPI_Init_thread(MPI_THREAD_FUNNELED) once per process and returns the one
 // world; calling it again returns the same object until it is disposed. Dispose calls MPI_Finalize once
 // (not when MPI was already finalized, and not when MPI was initialized by someone else, whose job it is);
-// after that InitWorld throws, because MPI cannot be initialized twice in a process. FUNNELED: every call
+// after that InitWorld throws, because MPI cannot be initialized twice in a process. MPI_Finalize may wait
+// for every rank (Open MPI's does), so a rank that fails while the others may be inside a collective
+// should Abort rather than dispose, or the job hangs. FUNNELED: every call
 // but Abort must come from the thread that called InitWorld, which is checked.
 //
 // Counts: MPI counts are int. A buffer above MaxElementsPerCall elements (int.MaxValue unless a test
