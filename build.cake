@@ -18,10 +18,11 @@ var artifacts = root.Combine("artifacts");
 // also need g++ (they build the CUDA kernels' per-element math for the host), PyTorch and ONNX (the
 // interop tests run them with /usr/bin/python3) and, from the non-free component, NVRTC (the tests compile
 // every .cu file to PTX and cubin without a GPU); the benchmarks and the tests need oneDNN (`bench dense
-// --versus onednn` and its tests load libdnnl.so.2). Deps installs all of them.
+// --versus onednn` and its tests load libdnnl.so.2); the tests launch `mpirun -np 2` (Open MPI: data-parallel
+// training across processes). Deps installs all of them.
 var trainPackages = new[] { "libopenblas0-pthread", "dataset-fashion-mnist" };
 var benchPackages = new[] { "libdnnl2" };
-var testPackages = new[] { "g++", "python3-torch", "python3-onnx", "libdnnl2" };
+var testPackages = new[] { "g++", "python3-torch", "python3-onnx", "libdnnl2", "openmpi-bin", "libopenmpi3" };
 var testNonFreePackages = new[] { "libnvrtc11.2" };
 
 bool IsInstalled(string pkg)
@@ -92,7 +93,7 @@ Task("DepsTrain")
     .Does(() => EnsurePackages("Deps (train)", trainPackages, Array.Empty<string>()));
 
 Task("DepsTest")
-    .Description("The packages the tests need as well (g++, PyTorch, ONNX, oneDNN, NVRTC).")
+    .Description("The packages the tests need as well (g++, PyTorch, ONNX, oneDNN, Open MPI, NVRTC).")
     .Does(() => EnsurePackages("Deps (test)", trainPackages.Concat(testPackages).ToArray(), testNonFreePackages));
 
 // The command-line program alone (the main job): the libraries and the CLI, not the tests, samples or benchmarks.

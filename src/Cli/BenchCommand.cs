@@ -1,10 +1,12 @@
-// `backprop bench gemm|dense|step|alloc|predict`: the end-to-end benchmark reports (GFLOP/s, percent of
+// `backprop bench gemm|dense|step|distributed|alloc|predict`: the end-to-end benchmark reports (GFLOP/s, percent of
 // the FMA peak measured in the same process, ratios to OpenBLAS, oneDNN or cuBLAS measured in the same run),
 // printed as Markdown and, with --output, written as Markdown and JSON.
 using System.CommandLine;
 using System.Globalization;
 using Backprop.Cli.Bench;
+using Backprop.Engine.Training;
 using Backprop.Kernels.Cuda;
+using Backprop.Kernels.Mpi;
 
 namespace Backprop.Cli;
 
@@ -104,6 +106,40 @@ internal static class BenchCommand
             return 0;
         });
         bench.Subcommands.Add(step);
+
+        var dist = new Command("distributed", "Data-parallel training: ms per step and the share spent summing gradients for 1 rank x 1 and x 2 threads and 2 ranks x 1 thread (mpirun -np 2), against a raw MPI_Allreduce of the same bytes.");
+        var dModel = new Option<string?>("--model") { Description = "Only models whose name contains this text (e.g. 784-256-10)." };
+        var dSteps = new Option<int>("--steps") { Description = "Timed steps per configuration (the same on every rank).", DefaultValueFactory = _ => 20 };
+        var dReduction = new Option<string>("--reduction") { Description = "deterministic, fast or both.", DefaultValueFactory = _ => "both" };
+        var dThreads = new Option<int>("--threads") { Description = "Under a launcher: kernel threads per rank.", DefaultValueFactory = _ => 1 };
+        var dRows = new Option<FileInfo?>("--rows-to") { Description = "Under a launcher: write rank 0's rows as JSON to FILE instead of a report (what the 2-rank run of the report uses).", Hidden = true };
+        var dOutput = new Option<DirectoryInfo?>("--output") { Description = "Folder for distributed.md and distributed.json." };
+        foreach (var o in new Option[] { dModel, dSteps, dReduction, dThreads, dRows, dOutput }) dist.Options.Add(o);
+        dist.SetAction(p =>
+        {
+            int n = p.GetValue(dSteps), t = p.GetValue(dThreads);
+            if (n < 1) throw new UsageException($"--steps must be at least 1; got {n}.");
+            if (t < 1 || t > 256) throw new UsageException($"--threads must be in [1, 256]; got {t}.");
+            var modes = Flags.Choice("--reduction", p.GetValue(dReduction)!, ("deterministic", new[] { ReductionMode.Deterministic }), ("fast", new[] { ReductionMode.Fast }),
+                ("both", new[] { ReductionMode.Deterministic, ReductionMode.Fast }));
+            List<DistributedBenchRow> rows;
+            if (MpiCommunicator.LauncherDetected)
+            {
+                using var launch = DistributedLaunch.Start("bench distributed", "mpi", ReductionMode.Deterministic, Console.Error);
+                var comm = launch!.Communicator;
+                rows = [.. modes.SelectMany(m => DistributedBench.Worker(comm, t, n, p.GetValue(dModel), m, comm.Rank == 0 ? stdout : TextWriter.Null))];
+                if (comm.Rank != 0) return 0;
+                if (p.GetValue(dRows) is { } file)
+                {
+                    File.WriteAllText(file.FullName, DistributedBench.ToJson(rows));
+                    return 0;
+                }
+            }
+            else rows = DistributedBench.Run(n, p.GetValue(dModel), modes, stdout);
+            WriteReport(stdout, p.GetValue(dOutput), "distributed", DistributedBench.ToMarkdown(rows), DistributedBench.ToJson(rows));
+            return 0;
+        });
+        bench.Subcommands.Add(dist);
 
         var alloc = new Command("alloc", "Bytes allocated per training step after warm-up (calling thread and all threads); exit 1 if any.");
         var aSteps = new Option<int>("--steps") { Description = "Steps to measure.", DefaultValueFactory = _ => 1000 };

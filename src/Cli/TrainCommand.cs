@@ -46,7 +46,10 @@ internal static class TrainCommand
         var warmup = Add("--warmup", "Linear warm-up steps in front of the schedule.", 0);
         var stepSize = Add("--step-size", "StepLR step size in steps.", 1000);
         var gamma = Add("--gamma", "StepLR/ExponentialLR factor.", 0.5);
-        var batch = Add("--batch", "Batch size.", 128);
+        var batch = Add("--batch", "Batch size: the global batch of one optimizer step, however --accumulate and the processes of an MPI job split it.", 128);
+        var accumulate = Add("--accumulate", "Split each batch into K micro-batches (per process) and sum their gradients before one update: the same step in the memory of a micro-batch.", 1);
+        var distributed = Add("--distributed", "auto (join the MPI job when started by mpirun/srun), none, or mpi (require it): data-parallel training, every process on its share of each batch.", "auto");
+        var reduction = Add("--reduction", "How an MPI job sums gradients: deterministic (in micro-batch order: bit for bit one process with --accumulate N) or fast (MPI_Allreduce).", "deterministic");
         var epochs = Add("--epochs", "Epochs.", 15);
         var seed = Add("--seed", "Seed of initialization, dropout and shuffling.", 1);
         var threads = Add("--threads", "Threads.", Environment.ProcessorCount);
@@ -82,7 +85,12 @@ internal static class TrainCommand
             int th = p.GetValue(threads);
             if (th < 1 || th > 1024) throw new UsageException($"--threads must be in [1, 1024]; got {th}.");
             var resumeDir = p.GetValue(resume);
-            if (resumeDir is not null) return Resume(p, cmd, resumeDir, th, o, output, stdout, stderr);
+            int acc = p.GetValue(accumulate);
+            if (acc < 1 || acc > 65536) throw new UsageException($"--accumulate must be in [1, 65536] micro-batches; got {acc}.");
+            var mode = Flags.Choice("--reduction", p.GetValue(reduction)!, ("deterministic", ReductionMode.Deterministic), ("fast", ReductionMode.Fast));
+            Flags.Choice("--distributed", p.GetValue(distributed)!, ("auto", 0), ("none", 0), ("mpi", 0));
+            DistributedLaunch? Launch() => DistributedLaunch.Start("--distributed", p.GetValue(distributed)!, mode, stderr);
+            if (resumeDir is not null) return Resume(p, cmd, resumeDir, th, o, output, Launch, stdout, stderr);
 
             var type = WeightsDtype(p.GetValue(dtype)!);
             var init = p.GetValue(initFrom);
@@ -124,30 +132,59 @@ internal static class TrainCommand
             var options = new TrainingOptions
             {
                 Loss = loss, LabelSmoothing = p.GetValue(smoothing), Optimizer = settings, Schedule = sched, MaxBatch = b,
-                Seed = (ulong)p.GetValue(seed), Threads = th, Backend = be, Init = initScheme, AllowTf32 = p.GetValue(tf32),
+                Seed = (ulong)p.GetValue(seed), Threads = th, Backend = be, Init = initScheme, AllowTf32 = p.GetValue(tf32), Accumulate = acc,
             };
             try { options.Validate(); }
             catch (ArgumentException e) { throw new UsageException(Flags.Message(e)); }
-            if (init is not null)
-                return FineTune(p, init.FullName, activation, dropout, normalize, lossOpt, initScheme: initOpt, trainSet, testSet, classes, options, fit, dir,
-                    new TrainingRun(ep, fit.ValidationFraction, fit.Patience, every, new Preprocessing(norm), dataFolder, fmt, labelCol, classes), type, stdout, stderr);
-            var pre = TrainData.Normalize(trainSet, testSet, norm);
-            var net = new Sequential(trainSet.Width);
-            foreach (int h in hidden)
+            using var launch = Launch();
+            return Distributed(launch, stdout, stderr, (o1, o2) =>
             {
-                net.Dense(h, act);
-                if (drop > 0) net.Dropout(drop);
+                options = options with { Distributed = launch?.Options };
+                try { options.Validate(); }
+                catch (ArgumentException e) { throw new UsageException(Flags.Message(e)); }
+                if (launch is not null) stdout.WriteLine($"distributed: {launch.Describe}");
+                if (init is not null)
+                    return FineTune(p, init.FullName, activation, dropout, normalize, lossOpt, initScheme: initOpt, trainSet, testSet, classes, options, fit, dir,
+                        new TrainingRun(ep, fit.ValidationFraction, fit.Patience, every, new Preprocessing(norm), dataFolder, fmt, labelCol, classes), type, launch, o1, o2);
+                return NewRun(net0(), options, trainSet, testSet, fit, dir, ep, every, norm, dataFolder, fmt, labelCol, classes, type, launch, o1, o2);
+            });
+            Sequential net0()
+            {
+                var net = new Sequential(trainSet.Width);
+                foreach (int h in hidden)
+                {
+                    net.Dense(h, act);
+                    if (drop > 0) net.Dropout(drop);
+                }
+                return net.Dense(classes);
             }
-            net.Dense(classes);
-            var run = new TrainingRun(ep, fit.ValidationFraction, fit.Patience, every, pre, dataFolder, fmt, labelCol, classes);
-            using var model = Build(() => net.Compile(options));
-            return TrainRunner.Run(model, trainSet, testSet, fit, dir, run, type, stdout, stderr);
         });
         return cmd;
     }
 
+    private static int NewRun(Sequential net, TrainingOptions options, Dataset trainSet, Dataset testSet, FitOptions fit, DirectoryInfo? dir, int ep, long every,
+        Normalization norm, string dataFolder, string fmt, string labelCol, int classes, TensorDtype type, DistributedLaunch? launch, TextWriter stdout, TextWriter stderr)
+    {
+        var pre = TrainData.Normalize(trainSet, testSet, norm);
+        var run = new TrainingRun(ep, fit.ValidationFraction, fit.Patience, every, pre, dataFolder, fmt, labelCol, classes);
+        using var model = Build(() => net.Compile(options));
+        return TrainRunner.Run(model, trainSet, testSet, fit, dir, run, type, stdout, stderr, launch);
+    }
+
+    // Rank 0 of a job prints and writes, the other ranks run quietly; any failure of one rank stops the job (DistributedLaunch).
+    private static int Distributed(DistributedLaunch? launch, TextWriter stdout, TextWriter stderr, Func<TextWriter, TextWriter, int> body)
+    {
+        if (launch is null) return body(stdout, stderr);
+        try { return launch.Rank == 0 ? body(stdout, stderr) : body(TextWriter.Null, TextWriter.Null); }
+        catch (Exception e)
+        {
+            launch.Abort(e is UsageException ? e.Message : Flags.Message(e));
+            throw;
+        }
+    }
+
     // Flags a resumed run takes from its checkpoint; these may be given with --resume and change what they say.
-    private static readonly string[] ResumeOverrides = ["--threads", "--lr", "--epochs", "--checkpoint-every", "--stop-after-steps", "--dtype"];
+    private static readonly string[] ResumeOverrides = ["--threads", "--lr", "--epochs", "--checkpoint-every", "--stop-after-steps", "--dtype", "--accumulate", "--distributed", "--reduction"];
 
     private static TensorDtype WeightsDtype(string text) => Flags.Choice("--dtype", text, ("f32", TensorDtype.F32), ("bf16", TensorDtype.BF16), ("f16", TensorDtype.F16));
 
@@ -155,7 +192,7 @@ internal static class TrainCommand
     // file's, with its statistics) or --normalize's (a state_dict's) scales the data.
     private static int FineTune(ParseResult p, string file, Option<string> activation, Option<double> dropout, Option<string> normalize, Option<string> lossOpt,
         Option<string> initScheme, Dataset trainSet, Dataset testSet, int classes, TrainingOptions options, FitOptions fit, DirectoryInfo? dir,
-        TrainingRun run, TensorDtype type, TextWriter stdout, TextWriter stderr)
+        TrainingRun run, TensorDtype type, DistributedLaunch? launch, TextWriter stdout, TextWriter stderr)
     {
         if (Given(p, initScheme)) throw new UsageException("--init cannot be given with --init-from: the weights come from the file.");
         if (Given(p, lossOpt)) throw new UsageException("--loss cannot be given with --init-from: train fits class labels with cross_entropy.");
@@ -184,13 +221,14 @@ internal static class TrainCommand
         using var model = Build(() => new Model(spec, options));
         try { Checkpoint.LoadWeights(model, info); }
         catch (InvalidDataException e) { throw new UsageException(e.Message); }
+        model.SynchronizeParameters();
         stdout.WriteLine($"initialized from {file} ({info.Kind}); a fresh {options.Optimizer.Kind} optimizer");
-        return TrainRunner.Run(model, trainSet, testSet, fit, dir, run with { Preprocessing = pre }, type, stdout, stderr);
+        return TrainRunner.Run(model, trainSet, testSet, fit, dir, run with { Preprocessing = pre }, type, stdout, stderr, launch);
     }
 
     // `train --resume DIR`: the same run, from its checkpoint: model, options, data, scaling, epochs, validation split.
     private static int Resume(ParseResult p, Command cmd, DirectoryInfo dir, int threads, Dictionary<string, Option> o, Option<DirectoryInfo?> output,
-        TextWriter stdout, TextWriter stderr)
+        Func<DistributedLaunch?> launchJob, TextWriter stdout, TextWriter stderr)
     {
         if (p.GetValue(output) is { } other && Path.GetFullPath(other.FullName).TrimEnd('/') != Path.GetFullPath(dir.FullName).TrimEnd('/'))
             throw new UsageException($"--output '{other.FullName}' differs from --resume '{dir.FullName}': a resumed run writes to its own folder.");
@@ -212,6 +250,7 @@ internal static class TrainCommand
         TrainData.Normalize(trainSet, testSet, run.Preprocessing.Kind, run.Preprocessing);
 
         var options = info.Options with { Threads = threads };
+        if (Given(p, o["--accumulate"])) options = options with { Accumulate = p.GetValue((Option<int>)o["--accumulate"]) };
         if (Given(p, o["--lr"]))
             options = options with { Optimizer = options.Optimizer with { LearningRate = p.GetValue((Option<double>)o["--lr"]) } };
         int epochs = run.Epochs;
@@ -244,11 +283,21 @@ internal static class TrainCommand
             fit.Validate();
         }
         catch (ArgumentException e) { throw new UsageException(Flags.Message(e)); }
-        using var model = Build(() => new Model(info.Spec, options));
-        try { Checkpoint.LoadTraining(model, ckpt); }
-        catch (InvalidDataException e) { throw new UsageException(e.Message); }
-        stdout.WriteLine($"resuming {ckpt} at step {info.Step} (epoch {info.Position.Epoch}, batch {info.Position.NextBatch})");
-        return TrainRunner.Run(model, trainSet, testSet, fit, dir, run with { Epochs = epochs, CheckpointEvery = every }, WeightsDtype(p.GetValue((Option<string>)o["--dtype"])!), stdout, stderr);
+        using var launch = launchJob();
+        return Distributed(launch, stdout, stderr, (stdout, stderr) =>
+        {
+            options = options with { Distributed = launch?.Options };
+            try { options.Validate(); }
+            catch (ArgumentException e) { throw new UsageException(Flags.Message(e)); }
+            if (launch is not null) stdout.WriteLine($"distributed: {launch.Describe}");
+            using var model = Build(() => new Model(info.Spec, options));
+            try { Checkpoint.LoadTraining(model, ckpt); }
+            catch (InvalidDataException e) { throw new UsageException(e.Message); }
+            model.SynchronizeParameters(); // every rank read the file; rank 0's copy is the one
+            stdout.WriteLine($"resuming {ckpt} at step {info.Step} (epoch {info.Position.Epoch}, batch {info.Position.NextBatch})");
+            return TrainRunner.Run(model, trainSet, testSet, fit, dir, run with { Epochs = epochs, CheckpointEvery = every }, WeightsDtype(p.GetValue((Option<string>)o["--dtype"])!),
+                stdout, stderr, launch);
+        });
     }
 
     // A model the engine refuses to build (too large, no device) is a usage error: exit 2 and why.

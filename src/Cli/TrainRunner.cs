@@ -24,13 +24,15 @@ internal static class TrainRunner
     // A checkpoint that could not be written: the run stops with it.
     private sealed class WriteFailedException(string path, Exception inner) : Exception($"could not write {path}: {inner.Message}", inner);
 
-    public static int Run(Model model, Dataset train, Dataset test, FitOptions fit, DirectoryInfo? output, TrainingRun run, TensorDtype dtype, TextWriter stdout, TextWriter stderr)
+    public static int Run(Model model, Dataset train, Dataset test, FitOptions fit, DirectoryInfo? output, TrainingRun run, TensorDtype dtype, TextWriter stdout, TextWriter stderr,
+        DistributedLaunch? launch = null)
     {
         var spec = model.Spec;
+        if (model.Rank != 0) output = null; // rank 0 alone writes the run's files and checkpoints
         string layers = string.Join("-", spec.Layers.Select(l =>
             I($"{l.Units}") + (l.Activation.Kind == Kernels.ActivationKind.Identity ? "" : " " + l.Activation) + (l.Dropout > 0 ? I($" dropout {l.Dropout}") : "")));
         stdout.WriteLine(I($"model: {spec.InputWidth}-{layers}, {model.Plan.ParameterCount:N0} parameters, {model.Options.Optimizer.Kind} lr {model.Options.Optimizer.LearningRate:G3}, ") +
-                         I($"batch {model.Options.MaxBatch}, {model.Options.Threads} thread(s), backend {model.Options.Backend}{(model.DeviceDescription is { } d ? $" on {d}" : "")}"));
+                         I($"batch {model.Options.MaxBatch}{(model.Options.Accumulate > 1 ? $" in {model.Options.Accumulate} micro-batches" : "")}{(model.WorldSize > 1 ? $" over {model.WorldSize} processes" : "")}, {model.Options.Threads} thread(s), backend {model.Options.Backend}{(model.DeviceDescription is { } d ? $" on {d}" : "")}"));
         stdout.WriteLine($"data: {train.Count:N0} training and {test.Count:N0} test samples of {train.Width} features, {spec.OutputWidth} classes");
 
         using var cancel = new CancellationTokenSource();
@@ -61,7 +63,7 @@ internal static class TrainRunner
             if (LossWarning(firstLoss.Value, m) is { } w) stderr.WriteLine(w);
         }
 
-        bool interactive = ReferenceEquals(stdout, Console.Out) && !Console.IsOutputRedirected && AnsiConsole.Profile.Capabilities.Interactive;
+        bool interactive = launch is null && ReferenceEquals(stdout, Console.Out) && !Console.IsOutputRedirected && AnsiConsole.Profile.Capabilities.Interactive;
         FitResult result;
         try
         {
@@ -103,6 +105,11 @@ internal static class TrainRunner
         {
             stderr.WriteLine($"backprop: {e.Message}");
             return ExitFailed;
+        }
+        catch (WriteFailedException e) when (launch is not null)
+        {
+            launch.Abort($"{e.Message}; the previous checkpoint is kept"); // the other ranks would wait for this one's next step
+            throw;
         }
         catch (WriteFailedException e)
         {

@@ -226,6 +226,9 @@ public partial class Model<T> : IDisposable where T : unmanaged, IFloatingPointI
     /// <summary>Whether any process asked to stop at the last step (<see cref="StopRequested"/>); for a lone process, <see cref="StopRequested"/> itself.</summary>
     public bool StopAgreed => _reducer is null ? StopRequested : _stopAgreed;
 
+    /// <summary>Data-parallel training: seconds this process has spent summing gradients across processes (waiting for the others included); 0 alone.</summary>
+    public double ReductionSeconds => _reducer is null ? 0 : _reducer.Ticks / (double)System.Diagnostics.Stopwatch.Frequency;
+
     /// <summary>This process's rank in a data-parallel job (0 alone).</summary>
     public int Rank => _reducer?.Rank ?? 0;
     /// <summary>Processes in the data-parallel job (1 alone).</summary>

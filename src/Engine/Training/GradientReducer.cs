@@ -8,6 +8,7 @@
 // The step's scalars (loss sum, whether every gradient was finite, whether any rank asks to stop) are
 // gathered as doubles and combined in rank order, so every rank sees the same numbers and takes the same
 // decisions (diverged, stop), and no rank waits in a collective the others skip.
+using System.Diagnostics;
 using System.Runtime.InteropServices;
 using Backprop.Kernels.Cpu;
 using Backprop.Kernels.Cpu.Ops;
@@ -42,12 +43,15 @@ internal sealed unsafe class GradientReducer : IDisposable
     }
 
     public ReductionMode Mode { get; }
+    /// <summary>Stopwatch ticks spent in the step's collectives and folds (waiting for the slowest rank included).</summary>
+    public long Ticks { get; private set; }
     public int Rank => _c.Rank;
     public int Size => _c.Size;
 
     /// <summary>Deterministic mode, after round <paramref name="round"/>: this round's gradients of every rank folded into this rank's chunk.</summary>
     public void Fold(float* grads, int round)
     {
+        long t0 = Stopwatch.GetTimestamp();
         _c.Alltoall(grads, _recv, _chunk);
         int first = 0;
         if (round == 0)
@@ -58,23 +62,32 @@ internal sealed unsafe class GradientReducer : IDisposable
         }
         for (int r = first; r < _c.Size; r++)
             if (!Accumulate.AddInto(_isa, _acc, _recv + r * _chunk, _chunk)) _foldFinite = false;
+        Ticks += Stopwatch.GetTimestamp() - t0;
     }
 
     /// <summary>The summed gradients into <paramref name="grads"/>; false when a sum is not finite.</summary>
     public bool Finish(float* grads)
     {
+        long t0 = Stopwatch.GetTimestamp();
+        bool finite;
         if (Mode == ReductionMode.Deterministic)
         {
             _c.Allgather(_acc, grads, _chunk);
-            return _foldFinite;
+            finite = _foldFinite;
         }
-        _c.AllreduceSum(grads, _section);
-        return Accumulate.AllFinite(_isa, grads, _section);
+        else
+        {
+            _c.AllreduceSum(grads, _section);
+            finite = Accumulate.AllFinite(_isa, grads, _section);
+        }
+        Ticks += Stopwatch.GetTimestamp() - t0;
+        return finite;
     }
 
     /// <summary>Every rank's (loss sum, finite, stop) combined in rank order: the sum of the loss sums, all finite, any stop.</summary>
     public (double LossSum, bool Finite, bool Stop) Combine(double lossSum, bool finite, bool stop)
     {
+        long t0 = Stopwatch.GetTimestamp();
         _send[0] = lossSum;
         _send[1] = finite ? 0 : 1;
         _send[2] = stop ? 1 : 0;
@@ -88,6 +101,7 @@ internal sealed unsafe class GradientReducer : IDisposable
             allFinite &= _gathered[4 * r + 1] == 0;
             anyStop |= _gathered[4 * r + 2] != 0;
         }
+        Ticks += Stopwatch.GetTimestamp() - t0;
         return (sum, allFinite, anyStop);
     }
 

@@ -50,6 +50,22 @@ internal static class MpiRun
         return Run(Mpirun!, args.ToString(), timeoutSeconds, workingDirectory, env, removeLauncherVariables: false);
     }
 
+    /// <summary>
+    /// How <see cref="Launch"/> starts mpirun, for a test that must act on the job while it runs (stdout and stderr redirected;
+    /// the caller reads them, waits, and kills what is left).
+    /// </summary>
+    public static ProcessStartInfo StartInfo(int ranks, string backpropArgs, bool tcp = false)
+    {
+        RequireMpirun();
+        var psi = new ProcessStartInfo(Mpirun!,
+            $"--allow-run-as-root --oversubscribe --bind-to none -np {ranks} -x TERM=dumb{(tcp ? " " + TcpLoopbackFlags : "")} \"{DotnetHost}\" \"{BackpropDll}\" {backpropArgs}")
+        {
+            RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false,
+        };
+        psi.Environment["TERM"] = "dumb";
+        return psi;
+    }
+
     /// <summary>Runs `backprop <paramref name="backpropArgs"/>` without a launcher: MPI makes it a world of one rank.</summary>
     public static (int ExitCode, string StdOut, string StdErr) LaunchSingleton(string backpropArgs, int timeoutSeconds = 120,
         string? workingDirectory = null, IDictionary<string, string>? env = null) =>

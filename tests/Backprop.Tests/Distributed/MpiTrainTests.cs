@@ -1,0 +1,238 @@
+// `backprop train` under `mpirun -np 2` on this machine (ranks over shared memory, or TCP on loopback):
+// deterministic mode equals one process with --accumulate 2 bit for bit (the tensors of model.safetensors)
+// for every optimizer, with dropout; fast mode learns as well; a job stopped with 2 ranks resumes with 2 or
+// with 1 (accumulating 2) to the very weights of an uninterrupted run; rank 0 alone prints and writes; a
+// rank killed mid-run stops the whole job and leaves the last checkpoint whole; a lone process never loads MPI.
+using System.Diagnostics;
+using Backprop.Cli;
+using Backprop.Engine.Checkpoints;
+using Backprop.Tests.Data;
+using Backprop.Tests.Mpi;
+using NUnit.Framework;
+using static Backprop.Tests.Cli.InProcessCli;
+
+namespace Backprop.Tests.Distributed;
+
+[TestFixture]
+[NonParallelizable]
+[Category("Mpi")]
+public class MpiTrainTests
+{
+    private string _dir = "", _data = "";
+
+    [SetUp]
+    public void MakeData()
+    {
+        MpiRun.RequireMpirun();
+        _dir = Path.Combine(Path.GetTempPath(), "backprop-mpi-" + Guid.NewGuid().ToString("N"));
+        _data = Path.Combine(_dir, "data");
+        Directory.CreateDirectory(_data);
+        void Make(string prefix, int n, int seed)
+        {
+            var r = new Random(seed);
+            var px = new byte[n * 16];
+            var lab = new byte[n];
+            for (int i = 0; i < n; i++)
+            {
+                lab[i] = (byte)(i % 3);
+                for (int j = 0; j < 16; j++) px[i * 16 + j] = (byte)(j / 4 == i % 3 ? 200 + r.Next(50) : r.Next(60));
+            }
+            File.WriteAllBytes(Path.Combine(_data, $"{prefix}-images-idx3-ubyte"), IdxTests.Encode([n, 4, 4], px));
+            File.WriteAllBytes(Path.Combine(_data, $"{prefix}-labels-idx1-ubyte"), IdxTests.Encode([n], lab));
+        }
+        Make("train", 300, 1);
+        Make("t10k", 60, 2);
+    }
+
+    [TearDown]
+    public void Clean()
+    {
+        Commands.TestCommands.Clear();
+        if (Directory.Exists(_dir)) Directory.Delete(_dir, true);
+    }
+
+    private string Args(string output, string more) =>
+        $"train --data \"{_data}\" --layers 12,8 --batch 18 --threads 1 --dropout 0.25 --output \"{output}\"{(more.Contains("--epochs") ? "" : " --epochs 2")} {more}";
+
+    private static string[] Split(string args) => System.CommandLine.Parsing.CommandLineParser.SplitCommandLine(args).ToArray();
+
+    // Every tensor of a safetensors file, by name, as its raw bytes.
+    private static Dictionary<string, byte[]> Tensors(string path)
+    {
+        var f = SafeTensorsFile.Read(path);
+        var all = File.ReadAllBytes(path);
+        long data = 8 + BitConverter.ToInt64(all, 0);
+        return f.Tensors.Values.ToDictionary(t => t.Name, t => all[(int)(data + t.Begin)..(int)(data + t.End)]);
+    }
+
+    private static void AssertSameTensors(string expected, string actual, string what)
+    {
+        var a = Tensors(expected);
+        var b = Tensors(actual);
+        Assert.That(b.Keys, Is.EquivalentTo(a.Keys), what);
+        foreach (var (name, bytes) in a) Assert.That(b[name], Is.EqualTo(bytes), $"{what}: tensor {name}");
+    }
+
+    private static (int ExitCode, string StdOut, string StdErr) Mpi(int ranks, string args, bool tcp = false)
+    {
+        var r = MpiRun.Launch(ranks, args, tcp, timeoutSeconds: 120);
+        Assert.That(r.ExitCode, Is.EqualTo(0), r.StdOut + r.StdErr);
+        return r;
+    }
+
+    [TestCase("adam --lr 0.01")]
+    [TestCase("sgd --lr 0.1 --momentum 0.9 --nesterov --weight-decay 0.001")]
+    [TestCase("adamw --lr 0.01 --clip-norm 0.5")]
+    [TestCase("rmsprop --lr 0.002 --momentum 0.5")]
+    [TestCase("adagrad --lr 0.05")]
+    public void TwoRanks_Deterministic_EqualOneProcessAccumulating2_BitForBit(string optimizer)
+    {
+        string single = Path.Combine(_dir, "single"), job = Path.Combine(_dir, "job");
+        var (code, o, e) = Run(Split(Args(single, $"--optimizer {optimizer} --accumulate 2")));
+        Assert.That(code, Is.EqualTo(0), o + e);
+        var r = Mpi(2, Args(job, $"--optimizer {optimizer}"));
+        AssertSameTensors(Path.Combine(single, "model.safetensors"), Path.Combine(job, "model.safetensors"), "2 ranks against --accumulate 2");
+        Assert.That(r.StdOut, Does.Contain("distributed: 2 processes (MPI"));
+        Assert.That(r.StdOut.Split('\n').Count(l => l.StartsWith("test accuracy")), Is.EqualTo(1), "rank 0 alone prints: " + r.StdOut);
+        Assert.That(o.Split('\n').Last(l => l.StartsWith("test accuracy")), Is.EqualTo(r.StdOut.Split('\n').Last(l => l.StartsWith("test accuracy"))));
+    }
+
+    [Test]
+    public void OverTcpOnLoopback_TheSameWeights()
+    {
+        string shm = Path.Combine(_dir, "shm"), tcp = Path.Combine(_dir, "tcp");
+        Mpi(2, Args(shm, "--epochs 1"));
+        Mpi(2, Args(tcp, "--epochs 1"), tcp: true);
+        AssertSameTensors(Path.Combine(shm, "model.safetensors"), Path.Combine(tcp, "model.safetensors"), "tcp against shared memory");
+    }
+
+    [Test]
+    public void FastMode_LearnsAsWell()
+    {
+        string single = Path.Combine(_dir, "single"), job = Path.Combine(_dir, "fast");
+        var (code, o, e) = Run(Split(Args(single, "--epochs 3 --lr 0.01")));
+        Assert.That(code, Is.EqualTo(0), o + e);
+        var r = Mpi(2, Args(job, "--epochs 3 --lr 0.01 --reduction fast --accumulate 2"));
+        Assert.That(r.StdOut, Does.Contain("fast reduction"));
+        double Acc(string s) => double.Parse(s.Split('\n').Last(l => l.StartsWith("test accuracy"))["test accuracy ".Length..], System.Globalization.CultureInfo.InvariantCulture);
+        Assert.That(Acc(r.StdOut), Is.EqualTo(Acc(o)).Within(0.1));
+        Assert.That(Acc(r.StdOut), Is.GreaterThan(0.8));
+    }
+
+    [Test]
+    public void AStoppedJob_ResumesWith2Ranks_AndWith1_ToTheWeightsOfAnUninterruptedRun()
+    {
+        string whole = Path.Combine(_dir, "whole"), two = Path.Combine(_dir, "two"), one = Path.Combine(_dir, "one");
+        Mpi(2, Args(whole, ""));
+        Mpi(2, Args(two, "--stop-after-steps 7"));
+        Mpi(2, $"train --resume \"{two}\" --threads 1");
+        AssertSameTensors(Path.Combine(whole, "model.safetensors"), Path.Combine(two, "model.safetensors"), "2 ranks, stopped and resumed with 2");
+
+        Mpi(2, Args(one, "--stop-after-steps 7"));
+        var (code, o, e) = Run("train", "--resume", one, "--threads", "1", "--accumulate", "2");
+        Assert.That(code, Is.EqualTo(0), o + e);
+        AssertSameTensors(Path.Combine(whole, "model.safetensors"), Path.Combine(one, "model.safetensors"), "2 ranks, resumed by 1 accumulating 2");
+    }
+
+    [Test]
+    public void AKilledRank_StopsTheJob_AndTheLastCheckpointStaysWhole()
+    {
+        string job = Path.Combine(_dir, "killed"), ckpt = Path.Combine(job, "checkpoint.safetensors");
+        var psi = MpiRun.StartInfo(2, Args(job, "--epochs 100000 --checkpoint-every 3"), tcp: false);
+        using var mpirun = Process.Start(psi)!;
+        var stdout = mpirun.StandardOutput.ReadToEndAsync();
+        var stderr = mpirun.StandardError.ReadToEndAsync();
+        var until = DateTime.UtcNow.AddSeconds(60);
+        while (!File.Exists(ckpt) && DateTime.UtcNow < until && !mpirun.HasExited) Thread.Sleep(100);
+        Assert.That(File.Exists(ckpt), Is.True, "a checkpoint was written: " + (mpirun.HasExited ? stdout.Result + stderr.Result : ""));
+        var ranks = Children(mpirun.Id).Where(p => Cmdline(p).Contains("backprop.dll")).ToArray();
+        Assert.That(ranks, Has.Length.EqualTo(2), "the two ranks are mpirun's children");
+        Process.GetProcessById(ranks[1]).Kill();
+        Assert.That(mpirun.WaitForExit(60_000), Is.True, "the job stops when a rank dies");
+        Assert.That(mpirun.ExitCode, Is.Not.EqualTo(0), stdout.Result + stderr.Result);
+        var info = Checkpoint.ReadInfo(ckpt);
+        Assert.That(info.Step % 3, Is.EqualTo(0), "a checkpoint of a step the run saved");
+        Assert.That(Directory.GetFiles(job).Select(Path.GetFileName), Does.Not.Contain("model.safetensors"));
+    }
+
+    [Test]
+    public void ALoneProcess_NeverLoadsMpi()
+    {
+        string cli = Path.Combine(AppContext.BaseDirectory, "backprop.dll");
+        var psi = new ProcessStartInfo("dotnet", $"\"{cli}\" {Args(Path.Combine(_dir, "lone"), "--epochs 1")}")
+        {
+            RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false,
+        };
+        psi.Environment["LD_DEBUG"] = "libs";
+        using var p = Process.Start(psi)!;
+        var err = p.StandardError.ReadToEndAsync();
+        string output = p.StandardOutput.ReadToEnd();
+        p.WaitForExit();
+        Assert.That(p.ExitCode, Is.EqualTo(0), output + err.Result);
+        Assert.That(err.Result, Does.Contain("libopenblas").Or.Contain("libc.so"), "LD_DEBUG traced the library loads");
+        Assert.That(err.Result, Does.Not.Contain("libmpi"));
+    }
+
+    [Test]
+    public void DistributedMpi_OutsideALauncher_RunsAsAJobOfOne_AndBadChoicesAreRefused()
+    {
+        var (code, o, e) = Run(Split(Args(Path.Combine(_dir, "x"), "--distributed cluster")));
+        Assert.That(code, Is.EqualTo(2));
+        Assert.That(e, Does.Contain("--distributed must be auto, none or mpi; got 'cluster'"));
+        (code, o, e) = Run(Split(Args(Path.Combine(_dir, "y"), "--reduction exact")));
+        Assert.That(code, Is.EqualTo(2));
+        Assert.That(e, Does.Contain("--reduction must be deterministic or fast; got 'exact'"));
+        (code, o, e) = Run(Split(Args(Path.Combine(_dir, "z"), "--accumulate 0")));
+        Assert.That(code, Is.EqualTo(2));
+        Assert.That(e, Does.Contain("--accumulate must be in [1, 65536] micro-batches; got 0"));
+        (code, o, e) = Run(Split(Args(Path.Combine(_dir, "w"), "--accumulate 19")));
+        Assert.That(code, Is.EqualTo(2));
+        Assert.That(e, Does.Contain("a batch of 18 cannot be split into 19 micro-batches"));
+    }
+
+    [Test]
+    public void BenchDistributed_Reports1RankAnd2RankRows_AgainstARawAllreduce()
+    {
+        string dir = Path.Combine(_dir, "bench");
+        var (code, o, e) = Run("bench", "distributed", "--model", "784-256-10", "--steps", "2", "--output", dir);
+        Assert.That(code, Is.EqualTo(0), o + e);
+        var rows = System.Text.Json.JsonDocument.Parse(File.ReadAllText(Path.Combine(dir, "distributed.json"))).RootElement.EnumerateArray().ToArray();
+        Assert.That(rows, Has.Length.EqualTo(12), "3 batch sizes x (1x1, 1x2, 2x1 deterministic, 2x1 fast)");
+        var job = rows.Where(r => r.GetProperty("ranks").GetInt32() == 2).ToArray();
+        Assert.That(job.Select(r => r.GetProperty("reduction").GetString()).Distinct(), Is.EquivalentTo(new[] { "deterministic", "fast" }));
+        foreach (var r in job)
+        {
+            Assert.That(r.GetProperty("reduce_ms").GetDouble(), Is.GreaterThan(0));
+            Assert.That(r.GetProperty("reduce_fraction").GetDouble(), Is.InRange(0.0, 1.0));
+            Assert.That(r.GetProperty("raw_allreduce_gb_per_s").GetDouble(), Is.GreaterThan(0));
+            Assert.That(r.GetProperty("gradient_mb").GetDouble(), Is.EqualTo(4 * (784 * 256 + 256 + 256 * 10 + 16) / 1e6).Within(0.01));
+        }
+        Assert.That(File.ReadAllText(Path.Combine(dir, "distributed.md")), Does.Contain("| 784-256-10 | 128 | 2 x 1 | deterministic |"));
+        (code, _, e) = Run("bench", "distributed", "--model", "nope", "--steps", "2");
+        Assert.That(code, Is.EqualTo(2));
+        Assert.That(e, Does.Contain("--model 'nope' matches no model"));
+    }
+
+    private static int[] Children(int pid)
+    {
+        var found = new List<int>();
+        foreach (var dir in Directory.GetDirectories("/proc"))
+        {
+            if (!int.TryParse(Path.GetFileName(dir), out int child)) continue;
+            try
+            {
+                var stat = File.ReadAllText(Path.Combine(dir, "stat"));
+                var fields = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
+                if (int.Parse(fields[1]) == pid) found.Add(child);
+            }
+            catch (IOException) { }
+        }
+        return found.ToArray();
+    }
+
+    private static string Cmdline(int pid)
+    {
+        try { return File.ReadAllText($"/proc/{pid}/cmdline").Replace('\0', ' '); }
+        catch (IOException) { return ""; }
+    }
+}
