@@ -1,7 +1,9 @@
 // Losses, forward and backward in one pass.
 //   softmax_ce: one warp per row; warp-shuffle max and sum; loss_rows[r] = lse − (off·Σx + (on−off)·x_label);
-//               grad = (softmax − q)/B with q = (1−ε)·onehot + ε/C. A label outside [0, C) writes NaN to its row's loss.
-//   mse / l1 / huber / bce_with_logits: elementwise terms into loss_terms and grad (mean over n).
+//               grad = (softmax − q)/D with q = (1−ε)·onehot + ε/C and D = grad_rows, the rows of the whole batch
+//               (B itself, or more for a micro-batch of it). A label outside [0, C) writes NaN to its row's loss.
+//   mse / l1 / huber / bce_with_logits: elementwise terms into loss_terms and grad (the gradient of the mean over
+//   grad_n elements: n, or the whole batch's count for a micro-batch).
 //   loss_reduce: one block sums the per-row or per-element terms in a fixed order (double), writes the
 //   mean to the step status and sets its skip flag when the loss is not finite (the update then skips).
 #include "common.cuh"
@@ -18,7 +20,7 @@ __device__ __forceinline__ float warp_sum(float v)
     return v;
 }
 
-extern "C" __global__ void softmax_ce(const float* logits, const int* labels, float* grad, float* loss_rows, int batch, int classes, float smoothing)
+extern "C" __global__ void softmax_ce(const float* logits, const int* labels, float* grad, float* loss_rows, int batch, int classes, float smoothing, int grad_rows)
 {
     int warp = (blockIdx.x * blockDim.x + threadIdx.x) >> 5, lane = threadIdx.x & 31;
     if (warp >= batch) return;
@@ -33,50 +35,50 @@ extern "C" __global__ void softmax_ce(const float* logits, const int* labels, fl
     s = warp_sum(s);
     sx = warp_sum(sx);
     float lse = m + logf(s);
-    float off = smoothing / classes, on = 1.0f - smoothing + off, invB = 1.0f / batch;
+    float off = smoothing / classes, on = 1.0f - smoothing + off, invB = 1.0f / grad_rows;
     bool ok = label >= 0 && label < classes;
     for (int c = lane; c < classes; c += 32) g[c] = (expf(x[c] - lse) - (c == label ? on : off)) * invB;
     if (lane == 0) loss_rows[warp] = ok ? lse - (off * sx + (on - off) * x[label]) : __int_as_float(0x7fc00000);
 }
 
-extern "C" __global__ void mse(const float* x, const float* t, float* grad, float* loss_terms, long long n)
+extern "C" __global__ void mse(const float* x, const float* t, float* grad, float* loss_terms, long long n, long long grad_n)
 {
     for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x)
     {
         float d = x[i] - t[i];
         loss_terms[i] = d * d;
-        grad[i] = 2.0f * d / n;
+        grad[i] = 2.0f * d / grad_n;
     }
 }
 
-extern "C" __global__ void bce_with_logits(const float* x, const float* t, float* grad, float* loss_terms, long long n)
+extern "C" __global__ void bce_with_logits(const float* x, const float* t, float* grad, float* loss_terms, long long n, long long grad_n)
 {
     for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x)
     {
         float xi = x[i], e = expf(-fabsf(xi));
         loss_terms[i] = fmaxf(xi, 0.0f) - xi * t[i] + log1pf(e);
         float s = xi >= 0.0f ? 1.0f / (1.0f + e) : e / (1.0f + e);
-        grad[i] = (s - t[i]) / n;
+        grad[i] = (s - t[i]) / grad_n;
     }
 }
 
-extern "C" __global__ void l1_loss(const float* x, const float* t, float* grad, float* loss_terms, long long n)
+extern "C" __global__ void l1_loss(const float* x, const float* t, float* grad, float* loss_terms, long long n, long long grad_n)
 {
     for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x)
     {
         float d = x[i] - t[i];
         loss_terms[i] = fabsf(d);
-        grad[i] = (d > 0.0f ? 1.0f : (d < 0.0f ? -1.0f : 0.0f)) / n;
+        grad[i] = (d > 0.0f ? 1.0f : (d < 0.0f ? -1.0f : 0.0f)) / grad_n;
     }
 }
 
-extern "C" __global__ void huber(const float* x, const float* t, float* grad, float* loss_terms, long long n, float delta)
+extern "C" __global__ void huber(const float* x, const float* t, float* grad, float* loss_terms, long long n, float delta, long long grad_n)
 {
     for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x)
     {
         float d = x[i] - t[i], a = fabsf(d);
         loss_terms[i] = a < delta ? 0.5f * d * d : delta * (a - 0.5f * delta);
-        grad[i] = (d > delta ? delta : (d < -delta ? -delta : d)) / n;
+        grad[i] = (d > delta ? delta : (d < -delta ? -delta : d)) / grad_n;
     }
 }
 

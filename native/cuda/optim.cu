@@ -50,6 +50,19 @@ extern "C" __global__ void grad_check(const float* g, long long n, bp_step_statu
     if (bad && status->skip == 0) status->skip = 2;
 }
 
+// Gradient accumulation: into += from over a section; skip = 2 when a sum is NaN or infinite.
+extern "C" __global__ void add_into(float* into, const float* from, long long n, bp_step_status* status)
+{
+    int bad = 0;
+    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x)
+    {
+        float s = into[i] + from[i];
+        into[i] = s;
+        if (!bp_finitef(s)) bad = 1;
+    }
+    if (bad && status->skip == 0) status->skip = 2;
+}
+
 // The update kernels read the step's values from sc, and return at once when status->skip is set
 // (1: a non-finite loss, 2: a non-finite gradient): the parameters and optimizer state stay as they were, as on the CPU.
 __device__ __forceinline__ float prepare(float g, float p, float clip_value, const bp_step_status* status, int use_scale, float l1)

@@ -144,14 +144,20 @@ internal static class BenchCommand
         var alloc = new Command("alloc", "Bytes allocated per training step after warm-up (calling thread and all threads); exit 1 if any.");
         var aSteps = new Option<int>("--steps") { Description = "Steps to measure.", DefaultValueFactory = _ => 1000 };
         var aThreads = new Option<int>("--threads") { Description = "Kernel threads.", DefaultValueFactory = _ => 2 };
+        var aAccumulate = new Option<int>("--accumulate") { Description = "Micro-batches per step (1 to 3: the small batch has 7 samples).", DefaultValueFactory = _ => 1 };
         alloc.Options.Add(aSteps);
         alloc.Options.Add(aThreads);
+        alloc.Options.Add(aAccumulate);
         alloc.SetAction(p =>
         {
-            int n = p.GetValue(aSteps), t = p.GetValue(aThreads);
+            int n = p.GetValue(aSteps), t = p.GetValue(aThreads), k = p.GetValue(aAccumulate);
             if (n < 1) throw new UsageException($"--steps must be at least 1; got {n}.");
             if (t < 1 || t > 256) throw new UsageException($"--threads must be in [1, 256]; got {t}.");
-            return AllocBench.Run(n, t, stdout);
+            if (k < 1 || k > 3) throw new UsageException($"--accumulate must be in [1, 3] (the small batch has 7 samples); got {k}.");
+            if (!MpiCommunicator.LauncherDetected) return AllocBench.Run(n, t, k, null, stdout);
+            using var launch = DistributedLaunch.Start("bench alloc", "mpi", ReductionMode.Deterministic, Console.Error);
+            if (7 < k * launch!.Size) throw new UsageException($"bench alloc's small batch of 7 samples cannot be split into {k * launch.Size} micro-batches (--accumulate {k} x {launch.Size} ranks).");
+            return AllocBench.Run(n, t, k, launch.Options, stdout);
         });
         bench.Subcommands.Add(alloc);
 

@@ -142,7 +142,7 @@ internal static class TrainCommand
                 options = options with { Distributed = launch?.Options };
                 try { options.Validate(); }
                 catch (ArgumentException e) { throw new UsageException(Flags.Message(e)); }
-                if (launch is not null) stdout.WriteLine($"distributed: {launch.Describe}");
+                if (launch is not null) o1.WriteLine($"distributed: {launch.Describe}");
                 if (init is not null)
                     return FineTune(p, init.FullName, activation, dropout, normalize, lossOpt, initScheme: initOpt, trainSet, testSet, classes, options, fit, dir,
                         new TrainingRun(ep, fit.ValidationFraction, fit.Patience, every, new Preprocessing(norm), dataFolder, fmt, labelCol, classes), type, launch, o1, o2);

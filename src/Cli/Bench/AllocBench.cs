@@ -9,10 +9,13 @@ namespace Backprop.Cli.Bench;
 
 internal static class AllocBench
 {
-    public static int Run(int steps, int threads, TextWriter stdout)
+    public static int Run(int steps, int threads, int accumulate, Engine.Training.DistributedOptions? distributed, TextWriter stdout)
     {
         using var m = new Sequential(64).Dense(128, "relu").Dropout(0.1).Dense(64, "gelu").Dense(10)
-            .Compile(new TrainingOptions { MaxBatch = 32, Threads = threads, Seed = 1, Optimizer = new AdamW(lr: 1e-3) { ClipNorm = 1.0 } });
+            .Compile(new TrainingOptions
+            {
+                MaxBatch = 32, Threads = threads, Seed = 1, Optimizer = new AdamW(lr: 1e-3) { ClipNorm = 1.0 }, Accumulate = accumulate, Distributed = distributed,
+            });
         var x = Measure.Random(32 * 64, 1);
         var y = new int[32];
         for (int i = 0; i < 32; i++) y[i] = i % 10;
@@ -24,7 +27,7 @@ internal static class AllocBench
         // Warm-up: long enough for tiered compilation to promote the hot methods (its background work
         // allocates on its own), then a pause so nothing from the warm-up is still in flight.
         var warm = System.Diagnostics.Stopwatch.StartNew();
-        for (int i = 0; i < 300 || warm.ElapsedMilliseconds < 1000; i++) { m.Step(x, y); m.Step(xSmall, ySmall); m.Predict(xSmall, output); m.Predict(one, oneOut); }
+        for (int i = 0; distributed is null ? i < 300 || warm.ElapsedMilliseconds < 1000 : i < 1500; i++) { m.Step(x, y); m.Step(xSmall, ySmall); m.Predict(xSmall, output); m.Predict(one, oneOut); }
         Thread.Sleep(300);
         long mine = GC.GetAllocatedBytesForCurrentThread();
         long all = GC.GetTotalAllocatedBytes(precise: true);
@@ -37,7 +40,9 @@ internal static class AllocBench
         }
         long dMine = GC.GetAllocatedBytesForCurrentThread() - mine;
         long dAll = GC.GetTotalAllocatedBytes(precise: true) - all;
-        stdout.WriteLine($"{steps} steps on {threads} thread(s): {dMine} bytes allocated on the calling thread, {dAll} on all threads");
+        string who = distributed is null ? "" : $"rank {m.Rank} of {m.WorldSize}: ";
+        string split = accumulate > 1 ? $", {accumulate} micro-batches each" : "";
+        stdout.WriteLine($"{who}{steps} steps on {threads} thread(s){split}: {dMine} bytes allocated on the calling thread, {dAll} on all threads");
         return dMine == 0 && dAll == 0 ? 0 : 1;
     }
 }

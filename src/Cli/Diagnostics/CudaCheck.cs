@@ -1,6 +1,6 @@
 // Checks a device's Cuda backend against the CPU backend: the same seeded models trained side by side on
 // the same batches, for every activation (through the cuBLASLt epilogues and through our kernel), every
-// loss and every optimizer with the regularizers, plus the graph-replayed step against eager launches
+// loss and every optimizer with the regularizers, gradient accumulation, plus the graph-replayed step against eager launches
 // bit for bit. What `backprop check cuda` runs on a GPU machine; the tests run it on the emulated device.
 using Backprop.Engine;
 using Backprop.Engine.Training;
@@ -18,18 +18,20 @@ public static class CudaCheck
     private const int Steps = 20, Batch = 24, SmallBatch = 13;
 
     /// <summary>The cases run: name and how to build the model's spec and optimizer.</summary>
-    public static IReadOnlyList<(string Name, Func<ModelSpec> Spec, OptimizerSettings Optimizer)> Cases { get; } = BuildCases();
+    public static IReadOnlyList<(string Name, Func<ModelSpec> Spec, OptimizerSettings Optimizer, int Accumulate)> Cases { get; } = BuildCases();
 
-    private static List<(string, Func<ModelSpec>, OptimizerSettings)> BuildCases()
+    private static List<(string, Func<ModelSpec>, OptimizerSettings, int)> BuildCases()
     {
         var adam = new Adam(lr: 5e-3);
-        var list = new List<(string, Func<ModelSpec>, OptimizerSettings)>();
+        var list = new List<(string, Func<ModelSpec>, OptimizerSettings, int)>();
         foreach (var a in new[] { "relu", "gelu_tanh", "gelu", "silu", "tanh", "sigmoid", "elu:0.7", "leaky_relu:0.05" })
             list.Add(($"activation {a}, dropout 0.25 and 0.1, cross-entropy (smoothing 0.1)",
-                () => new Sequential(12).Dense(16, a).Dropout(0.25).Dense(10, a).Dropout(0.1).Dense(4).ToSpec(LossKind.CrossEntropy, labelSmoothing: 0.1), adam));
-        list.Add(("37 classes (more than a warp's lanes)", () => new Sequential(12).Dense(24, "relu").Dense(37).ToSpec(LossKind.CrossEntropy), adam));
+                () => new Sequential(12).Dense(16, a).Dropout(0.25).Dense(10, a).Dropout(0.1).Dense(4).ToSpec(LossKind.CrossEntropy, labelSmoothing: 0.1), adam, 1));
+        list.Add(("37 classes (more than a warp's lanes)", () => new Sequential(12).Dense(24, "relu").Dense(37).ToSpec(LossKind.CrossEntropy), adam, 1));
         foreach (var loss in new[] { LossKind.Mse, LossKind.L1, LossKind.Huber, LossKind.BceWithLogits })
-            list.Add(($"loss {loss}", () => new Sequential(12).Dense(12, "silu").Dense(3).ToSpec(loss, huberDelta: 0.3), adam));
+            list.Add(($"loss {loss}", () => new Sequential(12).Dense(12, "silu").Dense(3).ToSpec(loss, huberDelta: 0.3), adam, 1));
+        list.Add(("accumulate 3 micro-batches, dropout 0.3, cross-entropy", () => new Sequential(12).Dense(16, "relu").Dropout(0.3).Dense(4).ToSpec(LossKind.CrossEntropy), adam, 3));
+        list.Add(("accumulate 3 micro-batches, loss Mse", () => new Sequential(12).Dense(12, "silu").Dense(3).ToSpec(LossKind.Mse), adam, 3));
         var opts = new (string, OptimizerSettings)[]
         {
             ("sgd", new Sgd(lr: 0.05)),
@@ -40,7 +42,7 @@ public static class CudaCheck
             ("adagrad + clip-value", new Adagrad(lr: 0.05, lrDecay: 0.01, initialAccumulatorValue: 0.1) { ClipValue = 0.05 }),
         };
         foreach (var (name, o) in opts)
-            list.Add(($"optimizer {name}", () => new Sequential(12).Dense(128, "relu").Dense(32, "tanh").Dense(4).ToSpec(LossKind.CrossEntropy), o));
+            list.Add(($"optimizer {name}", () => new Sequential(12).Dense(128, "relu").Dense(32, "tanh").Dense(4).ToSpec(LossKind.CrossEntropy), o, 1));
         return list;
     }
 
@@ -57,10 +59,10 @@ public static class CudaCheck
             log.WriteLine(FormattableString.Invariant(
                 $"{(r.Passed ? "ok  " : "FAIL")} {r.Case}: {r.Steps} steps, max loss difference {r.MaxLossDifference:E2}, max parameter difference {r.MaxParameterDifference:E2} (tolerance {r.Tolerance:E0}){(r.Error is null ? "" : ": " + r.Error)}"));
         }
-        foreach (var (name, spec, opt) in Cases)
+        foreach (var (name, spec, opt, accumulate) in Cases)
         {
             if (filter is not null && !name.Contains(filter, StringComparison.OrdinalIgnoreCase)) continue;
-            Report(Compare(name, spec(), opt, open, tolerance));
+            Report(Compare(name, spec(), opt, accumulate, open, tolerance));
         }
         if (filter is null || "graph".Contains(filter, StringComparison.OrdinalIgnoreCase))
             Report(GraphVsEager(open));
@@ -93,14 +95,14 @@ public static class CudaCheck
 
     private static double Rel(double a, double b) => Math.Abs(a - b) / (1 + Math.Abs(a));
 
-    private static CudaCheckResult Compare(string name, ModelSpec spec, OptimizerSettings opt, Func<IGpuDevice> open, double tolerance)
+    private static CudaCheckResult Compare(string name, ModelSpec spec, OptimizerSettings opt, int accumulate, Func<IGpuDevice> open, double tolerance)
     {
         double maxLoss = 0, maxParam = 0;
         try
         {
             using var gpu = open();
-            using var cpu = new Model(spec, Options(Backend.Cpu, opt));
-            using var cuda = new Model(spec, Options(Backend.Cuda, opt), gpu);
+            using var cpu = new Model(spec, Options(Backend.Cpu, opt) with { Loss = spec.Loss, Accumulate = accumulate });
+            using var cuda = new Model(spec, Options(Backend.Cuda, opt) with { Loss = spec.Loss, Accumulate = accumulate }, gpu);
             for (int t = 0; t < Steps; t++)
             {
                 var (x, labels, targets) = MakeBatch(spec, t % 4 == 3 ? SmallBatch : Batch, 1000 + t);

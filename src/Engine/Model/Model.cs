@@ -210,7 +210,8 @@ public partial class Model<T> : IDisposable where T : unmanaged, IFloatingPointI
         double mean = lossSum / batch;
         if (!double.IsFinite(mean)) throw new TrainingDivergedException(t, mean, CurrentLearningRate);
         if (!finite) throw Diverged(t, mean);
-        _exec.Run(Plan.UpdateOps, 0, t);
+        // A device backend checks the summed gradients itself before it updates (a sum can overflow); it then leaves the parameters.
+        if (!_exec.Run(Plan.UpdateOps, 0, t).GradientsFinite) throw Diverged(t, mean);
         _step = t;
         return mean;
     }

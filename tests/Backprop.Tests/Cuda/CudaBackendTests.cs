@@ -82,6 +82,33 @@ public class CudaBackendTests
         AssertClose(cpu, cuda, 1e-4, activation);
     }
 
+    // Gradient accumulation on the device: micro-batches at row offsets (dropout masks of the whole batch), the loss gradient as
+    // a share of the whole batch, the later micro-batches' gradients added on the device; against the CPU backend accumulating
+    // the same micro-batches, for a classifier with dropout and a regression loss, batches of 24 and 13 (uneven micro-batches).
+    [Test]
+    public void GradientAccumulation_MatchesTheCpuBackend([ValueSource(nameof(Devices))] string device, [Values(LossKind.CrossEntropy, LossKind.Huber)] LossKind loss)
+    {
+        using var gpu = Open(device);
+        var spec = new Sequential(12).Dense(16, "relu").Dropout(0.3).Dense(10, "tanh").Dropout(0.2).Dense(4)
+            .ToSpec(loss, huberDelta: 0.5);
+        using var cpu = new Model(spec, Options(Backend.Cpu) with { Accumulate = 3, Loss = loss });
+        using var cuda = new Model(spec, Options(Backend.Cuda) with { Accumulate = 3, Loss = loss }, gpu);
+        for (int t = 0; t < 12; t++)
+        {
+            var (x, y) = Batch(t % 4 == 3 ? 13 : 24, 12, 4, 300 + t);
+            double a, b;
+            if (loss == LossKind.CrossEntropy) (a, b) = (cpu.Step(x, y), cuda.Step(x, y));
+            else
+            {
+                var targets = TestData.Floats(y.Length * 4, 400 + t);
+                (a, b) = (cpu.Step(x, targets), cuda.Step(x, targets));
+            }
+            Assert.That(b, Is.EqualTo(a).Within(2e-5 * (1 + Math.Abs(a))), $"loss at step {t + 1}");
+        }
+        AssertClose(cpu, cuda, 1e-4, $"accumulate 3, {loss}");
+        Assert.That(cuda.StepCount, Is.EqualTo(12));
+    }
+
     // 37 classes: every lane of the row's warp loops, and the shuffle trees span all 32 lanes.
     [Test]
     public void SoftmaxCrossEntropy_OverMoreClassesThanAWarpHasLanes_MatchesTheCpuBackend([ValueSource(nameof(Devices))] string device, [Values(17, 37)] int classes)

@@ -156,6 +156,53 @@ public class MpiTrainTests
     }
 
     [Test]
+    public void ACheckpointWriteFailingOnRank0_AbortsTheJob_NamingTheRank()
+    {
+        string job = Path.Combine(_dir, "unwritable");
+        Directory.CreateDirectory(Path.Combine(job, "checkpoint.safetensors")); // a folder where the file goes: the rename fails
+        var r = MpiRun.Launch(2, Args(job, "--epochs 50 --checkpoint-every 4"), timeoutSeconds: 120);
+        Assert.That(r.ExitCode, Is.Not.EqualTo(0), r.StdOut + r.StdErr);
+        Assert.That(r.StdErr, Does.Contain("backprop: rank 0 of 2: could not write"));
+        Assert.That(r.StdErr, Does.Contain("stopping every rank of the job"));
+        Assert.That(Directory.GetFiles(job), Is.Empty, "no temporary and no model left behind");
+    }
+
+    [Test]
+    public void SigtermToTheRanks_StopsEveryRankAfterTheSameStep_WithACheckpoint_ThatResumes()
+    {
+        // The ranks, not mpirun: on a signal mpirun stops forwarding their output and kills them a second later
+        // (odls_base_sigkill_timeout), so a clean stop is asked of the ranks themselves (README).
+        string job = Path.Combine(_dir, "signal"), ckpt = Path.Combine(job, "checkpoint.safetensors");
+        using var mpirun = Process.Start(MpiRun.StartInfo(2, Args(job, "--epochs 100000")))!;
+        var stderr = mpirun.StandardError.ReadToEndAsync();
+        string? line;
+        while ((line = mpirun.StandardOutput.ReadLine()) is not null && !line.StartsWith("epoch 2/", StringComparison.Ordinal)) { }
+        Assert.That(line, Is.Not.Null, "the job reached epoch 2");
+        var ranks = Children(mpirun.Id).Where(p => Cmdline(p).Contains("backprop.dll")).ToArray();
+        Assert.That(ranks, Has.Length.EqualTo(2));
+        foreach (int r in ranks) Assert.That(Kill(r, 15), Is.EqualTo(0), "SIGTERM sent");
+        var rest = mpirun.StandardOutput.ReadToEndAsync();
+        Assert.That(mpirun.WaitForExit(60_000), Is.True);
+        Assert.That(mpirun.ExitCode, Is.Not.EqualTo(0));
+        Assert.That(stderr.Result, Does.Contain("SIGTERM: stopped after step").And.Contain("the checkpoint is saved"), rest.Result + stderr.Result);
+        var info = Checkpoint.ReadInfo(ckpt);
+        Assert.That(info.Step, Is.GreaterThan(0));
+        var r2 = Mpi(2, $"train --resume \"{job}\" --threads 1 --epochs {info.Position.Epoch + 1}");
+        Assert.That(r2.StdOut, Does.Contain($"resuming {ckpt} at step {info.Step}"));
+    }
+
+    [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "kill", SetLastError = true)]
+    private static extern int Kill(int pid, int signal);
+
+    [Test]
+    public void DataParallelSteps_AllocateNothing_OnAnyThread_OfEitherRank()
+    {
+        var r = Mpi(2, "bench alloc --steps 1000 --threads 1 --accumulate 2");
+        Assert.That(r.StdOut, Does.Contain("rank 0 of 2: 1000 steps on 1 thread(s), 2 micro-batches each: 0 bytes allocated on the calling thread, 0 on all threads"), r.StdOut);
+        Assert.That(r.StdOut, Does.Contain("rank 1 of 2: 1000 steps on 1 thread(s), 2 micro-batches each: 0 bytes allocated on the calling thread, 0 on all threads"), r.StdOut);
+    }
+
+    [Test]
     public void ALoneProcess_NeverLoadsMpi()
     {
         string cli = Path.Combine(AppContext.BaseDirectory, "backprop.dll");

@@ -7,7 +7,9 @@
 // (cuBLASLt with the bias / ReLU / GELU epilogues, our kernels for the other activations and dropout), loss,
 // backward (cuBLAS + our derivative, dropout and bias-gradient kernels), optimizer. The training step is that
 // list captured once as a CUDA graph and replayed; the host writes the staging buffers, launches, waits, and
-// reads the loss: nothing is allocated per step.
+// reads the loss: nothing is allocated per step. A micro-batch of an accumulated step is its own list (keyed
+// also by its first row, which moves the dropout masks, and by the whole batch's size, which divides the loss
+// gradient), launched eagerly; the later micro-batches add their gradients into the grads section on the device.
 // The device holds the live parameter block. The host keeps a mirror with explicit access: a read brings it
 // up to date (one download after the device ran), a write marks it ahead so the next run uploads it first.
 using System.Runtime.InteropServices;
@@ -33,7 +35,7 @@ internal sealed unsafe class CudaExecutor : IExecutor<float>
     private readonly StepStatus* _stepStatus;
     private float* _host, _hostActs, _scratch;
     private bool _hostAhead, _deviceAhead;
-    private readonly Dictionary<(IReadOnlyList<PlanOp> Ops, int Batch), Program> _programs = [];
+    private readonly Dictionary<(IReadOnlyList<PlanOp> Ops, int Batch, int RowOffset, int GradientRows), Program> _programs = [];
     private readonly Dictionary<int, nint> _graphs = [];
     private bool _disposed;
 
@@ -127,11 +129,11 @@ internal sealed unsafe class CudaExecutor : IExecutor<float>
 
     public RunResult Run(IReadOnlyList<PlanOp> ops, int batch, long step, int rowOffset = 0, int gradientRows = 0)
     {
-        if (rowOffset != 0 || gradientRows != 0 && gradientRows != batch)
-            throw new NotSupportedException($"the cuda backend runs whole batches; got a micro-batch at row {rowOffset} of a batch of {gradientRows}.");
+        if (gradientRows == batch) gradientRows = 0;
         Upload();
         *_constants = ConstantsFor(_plan.Options, step);
-        if (!_programs.TryGetValue((ops, batch), out var program)) _programs[(ops, batch)] = program = Lower(ops, batch);
+        var key = (ops, batch, rowOffset, gradientRows);
+        if (!_programs.TryGetValue(key, out var program)) _programs[key] = program = Lower(ops, batch, rowOffset, gradientRows);
         if (_useGraph && ReferenceEquals(ops, _plan.TrainingOps))
         {
             if (!_graphs.TryGetValue(batch, out var graph))
@@ -153,7 +155,7 @@ internal sealed unsafe class CudaExecutor : IExecutor<float>
         else program.Run(_gpu);
         _gpu.Synchronize();
         if (program.Backward) _deviceAhead = true;
-        return program.HasLoss ? new RunResult(_stepStatus->Loss, _stepStatus->Skip != 2) : new RunResult(double.NaN, true);
+        return new RunResult(program.HasLoss ? _stepStatus->Loss : double.NaN, !program.ReadsStatus || _stepStatus->Skip != 2);
     }
 
     public ReadOnlySpan<float> Output(int batch) => new(_output, batch * _plan.Spec.OutputWidth);
@@ -168,7 +170,7 @@ internal sealed unsafe class CudaExecutor : IExecutor<float>
 
     public IReadOnlyList<string> Listing(IReadOnlyList<PlanOp> ops, int batch)
     {
-        if (!_programs.TryGetValue((ops, batch), out var program)) _programs[(ops, batch)] = program = Lower(ops, batch);
+        if (!_programs.TryGetValue((ops, batch, 0, 0), out var program)) _programs[(ops, batch, 0, 0)] = program = Lower(ops, batch, 0, 0);
         return program.Listing;
     }
 
@@ -180,6 +182,7 @@ internal sealed unsafe class CudaExecutor : IExecutor<float>
         private readonly List<KernelArgs> _args = [];
         public List<string> Listing { get; } = [];
         public bool HasLoss { get; set; }
+        public bool ReadsStatus { get; set; }
         public bool Backward { get; set; }
         public void Add(string what, Action<IGpuDevice> step) { Listing.Add(what); _steps.Add(step); }
         public void Add(CudaLaunch k)
@@ -199,25 +202,27 @@ internal sealed unsafe class CudaExecutor : IExecutor<float>
         p.Add($"{what} {(desc.NeedsLt ? "cublasLtMatmul " + desc.Epilogue : "cublasSgemm")} {desc.M}x{desc.N}x{desc.K}", g => g.Gemm(h));
     }
 
-    private Program Lower(IReadOnlyList<PlanOp> ops, int batch)
+    // gradientRows 0: the batch is the whole batch.
+    private Program Lower(IReadOnlyList<PlanOp> ops, int batch, int rowOffset, int gradientRows)
     {
         var p = new Program();
         var spec = _plan.Spec;
         bool hasLoss = ops.Any(o => o is LossOp);
-        p.Add("copy input", g => g.CopyToDevice(Act(_plan.Input), (nint)_input, (long)batch * spec.InputWidth * 4));
+        bool readsStatus = hasLoss || ops.Any(o => o is OptimizerUpdateOp or AccumulateGradientsOp);
+        if (batch > 0) p.Add("copy input", g => g.CopyToDevice(Act(_plan.Input), (nint)_input, (long)batch * spec.InputWidth * 4));
         if (hasLoss)
         {
             if (spec.Loss == LossKind.CrossEntropy) p.Add("copy labels", g => g.CopyToDevice(_labels, (nint)_labelStage, batch * 4L));
             else p.Add("copy targets", g => g.CopyToDevice(Act(_plan.Targets), (nint)_targets, (long)batch * spec.OutputWidth * 4));
-            p.Add("copy step constants", g => g.CopyToDevice(_consts, (nint)_constants, sizeof(StepConstants)));
         }
+        if (hasLoss || ops.Any(o => o is OptimizerUpdateOp)) p.Add("copy step constants", g => g.CopyToDevice(_consts, (nint)_constants, sizeof(StepConstants)));
         foreach (var op in ops)
         {
             switch (op)
             {
                 case DenseFwdOp f: DenseFwd(p, f, batch); break;
-                case DropoutFwdOp d: p.Add(Dropout(d.Layer, d.P, Act(d.Src), Act(d.Dst), (long)batch * d.Src.Cols)); break;
-                case LossOp l: Loss(p, l, batch); break;
+                case DropoutFwdOp d: p.Add(Dropout(d.Layer, d.P, Act(d.Src), Act(d.Dst), (long)batch * d.Src.Cols, (long)rowOffset * d.Src.Cols)); break;
+                case LossOp l: Loss(p, l, batch, gradientRows == 0 ? batch : gradientRows); break;
                 case OutputBwdOp o:
                     if (o.Activation.Kind != ActivationKind.Identity)
                     {
@@ -239,16 +244,24 @@ internal sealed unsafe class CudaExecutor : IExecutor<float>
                     Gemm(p, $"dense{d.Layer} dX", GemmDesc.RowMajor(LtEpilogue.Default, false, false, batch, inW, units, Act(d.DiffDst), units, Par(d.Weight), inW, Act(d.DiffSrc), inW));
                     long n = (long)batch * inW;
                     if (d.Saved.Exists) p.Add(CudaKernels.ActBwd(_gpu, Grid(n), Block, Act(d.Saved), Act(d.DiffSrc), Act(d.DiffSrc), n, d.PrevActivation));
-                    if (d.PrevDropout > 0) p.Add(Dropout(d.Layer - 1, d.PrevDropout, Act(d.DiffSrc), Act(d.DiffSrc), n));
+                    if (d.PrevDropout > 0) p.Add(Dropout(d.Layer - 1, d.PrevDropout, Act(d.DiffSrc), Act(d.DiffSrc), n, (long)rowOffset * inW));
                     break;
                 }
-                case OptimizerUpdateOp: Update(p); break;
+                case AccumulateGradientsOp a:
+                    p.Add(CudaKernels.AddInto(_gpu, Grid(a.Into.Length), Block, Par(a.Into), Par(a.From), a.Into.Length, _status));
+                    p.Backward = true;
+                    break;
+                case OptimizerUpdateOp:
+                    Update(p);
+                    p.Backward = true;
+                    break;
                 default: throw new NotSupportedException($"the Cuda executor has no lowering for plan op {op}.");
             }
         }
-        if (hasLoss) p.Add("copy status", g => g.CopyToHost((nint)_stepStatus, _status, sizeof(StepStatus)));
+        if (readsStatus) p.Add("copy status", g => g.CopyToHost((nint)_stepStatus, _status, sizeof(StepStatus)));
         else p.Add("copy output", g => g.CopyToHost((nint)_output, Act(_plan.Output), (long)batch * spec.OutputWidth * 4));
         p.HasLoss = hasLoss;
+        p.ReadsStatus = readsStatus;
         return p;
     }
 
@@ -274,31 +287,33 @@ internal sealed unsafe class CudaExecutor : IExecutor<float>
             p.Add(CudaKernels.BiasActFwd(_gpu, Grid((long)batch * units), Block, Act(f.Dst), 0UL, f.PreActivation.Exists ? Act(f.PreActivation) : 0UL, batch, units, f.Activation));
     }
 
-    private CudaLaunch Dropout(int layer, double prob, ulong x, ulong y, long n)
+    private CudaLaunch Dropout(int layer, double prob, ulong x, ulong y, long n, long offset)
     {
         long groups = (n + 3) / 4;
         return CudaKernels.DropoutApply(_gpu, (uint)Math.Max(1, (groups + Block - 1) / Block), Block,
-            x, y, n, _plan.Options.Seed, _consts, (uint)layer, Kernels.Cpu.Ops.Dropout.Threshold(prob), (float)(1.0 / (1.0 - prob)));
+            x, y, n, offset, _plan.Options.Seed, _consts, (uint)layer, Kernels.Cpu.Ops.Dropout.Threshold(prob), (float)(1.0 / (1.0 - prob)));
     }
 
-    private void Loss(Program p, LossOp l, int batch)
+    // gradientRows: the rows of the whole batch the loss gradient is a share of.
+    private void Loss(Program p, LossOp l, int batch, int gradientRows)
     {
         ulong o = Act(l.Output), grad = Act(l.DiffOutput);
         int outW = l.Output.Cols;
         long n = (long)batch * outW;
         if (l.Loss == LossKind.CrossEntropy)
         {
-            p.Add(CudaKernels.SoftmaxCe(_gpu, (uint)((batch * 32L + Block - 1) / Block), Block, o, _labels, grad, _terms, batch, outW, (float)l.LabelSmoothing));
+            p.Add(CudaKernels.SoftmaxCe(_gpu, (uint)((batch * 32L + Block - 1) / Block), Block, o, _labels, grad, _terms, batch, outW, (float)l.LabelSmoothing, gradientRows));
             p.Add(CudaKernels.LossReduce(_gpu, 1, Block, _terms, batch, batch, _status));
             return;
         }
         ulong t = Act(l.Targets);
+        long gradN = (long)gradientRows * outW;
         p.Add(l.Loss switch
         {
-            LossKind.Mse => CudaKernels.Mse(_gpu, Grid(n), Block, o, t, grad, _terms, n),
-            LossKind.L1 => CudaKernels.L1Loss(_gpu, Grid(n), Block, o, t, grad, _terms, n),
-            LossKind.Huber => CudaKernels.Huber(_gpu, Grid(n), Block, o, t, grad, _terms, n, (float)l.HuberDelta),
-            LossKind.BceWithLogits => CudaKernels.BceWithLogits(_gpu, Grid(n), Block, o, t, grad, _terms, n),
+            LossKind.Mse => CudaKernels.Mse(_gpu, Grid(n), Block, o, t, grad, _terms, n, gradN),
+            LossKind.L1 => CudaKernels.L1Loss(_gpu, Grid(n), Block, o, t, grad, _terms, n, gradN),
+            LossKind.Huber => CudaKernels.Huber(_gpu, Grid(n), Block, o, t, grad, _terms, n, (float)l.HuberDelta, gradN),
+            LossKind.BceWithLogits => CudaKernels.BceWithLogits(_gpu, Grid(n), Block, o, t, grad, _terms, n, gradN),
             _ => throw new NotSupportedException($"loss {l.Loss} has no CUDA kernel."),
         });
         p.Add(CudaKernels.LossReduce(_gpu, 1, Block, _terms, n, n, _status));

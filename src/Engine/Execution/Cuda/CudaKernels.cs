@@ -34,33 +34,33 @@ internal static class CudaKernels
 
     // dropout.cu
 
-    /// <summary>dropout_apply(const float* x, float* y, long long n, bp_u64 seed, const bp_step_consts* sc, bp_u32 layer, bp_u32 threshold, float scale).</summary>
-    public static CudaLaunch DropoutApply(IGpuDevice gpu, uint grid, uint block, ulong x, ulong y, long n, ulong seed, ulong consts, uint layer, uint threshold, float scale) =>
+    /// <summary>dropout_apply(const float* x, float* y, long long n, long long offset, bp_u64 seed, const bp_step_consts* sc, bp_u32 layer, bp_u32 threshold, float scale).</summary>
+    public static CudaLaunch DropoutApply(IGpuDevice gpu, uint grid, uint block, ulong x, ulong y, long n, long offset, ulong seed, ulong consts, uint layer, uint threshold, float scale) =>
         Make(gpu, "dropout.cu", "dropout_apply", grid, block,
-            new KernelArgs(8).Address(x).Address(y).I64(n).U64(seed).Address(consts).U32(layer).U32(threshold).F32(scale));
+            new KernelArgs(9).Address(x).Address(y).I64(n).I64(offset).U64(seed).Address(consts).U32(layer).U32(threshold).F32(scale));
 
     // losses.cu
 
-    /// <summary>softmax_ce(const float* logits, const int* labels, float* grad, float* loss_rows, int batch, int classes, float smoothing).</summary>
-    public static CudaLaunch SoftmaxCe(IGpuDevice gpu, uint grid, uint block, ulong logits, ulong labels, ulong grad, ulong lossRows, int batch, int classes, float smoothing) =>
+    /// <summary>softmax_ce(const float* logits, const int* labels, float* grad, float* loss_rows, int batch, int classes, float smoothing, int grad_rows).</summary>
+    public static CudaLaunch SoftmaxCe(IGpuDevice gpu, uint grid, uint block, ulong logits, ulong labels, ulong grad, ulong lossRows, int batch, int classes, float smoothing, int gradRows) =>
         Make(gpu, "losses.cu", "softmax_ce", grid, block,
-            new KernelArgs(7).Address(logits).Address(labels).Address(grad).Address(lossRows).I32(batch).I32(classes).F32(smoothing));
+            new KernelArgs(8).Address(logits).Address(labels).Address(grad).Address(lossRows).I32(batch).I32(classes).F32(smoothing).I32(gradRows));
 
-    /// <summary>mse(const float* x, const float* t, float* grad, float* loss_terms, long long n).</summary>
-    public static CudaLaunch Mse(IGpuDevice gpu, uint grid, uint block, ulong x, ulong t, ulong grad, ulong terms, long n) =>
-        Make(gpu, "losses.cu", "mse", grid, block, new KernelArgs(5).Address(x).Address(t).Address(grad).Address(terms).I64(n));
+    /// <summary>mse(const float* x, const float* t, float* grad, float* loss_terms, long long n, long long grad_n).</summary>
+    public static CudaLaunch Mse(IGpuDevice gpu, uint grid, uint block, ulong x, ulong t, ulong grad, ulong terms, long n, long gradN) =>
+        Make(gpu, "losses.cu", "mse", grid, block, new KernelArgs(6).Address(x).Address(t).Address(grad).Address(terms).I64(n).I64(gradN));
 
-    /// <summary>l1_loss(const float* x, const float* t, float* grad, float* loss_terms, long long n).</summary>
-    public static CudaLaunch L1Loss(IGpuDevice gpu, uint grid, uint block, ulong x, ulong t, ulong grad, ulong terms, long n) =>
-        Make(gpu, "losses.cu", "l1_loss", grid, block, new KernelArgs(5).Address(x).Address(t).Address(grad).Address(terms).I64(n));
+    /// <summary>l1_loss(const float* x, const float* t, float* grad, float* loss_terms, long long n, long long grad_n).</summary>
+    public static CudaLaunch L1Loss(IGpuDevice gpu, uint grid, uint block, ulong x, ulong t, ulong grad, ulong terms, long n, long gradN) =>
+        Make(gpu, "losses.cu", "l1_loss", grid, block, new KernelArgs(6).Address(x).Address(t).Address(grad).Address(terms).I64(n).I64(gradN));
 
-    /// <summary>huber(const float* x, const float* t, float* grad, float* loss_terms, long long n, float delta).</summary>
-    public static CudaLaunch Huber(IGpuDevice gpu, uint grid, uint block, ulong x, ulong t, ulong grad, ulong terms, long n, float delta) =>
-        Make(gpu, "losses.cu", "huber", grid, block, new KernelArgs(6).Address(x).Address(t).Address(grad).Address(terms).I64(n).F32(delta));
+    /// <summary>huber(const float* x, const float* t, float* grad, float* loss_terms, long long n, float delta, long long grad_n).</summary>
+    public static CudaLaunch Huber(IGpuDevice gpu, uint grid, uint block, ulong x, ulong t, ulong grad, ulong terms, long n, float delta, long gradN) =>
+        Make(gpu, "losses.cu", "huber", grid, block, new KernelArgs(7).Address(x).Address(t).Address(grad).Address(terms).I64(n).F32(delta).I64(gradN));
 
-    /// <summary>bce_with_logits(const float* x, const float* t, float* grad, float* loss_terms, long long n).</summary>
-    public static CudaLaunch BceWithLogits(IGpuDevice gpu, uint grid, uint block, ulong x, ulong t, ulong grad, ulong terms, long n) =>
-        Make(gpu, "losses.cu", "bce_with_logits", grid, block, new KernelArgs(5).Address(x).Address(t).Address(grad).Address(terms).I64(n));
+    /// <summary>bce_with_logits(const float* x, const float* t, float* grad, float* loss_terms, long long n, long long grad_n).</summary>
+    public static CudaLaunch BceWithLogits(IGpuDevice gpu, uint grid, uint block, ulong x, ulong t, ulong grad, ulong terms, long n, long gradN) =>
+        Make(gpu, "losses.cu", "bce_with_logits", grid, block, new KernelArgs(6).Address(x).Address(t).Address(grad).Address(terms).I64(n).I64(gradN));
 
     /// <summary>loss_reduce(const float* terms, long long n, double divisor, bp_step_status* status).</summary>
     public static CudaLaunch LossReduce(IGpuDevice gpu, uint grid, uint block, ulong terms, long n, double divisor, ulong status) =>
@@ -83,6 +83,10 @@ internal static class CudaKernels
     /// <summary>grad_check(const float* g, long long n, bp_step_status* status).</summary>
     public static CudaLaunch GradCheck(IGpuDevice gpu, uint grid, uint block, ulong g, long n, ulong status) =>
         Make(gpu, "optim.cu", "grad_check", grid, block, new KernelArgs(3).Address(g).I64(n).Address(status));
+
+    /// <summary>add_into(float* into, const float* from, long long n, bp_step_status* status).</summary>
+    public static CudaLaunch AddInto(IGpuDevice gpu, uint grid, uint block, ulong into, ulong from, long n, ulong status) =>
+        Make(gpu, "optim.cu", "add_into", grid, block, new KernelArgs(4).Address(into).Address(from).I64(n).Address(status));
 
     /// <summary>The prologue every update kernel shares: clip_value, use_scale, l1, step constants, status.</summary>
     private static KernelArgs Tail(KernelArgs a, OptimizerSettings o, bool useScale, ulong consts, ulong status) =>
