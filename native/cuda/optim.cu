@@ -50,6 +50,12 @@ extern "C" __global__ void grad_check(const float* g, long long n, bp_step_statu
     if (bad && status->skip == 0) status->skip = 2;
 }
 
+// dst = src over n floats (the first rank's chunk that a fold across processes starts from).
+extern "C" __global__ void copy_floats(float* dst, const float* src, long long n)
+{
+    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x) dst[i] = src[i];
+}
+
 // Gradient accumulation: into += from over a section; skip = 2 when a sum is NaN or infinite.
 extern "C" __global__ void add_into(float* into, const float* from, long long n, bp_step_status* status)
 {

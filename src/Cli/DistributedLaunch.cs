@@ -5,6 +5,7 @@
 // unexpected error) prints one line naming the rank and aborts the whole job (MPI_Abort), so no rank waits
 // forever in a collective; the checkpoint on disk is the last one written whole (writes are atomic).
 using Backprop.Engine.Training;
+using Backprop.Kernels.Cuda;
 using Backprop.Kernels.Mpi;
 
 namespace Backprop.Cli;
@@ -18,7 +19,11 @@ internal sealed class DistributedLaunch : IDisposable
     {
         _comm = comm;
         _stderr = stderr;
-        Options = new DistributedOptions(new MpiCollectives(comm), mode);
+        // The Cuda backend's device communicator: NCCL, bootstrapped through this job (rank 0's id broadcast over MPI).
+        Options = new DistributedOptions(new MpiCollectives(comm), mode)
+        {
+            DeviceCollectives = gpu => NcclCommunicator.Create(NcclLibrary.Require(), gpu, comm.Rank, comm.Size, (p, n) => Broadcast(comm, p, n)),
+        };
     }
 
     public DistributedOptions Options { get; }
@@ -49,6 +54,8 @@ internal sealed class DistributedLaunch : IDisposable
         Console.Out.Flush();
         _comm.Abort(1);
     }
+
+    private static unsafe void Broadcast(MpiCommunicator comm, nint p, int bytes) => comm.Broadcast((void*)p, bytes, 0);
 
     public void Dispose() => _comm.Dispose();
 }

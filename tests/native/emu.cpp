@@ -185,7 +185,7 @@ const Kernel kernels[] = {
     BP_K(bias_act_fwd), BP_K(act_bwd), BP_K(column_sums),
     BP_K(dropout_apply),
     BP_K(softmax_ce), BP_K(mse), BP_K(l1_loss), BP_K(huber), BP_K(bce_with_logits), BP_K(loss_reduce), BP_K(count_correct),
-    BP_K(sumsq_partial), BP_K(sumsq_final), BP_K(grad_check), BP_K(add_into), BP_K(adam_update), BP_K(sgd_update), BP_K(rmsprop_update), BP_K(adagrad_update),
+    BP_K(sumsq_partial), BP_K(sumsq_final), BP_K(grad_check), BP_K(add_into), BP_K(copy_floats), BP_K(adam_update), BP_K(sgd_update), BP_K(rmsprop_update), BP_K(adagrad_update),
 };
 
 std::mutex launch_lock;

@@ -6,6 +6,7 @@
 //                           a read and sent back before the next device run after a write
 using System.Numerics;
 using Backprop.Engine.Planning;
+using Backprop.Engine.Training;
 
 namespace Backprop.Engine.Execution;
 
@@ -36,6 +37,12 @@ internal interface IExecutor<T> : IDisposable where T : unmanaged, IFloatingPoin
     /// of the batch's mean); 0 and 0 for a whole batch.
     /// </summary>
     RunResult Run(IReadOnlyList<PlanOp> ops, int batch, long step, int rowOffset = 0, int gradientRows = 0);
+
+    /// <summary>Data-parallel training, deterministic mode: round <paramref name="round"/>'s gradient section exchanged and folded in micro-batch order (see Distributed.cs).</summary>
+    void FoldGradients(GradientReducer reducer, int round);
+
+    /// <summary>Data-parallel training: the summed gradients into every process's gradient section; false when the sum is known not to be finite.</summary>
+    bool FinishGradients(GradientReducer reducer);
 
     /// <summary>Rows [0, <paramref name="batch"/>) of an activation-block slot after a run, on the host.</summary>
     ReadOnlySpan<T> Activations(Slot slot, int batch);

@@ -57,7 +57,7 @@ public partial class Model<T> : IDisposable where T : unmanaged, IFloatingPointI
             Optimizer.InitState<T>(options.Optimizer, State(block, 0), State(block, 1), State(block, 2));
             if (options.Distributed is { } d)
             {
-                _reducer = new GradientReducer(d, Plan.ParameterSection, options.Isa ?? Kernels.Cpu.CpuIsa.Supported);
+                _reducer = new GradientReducer(d, Plan.ParameterSection, options.Isa ?? Kernels.Cpu.CpuIsa.Supported, hostExchange: options.Backend != Backend.Cuda);
                 BroadcastHeld();
             }
         }
@@ -196,12 +196,18 @@ public partial class Model<T> : IDisposable where T : unmanaged, IFloatingPointI
             lossSum += count * loss;
             finite &= ok;
             if (deterministic)
-                fixed (T* p = _exec.WriteParameters()) _reducer!.Fold((float*)p + Plan.ParameterSection, k);
+            {
+                long t0 = System.Diagnostics.Stopwatch.GetTimestamp();
+                _exec.FoldGradients(_reducer!, k);
+                _reducer!.AddTicks(System.Diagnostics.Stopwatch.GetTimestamp() - t0);
+            }
         }
         bool stop = false;
         if (_reducer is not null)
         {
-            fixed (T* p = _exec.WriteParameters()) finite &= _reducer.Finish((float*)p + Plan.ParameterSection);
+            long t0 = System.Diagnostics.Stopwatch.GetTimestamp();
+            finite &= _exec.FinishGradients(_reducer);
+            _reducer.AddTicks(System.Diagnostics.Stopwatch.GetTimestamp() - t0);
             (lossSum, finite, stop) = _reducer.Combine(lossSum, finite, StopRequested);
         }
         _stopAgreed = stop;

@@ -44,6 +44,12 @@ public unsafe interface ICollectives
 /// <summary>Data-parallel training: the job's collectives and how gradients are summed.</summary>
 public sealed record DistributedOptions(ICollectives Collectives, ReductionMode Mode = ReductionMode.Deterministic)
 {
+    /// <summary>
+    /// The Cuda backend: makes this process's device communicator (NcclCommunicator.Create over the job's collectives), which sums the
+    /// gradients on the device in the same order as the CPU backend's exchange. Called once, when the model is built.
+    /// </summary>
+    public Func<Kernels.Cuda.IGpuDevice, Kernels.Cuda.NcclCommunicator>? DeviceCollectives { get; init; }
+
     /// <summary>Where micro-batch <paramref name="m"/> of <paramref name="microBatches"/> lies in a batch of <paramref name="batch"/> samples: contiguous, the first batch % M one longer.</summary>
     public static (int Start, int Count) MicroBatch(int batch, int microBatches, int m)
     {

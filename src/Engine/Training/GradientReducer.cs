@@ -24,7 +24,8 @@ internal sealed unsafe class GradientReducer : IDisposable
     private double* _send, _gathered;
     private bool _foldFinite = true;
 
-    public GradientReducer(DistributedOptions options, long section, Isa isa)
+    /// <remarks><paramref name="hostExchange"/> false: a device backend exchanges the gradients itself; only the scalars go through here.</remarks>
+    public GradientReducer(DistributedOptions options, long section, Isa isa, bool hostExchange = true)
     {
         _c = options.Collectives;
         Mode = options.Mode;
@@ -33,7 +34,7 @@ internal sealed unsafe class GradientReducer : IDisposable
         int n = _c.Size;
         if (section % n != 0) throw new ArgumentException($"the gradient section of {section} elements does not split into {n} equal chunks.", nameof(section));
         _chunk = section / n;
-        if (Mode == ReductionMode.Deterministic)
+        if (Mode == ReductionMode.Deterministic && hostExchange)
         {
             _recv = (float*)NativeMemory.AlignedAlloc((nuint)(Math.Max(1, section) * sizeof(float)), 64);
             _acc = (float*)NativeMemory.AlignedAlloc((nuint)(Math.Max(1, _chunk) * sizeof(float)), 64);
@@ -45,13 +46,15 @@ internal sealed unsafe class GradientReducer : IDisposable
     public ReductionMode Mode { get; }
     /// <summary>Stopwatch ticks spent in the step's collectives and folds (waiting for the slowest rank included).</summary>
     public long Ticks { get; private set; }
+
+    /// <summary>Counts time spent in an exchange run elsewhere (a device backend's).</summary>
+    public void AddTicks(long ticks) => Ticks += ticks;
     public int Rank => _c.Rank;
     public int Size => _c.Size;
 
     /// <summary>Deterministic mode, after round <paramref name="round"/>: this round's gradients of every rank folded into this rank's chunk.</summary>
     public void Fold(float* grads, int round)
     {
-        long t0 = Stopwatch.GetTimestamp();
         _c.Alltoall(grads, _recv, _chunk);
         int first = 0;
         if (round == 0)
@@ -62,13 +65,11 @@ internal sealed unsafe class GradientReducer : IDisposable
         }
         for (int r = first; r < _c.Size; r++)
             if (!Accumulate.AddInto(_isa, _acc, _recv + r * _chunk, _chunk)) _foldFinite = false;
-        Ticks += Stopwatch.GetTimestamp() - t0;
     }
 
     /// <summary>The summed gradients into <paramref name="grads"/>; false when a sum is not finite.</summary>
     public bool Finish(float* grads)
     {
-        long t0 = Stopwatch.GetTimestamp();
         bool finite;
         if (Mode == ReductionMode.Deterministic)
         {
@@ -80,7 +81,6 @@ internal sealed unsafe class GradientReducer : IDisposable
             _c.AllreduceSum(grads, _section);
             finite = Accumulate.AllFinite(_isa, grads, _section);
         }
-        Ticks += Stopwatch.GetTimestamp() - t0;
         return finite;
     }
 

@@ -28,6 +28,8 @@ public sealed unsafe class CudaGpu : IGpuDevice
     public string Description => $"{Info.DeviceName} (sm_{Info.Major}{Info.Minor}, {Info.Multiprocessors} SMs, {Info.TotalMemory / (1 << 20)} MiB, driver {Info.DriverVersion / 1000}.{Info.DriverVersion % 1000 / 10})";
     /// <inheritdoc />
     public int Multiprocessors => Info.Multiprocessors;
+    /// <inheritdoc />
+    public nint Stream => _stream;
 
     private CudaGpu(CudaInfo info, bool allowTf32)
     {

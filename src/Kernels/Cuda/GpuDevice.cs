@@ -86,6 +86,8 @@ public interface IGpuDevice : IDisposable
     string Description { get; }
     /// <summary>Streaming multiprocessors (sizes grid-stride launches).</summary>
     int Multiprocessors { get; }
+    /// <summary>The stream every copy, launch and GEMM is ordered on (CUstream; what NCCL's collectives are enqueued on).</summary>
+    nint Stream { get; }
     /// <summary>Device memory, at least 256-byte aligned.</summary>
     ulong Allocate(long bytes);
     /// <summary>Frees <see cref="Allocate"/>'s memory.</summary>

@@ -9,6 +9,7 @@ internal abstract class DelegatingGpu(IGpuDevice inner) : IGpuDevice
     protected IGpuDevice Inner { get; } = inner;
     public string Description => Inner.Description;
     public int Multiprocessors => Inner.Multiprocessors;
+    public nint Stream => Inner.Stream;
     public ulong Allocate(long bytes) => Inner.Allocate(bytes);
     public void Free(ulong address) => Inner.Free(address);
     public nint AllocatePinned(long bytes) => Inner.AllocatePinned(bytes);

@@ -36,6 +36,11 @@ public sealed unsafe partial class EmulatedGpu : IGpuDevice
 
     public string Description => "host emulation of a CUDA device";
     public int Multiprocessors { get; init; } = 2;
+    private static int s_streams;
+    /// <summary>A handle of its own per device (the emulator runs everything in order at once; the handle is what a caller passes on).</summary>
+    public nint Stream { get; } = 0x5_0000 + Interlocked.Increment(ref s_streams);
+    /// <summary>Whether [p, p + bytes) lies inside one device allocation of this device.</summary>
+    internal bool IsDeviceMemory(ulong p, long bytes) => Within(_device, (nint)p, bytes);
 
     public ulong Allocate(long bytes)
     {

@@ -197,7 +197,7 @@ public class AccumulationTests
         ThreadCollectives.Run(1, (r, c) =>
         {
             Assert.That(Assert.Throws<ArgumentException>(() => net.Compile(new TrainingOptions { Backend = Backend.Cuda, Distributed = new DistributedOptions(c) }))!.Message,
-                Does.Contain("the cuda backend has no gradient exchange yet (NCCL is not wired), got 1 process(es)"));
+                Does.Contain("DistributedOptions.DeviceCollectives must make the device's communicator (NcclCommunicator.Create); got none for 1 process(es)"));
             return 0;
         });
         using var m = net.Compile(new TrainingOptions { MaxBatch = 16, Accumulate = 4, Threads = 1 });

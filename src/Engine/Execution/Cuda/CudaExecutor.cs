@@ -10,10 +10,14 @@
 // reads the loss: nothing is allocated per step. A micro-batch of an accumulated step is its own list (keyed
 // also by its first row, which moves the dropout masks, and by the whole batch's size, which divides the loss
 // gradient), launched eagerly; the later micro-batches add their gradients into the grads section on the device.
+// Across processes the gradient section is summed on the device through NCCL, on the device's stream, in the
+// order of the CPU backend's exchange: deterministic: an all-to-all of the section after each round, each rank
+// folding its chunk (copy_floats of rank 0's, add_into of the others'), then an all-gather; fast: an all-reduce.
 // The device holds the live parameter block. The host keeps a mirror with explicit access: a read brings it
 // up to date (one download after the device ran), a write marks it ahead so the next run uploads it first.
 using System.Runtime.InteropServices;
 using Backprop.Engine.Planning;
+using Backprop.Engine.Training;
 using Backprop.Kernels;
 using Backprop.Kernels.Cuda;
 
@@ -38,6 +42,10 @@ internal sealed unsafe class CudaExecutor : IExecutor<float>
     private readonly Dictionary<(IReadOnlyList<PlanOp> Ops, int Batch, int RowOffset, int GradientRows), Program> _programs = [];
     private readonly Dictionary<int, nint> _graphs = [];
     private bool _disposed;
+    private readonly NcclCommunicator? _nccl;
+    private readonly ulong _recv, _acc;
+    private readonly long _chunk;
+    private readonly CudaLaunch[] _fold = []; // [0]: acc = chunk of rank 0; [1 + r]: acc += chunk of rank r
 
     public CudaExecutor(Plan plan, IGpuDevice gpu, bool ownsDevice, bool useGraph)
     {
@@ -78,6 +86,22 @@ internal sealed unsafe class CudaExecutor : IExecutor<float>
             var zeros = new float[Math.Max(1, plan.ActivationBlock)];
             fixed (float* z = zeros) _gpu.CopyToDevice(_acts, (nint)z, zeros.Length * 4L);
             _gpu.Synchronize();
+            if (plan.Options.Distributed is { } d)
+            {
+                _nccl = d.DeviceCollectives!(gpu);
+                if (_nccl.Size != d.Collectives.Size || _nccl.Rank != d.Collectives.Rank)
+                    throw new InvalidOperationException($"the device communicator is rank {_nccl.Rank} of {_nccl.Size}, the job's rank {d.Collectives.Rank} of {d.Collectives.Size}.");
+                _chunk = plan.ParameterSection / _nccl.Size;
+                if (d.Mode == ReductionMode.Deterministic)
+                {
+                    _recv = gpu.Allocate(plan.ParameterSection * 4);
+                    _acc = gpu.Allocate(Math.Max(1, _chunk) * 4);
+                    _fold = new CudaLaunch[1 + _nccl.Size];
+                    _fold[0] = CudaKernels.CopyFloats(gpu, Grid(_chunk), Block, _acc, _recv, _chunk);
+                    for (int r = 0; r < _nccl.Size; r++)
+                        _fold[1 + r] = CudaKernels.AddInto(gpu, Grid(_chunk), Block, _acc, _recv + (ulong)(r * _chunk * 4), _chunk, _status);
+                }
+            }
         }
         catch
         {
@@ -159,6 +183,27 @@ internal sealed unsafe class CudaExecutor : IExecutor<float>
     }
 
     public ReadOnlySpan<float> Output(int batch) => new(_output, batch * _plan.Spec.OutputWidth);
+
+    public void FoldGradients(GradientReducer reducer, int round)
+    {
+        var nccl = _nccl ?? throw new InvalidOperationException("this model has no device communicator.");
+        nccl.Alltoall(Section(1), _recv, _chunk);
+        if (round == 0) Launch(_fold[0]);
+        for (int r = round == 0 ? 1 : 0; r < nccl.Size; r++) Launch(_fold[1 + r]);
+    }
+
+    // The update's own gradient check (grad_check or the norm) then decides whether the sum is finite.
+    public bool FinishGradients(GradientReducer reducer)
+    {
+        var nccl = _nccl ?? throw new InvalidOperationException("this model has no device communicator.");
+        if (reducer.Mode == ReductionMode.Deterministic) nccl.Allgather(_acc, Section(1), _chunk);
+        else nccl.AllreduceSum(Section(1), _plan.ParameterSection);
+        _gpu.Synchronize();
+        _deviceAhead = true;
+        return true;
+    }
+
+    private void Launch(CudaLaunch k) => _gpu.Launch(k.Function, k.Grid, k.Block, k.Args);
 
     public ReadOnlySpan<float> Activations(Slot slot, int batch)
     {
@@ -371,6 +416,10 @@ internal sealed unsafe class CudaExecutor : IExecutor<float>
         _disposed = true;
         foreach (var g in _graphs.Values) _gpu.DestroyGraph(g);
         foreach (var p in _programs.Values) p.Dispose();
+        foreach (var k in _fold) k.Args.Dispose();
+        _nccl?.Dispose();
+        if (_recv != 0) _gpu.Free(_recv);
+        if (_acc != 0) _gpu.Free(_acc);
         FreeMemory();
         if (_ownsDevice) _gpu.Dispose();
     }

@@ -84,6 +84,10 @@ internal static class CudaKernels
     public static CudaLaunch GradCheck(IGpuDevice gpu, uint grid, uint block, ulong g, long n, ulong status) =>
         Make(gpu, "optim.cu", "grad_check", grid, block, new KernelArgs(3).Address(g).I64(n).Address(status));
 
+    /// <summary>copy_floats(float* dst, const float* src, long long n).</summary>
+    public static CudaLaunch CopyFloats(IGpuDevice gpu, uint grid, uint block, ulong dst, ulong src, long n) =>
+        Make(gpu, "optim.cu", "copy_floats", grid, block, new KernelArgs(3).Address(dst).Address(src).I64(n));
+
     /// <summary>add_into(float* into, const float* from, long long n, bp_step_status* status).</summary>
     public static CudaLaunch AddInto(IGpuDevice gpu, uint grid, uint block, ulong into, ulong from, long n, ulong status) =>
         Make(gpu, "optim.cu", "add_into", grid, block, new KernelArgs(4).Address(into).Address(from).I64(n).Address(status));
