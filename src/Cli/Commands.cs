@@ -58,7 +58,7 @@ internal static class Commands
         }
         catch (UsageException e)
         {
-            stderr.WriteLine($"backprop: {e.Message}");
+            stderr.WriteLine($"backprop: {RankPrefix()}{e.Message}");
             return ExitUsage;
         }
         catch (DllNotFoundException e)
@@ -75,4 +75,7 @@ internal static class Commands
             return ExitInternal;
         }
     }
+
+    // Under an MPI launcher each rank runs this program: an error names the rank it happened on ("rank 1 of 2: ").
+    private static string RankPrefix() => Kernels.Mpi.MpiCommunicator.LauncherRank is var (rank, size) ? $"rank {rank} of {size}: " : "";
 }

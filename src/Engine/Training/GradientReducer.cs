@@ -59,9 +59,11 @@ internal sealed unsafe class GradientReducer : IDisposable
         int first = 0;
         if (round == 0)
         {
-            new ReadOnlySpan<float>(_recv, checked((int)_chunk)).CopyTo(new Span<float>(_acc, checked((int)_chunk)));
+            // The fold starts from rank 0's chunk: acc = r0 + r1 in one pass (the same sums as a copy and an add).
             _foldFinite = true;
-            first = 1;
+            if (_c.Size > 1) _foldFinite = Accumulate.Sum(_isa, _acc, _recv, _recv + _chunk, _chunk);
+            else new ReadOnlySpan<float>(_recv, checked((int)_chunk)).CopyTo(new Span<float>(_acc, checked((int)_chunk)));
+            first = Math.Min(2, _c.Size);
         }
         for (int r = first; r < _c.Size; r++)
             if (!Accumulate.AddInto(_isa, _acc, _recv + r * _chunk, _chunk)) _foldFinite = false;

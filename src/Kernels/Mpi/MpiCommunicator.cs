@@ -60,6 +60,9 @@ public sealed unsafe class MpiCommunicator : IDisposable
     /// <summary>True when the environment says an MPI launcher (mpirun, mpiexec, srun, ...) started this process.</summary>
     public static bool LauncherDetected => LauncherDescription is not null;
 
+    /// <summary>This process's rank and the world size from the launcher's environment, before any MPI call (null outside a launcher, or when it does not say).</summary>
+    public static (int Rank, int Size)? LauncherRank => MpiLauncher.RankAndSize(Environment.GetEnvironmentVariable);
+
     /// <summary>Which launcher started this process and the variable that says so (e.g. "Open MPI mpirun (OMPI_COMM_WORLD_SIZE=2)"), or null.</summary>
     public static string? LauncherDescription => MpiLauncher.Describe(Environment.GetEnvironmentVariable);
 

@@ -18,6 +18,14 @@ internal static class MpiLauncher
         ("MV2_COMM_WORLD_SIZE", "the MVAPICH launcher"),
     ];
 
+    /// <summary>This process's rank and the world size as the launcher's variables give them (before MPI_Init), else null.</summary>
+    internal static (int Rank, int Size)? RankAndSize(Func<string, string?> environment)
+    {
+        foreach (var (rank, size) in new[] { ("OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE"), ("PMI_RANK", "PMI_SIZE"), ("MV2_COMM_WORLD_RANK", "MV2_COMM_WORLD_SIZE"), ("PMIX_RANK", "OMPI_COMM_WORLD_SIZE") })
+            if (int.TryParse(environment(rank), out int r) && int.TryParse(environment(size), out int n) && n > 0 && r >= 0 && r < n) return (r, n);
+        return null;
+    }
+
     /// <summary>"LAUNCHER (VARIABLE=value)" for the first launcher variable set in <paramref name="environment"/>, else null.</summary>
     internal static string? Describe(Func<string, string?> environment)
     {

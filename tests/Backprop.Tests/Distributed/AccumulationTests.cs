@@ -261,6 +261,9 @@ public class AccumulationTests
             var a = TestData.Floats(n, 1);
             var b = TestData.Floats(n, 2);
             var expected = a.Zip(b, (u, v) => u + v).ToArray();
+            var sum = new float[n];
+            fixed (float* pa = a) fixed (float* pb = b) fixed (float* ps = sum) Assert.That(Accumulate.Sum(isa, ps, pa, pb, n), Is.True);
+            Assert.That(sum, Is.EqualTo(expected).AsCollection, "Sum");
             fixed (float* pa = a) fixed (float* pb = b) Assert.That(Accumulate.AddInto(isa, pa, pb, n), Is.True);
             Assert.That(a, Is.EqualTo(expected).AsCollection);
             for (int bad = 0; bad < n; bad += 5)
@@ -273,6 +276,9 @@ public class AccumulationTests
                 {
                     Assert.That(Accumulate.AddInto(isa, pc, pd, n), Is.False, $"n {n}, element {bad}");
                     Assert.That(Accumulate.AllFinite(isa, pc, n), Is.False);
+                    var e = new float[n];
+                    d[bad] = float.PositiveInfinity;
+                    fixed (float* pe = e) Assert.That(Accumulate.Sum(isa, pe, pd, pd, n), Is.False, "Sum");
                 }
             }
         }

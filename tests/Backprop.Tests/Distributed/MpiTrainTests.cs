@@ -203,6 +203,20 @@ public class MpiTrainTests
     }
 
     [Test]
+    public void BadDataOnOneRank_StopsTheJob_WithAMessageNamingTheRank()
+    {
+        // MPMD: rank 1 gets a data folder that does not exist (as on a machine without the data).
+        string good = Args(Path.Combine(_dir, "bad-data"), "--epochs 3");
+        string bad = good.Replace($"--data \"{_data}\"", $"--data \"{Path.Combine(_dir, "missing")}\"");
+        string rank = $"\"{MpiRun.BackpropDll}\"";
+        var r = MpiRun.Run(MpiRun.Mpirun!, $"--allow-run-as-root --oversubscribe --bind-to none -x TERM=dumb -np 1 dotnet {rank} {good} : -np 1 dotnet {rank} {bad}",
+            120, null, null, removeLauncherVariables: false);
+        Assert.That(r.ExitCode, Is.Not.EqualTo(0), r.StdOut + r.StdErr);
+        Assert.That(r.StdErr, Does.Contain("backprop: rank 1 of 2: "), r.StdErr);
+        Assert.That(r.StdErr, Does.Contain("missing"));
+    }
+
+    [Test]
     public void ALoneProcess_NeverLoadsMpi()
     {
         string cli = Path.Combine(AppContext.BaseDirectory, "backprop.dll");
