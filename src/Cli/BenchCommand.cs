@@ -110,7 +110,7 @@ internal static class BenchCommand
         var dist = new Command("distributed", "Data-parallel training: ms per step and the share spent summing gradients for 1 rank x 1 and x 2 threads and 2 ranks x 1 thread (mpirun -np 2), against a raw MPI_Allreduce of the same bytes.");
         var dModel = new Option<string?>("--model") { Description = "Only models whose name contains this text (e.g. 784-256-10)." };
         var dSteps = new Option<int>("--steps") { Description = "Timed steps per configuration (the same on every rank).", DefaultValueFactory = _ => 20 };
-        var dReduction = new Option<string>("--reduction") { Description = "deterministic, fast or both.", DefaultValueFactory = _ => "both" };
+        var dReduction = new Option<string>("--reduction") { Description = "deterministic, fast, overlap (fast, each layer's sum during the backward pass) or all.", DefaultValueFactory = _ => "all" };
         var dThreads = new Option<int>("--threads") { Description = "Under a launcher: kernel threads per rank.", DefaultValueFactory = _ => 1 };
         var dRows = new Option<FileInfo?>("--rows-to") { Description = "Under a launcher: write rank 0's rows as JSON to FILE instead of a report (what the 2-rank run of the report uses).", Hidden = true };
         var dOutput = new Option<DirectoryInfo?>("--output") { Description = "Folder for distributed.md and distributed.json." };
@@ -120,14 +120,15 @@ internal static class BenchCommand
             int n = p.GetValue(dSteps), t = p.GetValue(dThreads);
             if (n < 1) throw new UsageException($"--steps must be at least 1; got {n}.");
             if (t < 1 || t > 256) throw new UsageException($"--threads must be in [1, 256]; got {t}.");
-            var modes = Flags.Choice("--reduction", p.GetValue(dReduction)!, ("deterministic", new[] { ReductionMode.Deterministic }), ("fast", new[] { ReductionMode.Fast }),
-                ("both", new[] { ReductionMode.Deterministic, ReductionMode.Fast }));
+            var modes = Flags.Choice("--reduction", p.GetValue(dReduction)!, ("deterministic", new[] { (ReductionMode.Deterministic, false) }),
+                ("fast", new[] { (ReductionMode.Fast, false) }), ("overlap", new[] { (ReductionMode.Fast, true) }),
+                ("all", new[] { (ReductionMode.Deterministic, false), (ReductionMode.Fast, false), (ReductionMode.Fast, true) }));
             List<DistributedBenchRow> rows;
             if (MpiCommunicator.LauncherDetected)
             {
                 using var launch = DistributedLaunch.Start("bench distributed", "mpi", ReductionMode.Deterministic, Console.Error);
                 var comm = launch!.Communicator;
-                rows = [.. modes.SelectMany(m => DistributedBench.Worker(comm, t, n, p.GetValue(dModel), m, comm.Rank == 0 ? stdout : TextWriter.Null))];
+                rows = [.. modes.SelectMany(m => DistributedBench.Worker(comm, t, n, p.GetValue(dModel), m.Item1, m.Item2, comm.Rank == 0 ? stdout : TextWriter.Null))];
                 if (comm.Rank != 0) return 0;
                 if (p.GetValue(dRows) is { } file)
                 {

@@ -15,13 +15,14 @@ internal sealed class DistributedLaunch : IDisposable
     private readonly MpiCommunicator _comm;
     private readonly TextWriter _stderr;
 
-    private DistributedLaunch(MpiCommunicator comm, ReductionMode mode, TextWriter stderr)
+    private DistributedLaunch(MpiCommunicator comm, ReductionMode mode, bool overlap, TextWriter stderr)
     {
         _comm = comm;
         _stderr = stderr;
         // The Cuda backend's device communicator: NCCL, bootstrapped through this job (rank 0's id broadcast over MPI).
         Options = new DistributedOptions(new MpiCollectives(comm), mode)
         {
+            Overlap = overlap,
             DeviceCollectives = gpu => NcclCommunicator.Create(NcclLibrary.Require(), gpu, comm.Rank, comm.Size, (p, n) => Broadcast(comm, p, n)),
         };
     }
@@ -30,10 +31,10 @@ internal sealed class DistributedLaunch : IDisposable
     public MpiCommunicator Communicator => _comm;
     public int Rank => _comm.Rank;
     public int Size => _comm.Size;
-    public string Describe => $"{Size} processes (MPI, {_comm.LibraryVersion}), {Options.Mode.ToString().ToLowerInvariant()} reduction";
+    public string Describe => $"{Size} processes (MPI, {_comm.LibraryVersion}), {Options.Mode.ToString().ToLowerInvariant()} reduction{(Options.Overlap ? " overlapped with the backward pass" : "")}";
 
     /// <summary>The job this process belongs to, or null for a lone process (auto outside a launcher, or none).</summary>
-    public static DistributedLaunch? Start(string flag, string mode, ReductionMode reduction, TextWriter stderr)
+    public static DistributedLaunch? Start(string flag, string mode, ReductionMode reduction, TextWriter stderr, bool overlap = false)
     {
         string kind = Flags.Choice(flag, mode, ("auto", "auto"), ("none", "none"), ("mpi", "mpi"));
         if (kind == "none" || kind == "auto" && !MpiCommunicator.LauncherDetected) return null;
@@ -43,7 +44,7 @@ internal sealed class DistributedLaunch : IDisposable
         {
             throw new UsageException($"{flag} {mode}: {e.Message}");
         }
-        return new DistributedLaunch(comm, reduction, stderr);
+        return new DistributedLaunch(comm, reduction, overlap, stderr);
     }
 
     /// <summary>Prints why this rank fails and stops every rank of the job; does not return.</summary>

@@ -49,6 +49,8 @@ internal static class TrainCommand
         var batch = Add("--batch", "Batch size: the global batch of one optimizer step, however --accumulate and the processes of an MPI job split it.", 128);
         var accumulate = Add("--accumulate", "Split each batch into K micro-batches (per process) and sum their gradients before one update: the same step in the memory of a micro-batch.", 1);
         var distributed = Add("--distributed", "auto (join the MPI job when started by mpirun/srun), none, or mpi (require it): data-parallel training, every process on its share of each batch.", "auto");
+        var overlap = new Option<bool>("--overlap") { Description = "With --reduction fast and no --accumulate: start each layer's gradient sum during the backward pass (MPI_Iallreduce); pays on a network, not on one machine (README)." };
+        o["--overlap"] = overlap;
         var reduction = Add("--reduction", "How an MPI job sums gradients: deterministic (in micro-batch order: bit for bit one process with --accumulate N) or fast (MPI_Allreduce).", "deterministic");
         var epochs = Add("--epochs", "Epochs.", 15);
         var seed = Add("--seed", "Seed of initialization, dropout and shuffling.", 1);
@@ -89,7 +91,10 @@ internal static class TrainCommand
             if (acc < 1 || acc > 65536) throw new UsageException($"--accumulate must be in [1, 65536] micro-batches; got {acc}.");
             var mode = Flags.Choice("--reduction", p.GetValue(reduction)!, ("deterministic", ReductionMode.Deterministic), ("fast", ReductionMode.Fast));
             Flags.Choice("--distributed", p.GetValue(distributed)!, ("auto", 0), ("none", 0), ("mpi", 0));
-            DistributedLaunch? Launch() => DistributedLaunch.Start("--distributed", p.GetValue(distributed)!, mode, stderr);
+            bool ov = p.GetValue(overlap);
+            if (ov && mode != ReductionMode.Fast) throw new UsageException("--overlap applies to --reduction fast (the deterministic exchange folds round by round after the backward pass).");
+            if (ov && Given(p, accumulate) && acc > 1) throw new UsageException($"--overlap needs --accumulate 1 (the sum can start only on a layer's final gradients); got {acc}.");
+            DistributedLaunch? Launch() => DistributedLaunch.Start("--distributed", p.GetValue(distributed)!, mode, stderr, ov);
             if (resumeDir is not null) return Resume(p, cmd, resumeDir, th, o, output, Launch, stdout, stderr);
 
             var type = WeightsDtype(p.GetValue(dtype)!);
@@ -184,7 +189,7 @@ internal static class TrainCommand
     }
 
     // Flags a resumed run takes from its checkpoint; these may be given with --resume and change what they say.
-    private static readonly string[] ResumeOverrides = ["--threads", "--lr", "--epochs", "--checkpoint-every", "--stop-after-steps", "--dtype", "--accumulate", "--distributed", "--reduction"];
+    private static readonly string[] ResumeOverrides = ["--threads", "--lr", "--epochs", "--checkpoint-every", "--stop-after-steps", "--dtype", "--accumulate", "--distributed", "--reduction", "--overlap"];
 
     private static TensorDtype WeightsDtype(string text) => Flags.Choice("--dtype", text, ("f32", TensorDtype.F32), ("bf16", TensorDtype.BF16), ("f16", TensorDtype.F16));
 

@@ -1,7 +1,8 @@
 // `backprop bench distributed`: what data parallelism costs and buys on this machine, for the benchmark
 // shapes of `bench step`, at the same global batch:
 //   1 rank x 1 thread and 1 rank x 2 threads (a lone process, in this process), and
-//   2 ranks x 1 thread (this program relaunched under `mpirun -np 2`, once per reduction mode),
+//   2 ranks x 1 thread (this program relaunched under `mpirun -np 2`, once per reduction: deterministic,
+//   fast, and fast with each layer's sum overlapped with the backward pass),
 // each as the median ms per step over a fixed number of steps (every rank must take the same number,
 // so there is no time-based loop) with min and max. For the job: the share of a step spent summing
 // gradients (GradientReducer's collectives and folds, waiting for the slower rank included), the
@@ -44,7 +45,7 @@ internal static class DistributedBench
     private const int WarmupSteps = 3;
 
     /// <summary>The lone-process rows here, then the 2-rank rows from `mpirun -np 2` of this program, per reduction mode.</summary>
-    public static List<DistributedBenchRow> Run(int steps, string? filter, IReadOnlyList<ReductionMode> modes, TextWriter log)
+    public static List<DistributedBenchRow> Run(int steps, string? filter, IReadOnlyList<(ReductionMode Mode, bool Overlap)> modes, TextWriter log)
     {
         var rows = new List<DistributedBenchRow>();
         foreach (var (name, widths, batch) in Shapes(filter))
@@ -58,15 +59,15 @@ internal static class DistributedBench
                 log.WriteLine(FormattableString.Invariant($"  {name} batch {batch}: 1 rank x {threads} thread(s): {row.Ms:F3} ms/step [{row.MsMin:F3}..{row.MsMax:F3}]"));
             }
         string mpirun = FindMpirun() ?? throw new UsageException($"bench distributed launches `mpirun -np 2` for its 2-rank rows, and mpirun is not on PATH; {MpiLibraryHint}.");
-        foreach (var mode in modes)
+        foreach (var (mode, overlap) in modes)
         {
-            string file = Path.Combine(Path.GetTempPath(), $"backprop-bench-distributed-{Environment.ProcessId}-{mode}.json");
+            string file = Path.Combine(Path.GetTempPath(), $"backprop-bench-distributed-{Environment.ProcessId}-{Label(mode, overlap)}.json");
             try
             {
                 var (exe, pre) = Self();
                 var args = new List<string> { "--allow-run-as-root", "--oversubscribe", "-np", "2", "-x", "TERM=dumb", exe };
                 args.AddRange(pre);
-                args.AddRange(["bench", "distributed", "--steps", steps.ToString(CultureInfo.InvariantCulture), "--reduction", mode.ToString().ToLowerInvariant(), "--rows-to", file]);
+                args.AddRange(["bench", "distributed", "--steps", steps.ToString(CultureInfo.InvariantCulture), "--reduction", Label(mode, overlap), "--rows-to", file]);
                 if (filter is not null) args.AddRange(["--model", filter]);
                 var psi = new ProcessStartInfo(mpirun) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
                 foreach (var a in args) psi.ArgumentList.Add(a);
@@ -87,18 +88,18 @@ internal static class DistributedBench
     private const string MpiLibraryHint = "install Open MPI with: apt-get install openmpi-bin libopenmpi3 (or run ./build.sh Deps as root)";
 
     /// <summary>Under a launcher: this job's rows (every rank measures; rank 0 returns them, the others an empty list).</summary>
-    public static List<DistributedBenchRow> Worker(MpiCommunicator comm, int threads, int steps, string? filter, ReductionMode mode, TextWriter log)
+    public static List<DistributedBenchRow> Worker(MpiCommunicator comm, int threads, int steps, string? filter, ReductionMode mode, bool overlap, TextWriter log)
     {
         var rows = new List<DistributedBenchRow>();
         var collectives = new MpiCollectives(comm);
         foreach (var (name, widths, batch) in Shapes(filter))
         {
-            using var m = Build(widths, batch, threads, new DistributedOptions(collectives, mode));
+            using var m = Build(widths, batch, threads, new DistributedOptions(collectives, mode) { Overlap = overlap });
             var (med, min, max) = TimeSteps(m, widths, batch, steps, out double reduceSeconds);
             long bytes = GradientBytes(m);
             double raw = RawAllreduce(comm, bytes / sizeof(float), steps);
             double reduce = reduceSeconds / steps;
-            var row = new DistributedBenchRow(name, batch, comm.Size, threads, mode.ToString().ToLowerInvariant(), R(med * 1e3), R(min * 1e3), R(max * 1e3),
+            var row = new DistributedBenchRow(name, batch, comm.Size, threads, Label(mode, overlap), R(med * 1e3), R(min * 1e3), R(max * 1e3),
                 Math.Round(batch / med), R(reduce * 1e3), R(reduce / med), R(bytes / 1e6), R(bytes / reduce / 1e9), R(raw * 1e3), R(bytes / raw / 1e9), R(raw / reduce));
             rows.Add(row);
             if (comm.Rank == 0)
@@ -161,6 +162,9 @@ internal static class DistributedBench
     }
 
     private static double R(double v) => Math.Round(v, 4);
+
+    /// <summary>The reduction as the report and --reduction name it.</summary>
+    public static string Label(ReductionMode mode, bool overlap) => overlap ? "overlap" : mode.ToString().ToLowerInvariant();
 
     // How to start this program again: the apphost itself (a published backprop), else `dotnet backprop.dll` (also from a test host).
     private static (string Exe, string[] Pre) Self()

@@ -60,13 +60,17 @@ internal sealed unsafe class CpuExecutor<T, TDense> : IExecutor<T>
     private T* At(Slot s) => s.Exists ? _acts + s.Offset : null;
     private T* Param(Slot s) => _params + s.Offset;
 
+    public GradientReducer? Overlap { private get; set; }
+
     public RunResult Run(IReadOnlyList<PlanOp> ops, int batch, long step, int rowOffset = 0, int gradientRows = 0)
     {
         double loss = double.NaN;
         ulong seed = _plan.Options.Seed;
+        var overlap = Overlap;
         *_nonFinite = 0;
         for (int i = 0; i < ops.Count; i++)
         {
+            overlap?.Progress(); // the layers' sums started so far move along between kernels
             switch (ops[i])
             {
                 case DenseFwdOp f:
@@ -86,6 +90,8 @@ internal sealed unsafe class CpuExecutor<T, TDense> : IExecutor<T>
                     break;
                 case DenseBwdWeightsOp w:
                     TDense.BwdWeights(_ctx, batch, w.Src.Cols, w.DiffDst.Cols, At(w.DiffDst), At(w.Src), Param(w.WeightGrad), Param(w.BiasGrad), _nonFinite);
+                    // W and b of a layer are adjacent: their gradients are final now, so their sum can start.
+                    overlap?.LayerReady((float*)Param(w.WeightGrad), w.BiasGrad.Offset + w.BiasGrad.Length - w.WeightGrad.Offset);
                     break;
                 case DenseBwdDataOp d:
                     TDense.BwdData(_ctx, d.PrevActivation, batch, d.DiffSrc.Cols, d.DiffDst.Cols, At(d.DiffDst), Param(d.Weight), At(d.Saved), At(d.DiffSrc));

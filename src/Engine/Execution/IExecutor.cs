@@ -38,6 +38,9 @@ internal interface IExecutor<T> : IDisposable where T : unmanaged, IFloatingPoin
     /// </summary>
     RunResult Run(IReadOnlyList<PlanOp> ops, int batch, long step, int rowOffset = 0, int gradientRows = 0);
 
+    /// <summary>Data-parallel training, fast mode with overlap: the reducer to hand each layer's gradients to during the next runs (null: none).</summary>
+    GradientReducer? Overlap { set; }
+
     /// <summary>Data-parallel training, deterministic mode: round <paramref name="round"/>'s gradient section exchanged and folded in micro-batch order (see Distributed.cs).</summary>
     void FoldGradients(GradientReducer reducer, int round);
 

@@ -57,7 +57,10 @@ public partial class Model<T> : IDisposable where T : unmanaged, IFloatingPointI
             Optimizer.InitState<T>(options.Optimizer, State(block, 0), State(block, 1), State(block, 2));
             if (options.Distributed is { } d)
             {
-                _reducer = new GradientReducer(d, Plan.ParameterSection, options.Isa ?? Kernels.Cpu.CpuIsa.Supported, hostExchange: options.Backend != Backend.Cuda);
+                _reducer = new GradientReducer(d, Plan.ParameterSection, options.Isa ?? Kernels.Cpu.CpuIsa.Supported, hostExchange: options.Backend != Backend.Cuda)
+                {
+                    Overlaps = d.Overlap && d.Mode == ReductionMode.Fast && options.Accumulate == 1 && options.Backend != Backend.Cuda,
+                };
                 BroadcastHeld();
             }
         }
@@ -192,7 +195,9 @@ public partial class Model<T> : IDisposable where T : unmanaged, IFloatingPointI
             if (classification) labels.Slice(start, count).CopyTo(_exec.Labels);
             else targets.Slice(start * outW, count * outW).CopyTo(_exec.Targets);
             var ops = k == 0 || deterministic ? Plan.MicroFirstOps : Plan.MicroNextOps;
+            _exec.Overlap = _reducer is { Overlaps: true } ? _reducer : null;
             var (loss, ok) = _exec.Run(ops, count, t, start, batch);
+            _exec.Overlap = null;
             lossSum += count * loss;
             finite &= ok;
             if (deterministic)

@@ -77,6 +77,8 @@ public sealed record TrainingOptions
         if ((long)Accumulate * world > MaxBatch)
             throw new ArgumentOutOfRangeException(nameof(Accumulate), Accumulate, $"a batch of {MaxBatch} cannot be split into {(long)Accumulate * world} micro-batches " +
                 $"(accumulate {Accumulate} x {world} process(es)); expected at most {MaxBatch} in all.");
+        if (Distributed is { Overlap: true } && (Distributed.Mode != ReductionMode.Fast || Accumulate > 1))
+            throw new ArgumentException($"overlapping the gradient sum with the backward pass needs the fast reduction and no accumulation; got {Distributed.Mode.ToString().ToLowerInvariant()} with accumulate {Accumulate}.");
         if (Backend == Backend.Cuda && Distributed is { DeviceCollectives: null })
             throw new ArgumentException($"data-parallel training on the cuda backend sums gradients on the device with NCCL: DistributedOptions.DeviceCollectives must make the device's communicator (NcclCommunicator.Create); got none for {world} process(es).");
         if (Threads < 1 || Threads > 1024) throw new ArgumentOutOfRangeException(nameof(Threads), Threads, $"threads must be in [1, 1024]; got {Threads}.");

@@ -10,7 +10,9 @@
 //                  bit for bit, and any split of the same M micro-batches over ranks and rounds gives the same
 //                  weights. It moves Accumulate times the gradient bytes of one all-reduce.
 //   Fast:          each rank accumulates its micro-batches locally, then one MPI_Allreduce of the gradient
-//                  (the library's own order: reproducible for a fixed world size only).
+//                  (the library's own order: reproducible for a fixed world size only). With Overlap (and no
+//                  accumulation) each layer's sum starts as soon as the backward pass has written its
+//                  gradients, and runs while the layers before it go backward.
 namespace Backprop.Engine.Training;
 
 /// <summary>How gradients are summed across processes.</summary>
@@ -29,6 +31,12 @@ public unsafe interface ICollectives
     int Rank { get; }
     /// <summary>Processes in the job.</summary>
     int Size { get; }
+    /// <summary>Starts an in-place sum over ranks of <paramref name="buffer"/> and returns; the buffer is not touched until <see cref="WaitAll"/>.</summary>
+    void StartAllreduceSum(float* buffer, long count);
+    /// <summary>Lets started sums progress (between other work).</summary>
+    void Progress();
+    /// <summary>Waits for every started sum.</summary>
+    void WaitAll();
     /// <summary>Block j of <paramref name="send"/> ([Size, count]) goes to rank j; <paramref name="recv"/> ([Size, count]) receives block r of every rank r.</summary>
     void Alltoall(float* send, float* recv, long countPerRank);
     /// <summary><paramref name="recv"/> ([Size, count]) receives every rank's <paramref name="send"/> ([count]), in rank order.</summary>
@@ -49,6 +57,13 @@ public sealed record DistributedOptions(ICollectives Collectives, ReductionMode 
     /// gradients on the device in the same order as the CPU backend's exchange. Called once, when the model is built.
     /// </summary>
     public Func<Kernels.Cuda.IGpuDevice, Kernels.Cuda.NcclCommunicator>? DeviceCollectives { get; init; }
+
+    /// <summary>
+    /// Fast mode without accumulation, CPU backends: start summing each layer's gradients as soon as its backward pass has written
+    /// them (MPI_Iallreduce, progressed between the kernels of the layers before it), instead of one sum after the backward pass.
+    /// The same sums (for two ranks bit for bit); whether it pays depends on the network (README).
+    /// </summary>
+    public bool Overlap { get; init; }
 
     /// <summary>Where micro-batch <paramref name="m"/> of <paramref name="microBatches"/> lies in a batch of <paramref name="batch"/> samples: contiguous, the first batch % M one longer.</summary>
     public static (int Start, int Count) MicroBatch(int batch, int microBatches, int m)

@@ -47,6 +47,25 @@ internal sealed unsafe class GradientReducer : IDisposable
     /// <summary>Stopwatch ticks spent in the step's collectives and folds (waiting for the slowest rank included).</summary>
     public long Ticks { get; private set; }
 
+    /// <summary>Whether each layer's sum starts during the backward pass (fast mode, DistributedOptions.Overlap).</summary>
+    public bool Overlaps { get; init; }
+
+    /// <summary>Overlap: layer gradients [p, p + n) are final; start their sum.</summary>
+    public void LayerReady(float* p, long n)
+    {
+        long t0 = Stopwatch.GetTimestamp();
+        _c.StartAllreduceSum(p, n);
+        Ticks += Stopwatch.GetTimestamp() - t0;
+    }
+
+    /// <summary>Overlap: lets the started sums progress (called between kernels).</summary>
+    public void Progress()
+    {
+        long t0 = Stopwatch.GetTimestamp();
+        _c.Progress();
+        Ticks += Stopwatch.GetTimestamp() - t0;
+    }
+
     /// <summary>Counts time spent in an exchange run elsewhere (a device backend's).</summary>
     public void AddTicks(long ticks) => Ticks += ticks;
     public int Rank => _c.Rank;
@@ -80,7 +99,8 @@ internal sealed unsafe class GradientReducer : IDisposable
         }
         else
         {
-            _c.AllreduceSum(grads, _section);
+            if (Overlaps) _c.WaitAll(); // the layers' sums started during the backward pass
+            else _c.AllreduceSum(grads, _section);
             finite = Accumulate.AllFinite(_isa, grads, _section);
         }
         return finite;

@@ -20,5 +20,11 @@ public sealed unsafe class MpiCollectives(MpiCommunicator comm) : ICollectives
     /// <inheritdoc />
     public void AllreduceSum(float* buffer, long count) => comm.AllreduceSum(buffer, count);
     /// <inheritdoc />
+    public void StartAllreduceSum(float* buffer, long count) => comm.StartAllreduceSum(buffer, count);
+    /// <inheritdoc />
+    public void Progress() => comm.Progress();
+    /// <inheritdoc />
+    public void WaitAll() => comm.WaitAll();
+    /// <inheritdoc />
     public void Broadcast(void* buffer, long bytes, int root) => comm.Broadcast(buffer, bytes, root);
 }

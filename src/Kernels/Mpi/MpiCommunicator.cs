@@ -24,6 +24,7 @@
 // Errors: MPI_COMM_WORLD gets MPI_ERRORS_RETURN, so a failing call returns and throws MpiException (an
 // InvalidOperationException with MPI_Error_string's text) instead of aborting the job.
 using System.Diagnostics.CodeAnalysis;
+using System.Runtime.InteropServices;
 
 namespace Backprop.Kernels.Mpi;
 
@@ -181,6 +182,52 @@ public sealed unsafe class MpiCommunicator : IDisposable
 
     /// <summary>In place: <paramref name="buffer"/>[i] becomes the sum over ranks of their buffer[i], on every rank.</summary>
     public void AllreduceSum(double* buffer, long count) => AllreduceInPlace(buffer, count, sizeof(double), _mpi.Double, _mpi.OpSum);
+
+    private const int MaxRequests = 256;
+    private readonly nint* _requests = (nint*)NativeMemory.AllocZeroed(MaxRequests * (nuint)sizeof(nint));
+    private int _pending;
+
+    /// <summary>
+    /// Starts an in-place sum over ranks of <paramref name="buffer"/> (MPI_Iallreduce) and returns at once: the buffer must not be
+    /// touched until <see cref="WaitAll"/>. <see cref="Progress"/> between other work lets the library move it along.
+    /// </summary>
+    public void StartAllreduceSum(float* buffer, long count)
+    {
+        EnsureUsable();
+        CheckBuffer(buffer, count * sizeof(float), nameof(buffer), nameof(count));
+        int limit = s_maxElementsPerCall;
+        for (long done = 0; done < count;)
+        {
+            if (_pending == MaxRequests) throw new InvalidOperationException($"more than {MaxRequests} sums in flight: wait for them first.");
+            int n = (int)Math.Min(limit, count - done);
+            NativeCalls++;
+            _mpi.Check(_mpi.Iallreduce(_mpi.InPlace, buffer + done, n, _mpi.Float, _mpi.OpSum, _comm, _requests + _pending), "MPI_Iallreduce");
+            _pending++;
+            done += n;
+        }
+    }
+
+    /// <summary>Lets the started sums progress (MPI_Testall); true when all have completed.</summary>
+    public bool Progress()
+    {
+        EnsureUsable();
+        if (_pending == 0) return true;
+        int flag = 0;
+        NativeCalls++;
+        _mpi.Check(_mpi.Testall(_pending, _requests, &flag), "MPI_Testall");
+        if (flag != 0) _pending = 0;
+        return flag != 0;
+    }
+
+    /// <summary>Waits for every started sum (MPI_Waitall).</summary>
+    public void WaitAll()
+    {
+        EnsureUsable();
+        if (_pending == 0) return;
+        NativeCalls++;
+        _mpi.Check(_mpi.Waitall(_pending, _requests), "MPI_Waitall");
+        _pending = 0;
+    }
 
     /// <summary>The largest <paramref name="value"/> over all ranks (e.g. a "some rank must stop" flag), on every rank.</summary>
     public long AllreduceMax(long value)

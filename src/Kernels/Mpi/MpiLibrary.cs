@@ -66,6 +66,7 @@ internal sealed unsafe class MpiLibrary
     private readonly delegate* unmanaged<double> _wtime;
 
     // Functions with handle arguments: cast at the call to the ABI's signature.
+    private readonly void* _iallreduce, _testall, _waitall;
     private readonly void* _commRank, _commSize, _commSetErrhandler, _barrier, _bcast, _allreduce, _alltoall,
         _allgather, _abort, _typeContiguous, _typeCreateResized, _typeCommit, _typeFree;
 
@@ -133,6 +134,9 @@ internal sealed unsafe class MpiLibrary
         _allreduce = Export("MPI_Allreduce");
         _alltoall = Export("MPI_Alltoall");
         _allgather = Export("MPI_Allgather");
+        _iallreduce = Export("MPI_Iallreduce");
+        _testall = Export("MPI_Testall");
+        _waitall = Export("MPI_Waitall");
         _abort = Export("MPI_Abort");
         _typeContiguous = Export("MPI_Type_contiguous");
         _typeCreateResized = Export("MPI_Type_create_resized");
@@ -280,6 +284,42 @@ internal sealed unsafe class MpiLibrary
     public int Allgather(void* send, int sendCount, nint sendType, void* recv, int recvCount, nint recvType, nint comm) => Abi == MpiAbi.OpenMpi
         ? ((delegate* unmanaged<void*, int, nint, void*, int, nint, nint, int>)_allgather)(send, sendCount, sendType, recv, recvCount, recvType, comm)
         : ((delegate* unmanaged<void*, int, int, void*, int, int, int, int>)_allgather)(send, sendCount, (int)sendType, recv, recvCount, (int)recvType, (int)comm);
+
+    /// <summary>MPI_Iallreduce; the request is a pointer (Open MPI) or an int (MPICH), kept in an nint.</summary>
+    public int Iallreduce(void* send, void* recv, int count, nint type, nint op, nint comm, nint* request)
+    {
+        if (Abi == MpiAbi.OpenMpi)
+            return ((delegate* unmanaged<void*, void*, int, nint, nint, nint, nint*, int>)_iallreduce)(send, recv, count, type, op, comm, request);
+        int h = 0;
+        int r = ((delegate* unmanaged<void*, void*, int, int, int, int, int*, int>)_iallreduce)(send, recv, count, (int)type, (int)op, (int)comm, &h);
+        *request = h;
+        return r;
+    }
+
+    // MPI_STATUSES_IGNORE: (MPI_Status*)0 in Open MPI, (MPI_Status*)1 in MPICH. Completed requests become MPI_REQUEST_NULL.
+    /// <summary>MPI_Testall over <paramref name="count"/> requests (at most 256 for MPICH's int handles); flag 1 when all completed.</summary>
+    public int Testall(int count, nint* requests, int* flag)
+    {
+        if (Abi == MpiAbi.OpenMpi) return ((delegate* unmanaged<int, nint*, int*, void*, int>)_testall)(count, requests, flag, null);
+        if (count > 256) throw new ArgumentOutOfRangeException(nameof(count), count, "at most 256 requests at once.");
+        int* h = stackalloc int[Math.Max(1, count)];
+        for (int i = 0; i < count; i++) h[i] = (int)requests[i];
+        int r = ((delegate* unmanaged<int, int*, int*, void*, int>)_testall)(count, h, flag, (void*)1);
+        for (int i = 0; i < count; i++) requests[i] = h[i];
+        return r;
+    }
+
+    /// <summary>MPI_Waitall over <paramref name="count"/> requests (at most 256 for MPICH's int handles).</summary>
+    public int Waitall(int count, nint* requests)
+    {
+        if (Abi == MpiAbi.OpenMpi) return ((delegate* unmanaged<int, nint*, void*, int>)_waitall)(count, requests, null);
+        if (count > 256) throw new ArgumentOutOfRangeException(nameof(count), count, "at most 256 requests at once.");
+        int* h = stackalloc int[Math.Max(1, count)];
+        for (int i = 0; i < count; i++) h[i] = (int)requests[i];
+        int r = ((delegate* unmanaged<int, int*, void*, int>)_waitall)(count, h, (void*)1);
+        for (int i = 0; i < count; i++) requests[i] = h[i];
+        return r;
+    }
 
     public int Abort(nint comm, int errorCode) => Abi == MpiAbi.OpenMpi
         ? ((delegate* unmanaged<nint, int, int>)_abort)(comm, errorCode)

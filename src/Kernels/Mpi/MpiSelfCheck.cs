@@ -36,6 +36,7 @@ public static unsafe class MpiSelfCheck
             ("allreduce sum, float, 1037 elements", w => AllreduceFloat(w, 1037)),
             ("allreduce sum, float, 1048576 elements (4 MiB)", w => AllreduceFloat(w, 1 << 20)),
             ("allreduce sum, double, 1037 elements", w => AllreduceDouble(w, 1037)),
+            ("nonblocking allreduce sum, float, 3 buffers started, progressed, waited", NonblockingAllreduce),
             ("allreduce max, int64", AllreduceMax),
             ("alltoall, float, 7 per rank", w => AlltoallFloat(w, 7)),
             ("alltoall, double, 7 per rank", w => AlltoallDouble(w, 7)),
@@ -111,6 +112,34 @@ public static unsafe class MpiSelfCheck
         fixed (float* p = buffer) w.AllreduceSum(p, count);
         int s = w.Size;
         return Compare<float>(buffer, i => s * (s - 1) / 2 + s * (i % 1024) * 0.5f);
+    }
+
+    // Three buffers (1037, 5, 70000 elements) started one after another, progressed, then waited for.
+    private static string? NonblockingAllreduce(MpiCommunicator w)
+    {
+        int[] counts = [1037, 5, 70000];
+        var buffers = counts.Select(n => new float[n]).ToArray();
+        var handles = new System.Runtime.InteropServices.GCHandle[buffers.Length];
+        try
+        {
+            for (int b = 0; b < buffers.Length; b++)
+            {
+                for (int i = 0; i < counts[b]; i++) buffers[b][i] = w.Rank + (i % 1024) * 0.5f + b;
+                handles[b] = System.Runtime.InteropServices.GCHandle.Alloc(buffers[b], System.Runtime.InteropServices.GCHandleType.Pinned);
+                w.StartAllreduceSum((float*)handles[b].AddrOfPinnedObject(), counts[b]);
+                w.Progress();
+            }
+            w.WaitAll();
+            if (!w.Progress()) return "requests left after MPI_Waitall";
+        }
+        finally
+        {
+            foreach (var h in handles) if (h.IsAllocated) h.Free();
+        }
+        int s = w.Size;
+        for (int b = 0; b < buffers.Length; b++)
+            if (Compare<float>(buffers[b], i => s * (s - 1) / 2 + s * ((i % 1024) * 0.5f + b)) is { } bad) return $"buffer {b}: {bad}";
+        return null;
     }
 
     private static string? AllreduceDouble(MpiCommunicator w, int count)

@@ -128,6 +128,34 @@ public class AccumulationTests
     }
 
     [Test]
+    public void FastModeWithOverlap_StartsEachLayersSumDuringBackward_AndGivesTheSameWeights()
+    {
+        var opt = new TrainingOptions { Optimizer = new Adam { LearningRate = 1e-2 }, Seed = 14 };
+        var plain = ThreadCollectives.Run(2, (r, c) => Train(opt with { Distributed = new DistributedOptions(c, ReductionMode.Fast) }, 0.2, 30, 5));
+        var counts = new (int Started, int Progressed)[2];
+        var overlapped = ThreadCollectives.Run(2, (r, c) =>
+        {
+            var w = Train(opt with { Distributed = new DistributedOptions(c, ReductionMode.Fast) { Overlap = true } }, 0.2, 30, 5);
+            var tc = (ThreadCollectives)c;
+            counts[r] = (tc.Started, tc.Progressed);
+            return w;
+        });
+        Assert.That(overlapped[0], Is.EqualTo(plain[0]).AsCollection);
+        Assert.That(overlapped[1], Is.EqualTo(overlapped[0]).AsCollection);
+        Assert.That(counts[0].Started, Is.EqualTo(3 * 5), "one sum per layer and step");
+        Assert.That(counts[0].Progressed, Is.GreaterThan(counts[0].Started), "progressed between the kernels");
+        var net = new Sequential(12).Dense(5);
+        ThreadCollectives.Run(1, (r, c) =>
+        {
+            Assert.That(Assert.Throws<ArgumentException>(() => net.Compile(new TrainingOptions { Distributed = new DistributedOptions(c) { Overlap = true } }))!.Message,
+                Does.Contain("needs the fast reduction and no accumulation; got deterministic with accumulate 1"));
+            Assert.That(Assert.Throws<ArgumentException>(() => net.Compile(new TrainingOptions { Accumulate = 2, Distributed = new DistributedOptions(c, ReductionMode.Fast) { Overlap = true } }))!.Message,
+                Does.Contain("got fast with accumulate 2"));
+            return 0;
+        });
+    }
+
+    [Test]
     public void Ranks_StartFromRank0sParameters_AndEvaluateTheirShares_Combined()
     {
         var (x, y) = Batch(101, 50);

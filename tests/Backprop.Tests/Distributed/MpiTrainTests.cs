@@ -98,6 +98,19 @@ public class MpiTrainTests
     }
 
     [Test]
+    public void FastModeOverlapped_GivesTheWeightsOfFastMode_BitForBit([Values(false, true)] bool tcp)
+    {
+        string fast = Path.Combine(_dir, "fast"), overlapped = Path.Combine(_dir, "overlap");
+        Mpi(2, Args(fast, "--epochs 1 --reduction fast"), tcp);
+        var r = Mpi(2, Args(overlapped, "--epochs 1 --reduction fast --overlap"), tcp);
+        Assert.That(r.StdOut, Does.Contain("fast reduction overlapped with the backward pass"));
+        AssertSameTensors(Path.Combine(fast, "model.safetensors"), Path.Combine(overlapped, "model.safetensors"), "overlapped against not");
+        var (code, _, e) = Run(Split(Args(Path.Combine(_dir, "x"), "--overlap")));
+        Assert.That(code, Is.EqualTo(2));
+        Assert.That(e, Does.Contain("--overlap applies to --reduction fast"));
+    }
+
+    [Test]
     public void OverTcpOnLoopback_TheSameWeights()
     {
         string shm = Path.Combine(_dir, "shm"), tcp = Path.Combine(_dir, "tcp");
@@ -258,9 +271,9 @@ public class MpiTrainTests
         var (code, o, e) = Run("bench", "distributed", "--model", "784-256-10", "--steps", "2", "--output", dir);
         Assert.That(code, Is.EqualTo(0), o + e);
         var rows = System.Text.Json.JsonDocument.Parse(File.ReadAllText(Path.Combine(dir, "distributed.json"))).RootElement.EnumerateArray().ToArray();
-        Assert.That(rows, Has.Length.EqualTo(12), "3 batch sizes x (1x1, 1x2, 2x1 deterministic, 2x1 fast)");
+        Assert.That(rows, Has.Length.EqualTo(15), "3 batch sizes x (1x1, 1x2, 2x1 deterministic, fast, fast overlapped)");
         var job = rows.Where(r => r.GetProperty("ranks").GetInt32() == 2).ToArray();
-        Assert.That(job.Select(r => r.GetProperty("reduction").GetString()).Distinct(), Is.EquivalentTo(new[] { "deterministic", "fast" }));
+        Assert.That(job.Select(r => r.GetProperty("reduction").GetString()).Distinct(), Is.EquivalentTo(new[] { "deterministic", "fast", "overlap" }));
         foreach (var r in job)
         {
             Assert.That(r.GetProperty("reduce_ms").GetDouble(), Is.GreaterThan(0));

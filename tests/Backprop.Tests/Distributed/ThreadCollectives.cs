@@ -58,6 +58,25 @@ internal sealed unsafe class ThreadCollectives(ThreadCollectives.Hub hub, int ra
         hub.Barrier.SignalAndWait();
     }
 
+    private readonly List<(nint Buffer, long Count)> _started = [];
+    /// <summary>Sums started (StartAllreduceSum) and Progress calls so far.</summary>
+    public int Started, Progressed;
+
+    // Started sums run at WaitAll, in the order they were started (the same on every rank), as blocking sums.
+    public void StartAllreduceSum(float* buffer, long count)
+    {
+        _started.Add(((nint)buffer, count));
+        Started++;
+    }
+
+    public void Progress() => Progressed++;
+
+    public void WaitAll()
+    {
+        foreach (var (b, n) in _started) AllreduceSum((float*)b, n);
+        _started.Clear();
+    }
+
     public void Broadcast(void* buffer, long bytes, int root)
     {
         Publish(buffer, buffer);

@@ -184,6 +184,9 @@ internal sealed unsafe class CudaExecutor : IExecutor<float>
 
     public ReadOnlySpan<float> Output(int batch) => new(_output, batch * _plan.Spec.OutputWidth);
 
+    // NCCL sums after the backward pass; the device's stream orders it.
+    public GradientReducer? Overlap { set { } }
+
     public void FoldGradients(GradientReducer reducer, int round)
     {
         var nccl = _nccl ?? throw new InvalidOperationException("this model has no device communicator.");
