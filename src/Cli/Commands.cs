@@ -40,7 +40,7 @@ internal static class Commands
         var parse = root.Parse(args);
         if (parse.Errors.Count > 0)
         {
-            stderr.WriteLine($"backprop: {string.Join("; ", parse.Errors.Select(e => e.Message))} (see 'backprop --help')");
+            stderr.WriteLine($"backprop: {RankPrefix()}{string.Join("; ", parse.Errors.Select(e => e.Message))} (see 'backprop --help')");
             return ExitUsage;
         }
         try

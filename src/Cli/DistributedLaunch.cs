@@ -50,7 +50,7 @@ internal sealed class DistributedLaunch : IDisposable
     /// <summary>Prints why this rank fails and stops every rank of the job; does not return.</summary>
     public void Abort(string message)
     {
-        _stderr.WriteLine($"backprop: rank {Rank} of {Size}: {message}; stopping every rank of the job.");
+        _stderr.WriteLine($"backprop: rank {Rank} of {Size}: {message.TrimEnd('.')}; stopping every rank of the job.");
         _stderr.Flush();
         Console.Out.Flush();
         _comm.Abort(1);

@@ -48,7 +48,7 @@ internal static class TrainCommand
         var gamma = Add("--gamma", "StepLR/ExponentialLR factor.", 0.5);
         var batch = Add("--batch", "Batch size: the global batch of one optimizer step, however --accumulate and the processes of an MPI job split it.", 128);
         var accumulate = Add("--accumulate", "Split each batch into K micro-batches (per process) and sum their gradients before one update: the same step in the memory of a micro-batch.", 1);
-        var distributed = Add("--distributed", "auto (join the MPI job when started by mpirun/srun), none, or mpi (require it): data-parallel training, every process on its share of each batch.", "auto");
+        var distributed = Add("--distributed", "auto (join the MPI job when started by mpirun/srun), none, or mpi (use MPI; outside a launcher a job of one): data-parallel training, every process on its share of each batch.", "auto");
         var overlap = new Option<bool>("--overlap") { Description = "With --reduction fast and no --accumulate: start each layer's gradient sum during the backward pass (MPI_Iallreduce); pays on a network, not on one machine (README)." };
         o["--overlap"] = overlap;
         var reduction = Add("--reduction", "How an MPI job sums gradients: deterministic (in micro-batch order: bit for bit one process with --accumulate N) or fast (MPI_Allreduce).", "deterministic");
@@ -141,6 +141,11 @@ internal static class TrainCommand
             };
             try { options.Validate(); }
             catch (ArgumentException e) { throw new UsageException(Flags.Message(e)); }
+            // What the world size decides is checked before MPI starts, from the launcher's variables: an error every rank
+            // hits is then a usage error (exit 2) on each, not an abort of the job.
+            if (Kernels.Mpi.MpiCommunicator.LauncherRank is var (_, size) && !string.Equals(p.GetValue(distributed), "none", StringComparison.OrdinalIgnoreCase)
+                && (long)acc * size > b)
+                throw new UsageException($"a batch of {b} cannot be split into {(long)acc * size} micro-batches (--accumulate {acc} x {size} processes); give --batch {(long)acc * size} or more.");
             using var launch = Launch();
             return Distributed(launch, stdout, stderr, (o1, o2) =>
             {
@@ -291,10 +296,26 @@ internal static class TrainCommand
         using var launch = launchJob();
         return Distributed(launch, stdout, stderr, (stdout, stderr) =>
         {
+            // The run's split of each batch into micro-batches is kept across world sizes, so the run continues bit for bit.
+            int world = launch?.Size ?? 1;
+            if (run.MicroBatches is int split)
+            {
+                if (!Given(p, o["--accumulate"]))
+                {
+                    if (split % world != 0)
+                        throw new UsageException($"the run splits each batch into {split} micro-batches, which {world} processes cannot take in equal rounds; " +
+                            $"pass --accumulate K to split it into K x {world} instead (the weights then match an uninterrupted run to rounding, not bit for bit).");
+                    options = options with { Accumulate = split / world };
+                }
+                else if (options.Accumulate * world != split)
+                    stderr.WriteLine($"warning: the run split each batch into {split} micro-batches; --accumulate {options.Accumulate} x {world} process(es) makes " +
+                        $"{options.Accumulate * world}, so the weights match an uninterrupted run to rounding, not bit for bit.");
+            }
             options = options with { Distributed = launch?.Options };
             try { options.Validate(); }
             catch (ArgumentException e) { throw new UsageException(Flags.Message(e)); }
             if (launch is not null) stdout.WriteLine($"distributed: {launch.Describe}");
+            if (options.Accumulate > 1) stdout.WriteLine($"each batch in {options.Accumulate * world} micro-batches: --accumulate {options.Accumulate} x {world} process(es)");
             using var model = Build(() => new Model(info.Spec, options));
             try { Checkpoint.LoadTraining(model, ckpt); }
             catch (InvalidDataException e) { throw new UsageException(e.Message); }

@@ -52,7 +52,7 @@ internal static class TrainRunner
             {
                 OnCheckpoint = pos =>
                 {
-                    try { Checkpoint.SaveTraining(model, checkpoint, pos, run); }
+                    try { Checkpoint.SaveTraining(model, checkpoint, pos, run with { MicroBatches = model.Plan.MicroBatches }); }
                     catch (Exception e) when (e is IOException or UnauthorizedAccessException) { throw new WriteFailedException(checkpoint, e); }
                 },
             };
@@ -119,7 +119,8 @@ internal static class TrainRunner
         if (result.Interrupted)
         {
             if (output is not null) RunFolder.RemoveTemporaries(output.FullName);
-            stderr.WriteLine($"backprop: {(signal == ExitTerminated ? "SIGTERM" : "SIGINT")}: stopped after step {model.StepCount}" +
+            string why = signal == ExitTerminated ? "SIGTERM" : signal == ExitInterrupted ? "SIGINT" : "a signal to another rank of the job";
+            stderr.WriteLine($"backprop: {why}: stopped after step {model.StepCount}" +
                 (checkpoint is not null ? $"; the checkpoint is saved, continue with --resume '{output!.FullName}'." : " (no --output, so no checkpoint)."));
             return signal == 0 ? ExitInterrupted : signal;
         }

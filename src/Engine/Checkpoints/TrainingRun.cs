@@ -44,9 +44,11 @@ public sealed record Preprocessing(Normalization Kind, float[]? Mean = null, flo
 /// <param name="Format">Its format: idx, csv or npy.</param>
 /// <param name="LabelColumn">CSV: the label column as given ("" when inferred).</param>
 /// <param name="Classes">The number of classes (null: a regression run).</param>
+/// <param name="MicroBatches">Micro-batches per step over all processes (accumulate x processes) when the checkpoint was written (null: not recorded).</param>
 public sealed record TrainingRun(int Epochs, double ValidationFraction, int Patience, long CheckpointEvery, Preprocessing Preprocessing,
-    string? Data = null, string? Format = null, string? LabelColumn = null, int? Classes = null)
+    string? Data = null, string? Format = null, string? LabelColumn = null, int? Classes = null, int? MicroBatches = null)
 {
+    // A resume with another world size keeps the recorded split (the accumulation it then needs), so it continues bit for bit.
     /// <summary>Throws <see cref="ArgumentException"/> naming the field and the value when a setting is out of range.</summary>
     public void Validate(int inputWidth)
     {
@@ -56,6 +58,7 @@ public sealed record TrainingRun(int Epochs, double ValidationFraction, int Pati
         if (CheckpointEvery < 0) throw new ArgumentException($"checkpoint interval must be >= 0; got {CheckpointEvery}.");
         if (Format is not (null or "idx" or "csv" or "npy")) throw new ArgumentException($"data format must be idx, csv or npy; got '{Format}'.");
         if (Classes is < 2) throw new ArgumentException($"classes must be at least 2; got {Classes}.");
+        if (MicroBatches is < 1) throw new ArgumentException($"micro-batches per step must be at least 1; got {MicroBatches}.");
         ArgumentNullException.ThrowIfNull(Preprocessing);
         Preprocessing.Validate(inputWidth);
     }

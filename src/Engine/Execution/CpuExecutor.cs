@@ -129,9 +129,12 @@ internal sealed unsafe class CpuExecutor<T, TDense> : IExecutor<T>
             slots > 0 ? s : null, slots > 1 ? s + len : null, slots > 2 ? s + 2 * len : null, len);
     }
 
+    public void ClearGradients(bool micro) =>
+        new Span<T>(_params + (micro ? (2 + _plan.StateSlots) * _plan.ParameterSection : _plan.ParameterSection), checked((int)_plan.ParameterSection)).Clear();
+
     // Data parallelism runs in float (the model refuses it for double), so the gradient section is float here.
     public void FoldGradients(GradientReducer reducer, int round) => reducer.Fold((float*)(_params + _plan.ParameterSection), round);
-    public bool FinishGradients(GradientReducer reducer) => reducer.Finish((float*)(_params + _plan.ParameterSection));
+    public bool FinishGradients(GradientReducer reducer, bool overlapped) => reducer.Finish((float*)(_params + _plan.ParameterSection), overlapped);
 
     public ReadOnlySpan<T> Activations(Slot slot, int batch) => Rows(slot, batch);
     public ReadOnlySpan<T> Output(int batch) => Rows(_plan.Output, batch);

@@ -38,6 +38,9 @@ internal interface IExecutor<T> : IDisposable where T : unmanaged, IFloatingPoin
     /// </summary>
     RunResult Run(IReadOnlyList<PlanOp> ops, int batch, long step, int rowOffset = 0, int gradientRows = 0);
 
+    /// <summary>Zeros the grads section (or, with <paramref name="micro"/>, the micro-batch section): the gradients of an empty micro-batch.</summary>
+    void ClearGradients(bool micro);
+
     /// <summary>Data-parallel training, fast mode with overlap: the reducer to hand each layer's gradients to during the next runs (null: none).</summary>
     GradientReducer? Overlap { set; }
 
@@ -45,7 +48,7 @@ internal interface IExecutor<T> : IDisposable where T : unmanaged, IFloatingPoin
     void FoldGradients(GradientReducer reducer, int round);
 
     /// <summary>Data-parallel training: the summed gradients into every process's gradient section; false when the sum is known not to be finite.</summary>
-    bool FinishGradients(GradientReducer reducer);
+    bool FinishGradients(GradientReducer reducer, bool overlapped);
 
     /// <summary>Rows [0, <paramref name="batch"/>) of an activation-block slot after a run, on the host.</summary>
     ReadOnlySpan<T> Activations(Slot slot, int batch);

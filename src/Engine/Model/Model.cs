@@ -181,25 +181,38 @@ public partial class Model<T> : IDisposable where T : unmanaged, IFloatingPointI
         if (!classification && targets.Length != batch * outW)
             throw new ArgumentException($"targets has {targets.Length} values; batch {batch} x {outW} outputs needs {batch * outW}.", nameof(targets));
         int M = Plan.MicroBatches, N = _reducer?.Size ?? 1, rank = _reducer?.Rank ?? 0, K = Options.Accumulate;
-        if (batch < M)
-            throw new ArgumentException($"a batch of {batch} cannot be split into {M} micro-batches (accumulate {K} x {N} process(es)); pass at least {M} samples.", nameof(x));
         if (classification) Labels.Check(labels, outW);
         long t = _step + 1;
         bool deterministic = _reducer is { Mode: ReductionMode.Deterministic };
+        // Every rank knows the batch, so every rank agrees whether a micro-batch is empty (and then none overlaps).
+        bool overlap = _reducer is { Overlaps: true } && batch >= M;
         double lossSum = 0;
         bool finite = true;
         for (int k = 0; k < K; k++)
         {
             var (start, count) = DistributedOptions.MicroBatch(batch, M, k * N + rank);
-            x.Slice(start * inW, count * inW).CopyTo(_exec.Input);
-            if (classification) labels.Slice(start, count).CopyTo(_exec.Labels);
-            else targets.Slice(start * outW, count * outW).CopyTo(_exec.Targets);
-            var ops = k == 0 || deterministic ? Plan.MicroFirstOps : Plan.MicroNextOps;
-            _exec.Overlap = _reducer is { Overlaps: true } ? _reducer : null;
-            var (loss, ok) = _exec.Run(ops, count, t, start, batch);
-            _exec.Overlap = null;
-            lossSum += count * loss;
-            finite &= ok;
+            bool first = k == 0 || deterministic;
+            if (count == 0)
+            {
+                // An empty micro-batch (an epoch's last batch is smaller than M) adds zeros: to the exchange, or locally.
+                if (first) _exec.ClearGradients(micro: false);
+                else
+                {
+                    _exec.ClearGradients(micro: true);
+                    _exec.Run(Plan.AccumulateOps, 0, t);
+                }
+            }
+            else
+            {
+                x.Slice(start * inW, count * inW).CopyTo(_exec.Input);
+                if (classification) labels.Slice(start, count).CopyTo(_exec.Labels);
+                else targets.Slice(start * outW, count * outW).CopyTo(_exec.Targets);
+                _exec.Overlap = overlap ? _reducer : null;
+                var (loss, ok) = _exec.Run(first ? Plan.MicroFirstOps : Plan.MicroNextOps, count, t, start, batch);
+                _exec.Overlap = null;
+                lossSum += count * loss;
+                finite &= ok;
+            }
             if (deterministic)
             {
                 long t0 = System.Diagnostics.Stopwatch.GetTimestamp();
@@ -211,7 +224,7 @@ public partial class Model<T> : IDisposable where T : unmanaged, IFloatingPointI
         if (_reducer is not null)
         {
             long t0 = System.Diagnostics.Stopwatch.GetTimestamp();
-            finite &= _exec.FinishGradients(_reducer);
+            finite &= _exec.FinishGradients(_reducer, overlap);
             _reducer.AddTicks(System.Diagnostics.Stopwatch.GetTimestamp() - t0);
             (lossSum, finite, stop) = _reducer.Combine(lossSum, finite, StopRequested);
         }
@@ -236,7 +249,7 @@ public partial class Model<T> : IDisposable where T : unmanaged, IFloatingPointI
     public bool StopRequested { get; set; }
 
     /// <summary>Whether any process asked to stop at the last step (<see cref="StopRequested"/>); for a lone process, <see cref="StopRequested"/> itself.</summary>
-    public bool StopAgreed => _reducer is null ? StopRequested : _stopAgreed;
+    public bool StopAgreed => _reducer is null || !Plan.SplitsSteps ? StopRequested : _stopAgreed;
 
     /// <summary>Data-parallel training: seconds this process has spent summing gradients across processes (waiting for the others included); 0 alone.</summary>
     public double ReductionSeconds => _reducer is null ? 0 : _reducer.Ticks / (double)System.Diagnostics.Stopwatch.Frequency;
@@ -343,6 +356,7 @@ public partial class Model<T> : IDisposable where T : unmanaged, IFloatingPointI
     }
 
     /// <summary>Mean loss, accuracy and confusion matrix (rows: true class, columns: predicted) over a labelled set; no dropout.</summary>
+    /// <remarks>Data-parallel training: a collective; every process passes the same set, evaluates its share, and gets the combined result.</remarks>
     public EvaluationResult Evaluate(ReadOnlySpan<T> x, ReadOnlySpan<int> labels)
     {
         Enter();

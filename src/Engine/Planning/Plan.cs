@@ -47,6 +47,11 @@ public sealed class Plan
     public IReadOnlyList<LayerSlots> Layers { get; }
     /// <summary>Elements of the parameter section (params, and each of grads and state slots, have this length).</summary>
     public long ParameterSection { get; }
+    /// <summary>
+    /// Elements of the parameter section without the padding to 16·processes: where the last tensor ends, the same for every
+    /// world size (a reduction over the section whose blocking depends on its length, as the Cuda norm's, runs over this).
+    /// </summary>
+    public long ParameterExtent { get; }
     /// <summary>Real parameters (without alignment gaps).</summary>
     public long ParameterCount { get; }
     /// <summary>Optimizer state slots.</summary>
@@ -65,6 +70,8 @@ public sealed class Plan
     public IReadOnlyList<PlanOp> MicroFirstOps { get; }
     /// <summary>A later micro-batch: forward, loss, backward into the micro section, then added into the grads section (empty without accumulation).</summary>
     public IReadOnlyList<PlanOp> MicroNextOps { get; }
+    /// <summary>The micro section added into the grads section alone (an empty micro-batch's zeros; empty without accumulation).</summary>
+    public IReadOnlyList<PlanOp> AccumulateOps { get; }
     /// <summary>The optimizer pass alone, over the summed gradients.</summary>
     public IReadOnlyList<PlanOp> UpdateOps { get; }
     /// <summary>Input slot [MaxBatch, input width] in the activation block.</summary>
@@ -136,6 +143,7 @@ public sealed class Plan
             b[l] = Param(1, spec.Layers[l].Units);
             ParameterCount += w[l].Length + b[l].Length;
         }
+        ParameterExtent = p;
         long chunk = (long)Align * world;
         ParameterSection = (p + chunk - 1) / chunk * chunk;
         StateSlots = options.Optimizer.StateSlots;
@@ -183,6 +191,7 @@ public sealed class Plan
                 new AccumulateGradientsOp(new Slot(micro, ParameterSection, 1, 0), new Slot(ParameterSection, ParameterSection, 1, 0))]
             : []);
         UpdateOps = Array.AsReadOnly<PlanOp>([new OptimizerUpdateOp()]);
+        AccumulateOps = Array.AsReadOnly<PlanOp>(MicroGradients ? [MicroNextOps[^1]] : []);
         GradientOps = Array.AsReadOnly<PlanOp>([.. loss, .. Backward(inputGradient: true)]);
     }
 

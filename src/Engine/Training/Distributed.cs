@@ -3,6 +3,8 @@
 // contiguous micro-batches of near-equal size, and rank r runs micro-batches r, r + Size, r + 2·Size, …
 // (round k runs micro-batch k·Size + r on every rank at once). The gradients of all micro-batches are then
 // summed and every rank applies the same update.
+// A batch smaller than Accumulate × Size (an epoch's last) leaves micro-batches empty: an empty one adds
+// zero gradients (exact, so the fold stays the same for every spread).
 //   Deterministic: after each round the gradients are exchanged (all-to-all: rank r receives chunk r of every
 //                  rank's gradient) and each rank folds its chunk in micro-batch order (round by round, rank by
 //                  rank); an all-gather of the folded chunks gives every rank the sum. The sum is the left fold
@@ -65,11 +67,14 @@ public sealed record DistributedOptions(ICollectives Collectives, ReductionMode 
     /// </summary>
     public bool Overlap { get; init; }
 
-    /// <summary>Where micro-batch <paramref name="m"/> of <paramref name="microBatches"/> lies in a batch of <paramref name="batch"/> samples: contiguous, the first batch % M one longer.</summary>
+    /// <summary>
+    /// Where micro-batch <paramref name="m"/> of <paramref name="microBatches"/> lies in a batch of <paramref name="batch"/> samples: contiguous,
+    /// the first batch % M one longer; a batch smaller than M (an epoch's last) leaves the last micro-batches empty.
+    /// </summary>
     public static (int Start, int Count) MicroBatch(int batch, int microBatches, int m)
     {
-        if (microBatches < 1 || batch < microBatches || (uint)m >= (uint)microBatches)
-            throw new ArgumentOutOfRangeException(nameof(m), m, $"micro-batch {m} of {microBatches} in a batch of {batch}: expected 0 <= m < M <= batch.");
+        if (microBatches < 1 || batch < 0 || (uint)m >= (uint)microBatches)
+            throw new ArgumentOutOfRangeException(nameof(m), m, $"micro-batch {m} of {microBatches} in a batch of {batch}: expected 0 <= m < M and batch >= 0.");
         int q = batch / microBatches, rem = batch % microBatches;
         return (m * q + Math.Min(m, rem), q + (m < rem ? 1 : 0));
     }

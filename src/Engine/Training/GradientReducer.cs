@@ -88,8 +88,8 @@ internal sealed unsafe class GradientReducer : IDisposable
             if (!Accumulate.AddInto(_isa, _acc, _recv + r * _chunk, _chunk)) _foldFinite = false;
     }
 
-    /// <summary>The summed gradients into <paramref name="grads"/>; false when a sum is not finite.</summary>
-    public bool Finish(float* grads)
+    /// <summary>The summed gradients into <paramref name="grads"/>; false when a sum is not finite. <paramref name="overlapped"/>: the layers' sums were started during the backward pass.</summary>
+    public bool Finish(float* grads, bool overlapped)
     {
         bool finite;
         if (Mode == ReductionMode.Deterministic)
@@ -99,7 +99,7 @@ internal sealed unsafe class GradientReducer : IDisposable
         }
         else
         {
-            if (Overlaps) _c.WaitAll(); // the layers' sums started during the backward pass
+            if (overlapped) _c.WaitAll(); // the layers' sums started during the backward pass
             else _c.AllreduceSum(grads, _section);
             finite = Accumulate.AllFinite(_isa, grads, _section);
         }

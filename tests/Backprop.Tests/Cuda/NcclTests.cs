@@ -132,7 +132,7 @@ public class NcclTests
         return m.Parameters.SelectMany(p => m.Parameter(p.Name).ToArray()).ToArray();
     }
 
-    private static unsafe (float[][] Weights, FakeNccl.Hub Hub) Ranks(int size, ReductionMode mode, int accumulate = 1)
+    private static unsafe (float[][] Weights, FakeNccl.Hub Hub) Ranks(int size, ReductionMode mode, int accumulate = 1, OptimizerSettings? optimizer = null)
     {
         var hub = new FakeNccl.Hub(size);
         var weights = ThreadCollectives.Run(size, (r, c) =>
@@ -141,6 +141,7 @@ public class NcclTests
             var options = Options() with
             {
                 Accumulate = accumulate,
+                Optimizer = optimizer ?? Options().Optimizer,
                 Distributed = new DistributedOptions(c, mode)
                 {
                     DeviceCollectives = g => NcclCommunicator.Create(new FakeNccl(hub, (EmulatedGpu)g), g, c.Rank, c.Size, (p, n) => c.Broadcast((void*)p, n, 0)),
@@ -169,6 +170,18 @@ public class NcclTests
             Assert.That(hub.Calls.Count(c => c == "ncclSend"), Is.EqualTo(2 * 2 * 6), "an all-to-all per step: a send to each rank");
             Assert.That(hub.Calls, Does.Not.Contain("ncclAllReduce"));
         }
+    }
+
+    // Three ranks pad the section to a multiple of 48, which must not move the blocks of the clip-norm's sum of squares.
+    [Test]
+    public void ThreeRanks_WithClipNorm_EqualOneDeviceAccumulating3_BitForBit()
+    {
+        var sgd = new Sgd(0.05) { ClipNorm = 0.05 };
+        using var gpu = new EmulatedGpu();
+        using var single = new Model(Spec(), Options() with { Accumulate = 3, Optimizer = sgd }, gpu);
+        var expected = Train(single);
+        var (ranks, _) = Ranks(3, ReductionMode.Deterministic, optimizer: sgd);
+        Assert.That(ranks[2], Is.EqualTo(expected).AsCollection);
     }
 
     [Test]

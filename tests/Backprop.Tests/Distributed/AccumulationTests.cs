@@ -117,6 +117,44 @@ public class AccumulationTests
         Assert.That(four[3], Is.EqualTo(one).AsCollection, "4 ranks");
     }
 
+    // An epoch's last batch can be smaller than the number of micro-batches: the empty ones add zeros, the same for every spread.
+    [Test]
+    public void ALastBatchSmallerThanTheMicroBatchCount_GivesTheSameWeightsForEverySpread()
+    {
+        var opt = new TrainingOptions { Optimizer = new Adam { LearningRate = 1e-2 }, Seed = 15 };
+        float[] Steps(TrainingOptions o)
+        {
+            using var m = new Model(Spec(0.2), o with { MaxBatch = 16, Threads = 1 });
+            foreach (int b in new[] { 16, 3, 16, 1, 2 })
+            {
+                var (x, y) = Batch(b, 200 + b);
+                m.Step(x, y);
+            }
+            return m.Parameters.SelectMany(p => m.Parameter(p.Name).ToArray()).ToArray();
+        }
+        var one = Steps(opt with { Accumulate = 4 });
+        var twoByTwo = ThreadCollectives.Run(2, (r, c) => Steps(opt with { Accumulate = 2, Distributed = new DistributedOptions(c) }));
+        var four = ThreadCollectives.Run(4, (r, c) => Steps(opt with { Distributed = new DistributedOptions(c) }));
+        Assert.That(twoByTwo[1], Is.EqualTo(one).AsCollection, "2 ranks x accumulate 2");
+        Assert.That(four[3], Is.EqualTo(one).AsCollection, "4 ranks");
+        var fast = ThreadCollectives.Run(4, (r, c) => Steps(opt with { Distributed = new DistributedOptions(c, ReductionMode.Fast) { Overlap = true } }));
+        Assert.That(fast[2], Is.EqualTo(fast[0]).AsCollection, "fast mode with overlap steps through empty micro-batches too");
+    }
+
+    [Test]
+    public void AJobOfOneRank_AgreesToStop()
+    {
+        var agreed = ThreadCollectives.Run(1, (r, c) =>
+        {
+            using var m = new Model(Spec(0), new TrainingOptions { MaxBatch = 8, Threads = 1, Distributed = new DistributedOptions(c) });
+            var (x, y) = Batch(8, 1);
+            m.StopRequested = true;
+            m.Step(x, y);
+            return m.StopAgreed;
+        });
+        Assert.That(agreed[0], Is.True);
+    }
+
     [Test]
     public void FastMode_AgreesAcrossRanks_AndWithDeterministic_WithinRounding()
     {
@@ -229,8 +267,7 @@ public class AccumulationTests
             return 0;
         });
         using var m = net.Compile(new TrainingOptions { MaxBatch = 16, Accumulate = 4, Threads = 1 });
-        Assert.That(Assert.Throws<ArgumentException>(() => m.Step(new float[3 * 12], new int[3]))!.Message,
-            Does.Contain("a batch of 3 cannot be split into 4 micro-batches (accumulate 4 x 1 process(es)); pass at least 4 samples"));
+        Assert.That(m.Step(new float[3 * 12], new int[3]), Is.GreaterThan(0), "a batch smaller than the micro-batch count steps (an empty micro-batch adds zeros)");
         Assert.That(Assert.Throws<ArgumentException>(() => m.Step(new float[17 * 12], new int[17]))!.Message, Does.Contain("1 to 16 samples"));
         Assert.That(Assert.Throws<ArgumentException>(() => m.Gradients(new float[5 * 12], new int[5]))!.Message,
             Does.Contain("1 to 4 samples (the compiled maximum of one micro-batch: a step's batch of 16 is split into 4)"));
@@ -265,7 +302,9 @@ public class AccumulationTests
                 }
                 Assert.That(next, Is.EqualTo(batch));
             }
-        Assert.Throws<ArgumentOutOfRangeException>(() => DistributedOptions.MicroBatch(3, 4, 0));
+        Assert.That(DistributedOptions.MicroBatch(3, 4, 2), Is.EqualTo((2, 1)));
+        Assert.That(DistributedOptions.MicroBatch(3, 4, 3), Is.EqualTo((3, 0)), "a batch smaller than M leaves the last micro-batches empty");
+        Assert.Throws<ArgumentOutOfRangeException>(() => DistributedOptions.MicroBatch(3, 4, 4));
     }
 
     [Test]

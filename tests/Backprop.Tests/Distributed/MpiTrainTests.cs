@@ -142,8 +142,9 @@ public class MpiTrainTests
         AssertSameTensors(Path.Combine(whole, "model.safetensors"), Path.Combine(two, "model.safetensors"), "2 ranks, stopped and resumed with 2");
 
         Mpi(2, Args(one, "--stop-after-steps 7"));
-        var (code, o, e) = Run("train", "--resume", one, "--threads", "1", "--accumulate", "2");
+        var (code, o, e) = Run("train", "--resume", one, "--threads", "1"); // the checkpoint's split of 2 micro-batches: accumulate 2
         Assert.That(code, Is.EqualTo(0), o + e);
+        Assert.That(o, Does.Contain("each batch in 2 micro-batches: --accumulate 2 x 1 process(es)"));
         AssertSameTensors(Path.Combine(whole, "model.safetensors"), Path.Combine(one, "model.safetensors"), "2 ranks, resumed by 1 accumulating 2");
     }
 
@@ -227,6 +228,15 @@ public class MpiTrainTests
         Assert.That(r.ExitCode, Is.Not.EqualTo(0), r.StdOut + r.StdErr);
         Assert.That(r.StdErr, Does.Contain("backprop: rank 1 of 2: "), r.StdErr);
         Assert.That(r.StdErr, Does.Contain("missing"));
+    }
+
+    [Test]
+    public void ABatchTooSmallForTheJob_IsAUsageErrorOnEachRank_BeforeMpiStarts()
+    {
+        var r = MpiRun.Launch(2, Args(Path.Combine(_dir, "tiny"), "").Replace("--batch 18", "--batch 1"));
+        Assert.That(r.ExitCode, Is.Not.EqualTo(0));
+        Assert.That(r.StdErr, Does.Contain("backprop: rank 0 of 2: a batch of 1 cannot be split into 2 micro-batches (--accumulate 1 x 2 processes); give --batch 2 or more."));
+        Assert.That(r.StdErr, Does.Not.Contain("MPI_ABORT"));
     }
 
     [Test]

@@ -105,6 +105,10 @@ internal sealed unsafe class CudaExecutor : IExecutor<float>
         }
         catch
         {
+            foreach (var k in _fold) k?.Args.Dispose();
+            _nccl?.Dispose();
+            if (_recv != 0) gpu.Free(_recv);
+            if (_acc != 0) gpu.Free(_acc);
             FreeMemory(); // a device the caller owns must not keep what this constructor allocated
             throw;
         }
@@ -184,6 +188,17 @@ internal sealed unsafe class CudaExecutor : IExecutor<float>
 
     public ReadOnlySpan<float> Output(int batch) => new(_output, batch * _plan.Spec.OutputWidth);
 
+    private float[]? _zeros;
+
+    public void ClearGradients(bool micro)
+    {
+        Upload();
+        _zeros ??= new float[_plan.ParameterSection]; // once: an empty micro-batch is rare (an epoch's last batch)
+        fixed (float* z = _zeros) _gpu.CopyToDevice(Section(micro ? 2 + _plan.StateSlots : 1), (nint)z, _plan.ParameterSection * 4);
+        _gpu.Synchronize();
+        _deviceAhead = true;
+    }
+
     // NCCL sums after the backward pass; the device's stream orders it.
     public GradientReducer? Overlap { set { } }
 
@@ -196,7 +211,7 @@ internal sealed unsafe class CudaExecutor : IExecutor<float>
     }
 
     // The update's own gradient check (grad_check or the norm) then decides whether the sum is finite.
-    public bool FinishGradients(GradientReducer reducer)
+    public bool FinishGradients(GradientReducer reducer, bool overlapped)
     {
         var nccl = _nccl ?? throw new InvalidOperationException("this model has no device communicator.");
         if (reducer.Mode == ReductionMode.Deterministic) nccl.Allgather(_acc, Section(1), _chunk);
@@ -379,7 +394,8 @@ internal sealed unsafe class CudaExecutor : IExecutor<float>
         // else by a pass of its own.
         if (useScale)
         {
-            p.Add(CudaKernels.SumsqPartial(_gpu, NormParts, Block, g, n, (float)o.ClipValue, _partials));
+            // Over the unpadded extent: the slices of sumsq_partial depend on the length, and the padding for N processes must not move them.
+            p.Add(CudaKernels.SumsqPartial(_gpu, NormParts, Block, g, _plan.ParameterExtent, (float)o.ClipValue, _partials));
             p.Add(CudaKernels.SumsqFinal(_gpu, 1, 32, _partials, NormParts, (float)o.ClipNorm, _status));
         }
         else p.Add(CudaKernels.GradCheck(_gpu, Grid(n), Block, g, n, _status));
