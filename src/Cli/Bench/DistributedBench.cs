@@ -58,7 +58,7 @@ internal static class DistributedBench
                 rows.Add(row);
                 log.WriteLine(FormattableString.Invariant($"  {name} batch {batch}: 1 rank x {threads} thread(s): {row.Ms:F3} ms/step [{row.MsMin:F3}..{row.MsMax:F3}]"));
             }
-        string mpirun = FindMpirun() ?? throw new UsageException($"bench distributed launches `mpirun -np 2` for its 2-rank rows, and mpirun is not on PATH; {MpiLibraryHint}.");
+        string mpirun = FindMpirun() ?? throw new UsageException($"bench distributed launches `mpirun -np 2` for its 2-rank rows, and mpirun is not on PATH; {MpiCommunicator.InstallHint} (or run ./build.sh Deps as root).");
         foreach (var (mode, overlap) in modes)
         {
             string file = Path.Combine(Path.GetTempPath(), $"backprop-bench-distributed-{Environment.ProcessId}-{Label(mode, overlap)}.json");
@@ -84,8 +84,6 @@ internal static class DistributedBench
         }
         return rows;
     }
-
-    private const string MpiLibraryHint = "install Open MPI with: apt-get install openmpi-bin libopenmpi3 (or run ./build.sh Deps as root)";
 
     /// <summary>Under a launcher: this job's rows (every rank measures; rank 0 returns them, the others an empty list).</summary>
     public static List<DistributedBenchRow> Worker(MpiCommunicator comm, int threads, int steps, string? filter, ReductionMode mode, bool overlap, TextWriter log)

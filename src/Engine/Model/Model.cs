@@ -136,23 +136,10 @@ public partial class Model<T> : IDisposable where T : unmanaged, IFloatingPointI
         try
         {
             bool training = ReferenceEquals(ops, Plan.TrainingOps);
-            if (training && Plan.SplitsSteps) return SplitStep(x, labels, targets, classification);
-            int batch;
-            if (classification)
-            {
-                if (Spec.Loss != LossKind.CrossEntropy) throw new InvalidOperationException($"this model's loss is {Spec.Loss}; pass target values, not labels.");
-                batch = CheckBatch(x, labels.Length, training ? Options.MaxBatch : Plan.Rows);
-                Labels.Check(labels, Spec.OutputWidth);
-                labels.CopyTo(_exec.Labels);
-            }
-            else
-            {
-                if (Spec.Loss == LossKind.CrossEntropy) throw new InvalidOperationException("this model's loss is cross-entropy; pass class labels, not target values.");
-                batch = CheckBatch(x, targets.Length / Math.Max(1, Spec.OutputWidth), training ? Options.MaxBatch : Plan.Rows);
-                if (targets.Length != batch * Spec.OutputWidth)
-                    throw new ArgumentException($"targets has {targets.Length} values; batch {batch} x {Spec.OutputWidth} outputs needs {batch * Spec.OutputWidth}.", nameof(targets));
-                targets.CopyTo(_exec.Targets);
-            }
+            int batch = CheckInputs(x, labels, targets, classification, training ? Options.MaxBatch : Plan.Rows);
+            if (training && Plan.SplitsSteps) return SplitStep(x, labels, targets, classification, batch);
+            if (classification) labels.CopyTo(_exec.Labels);
+            else targets.CopyTo(_exec.Targets);
             x.CopyTo(_exec.Input);
             long t = _step + 1;
             var (loss, finite) = _exec.Run(ops, batch, t);
@@ -171,17 +158,10 @@ public partial class Model<T> : IDisposable where T : unmanaged, IFloatingPointI
 
     // One optimizer step over the micro-batches of a split batch (accumulation, processes): round k runs micro-batch
     // k·N + rank; their gradients are summed in micro-batch order (see Distributed.cs), then one update.
-    private unsafe double SplitStep(ReadOnlySpan<T> x, ReadOnlySpan<int> labels, ReadOnlySpan<T> targets, bool classification)
+    private double SplitStep(ReadOnlySpan<T> x, ReadOnlySpan<int> labels, ReadOnlySpan<T> targets, bool classification, int batch)
     {
         int outW = Spec.OutputWidth, inW = Spec.InputWidth;
-        int batch = classification ? labels.Length : targets.Length / Math.Max(1, outW);
-        if (classification && Spec.Loss != LossKind.CrossEntropy) throw new InvalidOperationException($"this model's loss is {Spec.Loss}; pass target values, not labels.");
-        if (!classification && Spec.Loss == LossKind.CrossEntropy) throw new InvalidOperationException("this model's loss is cross-entropy; pass class labels, not target values.");
-        CheckBatch(x, batch, Options.MaxBatch);
-        if (!classification && targets.Length != batch * outW)
-            throw new ArgumentException($"targets has {targets.Length} values; batch {batch} x {outW} outputs needs {batch * outW}.", nameof(targets));
         int M = Plan.MicroBatches, N = _reducer?.Size ?? 1, rank = _reducer?.Rank ?? 0, K = Options.Accumulate;
-        if (classification) Labels.Check(labels, outW);
         long t = _step + 1;
         bool deterministic = _reducer is { Mode: ReductionMode.Deterministic };
         // Every rank knows the batch, so every rank agrees whether a micro-batch is empty (and then none overlaps).
@@ -287,6 +267,23 @@ public partial class Model<T> : IDisposable where T : unmanaged, IFloatingPointI
                 if (!T.IsFinite(g[i])) return new TrainingDivergedException(t, loss, CurrentLearningRate, p.Name, i, double.CreateTruncating(g[i]));
         }
         return new TrainingDivergedException(t, loss, CurrentLearningRate, "an unknown tensor", -1, double.NaN);
+    }
+
+    // The batch a call passes, checked against the loss kind, the limit (a step's whole batch, or what one run holds), the widths and the labels.
+    private int CheckInputs(ReadOnlySpan<T> x, ReadOnlySpan<int> labels, ReadOnlySpan<T> targets, bool classification, int limit)
+    {
+        if (classification)
+        {
+            if (Spec.Loss != LossKind.CrossEntropy) throw new InvalidOperationException($"this model's loss is {Spec.Loss}; pass target values, not labels.");
+            int n = CheckBatch(x, labels.Length, limit);
+            Labels.Check(labels, Spec.OutputWidth);
+            return n;
+        }
+        if (Spec.Loss == LossKind.CrossEntropy) throw new InvalidOperationException("this model's loss is cross-entropy; pass class labels, not target values.");
+        int batch = CheckBatch(x, targets.Length / Math.Max(1, Spec.OutputWidth), limit);
+        if (targets.Length != batch * Spec.OutputWidth)
+            throw new ArgumentException($"targets has {targets.Length} values; batch {batch} x {Spec.OutputWidth} outputs needs {batch * Spec.OutputWidth}.", nameof(targets));
+        return batch;
     }
 
     private int CheckBatch(ReadOnlySpan<T> x, int batch, int limit)

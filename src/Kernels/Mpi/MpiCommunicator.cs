@@ -70,6 +70,9 @@ public sealed unsafe class MpiCommunicator : IDisposable
     /// <summary>The environment variable that names the MPI library to load (a file name or path) instead of the default list.</summary>
     public const string LibraryVariable = MpiLibrary.LibraryVariable;
 
+    /// <summary>What to install when no MPI library loads.</summary>
+    public const string InstallHint = MpiLibrary.InstallHint;
+
     /// <summary>True when an MPI library loads (probing it once).</summary>
     public static bool IsAvailable => MpiLibrary.Default.Library is not null;
 
@@ -288,6 +291,7 @@ public sealed unsafe class MpiCommunicator : IDisposable
         {
             if (_disposed) return;
             _disposed = true;
+            NativeMemory.Free(_requests);
             if (!_owned) return;
             int finalized = 0;
             _mpi.Check(_mpi.Finalized(&finalized), "MPI_Finalized");

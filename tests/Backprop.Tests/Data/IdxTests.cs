@@ -23,6 +23,29 @@ public class IdxTests
     [TearDown]
     public void TearDown() => Directory.Delete(_dir, true);
 
+    /// <summary>
+    /// A learnable IDX data set in <paramref name="folder"/>: train-/t10k- images of 4x4 bytes in 3 classes (class c lights up
+    /// row c), <paramref name="train"/> and <paramref name="test"/> samples (the CLI tests' small run).
+    /// </summary>
+    internal static void WriteThreeClassSet(string folder, int train = 300, int test = 60)
+    {
+        void Make(string prefix, int n, int seed)
+        {
+            var r = new Random(seed);
+            var px = new byte[n * 16];
+            var lab = new byte[n];
+            for (int i = 0; i < n; i++)
+            {
+                lab[i] = (byte)(i % 3);
+                for (int j = 0; j < 16; j++) px[i * 16 + j] = (byte)(j / 4 == i % 3 ? 200 + r.Next(50) : r.Next(60));
+            }
+            File.WriteAllBytes(Path.Combine(folder, $"{prefix}-images-idx3-ubyte"), Encode([n, 4, 4], px));
+            File.WriteAllBytes(Path.Combine(folder, $"{prefix}-labels-idx1-ubyte"), Encode([n], lab));
+        }
+        Make("train", train, 1);
+        Make("t10k", test, 2);
+    }
+
     internal static byte[] Encode(int[] dims, byte[] data, byte type = 0x08)
     {
         var b = new byte[4 + 4 * dims.Length + data.Length];

@@ -27,21 +27,7 @@ public class MpiTrainTests
         _dir = Path.Combine(Path.GetTempPath(), "backprop-mpi-" + Guid.NewGuid().ToString("N"));
         _data = Path.Combine(_dir, "data");
         Directory.CreateDirectory(_data);
-        void Make(string prefix, int n, int seed)
-        {
-            var r = new Random(seed);
-            var px = new byte[n * 16];
-            var lab = new byte[n];
-            for (int i = 0; i < n; i++)
-            {
-                lab[i] = (byte)(i % 3);
-                for (int j = 0; j < 16; j++) px[i * 16 + j] = (byte)(j / 4 == i % 3 ? 200 + r.Next(50) : r.Next(60));
-            }
-            File.WriteAllBytes(Path.Combine(_data, $"{prefix}-images-idx3-ubyte"), IdxTests.Encode([n, 4, 4], px));
-            File.WriteAllBytes(Path.Combine(_data, $"{prefix}-labels-idx1-ubyte"), IdxTests.Encode([n], lab));
-        }
-        Make("train", 300, 1);
-        Make("t10k", 60, 2);
+        IdxTests.WriteThreeClassSet(_data);
     }
 
     [TearDown]

@@ -11,19 +11,7 @@ namespace Backprop.Kernels.Cpu.Ops;
 public static unsafe class Accumulate
 {
     /// <summary>into[i] += from[i] for i in [0, n) on the vector path up to <paramref name="isa"/>; false when a sum is not finite.</summary>
-    public static bool AddInto<T>(Isa isa, T* into, T* from, long n) where T : unmanaged, IFloatingPointIeee754<T>
-    {
-        ArgumentOutOfRangeException.ThrowIfNegative(n);
-        var k = new AddKernel<T> { Into = into, From = from };
-        for (long done = 0; done < n; done += int.MaxValue / 2)
-        {
-            k.Into = into + done;
-            k.From = from + done;
-            VectorLadder.Run<T, AddKernel<T>>(isa, ref k, (nint)Math.Min(n - done, int.MaxValue / 2));
-        }
-        return T.IsFinite(k.Probe1) && Vector128.EqualsAll(k.Probe128, Vector128<T>.Zero) && Vector256.EqualsAll(k.Probe256, Vector256<T>.Zero)
-               && Vector512.EqualsAll(k.Probe512, Vector512<T>.Zero);
-    }
+    public static bool AddInto<T>(Isa isa, T* into, T* from, long n) where T : unmanaged, IFloatingPointIeee754<T> => Sum(isa, into, into, from, n);
 
     /// <summary>dst[i] = a[i] + b[i] for i in [0, n) (a fold's first two terms in one pass); false when a sum is not finite.</summary>
     public static bool Sum<T>(Isa isa, T* dst, T* a, T* b, long n) where T : unmanaged, IFloatingPointIeee754<T>
@@ -93,42 +81,5 @@ public static unsafe class Accumulate
         T tail = T.Zero;
         for (; i < n; i++) tail += x[i] - x[i];
         return T.IsFinite(tail) && Vector512.EqualsAll(probe, Vector512<T>.Zero);
-    }
-
-    private struct AddKernel<T> : IVectorKernel<T> where T : unmanaged, IFloatingPointIeee754<T>
-    {
-        public T* Into, From;
-        public Vector512<T> Probe512;
-        public Vector256<T> Probe256;
-        public Vector128<T> Probe128;
-        public T Probe1;
-
-        public void Step512(nint i)
-        {
-            var s = Vector512.Load(Into + i) + Vector512.Load(From + i);
-            s.Store(Into + i);
-            Probe512 += s - s;
-        }
-
-        public void Step256(nint i)
-        {
-            var s = Vector256.Load(Into + i) + Vector256.Load(From + i);
-            s.Store(Into + i);
-            Probe256 += s - s;
-        }
-
-        public void Step128(nint i)
-        {
-            var s = Vector128.Load(Into + i) + Vector128.Load(From + i);
-            s.Store(Into + i);
-            Probe128 += s - s;
-        }
-
-        public void Step1(nint i)
-        {
-            T s = Into[i] + From[i];
-            Into[i] = s;
-            Probe1 += s - s;
-        }
     }
 }
