@@ -1,5 +1,5 @@
 // CpuContext: what a CPU kernel call needs besides its operands: the worker pool and thread count,
-// the rung of the ISA ladder its kernels take, and the GEMM packing scratch (one A block and one B
+// the rung of the ISA ladder its kernels take, the operand precision of its float32 GEMMs (float32 or bf16), and the GEMM packing scratch (one A block and one B
 // block per thread, 64-byte aligned native memory sized from the registered micro-kernels' block
 // sizes, allocated once here and reused by every call, so a call allocates nothing).
 using System.Runtime.InteropServices;
@@ -28,18 +28,34 @@ public sealed unsafe class CpuContext : IDisposable
     /// <see cref="PlatformNotSupportedException"/>) running on <paramref name="pool"/> (null: a new pool of
     /// <paramref name="threads"/> threads).
     /// </summary>
-    public CpuContext(int threads, Isa? isa, WorkerPool? pool = null)
+    public CpuContext(int threads, Isa? isa, WorkerPool? pool = null) : this(threads, isa, pool, GemmPrecision.Fp32) { }
+
+    /// <summary>
+    /// As <see cref="CpuContext(int, Isa?, WorkerPool?)"/>, with the operand precision of its float32 GEMMs: <see cref="GemmPrecision.Bf16"/>
+    /// throws <see cref="PlatformNotSupportedException"/> with the reason when this machine cannot run it (no AVX512_BF16, the native
+    /// kernels not built) or when <paramref name="isa"/> forces a rung below Avx512.
+    /// </summary>
+    public CpuContext(int threads, Isa? isa, WorkerPool? pool, GemmPrecision precision)
     {
+        if (!Enum.IsDefined(precision))
+            throw new ArgumentOutOfRangeException(nameof(precision), precision, $"precision must be Fp32 or Bf16; got {(int)precision}.");
         if (threads < 1)
             throw new ArgumentOutOfRangeException(nameof(threads), threads, $"threads must be at least 1; got {threads}.");
         if (pool is not null && pool.Threads < threads)
             throw new ArgumentOutOfRangeException(nameof(threads), threads, $"threads must not exceed the pool's {pool.Threads} threads; got {threads}.");
         Isa = isa is { } forced ? CpuIsa.Require(forced) : CpuIsa.Supported;
+        if (precision == GemmPrecision.Bf16)
+        {
+            Bf16Gemm.Require();
+            if (Isa != Isa.Avx512)
+                throw new PlatformNotSupportedException($"bf16 precision runs on the Avx512 rung (VDPBF16PS); this context was forced to {Isa}.");
+        }
+        Precision = precision;
         Threads = threads;
         _ownsPool = pool is null;
         _pool = pool ?? new WorkerPool(threads);
         _packs = (byte**)NativeMemory.AllocZeroed((nuint)(2 * threads), (nuint)sizeof(byte*));
-        var (packA, packB) = MicroKernels.PackBytes(Isa); // the GEMM dispatches on this rung only
+        var (packA, packB) = MicroKernels.PackBytes(Isa); // the GEMM dispatches on this rung only (the bf16 kernel is on Avx512's)
         for (int t = 0; t < threads; t++)
         {
             _packs[2 * t] = (byte*)NativeMemory.AlignedAlloc((nuint)packA, 64);
@@ -49,6 +65,9 @@ public sealed unsafe class CpuContext : IDisposable
 
     /// <summary>The most threads one call is split over.</summary>
     public int Threads { get; }
+
+    /// <summary>The operand precision of this context's float32 GEMMs.</summary>
+    public GemmPrecision Precision { get; }
 
     /// <summary>The rung of the dispatch ladder this context's kernels take (at most <see cref="CpuIsa.Supported"/>).</summary>
     public Isa Isa { get; }

@@ -137,7 +137,7 @@ internal static unsafe class GemmDriver
             return;
         }
         // A few rows or columns against a transposed B (a forward at batch <= 4, an output layer of <= 16 units): dot products, no packing.
-        if ((m <= SmallM || n <= SmallN) && !transA && transB && sumA == null)
+        if (TakesDotProducts(transA, transB, m, n, sumA != null))
         {
             bool splitRows = m > n;
             var job = new SmallMJob<T, TEpi>
@@ -147,6 +147,13 @@ internal static unsafe class GemmDriver
             };
             int parts = (long)m * n * k < 4 * ParallelThreshold ? 1 : Math.Min(ctx.Threads, splitRows ? (m + 1) / 2 : n);
             ctx.Pool.Run(ref job, parts);
+            return;
+        }
+        // bf16 operands (GemmPrecision.Bf16): float32 GEMMs only; the dot-product path above stays float32, where bf16 would
+        // save nothing (a few rows or columns, bound by reading the operands).
+        if (typeof(T) == typeof(float) && ctx.Precision == GemmPrecision.Bf16)
+        {
+            Bf16Driver.Run(ctx, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, ref epi, sumA, sumAccumulate);
             return;
         }
         switch (ctx.Isa)
@@ -163,7 +170,11 @@ internal static unsafe class GemmDriver
         }
     }
 
-    private static void RowSumsUnpacked<T>(bool transA, int m, int k, T* a, int lda, T* sum, bool accumulate)
+    /// <summary>Whether a call goes to the dot-product path (float32 operands whatever the context's precision).</summary>
+    internal static bool TakesDotProducts(bool transA, bool transB, int m, int n, bool rowSums) =>
+        (m <= SmallM || n <= SmallN) && !transA && transB && !rowSums;
+
+    internal static void RowSumsUnpacked<T>(bool transA, int m, int k, T* a, int lda, T* sum, bool accumulate)
         where T : unmanaged, IFloatingPointIeee754<T>
     {
         for (int i = 0; i < m; i++)

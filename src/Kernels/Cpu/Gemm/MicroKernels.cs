@@ -22,12 +22,13 @@ public readonly record struct MicroKernelBlocks(string Name, Isa Isa, int Elemen
 /// <summary>The micro-kernels the GEMM driver dispatches to.</summary>
 public static class MicroKernels
 {
-    /// <summary>Every registered kernel, for float and double.</summary>
+    /// <summary>Every registered kernel, for float and double, and the bf16 kernel where this machine runs it.</summary>
     public static IReadOnlyList<MicroKernelBlocks> All { get; } =
     [
         Of<MicroKernelAvx512<float>, float>(Isa.Avx512), Of<MicroKernelAvx512<double>, double>(Isa.Avx512),
         Of<MicroKernelAvx2<float>, float>(Isa.Avx2), Of<MicroKernelAvx2<double>, double>(Isa.Avx2),
         Of<MicroKernelScalar<float>, float>(Isa.Scalar), Of<MicroKernelScalar<double>, double>(Isa.Scalar),
+        .. (Bf16Gemm.IsAvailable ? [Bf16Gemm.Blocks] : Array.Empty<MicroKernelBlocks>()), // the native VDPBF16PS kernel, where it runs
     ];
 
     /// <summary>Bytes of one thread's packed A block: the largest MC·KC of any kernel.</summary>
