@@ -1,16 +1,18 @@
-// A thin binding of the oneDNN 2.x C API (Debian libdnnl2 2.6.3: libdnnl.so.2), only what the dense
-// benchmark needs: engine and stream, memory descriptors and memory objects, inner-product forward /
-// backward-data / backward-weights, eltwise forward (a hint) and backward, reorders, post-ops, queries,
-// version and ISA. Entry points are looked up once with NativeLibrary.GetExport and called through
-// unmanaged function pointers; every dnnl_status_t is checked (OneDnnException names the function and
-// the status). The thread count of oneDNN's OpenMP runtime (libgomp) is set with omp_set_num_threads.
+// A thin binding of the oneDNN 2.x C API (Debian libdnnl2 2.6.3: libdnnl.so.2), only what the dense and
+// matmul benchmarks need: engine and stream, memory descriptors (f32 and bf16) and memory objects (with
+// their data handle settable), inner-product forward / backward-data / backward-weights, matmul, eltwise
+// forward (a hint) and backward, reorders (f32 -> bf16 among them), post-ops, queries, version and ISA.
+// Entry points are looked up once with NativeLibrary.GetExport and called through unmanaged function
+// pointers; every dnnl_status_t is checked (OneDnnException names the function and the status). The
+// thread count of oneDNN's OpenMP runtime (libgomp) is set with omp_set_num_threads.
 //
 // In 2.x the descriptors are plain C structs that the caller allocates and the library fills:
-// dnnl_memory_desc_t (696 bytes), dnnl_inner_product_desc_t (5584) and dnnl_eltwise_desc_t (1416), all
-// 8-byte aligned on x86-64. The sizes and the field offsets used here were read from dnnl_types.h
-// 2.6.3 and printed with gcc (sizeof/offsetof); VerifyLayouts checks them against the loaded library at
-// load time (a guard region after each struct that the library must leave alone, and the fields it
-// fills where we expect them), so a library with other layouts is refused instead of corrupting memory.
+// dnnl_memory_desc_t (696 bytes), dnnl_inner_product_desc_t (5584), dnnl_eltwise_desc_t (1416) and
+// dnnl_matmul_desc_t (2800), all 8-byte aligned on x86-64. The sizes and the field offsets used here were
+// read from dnnl_types.h 2.6.3 and printed with gcc (sizeof/offsetof); VerifyLayouts checks them against
+// the loaded library at load time (a guard region after each struct that the library must leave alone,
+// and the fields it fills where we expect them), so a library with other layouts is refused instead of
+// corrupting memory.
 using System.Runtime.InteropServices;
 
 namespace Backprop.Cli.Bench;
@@ -42,6 +44,14 @@ internal unsafe struct DnnlEltwiseDesc
     public fixed long Raw[Bytes / 8];
 }
 
+/// <summary>dnnl_matmul_desc_t of oneDNN 2.6 (2800 bytes: primitive_kind 0, src_desc 8, weights_desc 704, bias_desc 1400, dst_desc 2096, accum_data_type 2792).</summary>
+[StructLayout(LayoutKind.Sequential)]
+internal unsafe struct DnnlMatmulDesc
+{
+    public const int Bytes = 2800;
+    public fixed long Raw[Bytes / 8];
+}
+
 /// <summary>dnnl_exec_arg_t: { int arg; dnnl_memory_t memory; } (16 bytes, memory at offset 8).</summary>
 [StructLayout(LayoutKind.Sequential)]
 internal struct DnnlExecArg
@@ -61,10 +71,12 @@ internal static unsafe class OneDnn
     public const int Success = 0;
     public const int EngineCpu = 1;                 // dnnl_cpu
     public const uint StreamDefaultFlags = 1;       // dnnl_stream_default_flags
+    public const int Bf16 = 2;                      // dnnl_bf16
     public const int F32 = 3;                       // dnnl_f32
     public const int TagAny = 1;                    // dnnl_format_tag_any
     public const int TagA = 2;                      // dnnl_a == dnnl_x
     public const int TagAb = 3;                     // dnnl_ab == dnnl_nc == dnnl_oi
+    public const int TagBa = 22;                    // dnnl_ba == dnnl_cn == dnnl_io (2-d, transposed: strides { 1, rows })
     public const int FormatKindBlocked = 2;         // dnnl_blocked
     public const int ForwardTraining = 64;          // dnnl_forward_training
     public const int ForwardInference = 96;         // dnnl_forward_inference
@@ -75,6 +87,7 @@ internal static unsafe class OneDnn
     public const int EltwiseReluUseDstForBwd = 0x100; // dnnl_eltwise_relu_use_dst_for_bwd
     public const int KindEltwise = 7;               // dnnl_eltwise
     public const int KindInnerProduct = 13;         // dnnl_inner_product
+    public const int KindMatmul = 18;               // dnnl_matmul
     public const int QueryImplInfoStr = 8;          // dnnl_query_impl_info_str
     public const int QuerySrcMd = 129, QueryDiffSrcMd = 130, QueryWeightsMd = 131, QueryDiffWeightsMd = 132,
         QueryDstMd = 133, QueryDiffDstMd = 134, QueryWorkspaceMd = 135; // dnnl_query_*_md
@@ -89,6 +102,8 @@ internal static unsafe class OneDnn
     public const int IpAccumDataType = 5576;
     // dnnl_eltwise_desc_t: primitive_kind 0, prop_kind 4, alg_kind 8, data_desc 16, diff_data_desc 712, alpha 1408, beta 1412.
     public const int EltwiseAlpha = 1408, EltwiseBeta = 1412;
+    // dnnl_matmul_desc_t: primitive_kind 0, src_desc 8, weights_desc 704, bias_desc 1400, dst_desc 2096, accum_data_type 2792.
+    public const int MatmulSrcDesc = 8, MatmulWeightsDesc = 704, MatmulBiasDesc = 1400, MatmulDstDesc = 2096, MatmulAccumDataType = 2792;
 
     private static readonly Lazy<string?> s_load = new(Load);
     private static nint s_lib, s_gomp;
@@ -103,6 +118,7 @@ internal static unsafe class OneDnn
     private static delegate* unmanaged<DnnlMemoryDesc*, DnnlMemoryDesc*, int> s_mdEqual;
     private static delegate* unmanaged<nint*, DnnlMemoryDesc*, nint, void*, int> s_memoryCreate;
     private static delegate* unmanaged<nint, int> s_memoryDestroy;
+    private static delegate* unmanaged<nint, void*, int> s_memorySetDataHandle;
     private static delegate* unmanaged<nint*, int> s_postOpsCreate;
     private static delegate* unmanaged<nint, int> s_postOpsDestroy;
     private static delegate* unmanaged<nint, float, int, float, float, int> s_postOpsAppendEltwise;
@@ -112,6 +128,7 @@ internal static unsafe class OneDnn
     private static delegate* unmanaged<DnnlInnerProductDesc*, int, DnnlMemoryDesc*, DnnlMemoryDesc*, DnnlMemoryDesc*, DnnlMemoryDesc*, int> s_ipFwdInit;
     private static delegate* unmanaged<DnnlInnerProductDesc*, DnnlMemoryDesc*, DnnlMemoryDesc*, DnnlMemoryDesc*, int> s_ipBwdDataInit;
     private static delegate* unmanaged<DnnlInnerProductDesc*, DnnlMemoryDesc*, DnnlMemoryDesc*, DnnlMemoryDesc*, DnnlMemoryDesc*, int> s_ipBwdWeightsInit;
+    private static delegate* unmanaged<DnnlMatmulDesc*, DnnlMemoryDesc*, DnnlMemoryDesc*, DnnlMemoryDesc*, DnnlMemoryDesc*, int> s_matmulInit;
     private static delegate* unmanaged<DnnlEltwiseDesc*, int, int, DnnlMemoryDesc*, float, float, int> s_eltwiseFwdInit;
     private static delegate* unmanaged<DnnlEltwiseDesc*, int, DnnlMemoryDesc*, DnnlMemoryDesc*, float, float, int> s_eltwiseBwdInit;
     private static delegate* unmanaged<nint*, void*, nint, nint, nint, int> s_pdCreate;
@@ -155,6 +172,7 @@ internal static unsafe class OneDnn
             s_mdEqual = (delegate* unmanaged<DnnlMemoryDesc*, DnnlMemoryDesc*, int>)Export("dnnl_memory_desc_equal");
             s_memoryCreate = (delegate* unmanaged<nint*, DnnlMemoryDesc*, nint, void*, int>)Export("dnnl_memory_create");
             s_memoryDestroy = (delegate* unmanaged<nint, int>)Export("dnnl_memory_destroy");
+            s_memorySetDataHandle = (delegate* unmanaged<nint, void*, int>)Export("dnnl_memory_set_data_handle");
             s_postOpsCreate = (delegate* unmanaged<nint*, int>)Export("dnnl_post_ops_create");
             s_postOpsDestroy = (delegate* unmanaged<nint, int>)Export("dnnl_post_ops_destroy");
             s_postOpsAppendEltwise = (delegate* unmanaged<nint, float, int, float, float, int>)Export("dnnl_post_ops_append_eltwise");
@@ -164,6 +182,7 @@ internal static unsafe class OneDnn
             s_ipFwdInit = (delegate* unmanaged<DnnlInnerProductDesc*, int, DnnlMemoryDesc*, DnnlMemoryDesc*, DnnlMemoryDesc*, DnnlMemoryDesc*, int>)Export("dnnl_inner_product_forward_desc_init");
             s_ipBwdDataInit = (delegate* unmanaged<DnnlInnerProductDesc*, DnnlMemoryDesc*, DnnlMemoryDesc*, DnnlMemoryDesc*, int>)Export("dnnl_inner_product_backward_data_desc_init");
             s_ipBwdWeightsInit = (delegate* unmanaged<DnnlInnerProductDesc*, DnnlMemoryDesc*, DnnlMemoryDesc*, DnnlMemoryDesc*, DnnlMemoryDesc*, int>)Export("dnnl_inner_product_backward_weights_desc_init");
+            s_matmulInit = (delegate* unmanaged<DnnlMatmulDesc*, DnnlMemoryDesc*, DnnlMemoryDesc*, DnnlMemoryDesc*, DnnlMemoryDesc*, int>)Export("dnnl_matmul_desc_init");
             s_eltwiseFwdInit = (delegate* unmanaged<DnnlEltwiseDesc*, int, int, DnnlMemoryDesc*, float, float, int>)Export("dnnl_eltwise_forward_desc_init");
             s_eltwiseBwdInit = (delegate* unmanaged<DnnlEltwiseDesc*, int, DnnlMemoryDesc*, DnnlMemoryDesc*, float, float, int>)Export("dnnl_eltwise_backward_desc_init");
             s_pdCreate = (delegate* unmanaged<nint*, void*, nint, nint, nint, int>)Export("dnnl_primitive_desc_create");
@@ -254,6 +273,22 @@ internal static unsafe class OneDnn
             if (!GuardIntact(buf, DnnlEltwiseDesc.Bytes)) return "dnnl_eltwise_desc_t is larger than the 1416 bytes this binding allocates";
             if (*(int*)buf != KindEltwise || *(int*)(buf + 8) != EltwiseRelu || *(float*)(buf + EltwiseAlpha) != 0.25f || *(float*)(buf + EltwiseBeta) != 0.5f)
                 return "dnnl_eltwise_desc_t's fields are not where this binding expects them";
+
+            // matmul, bf16 src [7, 13] (ba) · weights [13, 5] (any) -> f32 dst [7, 5], no bias.
+            long* dk = stackalloc long[] { 13, 5 };
+            if (s_mdInitByTag(src, 2, d2, Bf16, TagBa) != Success || s_mdInitByTag(w, 2, dk, Bf16, TagAny) != Success)
+                return "dnnl_memory_desc_init_by_tag failed on the matmul check's bf16 descriptors";
+            if (*(int*)((byte*)src + MdDataType) != Bf16 || *(long*)((byte*)src + MdStrides) != 1 || *(long*)((byte*)src + MdStrides + 8) != 7
+                || s_mdGetSize(src) != 7 * 13 * 2)
+                return "a bf16 ba dnnl_memory_desc_t is not what this binding expects (data type, strides { 1, 7 }, 182 bytes)";
+            NativeMemory.Fill(buf, DnnlMatmulDesc.Bytes + Guard, Fill);
+            if (s_matmulInit((DnnlMatmulDesc*)buf, src, w, null, dst) != Success)
+                return "dnnl_matmul_desc_init failed on bf16 7x13 · 13x5 -> f32";
+            if (!GuardIntact(buf, DnnlMatmulDesc.Bytes)) return "dnnl_matmul_desc_t is larger than the 2800 bytes this binding allocates";
+            if (*(int*)buf != KindMatmul || *(int*)(buf + MatmulSrcDesc + MdDataType) != Bf16 || *(long*)(buf + MatmulSrcDesc + MdDims + 8) != 13
+                || *(long*)(buf + MatmulWeightsDesc + MdDims + 8) != 5 || *(int*)(buf + MatmulBiasDesc + MdNdims) != 0
+                || *(int*)(buf + MatmulDstDesc + MdDataType) != F32 || *(int*)(buf + MatmulAccumDataType) != F32)
+                return "dnnl_matmul_desc_t's fields are not where this binding expects them";
             return null;
         }
         finally
@@ -367,6 +402,15 @@ internal static unsafe class OneDnn
         return md;
     }
 
+    /// <summary>A 2-d descriptor of data type <paramref name="dataType"/> (<see cref="F32"/> or <see cref="Bf16"/>) and tag ab, ba or any.</summary>
+    public static DnnlMemoryDesc Md2(int dataType, int tag, long rows, long cols)
+    {
+        var md = default(DnnlMemoryDesc);
+        long* dims = stackalloc long[2] { rows, cols };
+        Check(s_mdInitByTag(&md, 2, dims, dataType, tag), "dnnl_memory_desc_init_by_tag");
+        return md;
+    }
+
     public static long MdSize(DnnlMemoryDesc* md) => (long)s_mdGetSize(md);
 
     public static bool MdEqual(DnnlMemoryDesc* a, DnnlMemoryDesc* b) => s_mdEqual(a, b) != 0;
@@ -400,6 +444,9 @@ internal static unsafe class OneDnn
     }
 
     public static void MemoryDestroy(nint m) => Check(s_memoryDestroy(m), "dnnl_memory_destroy");
+
+    /// <summary>Points a memory object at another buffer (null: none), which the caller keeps alive while the memory uses it.</summary>
+    public static void MemorySetDataHandle(nint m, void* handle) => Check(s_memorySetDataHandle(m, handle), "dnnl_memory_set_data_handle");
 
     /// <summary>Primitive attributes with one eltwise post-op (scale 1, alpha, beta 0).</summary>
     public static nint AttrWithEltwise(int alg, float alpha)
@@ -439,6 +486,14 @@ internal static unsafe class OneDnn
     {
         var d = default(DnnlInnerProductDesc);
         Check(s_ipBwdWeightsInit(&d, src, diffW, diffB, diffDst), "dnnl_inner_product_backward_weights_desc_init");
+        return d;
+    }
+
+    /// <summary>dnnl_matmul_desc_init: dst = src · weights (+ bias unless <paramref name="bias"/> is null).</summary>
+    public static DnnlMatmulDesc Matmul(DnnlMemoryDesc* src, DnnlMemoryDesc* weights, DnnlMemoryDesc* bias, DnnlMemoryDesc* dst)
+    {
+        var d = default(DnnlMatmulDesc);
+        Check(s_matmulInit(&d, src, weights, bias, dst), "dnnl_matmul_desc_init");
         return d;
     }
 
