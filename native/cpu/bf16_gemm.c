@@ -46,8 +46,6 @@ static inline uint32_t bf16_bits(float x)
     return u >> 16;
 }
 
-static inline uint32_t pair(float lo, float hi) { return bf16_bits(lo) | (bf16_bits(hi) << 16); }
-
 // dst[i] = float32(bf16(src[i])): the value a packed operand holds (for tests and references).
 EXPORT void bp_bf16_round(const float* src, float* dst, long n)
 {
@@ -56,13 +54,6 @@ EXPORT void bp_bf16_round(const float* src, float* dst, long n)
         uint32_t u = bf16_bits(src[i]) << 16;
         memcpy(&dst[i], &u, sizeof u);
     }
-}
-
-// 16 pairs from 32 consecutive floats: lane i = { bf16(s[2i]), bf16(s[2i + 1]) } (VCVTNE2PS2BF16 writes the
-// second operand's 16 values to the low half, so the 32 words come out in source order).
-static inline __m512i pairs_of_consecutive(const float* s)
-{
-    return (__m512i)_mm512_cvtne2ps_pbh(_mm512_loadu_ps(s + 16), _mm512_loadu_ps(s));
 }
 
 // In place: v[c] lane l = old v[l] lane c (a 16 x 16 transpose of 32-bit elements).
@@ -94,23 +85,38 @@ static inline __attribute__((always_inline)) void transpose16(__m512i v[16])
     }
 }
 
-// Lanes 0 .. nr - 1 of v hold pair p of rows r0 .. r0 + nr - 1; each goes to its panel (w rows a panel).
-static inline void store_rows(uint32_t* dst, int w, int kc2, int r0, int nr, int p, __m512i v)
+// Where lanes 0 .. nr - 1 (rows r0 .. r0 + nr - 1) go: the runs of lanes that fall in one panel (w rows a panel; at
+// most 3 runs, as w >= 8), computed once per 16 rows so the store loop divides nothing.
+typedef struct { long offset; __mmask16 mask; } lane_run;
+
+static inline int lane_runs(int w, int kc2, int r0, int nr, lane_run runs[3])
 {
+    int n = 0;
     for (int l = 0; l < nr;)
     {
         int g = r0 + l, panel = g / w, rr = g % w;
         int len = w - rr < nr - l ? w - rr : nr - l;
-        // Lane l lands at the row's place; the masked-off lanes are not written (AVX-512 suppresses their faults).
-        uintptr_t base = (uintptr_t)(dst + (long)panel * w * kc2 + (long)p * w + rr) - (uintptr_t)l * sizeof(uint32_t);
-        _mm512_mask_storeu_epi32((void*)base, (__mmask16)(((1u << len) - 1) << l), v);
+        // Lane l lands at its row's place: the run's base is l elements before it (the masked-off lanes are not written,
+        // and AVX-512 suppresses their faults).
+        runs[n].offset = (long)panel * w * kc2 + rr - l;
+        runs[n].mask = (__mmask16)(((1u << len) - 1) << l);
+        n++;
         l += len;
     }
+    return n;
+}
+
+// Pair p of the rows described by runs: each run's lanes into its panel.
+static inline void store_rows(uint32_t* dst, int w, int p, const lane_run* runs, int n, __m512i v)
+{
+    for (int i = 0; i < n; i++)
+        _mm512_mask_storeu_epi32((void*)((uintptr_t)dst + (uintptr_t)(runs[i].offset + (long)p * w) * sizeof(uint32_t)), runs[i].mask, v);
 }
 
 // Packs rows x kc of op(X) into panels of width w (w = MR for A, NR for B), as the file header says.
 //   inner == 1: the k values of one row are contiguous:   op(X)[r, k] = x[r * ld + k]
-//               16 rows x 32 k at a time: 16 conversions to pairs, one 16 x 16 transpose, 16 stores.
+//               up to 16 rows x 32 k at a time: VCVTNE2PS2BF16 to pairs (its second operand's 16 values go to the
+//               low half, so the 32 words come out in source order), one 16 x 16 transpose, 16 masked stores.
 //   inner == 0: the rows of one k are contiguous:          op(X)[r, k] = x[k * ld + r]
 //               rows k = 2p and 2p + 1 converted together and their words interleaved (VPERMW).
 static void pack(int inner, const float* x, long ld, int rows, int kc, int w, uint32_t* dst)
@@ -118,24 +124,29 @@ static void pack(int inner, const float* x, long ld, int rows, int kc, int w, ui
     int kc2 = (kc + 1) / 2, panels = (rows + w - 1) / w;
     if (inner)
     {
-        int pv = kc / 32 * 16; // pairs covered by whole 32-float loads
-        for (int r0 = 0; r0 < rows; r0 += 16)
+        // Rows go through the transpose in groups that never straddle a panel (w rows for w <= 16, else 16, as w is 32):
+        // one masked store per transposed vector. The last 32 k of a row may be fewer: masked loads read zeros past kc
+        // (an odd kc's padding), and only the pairs below kc2 are stored.
+        int group = w <= 16 ? w : 16;
+        for (int r0 = 0; r0 < rows; r0 += group)
         {
-            int nr = rows - r0 < 16 ? rows - r0 : 16;
-            for (int p0 = 0; p0 < pv; p0 += 16)
+            int nr = rows - r0 < group ? rows - r0 : group;
+            lane_run runs[3];
+            int nruns = lane_runs(w, kc2, r0, nr, runs);
+            for (int p0 = 0; p0 < kc2; p0 += 16)
             {
+                int left = kc - 2 * p0, np = kc2 - p0 < 16 ? kc2 - p0 : 16;
+                __mmask16 lo = left >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << left) - 1);
+                __mmask16 hi = left >= 32 ? (__mmask16)0xffff : left <= 16 ? (__mmask16)0 : (__mmask16)((1u << (left - 16)) - 1);
                 __m512i v[16];
                 for (int l = 0; l < 16; l++)
-                    v[l] = l < nr ? pairs_of_consecutive(x + (long)(r0 + l) * ld + 2 * p0) : _mm512_setzero_si512();
+                {
+                    const float* src = x + (long)(r0 + l) * ld + 2 * p0;
+                    v[l] = l >= nr ? _mm512_setzero_si512()
+                        : (__m512i)_mm512_cvtne2ps_pbh(_mm512_maskz_loadu_ps(hi, src + 16), _mm512_maskz_loadu_ps(lo, src));
+                }
                 transpose16(v);
-                for (int q = 0; q < 16; q++) store_rows(dst, w, kc2, r0, nr, p0 + q, v[q]);
-            }
-            for (int l = 0; l < nr; l++)
-            {
-                int g = r0 + l;
-                const float* s = x + (long)g * ld;
-                uint32_t* d = dst + (long)(g / w) * w * kc2 + g % w;
-                for (int p = pv; p < kc2; p++) d[(long)p * w] = pair(s[2 * p], 2 * p + 1 < kc ? s[2 * p + 1] : 0.0f);
+                for (int q = 0; q < np; q++) store_rows(dst, w, p0 + q, runs, nruns, v[q]);
             }
         }
         if (rows % w)
@@ -258,6 +269,7 @@ EXPORT void bp_bf16_strip(int kc, int mc, int nr, const uint32_t* pa, const uint
 EXPORT float bp_bf16_peak(long iters)
 {
     __m512 acc[24];
+#pragma GCC unroll 24
     for (int i = 0; i < 24; i++) acc[i] = _mm512_set1_ps((float)i * 1e-3f);
     __m512i x = _mm512_set1_epi32(0x3f803f80), y = _mm512_set1_epi32(0x3a803a80); // pairs of 1.0 and 2^-10
     for (long it = 0; it < iters; it++)
@@ -266,6 +278,7 @@ EXPORT float bp_bf16_peak(long iters)
         for (int i = 0; i < 24; i++) DPBF16(acc[i], x, y);
     }
     __m512 s = acc[0];
+#pragma GCC unroll 24
     for (int i = 1; i < 24; i++) s = _mm512_add_ps(s, acc[i]);
     return _mm512_reduce_add_ps(s);
 }

@@ -5,6 +5,7 @@ using System.CommandLine;
 using System.Globalization;
 using Backprop.Cli.Bench;
 using Backprop.Engine.Training;
+using Backprop.Kernels.Cpu;
 using Backprop.Kernels.Cuda;
 using Backprop.Kernels.Mpi;
 
@@ -17,10 +18,12 @@ internal static class BenchCommand
         var bench = new Command("bench", "Benchmarks: kernels against OpenBLAS and the FMA peak.");
         var shapes = new Option<string[]>("--shape") { Description = "Only shapes whose name contains this text (repeatable).", AllowMultipleArgumentsPerToken = true };
         var sizes = new Option<string[]>("--size") { Description = "Extra shapes MxKxN:OP, e.g. 256x784x128:TN (repeatable); with --size only these run unless --shape is given too.", AllowMultipleArgumentsPerToken = true };
-        var gemm = new Command("gemm", "SGEMM GFLOP/s, ours vs OpenBLAS in the same run, and percent of FMA peak.");
-        var gt = AddTimingOptions(gemm, [1, 2], 7, 0.15, "gemm.md and gemm.json");
+        var gemm = new Command("gemm", "SGEMM GFLOP/s, ours vs OpenBLAS in the same run, and percent of FMA peak; --precision bf16: our bf16 GEMM vs our float32 GEMM and oneDNN's bf16 matmul.");
+        var gt = AddTimingOptions(gemm, [1, 2], 7, 0.15, "gemm.md and gemm.json (gemm-bf16.md and gemm-bf16.json with --precision bf16)");
+        var gemmPrecision = new Option<string>("--precision") { Description = "Operand precision: fp32 (against OpenBLAS) or bf16 (bf16 operands, float32 accumulation; needs AVX512_BF16).", DefaultValueFactory = _ => "fp32" };
         gemm.Options.Add(shapes);
         gemm.Options.Add(sizes);
+        gemm.Options.Add(gemmPrecision);
         gemm.SetAction(p =>
         {
             var (t, r, s) = ReadTiming(p, gt);
@@ -30,6 +33,12 @@ internal static class BenchCommand
                 ? custom
                 : GemmBench.DefaultShapes.Where(x => filter.Length == 0 || filter.Any(f => x.Name.Contains(f, StringComparison.OrdinalIgnoreCase))).Concat(custom).ToList();
             if (list.Count == 0) throw new UsageException($"--shape '{string.Join(" ", filter)}' matches no shape; shapes are: {string.Join(", ", GemmBench.DefaultShapes.Select(x => x.Name).Distinct())}.");
+            if (Flags.Precision(p.GetValue(gemmPrecision)!) == GemmPrecision.Bf16)
+            {
+                var bf = Bf16GemmBench.Run(list, t, r, s, stdout);
+                WriteReport(stdout, p.GetValue(gt.Output), "gemm-bf16", Bf16GemmBench.ToMarkdown(bf), Bf16GemmBench.ToJson(bf));
+                return 0;
+            }
             var report = GemmBench.Run(list, t, r, s, stdout);
             WriteReport(stdout, p.GetValue(gt.Output), "gemm", GemmBench.ToMarkdown(report), GemmBench.ToJson(report));
             return 0;
@@ -77,16 +86,27 @@ internal static class BenchCommand
         bench.Subcommands.Add(dense);
 
         var step = new Command("step", "Training step time of named model shapes: the Cpu and Blas backends in the same run, or (--backend cuda) the Cuda backend against cuBLAS's GEMMs alone.");
-        var st = AddTimingOptions(step, [Environment.ProcessorCount], 5, 0.2, "step.md and step.json");
+        var st = AddTimingOptions(step, [Environment.ProcessorCount], 5, 0.2, "step.md and step.json (step-bf16.* with --precision bf16)");
         var sModel = new Option<string?>("--model") { Description = "Only models whose name contains this text (e.g. 784-256-10)." };
         var sBackend = new Option<string>("--backend") { Description = "cpu: Cpu vs Blas backends (default); cuda: the Cuda backend on GPU 0.", DefaultValueFactory = _ => "cpu" };
         var sTf32 = new Option<bool>("--tf32") { Description = "Cuda: allow TF32 tensor-core GEMMs." };
+        var sPrecision = new Option<string>("--precision") { Description = "fp32: Cpu vs Blas (default); bf16: the Cpu step with bf16 GEMMs against the same model in fp32 (needs AVX512_BF16).", DefaultValueFactory = _ => "fp32" };
         step.Options.Add(sModel);
         step.Options.Add(sBackend);
         step.Options.Add(sTf32);
+        step.Options.Add(sPrecision);
         step.SetAction(p =>
         {
             var (t, r, s) = ReadTiming(p, st);
+            if (Flags.Precision(p.GetValue(sPrecision)!) == GemmPrecision.Bf16)
+            {
+                if (Flags.Choice("--backend", p.GetValue(sBackend)!, ("cpu", false), ("cuda", true)))
+                    throw new UsageException("--precision bf16 runs on the cpu backend; bf16 on cuda is not implemented yet.");
+                var bfRows = Bf16StepBench.Run(t, r, s, p.GetValue(sModel), stdout);
+                if (bfRows.Count == 0) throw new UsageException($"--model '{p.GetValue(sModel)}' matches no model; models are: {string.Join(", ", StepBench.Shapes.Select(x => x.Name).Distinct())}.");
+                WriteReport(stdout, p.GetValue(st.Output), "step-bf16", Bf16StepBench.ToMarkdown(bfRows), Bf16StepBench.ToJson(bfRows));
+                return 0;
+            }
             if (Flags.Choice("--backend", p.GetValue(sBackend)!, ("cpu", false), ("cuda", true)))
             {
                 CudaGpu probe;

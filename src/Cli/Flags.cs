@@ -39,6 +39,10 @@ internal static class Flags
     /// <summary>--backend (cpu, blas, cuda).</summary>
     public static Backend Backend(string text) => Choice("--backend", text, ("cpu", Engine.Backend.Cpu), ("blas", Engine.Backend.Blas), ("cuda", Engine.Backend.Cuda));
 
+    /// <summary>--precision (fp32, bf16): the operand precision of the float32 GEMMs.</summary>
+    public static Kernels.Cpu.GemmPrecision Precision(string text) => Choice("--precision", text,
+        ("fp32|float32|f32", Kernels.Cpu.GemmPrecision.Fp32), ("bf16", Kernels.Cpu.GemmPrecision.Bf16));
+
     /// <summary>--init.</summary>
     public static InitScheme Init(string text) => Choice("--init", text,
         ("he_uniform", InitScheme.HeUniform), ("he_normal", InitScheme.HeNormal), ("xavier_uniform", InitScheme.XavierUniform),

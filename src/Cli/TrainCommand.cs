@@ -56,6 +56,8 @@ internal static class TrainCommand
         var seed = Add("--seed", "Seed of initialization, dropout and shuffling.", 1);
         var threads = Add("--threads", "Threads.", Environment.ProcessorCount);
         var backend = Add("--backend", "cpu (fused kernels), blas (OpenBLAS + elementwise passes) or cuda (GPU 0: cuBLAS + our CUDA kernels, the step as a CUDA graph).", "cpu");
+        var precision = Add("--precision", "fp32 or bf16: with bf16 the dense layers' GEMMs multiply bf16 operands with float32 accumulation (needs AVX512_BF16); weights, optimizer, loss and update stay float32.", "fp32");
+        var bf16Fallback = Add("--bf16-fallback", "With --precision bf16 on a machine that cannot run it: train in fp32 (with a warning) instead of exit 2.", false);
         var tf32 = new Option<bool>("--tf32") { Description = "With --backend cuda: allow TF32 tensor-core GEMMs (faster, ~1e-3 relative error)." };
         var initOpt = Add("--init", "he_uniform, he_normal, xavier_uniform, xavier_normal, pytorch.", "he_uniform");
         var normalize = Add("--normalize", "scale (x/255), standardize (train statistics) or none.", "scale");
@@ -138,7 +140,10 @@ internal static class TrainCommand
             {
                 Loss = loss, LabelSmoothing = p.GetValue(smoothing), Optimizer = settings, Schedule = sched, MaxBatch = b,
                 Seed = (ulong)p.GetValue(seed), Threads = th, Backend = be, Init = initScheme, AllowTf32 = p.GetValue(tf32), Accumulate = acc,
+                Precision = Flags.Precision(p.GetValue(precision)!), PrecisionFallback = p.GetValue(bf16Fallback),
             };
+            if (options.PrecisionFallback && options.Precision != Kernels.Cpu.GemmPrecision.Bf16)
+                throw new UsageException("--bf16-fallback applies to --precision bf16; the precision is fp32.");
             try { options.Validate(); }
             catch (ArgumentException e) { throw new UsageException(Flags.Message(e)); }
             // What the world size decides is checked before MPI starts, from the launcher's variables: an error every rank
@@ -177,7 +182,7 @@ internal static class TrainCommand
     {
         var pre = TrainData.Normalize(trainSet, testSet, norm);
         var run = new TrainingRun(ep, fit.ValidationFraction, fit.Patience, every, pre, dataFolder, fmt, labelCol, classes);
-        using var model = Build(() => net.Compile(options));
+        using var model = Build(() => net.Compile(options), options, stderr);
         return TrainRunner.Run(model, trainSet, testSet, fit, dir, run, type, stdout, stderr, launch);
     }
 
@@ -194,7 +199,7 @@ internal static class TrainCommand
     }
 
     // Flags a resumed run takes from its checkpoint; these may be given with --resume and change what they say.
-    private static readonly string[] ResumeOverrides = ["--threads", "--lr", "--epochs", "--checkpoint-every", "--stop-after-steps", "--dtype", "--accumulate", "--distributed", "--reduction", "--overlap"];
+    private static readonly string[] ResumeOverrides = ["--threads", "--lr", "--epochs", "--checkpoint-every", "--stop-after-steps", "--dtype", "--accumulate", "--distributed", "--reduction", "--overlap", "--bf16-fallback"];
 
     private static TensorDtype WeightsDtype(string text) => Flags.Choice("--dtype", text, ("f32", TensorDtype.F32), ("bf16", TensorDtype.BF16), ("f16", TensorDtype.F16));
 
@@ -228,7 +233,7 @@ internal static class TrainCommand
         if (spec.OutputWidth != classes)
             throw new UsageException($"--init-from '{file}' has {spec.OutputWidth} outputs but the data has {classes} classes (pass --classes {spec.OutputWidth} if the labels are a subset).");
         pre = stateDict ? TrainData.Normalize(trainSet, testSet, run.Preprocessing.Kind) : TrainData.Normalize(trainSet, testSet, pre.Kind, pre);
-        using var model = Build(() => new Model(spec, options));
+        using var model = Build(() => new Model(spec, options), options, stderr);
         try { Checkpoint.LoadWeights(model, info); }
         catch (InvalidDataException e) { throw new UsageException(e.Message); }
         model.SynchronizeParameters();
@@ -259,7 +264,7 @@ internal static class TrainCommand
         TrainData.Classes(trainSet, testSet, info.Spec.OutputWidth);
         TrainData.Normalize(trainSet, testSet, run.Preprocessing.Kind, run.Preprocessing);
 
-        var options = info.Options with { Threads = threads };
+        var options = info.Options with { Threads = threads, PrecisionFallback = Given(p, o["--bf16-fallback"]) && p.GetValue((Option<bool>)o["--bf16-fallback"]) };
         if (Given(p, o["--accumulate"])) options = options with { Accumulate = p.GetValue((Option<int>)o["--accumulate"]) };
         if (Given(p, o["--lr"]))
             options = options with { Optimizer = options.Optimizer with { LearningRate = p.GetValue((Option<double>)o["--lr"]) } };
@@ -316,7 +321,7 @@ internal static class TrainCommand
             catch (ArgumentException e) { throw new UsageException(Flags.Message(e)); }
             if (launch is not null) stdout.WriteLine($"distributed: {launch.Describe}");
             if (options.Accumulate > 1) stdout.WriteLine($"each batch in {options.Accumulate * world} micro-batches: --accumulate {options.Accumulate} x {world} process(es)");
-            using var model = Build(() => new Model(info.Spec, options));
+            using var model = Build(() => new Model(info.Spec, options), options, stderr);
             try { Checkpoint.LoadTraining(model, ckpt); }
             catch (InvalidDataException e) { throw new UsageException(e.Message); }
             model.SynchronizeParameters(); // every rank read the file; rank 0's copy is the one
@@ -327,13 +332,18 @@ internal static class TrainCommand
     }
 
     // A model the engine refuses to build (too large, no device) is a usage error: exit 2 and why.
-    private static Model Build(Func<Model> make)
+    // Compiles the model (its errors are usage errors) and says so when bf16 was asked for and --bf16-fallback took fp32 instead.
+    private static Model Build(Func<Model> make, TrainingOptions asked, TextWriter stderr)
     {
-        try { return make(); }
+        Model model;
+        try { model = make(); }
         catch (Exception e) when (e is ArgumentException or InsufficientMemoryException or InvalidOperationException or NotSupportedException)
         {
             throw new UsageException(Flags.Message(e));
         }
+        if (asked.Precision == Kernels.Cpu.GemmPrecision.Bf16 && model.Options.Precision != Kernels.Cpu.GemmPrecision.Bf16)
+            stderr.WriteLine($"warning: bf16 precision cannot run here ({Kernels.Cpu.Bf16Gemm.Unavailable ?? $"the kernels are forced to the {asked.Isa} rung"}); training in fp32 (--bf16-fallback).");
+        return model;
     }
 
     private static int StepsPerEpoch(int samples, double validation, int batch) => (int)Math.Ceiling(samples * (1 - validation) / batch);

@@ -32,7 +32,7 @@ internal static class TrainRunner
         string layers = string.Join("-", spec.Layers.Select(l =>
             I($"{l.Units}") + (l.Activation.Kind == Kernels.ActivationKind.Identity ? "" : " " + l.Activation) + (l.Dropout > 0 ? I($" dropout {l.Dropout}") : "")));
         stdout.WriteLine(I($"model: {spec.InputWidth}-{layers}, {model.Plan.ParameterCount:N0} parameters, {model.Options.Optimizer.Kind} lr {model.Options.Optimizer.LearningRate:G3}, ") +
-                         I($"batch {model.Options.MaxBatch}{(model.Options.Accumulate > 1 ? $" in {model.Options.Accumulate} micro-batches" : "")}{(model.WorldSize > 1 ? $" over {model.WorldSize} processes" : "")}, {model.Options.Threads} thread(s), backend {model.Options.Backend}{(model.DeviceDescription is { } d ? $" on {d}" : "")}"));
+                         I($"batch {model.Options.MaxBatch}{(model.Options.Accumulate > 1 ? $" in {model.Options.Accumulate} micro-batches" : "")}{(model.WorldSize > 1 ? $" over {model.WorldSize} processes" : "")}, {model.Options.Threads} thread(s), backend {model.Options.Backend}{(model.DeviceDescription is { } d ? $" on {d}" : "")}{(model.Options.Precision == Kernels.Cpu.GemmPrecision.Bf16 ? ", bf16 GEMMs" : "")}"));
         stdout.WriteLine($"data: {train.Count:N0} training and {test.Count:N0} test samples of {train.Width} features, {spec.OutputWidth} classes");
 
         using var cancel = new CancellationTokenSource();

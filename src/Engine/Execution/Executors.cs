@@ -1,5 +1,6 @@
 // Which executor a plan runs on: the backend of its options, in the model's element type.
 //   Cpu  → CpuExecutor<T, FusedDense<T>>   Blas → CpuExecutor<T, BlasDense<T>>   Cuda → CudaExecutor (float only)
+// A float Cpu model's context carries the GEMM precision (Bf16: bf16 operands in every packed GEMM of the fused kernels).
 using System.Numerics;
 using Backprop.Engine.Execution.Cuda;
 using Backprop.Engine.Planning;
@@ -46,10 +47,28 @@ internal static class Executors
         }
     }
 
+    /// <summary>
+    /// <paramref name="options"/> with the precision a model of <typeparamref name="T"/> will run: Bf16 stays when this machine runs it,
+    /// becomes Fp32 when it cannot and <see cref="TrainingOptions.PrecisionFallback"/> is set, and throws
+    /// <see cref="PlatformNotSupportedException"/> saying why otherwise. Double models and other backends are returned as they are
+    /// (double ignores it; Validate refuses Bf16 off the Cpu backend).
+    /// </summary>
+    public static TrainingOptions ResolvePrecision<T>(TrainingOptions options) where T : unmanaged
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        if (options.Precision != GemmPrecision.Bf16 || typeof(T) != typeof(float) || options.Backend != Backend.Cpu) return options;
+        string? why = Bf16Gemm.Unavailable
+            ?? (options.Isa is { } isa && isa != Isa.Avx512 ? $"the kernels are forced to the {isa} rung; VDPBF16PS runs on the Avx512 rung" : null);
+        if (why is null) return options;
+        if (options.PrecisionFallback) return options with { Precision = GemmPrecision.Fp32, PrecisionFallback = false };
+        throw new PlatformNotSupportedException($"bf16 precision cannot run here: {why}. Train in float32 (Precision = Fp32), or set PrecisionFallback to fall back to it.");
+    }
+
     // The executor owns its context; when the executor cannot be made, the context's threads and scratch go too.
     private static IExecutor<T> OnContext<T>(Plan plan, Func<CpuContext, IExecutor<T>> make) where T : unmanaged, IFloatingPointIeee754<T>
     {
-        var ctx = new CpuContext(plan.Options.Threads, plan.Options.Isa);
+        var precision = typeof(T) == typeof(float) ? plan.Options.Precision : GemmPrecision.Fp32;
+        var ctx = new CpuContext(plan.Options.Threads, plan.Options.Isa, null, precision);
         try { return make(ctx); }
         catch
         {

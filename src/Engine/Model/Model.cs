@@ -34,7 +34,7 @@ public partial class Model<T> : IDisposable where T : unmanaged, IFloatingPointI
     /// <summary>A model on <paramref name="device"/> (Backend Cuda; not disposed by the model); <paramref name="keepPreActivations"/> keeps every layer's pre-activation readable.</summary>
     internal Model(ModelSpec spec, TrainingOptions options, IGpuDevice? device, bool keepPreActivations)
     {
-        Plan = new Plan(spec, options, keepPreActivations);
+        Plan = new Plan(spec, Executors.ResolvePrecision<T>(options), keepPreActivations);
         if (options.Distributed is not null && typeof(T) != typeof(float))
             throw new ArgumentException($"data-parallel training computes in float; this model computes in {typeof(T).Name}.", nameof(options));
         _exec = Executors.Create<T>(Plan, device);
