@@ -88,6 +88,29 @@ public class TrainCommandTests
     }
 
     [Test]
+    public void Train_InBf16_SaysSo_AndLearns_OrIsRefusedNamingWhy()
+    {
+        var args = new[] { "train", "--data", _dir, "--layers", "32", "--epochs", "3", "--batch", "32", "--threads", "2", "--lr", "0.01", "--precision", "bf16" };
+        var (code, output, err) = Run(args);
+        if (!Kernels.Cpu.Bf16Gemm.IsAvailable)
+        {
+            Assert.That(code, Is.EqualTo(2), output + err);
+            Assert.That(err, Does.Contain("bf16 precision cannot run here").And.Contain(Kernels.Cpu.Bf16Gemm.Unavailable!));
+            var (fcode, fout, ferr) = Run([.. args, "--bf16-fallback"]);
+            Assert.That(fcode, Is.EqualTo(0), fout + ferr);
+            Assert.That(ferr, Does.Contain("warning: bf16 precision cannot run here").And.Contain("training in fp32"));
+            return;
+        }
+        Assert.That(code, Is.EqualTo(0), output + err);
+        Assert.That(output, Does.Contain("bf16 GEMMs"), "the run's header names the precision");
+        Assert.That(double.Parse(output.TrimEnd().Split('\n')[^1].Split(' ')[^1], System.Globalization.CultureInfo.InvariantCulture), Is.GreaterThan(0.9));
+        var (ocode, oout, oerr) = Run([.. args, "--bf16-fallback"]);
+        Assert.That(ocode, Is.EqualTo(0), oout + oerr);
+        Assert.That(oerr, Does.Not.Contain("warning"), "no fallback where bf16 runs");
+        Assert.That(oout.TrimEnd().Split('\n')[^1], Is.EqualTo(output.TrimEnd().Split('\n')[^1]), "--bf16-fallback changes nothing where bf16 runs");
+    }
+
+    [Test]
     public void Train_IsReproducibleForASeed()
     {
         string Last(string output) => output.TrimEnd().Split('\n')[^1];
@@ -119,6 +142,9 @@ public class TrainCommandTests
     [TestCase(new[] { "train", "--layers", "1000000,1000000" }, "more than a block holds (2,147,483,647): use narrower layers")]
     [TestCase(new[] { "train", "--batch", "100000000", "--layers", "64" }, "more than a block holds (2,147,483,647): use a smaller batch or narrower layers")]
     [TestCase(new[] { "train", "--classes", "1" }, "--classes must be at least 2; got 1")]
+    [TestCase(new[] { "train", "--precision", "fp8" }, "--precision must be fp32 or bf16; got 'fp8'")]
+    [TestCase(new[] { "train", "--bf16-fallback" }, "--bf16-fallback applies to --precision bf16; the precision is fp32")]
+    [TestCase(new[] { "train", "--precision", "bf16", "--backend", "blas" }, "bf16 precision runs on the Cpu backend; the Blas backend is the float32 OpenBLAS reference")]
     public void BadInput_ExitsWith2_AndOneMessage(string[] args, string expected)
     {
         var withData = args.Contains("--data") ? args : args.Concat(new[] { "--data", _dir }).ToArray();
