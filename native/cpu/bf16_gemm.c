@@ -210,6 +210,15 @@ static inline __m512 store_value(__m512 acc, const float* c, __mmask16 m, __m512
 static inline __attribute__((always_inline)) void tile(int kc2, const uint32_t* a, const uint32_t* b, float* c, long ldc,
     int mr, int nr, __m512 alpha, __m512 beta, int mode)
 {
+    // C's rows are needed only after the K loop, but a C that does not fit in the caches (a large N) costs a miss per
+    // line then, one pass of all of C per K block: ask for them now, while the K loop runs.
+#pragma GCC unroll 16
+    for (int r = 0; r < BP_MR; r++)
+    {
+        if (r >= mr) break;
+        _mm_prefetch((const char*)(c + (long)r * ldc), _MM_HINT_T0);
+        _mm_prefetch((const char*)(c + (long)r * ldc + 16), _MM_HINT_T0);
+    }
     __m512 acc[BP_MR][BP_NV];
 #pragma GCC unroll 16
     for (int r = 0; r < BP_MR; r++)

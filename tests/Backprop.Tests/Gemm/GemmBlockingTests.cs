@@ -41,6 +41,24 @@ public class GemmBlockingTests
     }
 
     [Test]
+    public void CapacityModel_PutsBothMicroPanelsInL1()
+    {
+        // 12 x 32 bf16 (2 bytes): (32 KiB - 4 KiB) / (44 * 2) = 325 -> KC 320 on Zen 4; (48 - 4) KiB / 88 = 512 on Golden Cove.
+        var z4 = GemmBlocking.ForCapacity(12, 32, 2, Zen4);
+        var gc = GemmBlocking.ForCapacity(12, 32, 2, GoldenCove);
+        if (Environment.GetEnvironmentVariable(GemmBlocking.OverrideVariable) is { Length: > 0 }) Assert.Ignore("BACKPROP_GEMM_BLOCKS is set");
+        Assert.That(z4.KC, Is.EqualTo(320));
+        Assert.That(gc.KC, Is.EqualTo(512));
+        foreach (var (b, c) in new[] { (z4, Zen4), (gc, GoldenCove) })
+        {
+            Assert.That((long)b.KC * (12 + 32) * 2, Is.LessThanOrEqualTo(c.L1.Bytes - c.L1.WayBytes), "both micro-panels fit L1 less a way");
+            Assert.That(b.MC % 12, Is.Zero);
+            Assert.That(b.NC % 32, Is.Zero);
+            Assert.That((long)b.MC * b.KC * 2, Is.LessThan(c.L2.Bytes), "the packed A block fits L2");
+        }
+    }
+
+    [Test]
     public void Override_SetsWhatItNames_AndRefusesMalformedText()
     {
         var model = new GemmBlocks(1792, 256, 4096);
@@ -127,7 +145,8 @@ public class GemmBlockingTests
         Assert.That(c.L2.Bytes, Is.GreaterThanOrEqualTo(c.L1.Bytes), c.ToString());
         foreach (var k in MicroKernels.All)
         {
-            var b = GemmBlocking.For(k.MR, k.NR, k.ElementSize, c); // the model and BACKPROP_GEMM_BLOCKS when set
+            // The model and BACKPROP_GEMM_BLOCKS when set; the native bf16 kernel sizes KC by L1 capacity.
+            var b = k.Name == "Avx512Bf16/bf16" ? GemmBlocking.ForCapacity(k.MR, k.NR, k.ElementSize, c) : GemmBlocking.For(k.MR, k.NR, k.ElementSize, c);
             Assert.That((k.MC, k.KC, k.NC), Is.EqualTo((b.MC, b.KC, b.NC)), k.Name);
             var (packA, packB) = MicroKernels.PackBytes(k.Isa);
             Assert.That(packA, Is.GreaterThanOrEqualTo((long)k.MC * k.KC * k.ElementSize), k.Name);
