@@ -138,10 +138,12 @@ inline float __shfl_xor_sync(unsigned, float v, int mask) { return emu::shuffle_
 inline int __shfl_xor_sync(unsigned, int v, int mask) { return emu::shuffle_xor(v, mask); }
 inline double __shfl_xor_sync(unsigned, double v, int mask) { return emu::shuffle_xor(v, mask); }
 inline float __int_as_float(int i) { float f; std::memcpy(&f, &i, 4); return f; }
+inline unsigned __float_as_uint(float f) { unsigned u; std::memcpy(&u, &f, 4); return u; }
 inline unsigned atomicAdd(unsigned* p, unsigned v) { unsigned old = *p; *p = old + v; return old; }
 inline float atomicAdd(float* p, float v) { float old = *p; *p = old + v; return old; }
 
 #include "activations.cu"
+#include "convert.cu"
 #include "dropout.cu"
 #include "losses.cu"
 #include "optim.cu"
@@ -183,6 +185,7 @@ template <typename... A> void call(void (*f)(A...), void** args) { invoke(f, arg
 #define BP_K(k) Kernel{ #k, [](void** a) { call(k, a); }, signature_of(k) }
 const Kernel kernels[] = {
     BP_K(bias_act_fwd), BP_K(act_bwd), BP_K(column_sums),
+    BP_K(to_bf16),
     BP_K(dropout_apply),
     BP_K(softmax_ce), BP_K(mse), BP_K(l1_loss), BP_K(huber), BP_K(bce_with_logits), BP_K(loss_reduce), BP_K(count_correct),
     BP_K(sumsq_partial), BP_K(sumsq_final), BP_K(grad_check), BP_K(add_into), BP_K(copy_floats), BP_K(adam_update), BP_K(sgd_update), BP_K(rmsprop_update), BP_K(adagrad_update),

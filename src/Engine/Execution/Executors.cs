@@ -51,7 +51,7 @@ internal static class Executors
     /// <paramref name="options"/> with the precision a model of <typeparamref name="T"/> will run: Bf16 stays when this machine runs it,
     /// becomes Fp32 when it cannot and <see cref="TrainingOptions.PrecisionFallback"/> is set, and throws
     /// <see cref="PlatformNotSupportedException"/> saying why otherwise. Double models and other backends are returned as they are
-    /// (double ignores it; Validate refuses Bf16 off the Cpu backend).
+    /// (double ignores it; the Cuda backend runs it wherever cuBLASLt has bf16 GEMMs; Validate refuses it on the Blas backend).
     /// </summary>
     public static TrainingOptions ResolvePrecision<T>(TrainingOptions options) where T : unmanaged
     {

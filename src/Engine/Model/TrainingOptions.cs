@@ -61,10 +61,11 @@ public sealed record TrainingOptions
     /// <summary>Cuda backend: let cuBLAS use TF32 tensor cores (faster, ~1e-3 relative error); FP32 when false.</summary>
     public bool AllowTf32 { get; init; }
     /// <summary>
-    /// Cpu backend, float models: the operand precision of the dense layers' GEMMs. <see cref="GemmPrecision.Bf16"/> is mixed precision:
-    /// forward, dX and dW multiply bf16-rounded operands with float32 accumulation (VDPBF16PS, AVX512_BF16), while the master weights,
-    /// optimizer state, bias, activations, loss, softmax and update stay float32 (a GEMM of at most 4 rows or 16 columns against a
-    /// transposed operand takes the float32 dot-product path). Checkpoints record it, so a resume continues in it. Double models (the
+    /// Float models on the Cpu and Cuda backends: the operand precision of the dense layers' GEMMs. <see cref="GemmPrecision.Bf16"/> is
+    /// mixed precision: forward, dX and dW multiply bf16-rounded operands with float32 accumulation (on the CPU VDPBF16PS, AVX512_BF16;
+    /// on the GPU cuBLASLt with CUDA_R_16BF operands), while the master weights, optimizer state, bias, activations, loss, softmax and
+    /// update stay float32 (on the CPU a GEMM of at most 4 rows or 16 columns against a transposed operand takes the float32
+    /// dot-product path). Checkpoints record it, so a resume continues in it. Double models (the
     /// gradient checks) ignore it. Where bf16 cannot run, the model refuses to compile unless <see cref="PrecisionFallback"/> is set.
     /// </summary>
     public GemmPrecision Precision { get; init; } = GemmPrecision.Fp32;
@@ -96,10 +97,8 @@ public sealed record TrainingOptions
         if (Backend == Backend.Cuda && Distributed is { DeviceCollectives: null })
             throw new ArgumentException($"data-parallel training on the cuda backend sums gradients on the device with NCCL: DistributedOptions.DeviceCollectives must make the device's communicator (NcclCommunicator.Create); got none for {world} process(es).");
         if (!Enum.IsDefined(Precision)) throw new ArgumentOutOfRangeException(nameof(Precision), Precision, $"unknown precision {(int)Precision}; expected Fp32 or Bf16.");
-        if (Precision == GemmPrecision.Bf16 && Backend != Backend.Cpu)
-            throw new ArgumentException(Backend == Backend.Blas
-                ? "bf16 precision runs on the Cpu backend; the Blas backend is the float32 OpenBLAS reference (use Precision = Fp32 there)."
-                : "bf16 precision is not implemented on the Cuda backend yet (cuBLASLt bf16 GEMMs); it runs on the Cpu backend.");
+        if (Precision == GemmPrecision.Bf16 && Backend == Backend.Blas)
+            throw new ArgumentException("bf16 precision runs on the Cpu and Cuda backends; the Blas backend is the float32 OpenBLAS reference (use Precision = Fp32 there).");
         if (Threads < 1 || Threads > 1024) throw new ArgumentOutOfRangeException(nameof(Threads), Threads, $"threads must be in [1, 1024]; got {Threads}.");
         ArgumentNullException.ThrowIfNull(Optimizer);
         ArgumentNullException.ThrowIfNull(Schedule);

@@ -150,7 +150,7 @@ public static unsafe partial class CuBlas
     }
 
     // ---- cuBLASLt ----
-    private const int ComputeF32 = 68, ComputeF32FastTf32 = 77, CudaR32F = 0;
+    private const int ComputeF32 = 68, ComputeF32FastTf32 = 77, CudaR32F = 0, CudaR16BF = 14; // cublasComputeType_t, cudaDataType_t (library_types.h)
     private const int DescTransA = 3, DescTransB = 4, DescEpilogue = 7, DescBiasPointer = 8, DescAuxPointer = 11, DescAuxLd = 12;
     private const int PrefMaxWorkspace = 1;
 
@@ -196,7 +196,8 @@ public static unsafe partial class CuBlas
             try
             {
                 nint desc, la, lb, ld, pref = 0;
-                Check(cublasLtMatmulDescCreate(&desc, allowTf32 ? ComputeF32FastTf32 : ComputeF32, CudaR32F), "cublasLtMatmulDescCreate");
+                // bf16 operands accumulate in float32 (CUBLAS_COMPUTE_32F, scale float, C and D float; the bias and aux follow D's type).
+                Check(cublasLtMatmulDescCreate(&desc, allowTf32 && !g.Bf16 ? ComputeF32FastTf32 : ComputeF32, CudaR32F), "cublasLtMatmulDescCreate");
                 _desc = desc;
                 int opA = g.TransA ? 1 : 0, opB = g.TransB ? 1 : 0, epi = (int)g.Epilogue;
                 Check(cublasLtMatmulDescSetAttribute(desc, DescTransA, &opA, sizeof(int)), "cublasLtMatmulDescSetAttribute(TRANSA)");
@@ -210,9 +211,9 @@ public static unsafe partial class CuBlas
                     Check(cublasLtMatmulDescSetAttribute(desc, DescAuxPointer, &aux, (nuint)sizeof(ulong)), "cublasLtMatmulDescSetAttribute(EPILOGUE_AUX_POINTER)");
                     Check(cublasLtMatmulDescSetAttribute(desc, DescAuxLd, &auxLd, sizeof(long)), "cublasLtMatmulDescSetAttribute(EPILOGUE_AUX_LD)");
                 }
-                Check(cublasLtMatrixLayoutCreate(&la, CudaR32F, (ulong)(g.TransA ? g.K : g.M), (ulong)(g.TransA ? g.M : g.K), g.Lda), "cublasLtMatrixLayoutCreate(A)");
+                Check(cublasLtMatrixLayoutCreate(&la, g.Bf16 ? CudaR16BF : CudaR32F, (ulong)(g.TransA ? g.K : g.M), (ulong)(g.TransA ? g.M : g.K), g.Lda), "cublasLtMatrixLayoutCreate(A)");
                 _la = la;
-                Check(cublasLtMatrixLayoutCreate(&lb, CudaR32F, (ulong)(g.TransB ? g.N : g.K), (ulong)(g.TransB ? g.K : g.N), g.Ldb), "cublasLtMatrixLayoutCreate(B)");
+                Check(cublasLtMatrixLayoutCreate(&lb, g.Bf16 ? CudaR16BF : CudaR32F, (ulong)(g.TransB ? g.N : g.K), (ulong)(g.TransB ? g.K : g.N), g.Ldb), "cublasLtMatrixLayoutCreate(B)");
                 _lb = lb;
                 Check(cublasLtMatrixLayoutCreate(&ld, CudaR32F, (ulong)g.M, (ulong)g.N, g.Ldd), "cublasLtMatrixLayoutCreate(D)");
                 _ld = ld;

@@ -144,7 +144,7 @@ public class TrainCommandTests
     [TestCase(new[] { "train", "--classes", "1" }, "--classes must be at least 2; got 1")]
     [TestCase(new[] { "train", "--precision", "fp8" }, "--precision must be fp32 or bf16; got 'fp8'")]
     [TestCase(new[] { "train", "--bf16-fallback" }, "--bf16-fallback applies to --precision bf16; the precision is fp32")]
-    [TestCase(new[] { "train", "--precision", "bf16", "--backend", "blas" }, "bf16 precision runs on the Cpu backend; the Blas backend is the float32 OpenBLAS reference")]
+    [TestCase(new[] { "train", "--precision", "bf16", "--backend", "blas" }, "bf16 precision runs on the Cpu and Cuda backends; the Blas backend is the float32 OpenBLAS reference")]
     public void BadInput_ExitsWith2_AndOneMessage(string[] args, string expected)
     {
         var withData = args.Contains("--data") ? args : args.Concat(new[] { "--data", _dir }).ToArray();

@@ -53,6 +53,7 @@ public partial class CudaLaunchTests
         yield return CudaKernels.GradCheck(g, 1, 32, 8, 6, 16);
         yield return CudaKernels.AddInto(g, 1, 32, 8, 16, 6, 24);
         yield return CudaKernels.CopyFloats(g, 1, 32, 8, 16, 6);
+        yield return CudaKernels.ToBf16(g, 1, 32, 8, 16, 6);
         yield return CudaKernels.AdamUpdate(g, 1, 32, 8, 16, 24, 32, 40, 6, new AdamW(amsgrad: true), true, 48, 56);
         yield return CudaKernels.SgdUpdate(g, 1, 32, 8, 16, 24, 6, new Sgd(momentum: 0.9), true, 48, 56);
         yield return CudaKernels.RmspropUpdate(g, 1, 32, 8, 16, 24, 32, 40, 6, new RmsProp(centered: true, momentum: 0.5), false, 48, 56);

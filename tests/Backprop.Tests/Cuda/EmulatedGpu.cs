@@ -187,18 +187,33 @@ public sealed unsafe partial class EmulatedGpu : IGpuDevice
         else run();
     }
 
-    // cuBLAS column-major: op(A)[i, p] = TransA ? A[p + i·lda] : A[i + p·lda]; D[i + j·ldd].
+    // cuBLAS column-major: op(A)[i, p] = TransA ? A[p + i·lda] : A[i + p·lda]; D[i + j·ldd]. Bf16: A and B hold bf16 bits (ushort),
+    // widened exactly (the products and the sum in double, as for float operands).
     private static void RunGemm(GemmDesc g)
     {
-        float* a = (float*)g.A, b = (float*)g.B, d = (float*)g.D, bias = (float*)g.Bias, aux = (float*)g.Aux;
+        if (g.Bf16)
+        {
+            RunGemm(g, (ushort*)g.A, (ushort*)g.B);
+            return;
+        }
+        RunGemm(g, (float*)g.A, (float*)g.B);
+    }
+
+    private static double Value(float x) => x;
+
+    private static double Value(ushort bf16) => BitConverter.Int32BitsToSingle(bf16 << 16);
+
+    private static void RunGemm<TOperand>(GemmDesc g, TOperand* a, TOperand* b) where TOperand : unmanaged
+    {
+        float* d = (float*)g.D, bias = (float*)g.Bias, aux = (float*)g.Aux;
         for (int j = 0; j < g.N; j++)
             for (int i = 0; i < g.M; i++)
             {
                 double s = 0;
                 for (int p = 0; p < g.K; p++)
                 {
-                    double av = g.TransA ? a[p + (long)i * g.Lda] : a[i + (long)p * g.Lda];
-                    double bv = g.TransB ? b[j + (long)p * g.Ldb] : b[p + (long)j * g.Ldb];
+                    double av = At(g.TransA ? a + p + (long)i * g.Lda : a + i + (long)p * g.Lda);
+                    double bv = At(g.TransB ? b + j + (long)p * g.Ldb : b + p + (long)j * g.Ldb);
                     s += av * bv;
                 }
                 float z = (float)(s + (bias != null ? bias[i] : 0));
@@ -212,6 +227,9 @@ public sealed unsafe partial class EmulatedGpu : IGpuDevice
                 d[i + (long)j * g.Ldd] = y;
             }
     }
+
+    private static double At<TOperand>(TOperand* x) where TOperand : unmanaged =>
+        typeof(TOperand) == typeof(ushort) ? Value(*(ushort*)x) : Value(*(float*)x);
 
     private static float GeluTanh(float x) => (float)(0.5 * x * (1 + Math.Tanh(0.7978845608028654 * (x + 0.044715 * x * x * x))));
 

@@ -32,6 +32,10 @@ internal sealed unsafe class CudaExecutor : IExecutor<float>
     private readonly IGpuDevice _gpu;
     private readonly bool _ownsDevice, _useGraph;
     private readonly ulong _arena, _params, _acts, _labels, _terms, _partials, _consts, _status;
+    // Precision = Bf16: bf16 mirrors of the parameter values and of the activation block (same offsets, 2 bytes an element), written
+    // by to_bf16 right before each GEMM that reads them, so no mirror is ever stale.
+    private readonly bool _bf16;
+    private readonly ulong _params16, _acts16;
     private readonly nint _staging;
     private readonly float* _input, _targets, _output;
     private readonly int* _labelStage;
@@ -59,12 +63,15 @@ internal sealed unsafe class CudaExecutor : IExecutor<float>
         long Take(long bytes) { long o = off; off += (bytes + 255) / 256 * 256; return o; }
         long pOff = Take(plan.ParameterBlock * 4), aOff = Take(Math.Max(1, plan.ActivationBlock) * 4), lOff = Take(B * 4L),
              tOff = Take((long)B * outW * 4), nOff = Take(NormParts * 4), cOff = Take(sizeof(StepConstants)), sOff = Take(sizeof(StepStatus));
+        _bf16 = plan.Options.Precision == Kernels.Cpu.GemmPrecision.Bf16;
+        long p16Off = Take(_bf16 ? plan.ParameterSection * 2 : 0), a16Off = Take(_bf16 ? Math.Max(1, plan.ActivationBlock) * 2 : 0);
         ArenaBytes = off;
         try
         {
             _arena = gpu.Allocate(off);
             (_params, _acts, _labels, _terms, _partials, _consts, _status) =
                 (_arena + (ulong)pOff, _arena + (ulong)aOff, _arena + (ulong)lOff, _arena + (ulong)tOff, _arena + (ulong)nOff, _arena + (ulong)cOff, _arena + (ulong)sOff);
+            (_params16, _acts16) = _bf16 ? (_arena + (ulong)p16Off, _arena + (ulong)a16Off) : (0UL, 0UL);
 
             off = 0;
             long inS = Take((long)B * spec.InputWidth * 4), labS = Take((long)B * Math.Max(1, outW) * 4), cS = Take(sizeof(StepConstants)),
@@ -123,6 +130,20 @@ internal sealed unsafe class CudaExecutor : IExecutor<float>
 
     private ulong Act(Slot slot) => _acts + (ulong)(slot.Offset * 4);
     private ulong Par(Slot slot) => _params + (ulong)(slot.Offset * 4);
+    private ulong Act16(Slot slot) => _acts16 + (ulong)(slot.Offset * 2);
+    private ulong Par16(Slot slot) => _params16 + (ulong)(slot.Offset * 2);
+
+    // A GEMM operand: the float slot itself, or (bf16) its mirror, converted now.
+    private ulong Operand(Program p, Slot slot, ulong at, ulong mirror, long n)
+    {
+        if (!_bf16) return at;
+        p.Add(CudaKernels.ToBf16(_gpu, Grid(n), Block, at, mirror, n));
+        return mirror;
+    }
+
+    private ulong ActOperand(Program p, Slot slot, int rows) => Operand(p, slot, Act(slot), Act16(slot), (long)rows * slot.Cols);
+    private ulong ParOperand(Program p, Slot slot) => Operand(p, slot, Par(slot), Par16(slot), (long)slot.Rows * slot.Cols);
+
     private ulong Section(int k) => _params + (ulong)(k * _plan.ParameterSection * 4);
 
     // ---- the host mirror ----
@@ -262,7 +283,7 @@ internal sealed unsafe class CudaExecutor : IExecutor<float>
     private void Gemm(Program p, string what, in GemmDesc desc)
     {
         nint h = _gpu.PrepareGemm(desc);
-        p.Add($"{what} {(desc.NeedsLt ? "cublasLtMatmul " + desc.Epilogue : "cublasSgemm")} {desc.M}x{desc.N}x{desc.K}", g => g.Gemm(h));
+        p.Add($"{what} {(desc.NeedsLt ? "cublasLtMatmul " + desc.Epilogue : "cublasSgemm")}{(desc.Bf16 ? " bf16" : "")} {desc.M}x{desc.N}x{desc.K}", g => g.Gemm(h));
     }
 
     // gradientRows 0: the batch is the whole batch.
@@ -296,7 +317,8 @@ internal sealed unsafe class CudaExecutor : IExecutor<float>
                 case DenseBwdWeightsOp w:
                 {
                     int inW = w.Src.Cols, units = w.DiffDst.Cols;
-                    Gemm(p, $"dense{w.Layer} dW", GemmDesc.RowMajor(LtEpilogue.Default, true, false, units, inW, batch, Act(w.DiffDst), units, Act(w.Src), inW, Par(w.WeightGrad), inW));
+                    ulong dz = ActOperand(p, w.DiffDst, batch), x = ActOperand(p, w.Src, batch);
+                    Gemm(p, $"dense{w.Layer} dW", GemmDesc.RowMajor(LtEpilogue.Default, true, false, units, inW, batch, dz, units, x, inW, Par(w.WeightGrad), inW, bf16: _bf16));
                     p.Add(CudaKernels.ColumnSums(_gpu, (uint)((units + Block - 1) / Block), Block, Act(w.DiffDst), Par(w.BiasGrad), batch, units, accumulate: false));
                     p.Backward = true;
                     break;
@@ -304,7 +326,8 @@ internal sealed unsafe class CudaExecutor : IExecutor<float>
                 case DenseBwdDataOp d:
                 {
                     int inW = d.DiffSrc.Cols, units = d.DiffDst.Cols;
-                    Gemm(p, $"dense{d.Layer} dX", GemmDesc.RowMajor(LtEpilogue.Default, false, false, batch, inW, units, Act(d.DiffDst), units, Par(d.Weight), inW, Act(d.DiffSrc), inW));
+                    ulong dz = ActOperand(p, d.DiffDst, batch), wt = ParOperand(p, d.Weight);
+                    Gemm(p, $"dense{d.Layer} dX", GemmDesc.RowMajor(LtEpilogue.Default, false, false, batch, inW, units, dz, units, wt, inW, Act(d.DiffSrc), inW, bf16: _bf16));
                     long n = (long)batch * inW;
                     if (d.Saved.Exists) p.Add(CudaKernels.ActBwd(_gpu, Grid(n), Block, Act(d.Saved), Act(d.DiffSrc), Act(d.DiffSrc), n, d.PrevActivation));
                     if (d.PrevDropout > 0) p.Add(Dropout(d.Layer - 1, d.PrevDropout, Act(d.DiffSrc), Act(d.DiffSrc), n, (long)rowOffset * inW));
@@ -343,8 +366,9 @@ internal sealed unsafe class CudaExecutor : IExecutor<float>
             ActivationKind.GELUTanh when units % 8 == 0 => (LtEpilogue.GeluAuxBias, Act(f.PreActivation)),
             _ => (LtEpilogue.Bias, 0UL),
         };
-        Gemm(p, $"dense{f.Layer} fwd", GemmDesc.RowMajor(epi, false, true, batch, units, inW, Act(f.Src), inW, Par(f.Weight), inW, Act(f.Dst), units,
-            bias: Par(f.Bias), aux: aux, auxLd: aux != 0 ? units : 0));
+        ulong x = ActOperand(p, f.Src, batch), w = ParOperand(p, f.Weight);
+        Gemm(p, $"dense{f.Layer} fwd", GemmDesc.RowMajor(epi, false, true, batch, units, inW, x, inW, w, inW, Act(f.Dst), units,
+            bias: Par(f.Bias), aux: aux, auxLd: aux != 0 ? units : 0, bf16: _bf16));
         bool fused = kind is ActivationKind.Identity or ActivationKind.ReLU || epi == LtEpilogue.GeluAuxBias;
         if (!fused)
             p.Add(CudaKernels.BiasActFwd(_gpu, Grid((long)batch * units), Block, Act(f.Dst), 0UL, f.PreActivation.Exists ? Act(f.PreActivation) : 0UL, batch, units, f.Activation));

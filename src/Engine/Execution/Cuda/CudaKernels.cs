@@ -84,6 +84,10 @@ internal static class CudaKernels
     public static CudaLaunch GradCheck(IGpuDevice gpu, uint grid, uint block, ulong g, long n, ulong status) =>
         Make(gpu, "optim.cu", "grad_check", grid, block, new KernelArgs(3).Address(g).I64(n).Address(status));
 
+    /// <summary>to_bf16(const float* x, unsigned short* y, long long n).</summary>
+    public static CudaLaunch ToBf16(IGpuDevice gpu, uint grid, uint block, ulong x, ulong y, long n) =>
+        Make(gpu, "convert.cu", "to_bf16", grid, block, new KernelArgs(3).Address(x).Address(y).I64(n));
+
     /// <summary>copy_floats(float* dst, const float* src, long long n).</summary>
     public static CudaLaunch CopyFloats(IGpuDevice gpu, uint grid, uint block, ulong dst, ulong src, long n) =>
         Make(gpu, "optim.cu", "copy_floats", grid, block, new KernelArgs(3).Address(dst).Address(src).I64(n));
