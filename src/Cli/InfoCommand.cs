@@ -1,4 +1,4 @@
-// `backprop info`: what this machine offers: the ISA path, cores, the GEMM micro-kernels, OpenBLAS, and CUDA
+// `backprop info`: what this machine offers: the ISA path, cores, the GEMM micro-kernels, bf16 GEMMs, OpenBLAS, and CUDA
 // (device, compute capability, memory, driver, cuBLAS and NVRTC versions, or why not).
 using System.CommandLine;
 using Backprop.Kernels.Blas;
@@ -16,6 +16,9 @@ internal static class InfoCommand
             stdout.WriteLine($"cpu: {Environment.ProcessorCount} logical cores, kernel ISA {CpuIsa.Supported}");
             stdout.WriteLine($"caches: {MicroKernels.Caches}");
             stdout.WriteLine($"gemm micro-kernels (blocks from the caches): {string.Join(", ", MicroKernels.All.Where(k => k.Isa == CpuIsa.Supported).Select(k => $"{k.Name} {k.MR}x{k.NR} (MC {k.MC}, KC {k.KC}, NC {k.NC})"))}");
+            stdout.WriteLine(Bf16Gemm.Unavailable is { } noBf16
+                ? $"bf16 (--precision bf16): not available: {noBf16}"
+                : "bf16 (--precision bf16): AVX512_BF16 with the native kernels (libbackprop_cpu.so)");
             stdout.WriteLine(OpenBlas.IsAvailable
                 ? $"openblas: core {OpenBlas.CoreName}, {OpenBlas.Threads} threads, config '{OpenBlas.Config.Trim()}'"
                 : $"openblas: not available: {OpenBlas.UnavailableReason}");

@@ -39,6 +39,17 @@ public class CliTests
     }
 
     [Test]
+    public void Info_SaysWhetherBf16Runs_AndWhyNot()
+    {
+        var (code, output, err) = Run("info");
+        Assert.That(code, Is.EqualTo(0), err);
+        if (Kernels.Cpu.Bf16Gemm.Unavailable is { } why)
+            Assert.That(output, Does.Contain($"bf16 (--precision bf16): not available: {why}"));
+        else
+            Assert.That(output, Does.Contain("bf16 (--precision bf16): AVX512_BF16").And.Contain("Avx512Bf16/bf16 12x32"));
+    }
+
+    [Test]
     public void Gradcheck_PassesWithExit0_AndFailsWithExit1()
     {
         var (code, output, err) = Run("gradcheck", "--input-width", "5", "--layers", "9,7", "--outputs", "3", "--activation", "gelu", "--dropout", "0.2");
