@@ -34,7 +34,13 @@ internal static unsafe class Bf16Native
         Unavailable = CpuReason();
         if (Unavailable is not null) return;
         string dir = Path.GetDirectoryName(typeof(Bf16Native).Assembly.Location) ?? "";
-        var candidates = new[] { Path.Combine(AppContext.BaseDirectory, FileName), Path.Combine(dir, FileName), FileName }.Distinct().ToArray();
+        // Beside the app or this assembly (a project build or a RID-specific publish), in the package's runtime folder (a portable
+        // app that references the NuGet package), or wherever the loader looks.
+        var candidates = new[]
+        {
+            Path.Combine(AppContext.BaseDirectory, FileName), Path.Combine(dir, FileName),
+            Path.Combine(AppContext.BaseDirectory, "runtimes", "linux-x64", "native", FileName), FileName,
+        }.Distinct().ToArray();
         var (handle, error) = NativeLibraries.TryLoad(candidates,
             "the build compiles native/cpu/bf16_gemm.c into it when gcc is installed (apt-get install gcc, then rebuild: ./build.sh build)");
         if (handle == 0)
