@@ -8,8 +8,9 @@
 //   A panel (MR rows):  a[p * MR + r]  = { bf16(op(A)[r, 2p]), bf16(op(A)[r, 2p + 1]) },  p = 0 .. kc2 - 1
 //   B panel (NR cols):  b[p * NR + j]  = { bf16(op(B)[2p, j]), bf16(op(B)[2p + 1, j]) }
 // Rows of A past the matrix edge and columns of B past it are zero, so the micro-kernel never branches.
-// VDPBF16PS then does acc[r, j] += a.lo * b.lo + a.hi * b.hi per lane in float32 (each bf16 product is
-// exact in float32; the two additions round to nearest even; bf16 denormals count as zero).
+// VDPBF16PS then does, per lane in float32, acc = (acc + a.hi * b.hi) + a.lo * b.lo: each bf16 product is exact
+// in float32, each of the two additions rounds to nearest even (measured on Zen 4: the high pair first), and
+// denormals are flushed, in the bf16 operands and in the float32 accumulator alike.
 //
 // float32 -> bf16 is VCVTNE2PS2BF16's conversion: round to nearest even (a value that rounds past the largest
 // bf16 becomes Inf), zero and denormal inputs become a zero of their sign, Inf stays Inf, NaN stays NaN (quieted).

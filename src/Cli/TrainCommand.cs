@@ -335,6 +335,8 @@ internal static class TrainCommand
     // Compiles the model (its errors are usage errors) and says so when bf16 was asked for and --bf16-fallback took fp32 instead.
     private static Model Build(Func<Model> make, TrainingOptions asked, TextWriter stderr)
     {
+        if (asked.Precision == Kernels.Cpu.GemmPrecision.Bf16 && !asked.PrecisionFallback && asked.Backend == Backend.Cpu && Kernels.Cpu.Bf16Gemm.Unavailable is { } why)
+            throw new UsageException($"--precision bf16 cannot run here: {why} Add --bf16-fallback to train in fp32 instead (or give --precision fp32 to a new run).");
         Model model;
         try { model = make(); }
         catch (Exception e) when (e is ArgumentException or InsufficientMemoryException or InvalidOperationException or NotSupportedException)

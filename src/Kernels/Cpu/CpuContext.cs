@@ -49,6 +49,7 @@ public sealed unsafe class CpuContext : IDisposable
             Bf16Gemm.Require();
             if (Isa != Isa.Avx512)
                 throw new PlatformNotSupportedException($"bf16 precision runs on the Avx512 rung (VDPBF16PS); this context was forced to {Isa}.");
+            // (A machine whose best rung is below Avx512 fails Require above, with the reason.)
         }
         Precision = precision;
         Threads = threads;

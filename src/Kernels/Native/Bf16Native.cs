@@ -2,7 +2,8 @@
 // libbackprop_cpu.so next to this assembly): float32 -> bf16-pair packing, the VDPBF16PS micro-kernel and
 // its peak loop. .NET 10 has no AVX512_BF16 intrinsics, so these are the only native CPU kernels.
 // Availability is decided once: the CPU must report AVX512_BF16 (CPUID leaf 7 sub-leaf 1, EAX bit 5) with
-// AVX-512 F/BW enabled by the OS, and the library must load with the ABI this binding was written for.
+// AVX-512 F/BW enabled by the OS and the runtime on the Avx512 rung, and the library must load with the ABI this
+// binding was written for.
 // Calls use ordinary P/Invoke transitions: a strip call runs for microseconds to milliseconds, far too long
 // for SuppressGCTransition, and its ~20 ns transition is lost against that.
 using System.Runtime.InteropServices;
@@ -79,6 +80,11 @@ internal static unsafe class Bf16Native
         if (!Avx512F.IsSupported || !Avx512BW.IsSupported)
             return "this CPU (or the runtime: DOTNET_EnableAVX512F=0?) has no AVX-512 F/BW, which AVX512_BF16 needs; bf16 GEMMs need avx512_bf16 (lscpu flags).";
         bool bf16 = (X86Base.CpuId(7, 1).Eax & (1 << 5)) != 0;
-        return bf16 ? null : "this CPU lacks AVX512_BF16 (CPUID leaf 7.1 EAX bit 5; lscpu shows no avx512_bf16 flag): VDPBF16PS is needed for bf16 GEMMs.";
+        if (!bf16) return "this CPU lacks AVX512_BF16 (CPUID leaf 7.1 EAX bit 5; lscpu shows no avx512_bf16 flag): VDPBF16PS is needed for bf16 GEMMs.";
+        // The strips' epilogue and the contexts run on the Avx512 rung, which also needs the runtime to accelerate Vector512 (it does
+        // not by default on Skylake-X-class CPUs such as Cooper Lake, nor under DOTNET_PreferredVectorBitWidth=256).
+        if (Cpu.CpuIsa.Supported != Cpu.Isa.Avx512)
+            return $"the runtime does not accelerate Vector512 on this CPU (the kernels' rung is {Cpu.CpuIsa.Supported}); bf16 GEMMs run on the Avx512 rung: set DOTNET_PreferredVectorBitWidth=512.";
+        return null;
     }
 }

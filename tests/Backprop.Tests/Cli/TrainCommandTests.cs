@@ -95,7 +95,7 @@ public class TrainCommandTests
         if (!Kernels.Cpu.Bf16Gemm.IsAvailable)
         {
             Assert.That(code, Is.EqualTo(2), output + err);
-            Assert.That(err, Does.Contain("bf16 precision cannot run here").And.Contain(Kernels.Cpu.Bf16Gemm.Unavailable!));
+            Assert.That(err, Does.Contain("--precision bf16 cannot run here").And.Contain(Kernels.Cpu.Bf16Gemm.Unavailable!).And.Contain("--bf16-fallback"));
             var (fcode, fout, ferr) = Run([.. args, "--bf16-fallback"]);
             Assert.That(fcode, Is.EqualTo(0), fout + ferr);
             Assert.That(ferr, Does.Contain("warning: bf16 precision cannot run here").And.Contain("training in fp32"));

@@ -27,7 +27,7 @@ public class Bf16TrainingTests
     };
 
     // Widths past the dot-product path's limits (more than 4 rows, more than 16 columns), so every GEMM but the
-    // output layer's forward and backward-data takes the bf16 kernels.
+    // output layer's forward (5 columns against the transposed weights) takes the bf16 kernels.
     private static Sequential Net() => new Sequential(In).Dense(64, "relu").Dropout(0.1).Dense(48, "gelu").Dense(5);
 
     private static (float[] X, int[] Y) Data(int step)
