@@ -57,4 +57,37 @@ public class StepBenchTests
             if (Directory.Exists(dir)) Directory.Delete(dir, true);
         }
     }
+
+    [Test]
+    public void BenchStepBf16_WritesTheSpeedupAndTheBf16GemmFraction_OrSaysWhyNot()
+    {
+        var dir = Path.Combine(Path.GetTempPath(), "backprop-step-bf16-" + Guid.NewGuid().ToString("N"));
+        try
+        {
+            var (code, output, err) = Run("bench", "step", "--precision", "bf16", "--model", "784-256-10", "--threads", "1", "--rounds", "1", "--min-seconds", "0.01", "--output", dir);
+            if (Backprop.Kernels.Cpu.Bf16Gemm.Unavailable is { } why)
+            {
+                Assert.That(code, Is.EqualTo(2), output + err);
+                Assert.That(err, Does.Contain("--precision bf16 cannot run here").And.Contain(why));
+                return;
+            }
+            Assert.That(code, Is.EqualTo(0), output + err);
+            Assert.That(File.ReadAllText(Path.Combine(dir, "step-bf16.md")), Does.Contain("speedup").And.Contain("bf16 % bf16 peak").And.Contain("bf16 GEMM fraction"));
+            using var json = JsonDocument.Parse(File.ReadAllText(Path.Combine(dir, "step-bf16.json")));
+            var rows = json.RootElement.EnumerateArray().ToArray();
+            Assert.That(rows.Select(r => r.GetProperty("batch").GetInt32()), Is.EqualTo(new[] { 64, 128, 256 }));
+            foreach (var r in rows)
+            {
+                Assert.That(r.GetProperty("bf16_ms_per_step").GetDouble(), Is.GreaterThan(0));
+                Assert.That(r.GetProperty("fp32_ms_per_step").GetDouble(), Is.GreaterThan(0));
+                Assert.That(r.GetProperty("speedup_min").GetDouble(), Is.LessThanOrEqualTo(r.GetProperty("speedup_max").GetDouble()));
+                Assert.That(r.GetProperty("bf16_gemm_ms").GetDouble(), Is.GreaterThan(0));
+                Assert.That(r.GetProperty("bf16_gemm_fraction").GetDouble(), Is.GreaterThan(0));
+            }
+        }
+        finally
+        {
+            if (Directory.Exists(dir)) Directory.Delete(dir, true);
+        }
+    }
 }
