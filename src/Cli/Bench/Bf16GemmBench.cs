@@ -53,8 +53,7 @@ internal static class Bf16GemmBench
         log.WriteLine($"bf16 kernel {kernel.MR}x{kernel.NR} (MC {kernel.MC}, KC {kernel.KC}, NC {kernel.NC}); {oneDnn}");
         using var pool = new WorkerPool(threadCounts.Max());
         var fp32Peak = new PeakTable(pool, threadCounts);
-        var bf16Peak = new Dictionary<string, double>();
-        foreach (int t in threadCounts) bf16Peak[Key(t)] = Bf16Peak(pool, t);
+        var bf16Peak = new PeakTable(pool, threadCounts, Bf16Peak);
         var rows = new List<Bf16GemmRow>();
         foreach (int threads in threadCounts)
         {
@@ -62,12 +61,9 @@ internal static class Bf16GemmBench
             using var fp = new CpuContext(threads, null, pool, GemmPrecision.Fp32);
             foreach (var s in shapes)
             {
-                var a = Measure.Random(s.M * s.K, 1);
-                var b = Measure.Random(s.K * s.N, 2);
-                var c = new float[s.M * s.N];
-                int lda = s.TransA == Transpose.N ? s.K : s.M;
-                int ldb = s.TransB == Transpose.N ? s.N : s.K;
-                double flops = 2.0 * s.M * s.N * s.K;
+                var (a, b, c) = s.Operands();
+                int lda = s.Lda, ldb = s.Ldb;
+                double flops = s.Flops;
                 fixed (float* pa = a) fixed (float* pb = b) fixed (float* pc = c)
                 {
                     float* A = pa, B = pb, C = pc;
@@ -91,7 +87,7 @@ internal static class Bf16GemmBench
                         Math.Round(vsFp32.Ratio, 3), Math.Round(vsFp32.RatioMin, 3), Math.Round(vsFp32.RatioMax, 3),
                         dg, R3(vsDnn?.Ratio), R3(vsDnn?.RatioMin), R3(vsDnn?.RatioMax),
                         vsDnnFp32 is { } f ? Math.Round(flops / f.MedianB / 1e9, 2) : null, R3(vsDnnFp32?.Ratio),
-                        Math.Round(100 * bg / bf16Peak[Key(threads)], 1), fp32Peak.Percent(fg, threads), rounds);
+                        bf16Peak.Percent(bg, threads), fp32Peak.Percent(fg, threads), rounds);
                     rows.Add(row);
                     string dnn = vsDnn is null ? "" : $"  onednn {row.OneDnnGflops,7:F1}  x{row.RatioOneDnn:F3} [{row.RatioOneDnnMin:F3}..{row.RatioOneDnnMax:F3}]  from fp32 {row.OneDnnFromFp32Gflops,7:F1}  x{row.RatioOneDnnFromFp32:F3}";
                     log.WriteLine($"  {row.Shape,-20} {row.Transposes} t={threads}: bf16 {row.Bf16Gflops,7:F1}  fp32 {row.Fp32Gflops,7:F1}  x{row.RatioFp32:F3} [{row.RatioFp32Min:F3}..{row.RatioFp32Max:F3}]{dnn}");
@@ -99,21 +95,19 @@ internal static class Bf16GemmBench
             }
         }
         fp32Peak.Remeasure();
-        foreach (int t in threadCounts) bf16Peak[Key(t)] = Math.Round(Math.Max(bf16Peak[Key(t)], Bf16Peak(pool, t)), 1);
+        bf16Peak.Remeasure();
         for (int i = 0; i < rows.Count; i++)
             rows[i] = rows[i] with
             {
-                PctBf16Peak = Math.Round(100 * rows[i].Bf16Gflops / bf16Peak[Key(rows[i].Threads)], 1),
+                PctBf16Peak = bf16Peak.Percent(rows[i].Bf16Gflops, rows[i].Threads),
                 Fp32PctPeak = fp32Peak.Percent(rows[i].Fp32Gflops, rows[i].Threads),
             };
-        return new Bf16GemmReport("bf16", $"{kernel.Name} {kernel.MR}x{kernel.NR} (MC {kernel.MC}, KC {kernel.KC}, NC {kernel.NC})", oneDnn, bf16Peak, fp32Peak.ByThreads, rows);
+        return new Bf16GemmReport("bf16", $"{kernel.Name} {kernel.MR}x{kernel.NR} (MC {kernel.MC}, KC {kernel.KC}, NC {kernel.NC})", oneDnn, bf16Peak.ByThreads, fp32Peak.ByThreads, rows);
     }
 
     private static double? R3(double? x) => x is { } v ? Math.Round(v, 3) : null;
 
     private static string Opt(double? x, string format) => x is { } v ? v.ToString(format, CultureInfo.InvariantCulture) : "-";
-
-    private static string Key(int threads) => threads.ToString(CultureInfo.InvariantCulture);
 
     /// <summary>VDPBF16PS GFLOP/s of <paramref name="threads"/> threads running the native peak loop at once, best of 5 (each thread times itself).</summary>
     public static unsafe double Bf16Peak(WorkerPool pool, int threads)

@@ -53,9 +53,7 @@ internal static class Bf16StepBench
                     });
                 using var bf = Build(GemmPrecision.Bf16);
                 using var fp = Build(GemmPrecision.Fp32);
-                var x = Measure.Random(batch * widths[0], 1);
-                var labels = new int[batch];
-                for (int i = 0; i < batch; i++) labels[i] = i % widths[^1];
+                var (x, labels) = StepBench.Batch(widths, batch);
                 var pr = Measure.Compare(() => bf.Step(x, labels), () => fp.Step(x, labels), rounds, minSeconds);
                 // The step's GEMMs alone in bf16 (the shapes of bench step's fraction, through a bf16 context) against the bf16 step.
                 var gemms = new StepGemms(widths, batch, bctx);

@@ -46,9 +46,7 @@ internal static class CudaStepBench
                 Optimizer = new Adam(lr: 1e-4),
             };
             using var model = new Model(StepBench.Spec(widths), options, gpu);
-            var x = Measure.Random(batch * widths[0], 1);
-            var labels = new int[batch];
-            for (int i = 0; i < batch; i++) labels[i] = i % widths[^1];
+            var (x, labels) = StepBench.Batch(widths, batch);
 
             using var gemms = new GemmOnly(gpu, widths, batch);
             var stepTimes = new double[rounds];

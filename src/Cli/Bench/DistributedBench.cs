@@ -122,9 +122,7 @@ internal static class DistributedBench
     // Median, min and max seconds per step over `steps` timed steps after a warm-up; the reduction seconds of the timed steps.
     private static (double Median, double Min, double Max) TimeSteps(Model m, int[] widths, int batch, int steps, out double reduceSeconds)
     {
-        var x = Measure.Random(batch * widths[0], 1);
-        var labels = new int[batch];
-        for (int i = 0; i < batch; i++) labels[i] = i % widths[^1];
+        var (x, labels) = StepBench.Batch(widths, batch);
         for (int i = 0; i < WarmupSteps; i++) m.Step(x, labels);
         double before = m.ReductionSeconds;
         var t = new double[steps];

@@ -103,20 +103,26 @@ public static class FmaPeak
 }
 
 /// <summary>
-/// The FMA peak of each thread count of a report, measured when made and again by <see cref="Remeasure"/>, the higher kept
+/// The peak of each thread count of a report (the FMA loop, or another: the bf16 report's VDPBF16PS loop), measured when made and
+/// again by <see cref="Remeasure"/>, the higher kept
 /// (a busy neighbour during one measurement would understate the peak and overstate "% peak"), keyed by the count as text.
 /// </summary>
 internal sealed class PeakTable
 {
     private readonly WorkerPool _pool;
+    private readonly Func<WorkerPool, int, double> _measure;
 
     /// <summary>GFLOP/s by thread count ("1", "2", …), as the reports' JSON holds them.</summary>
     public Dictionary<string, double> ByThreads { get; } = [];
 
-    public PeakTable(WorkerPool pool, IEnumerable<int> threadCounts)
+    /// <param name="pool">The workers the loops run on.</param>
+    /// <param name="threadCounts">The counts to measure.</param>
+    /// <param name="measure">GFLOP/s of a thread count (null: the FMA loop, <see cref="FmaPeak.Measure"/>).</param>
+    public PeakTable(WorkerPool pool, IEnumerable<int> threadCounts, Func<WorkerPool, int, double>? measure = null)
     {
         _pool = pool;
-        foreach (int t in threadCounts) ByThreads[Key(t)] = FmaPeak.Measure(pool, t);
+        _measure = measure ?? ((p, t) => FmaPeak.Measure(p, t));
+        foreach (int t in threadCounts) ByThreads[Key(t)] = _measure(pool, t);
     }
 
     public double this[int threads] => ByThreads[Key(threads)];
@@ -125,7 +131,7 @@ internal sealed class PeakTable
     public void Remeasure()
     {
         foreach (var key in ByThreads.Keys.ToList())
-            ByThreads[key] = Math.Round(Math.Max(ByThreads[key], FmaPeak.Measure(_pool, int.Parse(key, System.Globalization.CultureInfo.InvariantCulture))), 1);
+            ByThreads[key] = Math.Round(Math.Max(ByThreads[key], _measure(_pool, int.Parse(key, System.Globalization.CultureInfo.InvariantCulture))), 1);
     }
 
     /// <summary><paramref name="gflops"/> as a percent of the peak of <paramref name="threads"/>, to 0.1.</summary>

@@ -15,7 +15,18 @@ using Backprop.Kernels.Threading;
 
 namespace Backprop.Cli.Bench;
 
-internal sealed record GemmShape(string Name, int M, int N, int K, Transpose TransA, Transpose TransB);
+internal sealed record GemmShape(string Name, int M, int N, int K, Transpose TransA, Transpose TransB)
+{
+    /// <summary>Leading dimension of the stored A (M x K, or K x M when transposed), packed tight.</summary>
+    public int Lda => TransA == Transpose.N ? K : M;
+    /// <summary>Leading dimension of the stored B (K x N, or N x K when transposed), packed tight.</summary>
+    public int Ldb => TransB == Transpose.N ? N : K;
+    /// <summary>2·M·N·K.</summary>
+    public double Flops => 2.0 * M * N * K;
+
+    /// <summary>Random A and B (seeds 1 and 2, as every GEMM report uses) and a zero C.</summary>
+    public (float[] A, float[] B, float[] C) Operands() => (Measure.Random(M * K, 1), Measure.Random(K * N, 2), new float[M * N]);
+}
 
 internal sealed record GemmBenchRow(
     [property: JsonPropertyName("shape")] string Shape,
@@ -97,12 +108,9 @@ internal static class GemmBench
             OpenBlas.Threads = threads;
             foreach (var s in shapes)
             {
-                var a = Measure.Random(s.M * s.K, 1);
-                var b = Measure.Random(s.K * s.N, 2);
-                var c = new float[s.M * s.N];
-                int lda = s.TransA == Transpose.N ? s.K : s.M;
-                int ldb = s.TransB == Transpose.N ? s.N : s.K;
-                double flops = 2.0 * s.M * s.N * s.K;
+                var (a, b, c) = s.Operands();
+                int lda = s.Lda, ldb = s.Ldb;
+                double flops = s.Flops;
                 fixed (float* pa = a) fixed (float* pb = b) fixed (float* pc = c)
                 {
                     float* A = pa, B = pb, C = pc;

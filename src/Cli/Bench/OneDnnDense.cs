@@ -18,8 +18,8 @@ namespace Backprop.Cli.Bench;
 internal sealed unsafe class OneDnnDense : IDisposable
 {
     private readonly nint _stream;
-    private readonly List<nint> _primitives = [], _pds = [], _memories = [], _attrs = [];
-    private readonly List<nint> _buffers = [];
+    private readonly OneDnnOwned _owned = new();
+    private readonly List<nint> _attrs = [];
     private readonly nint _fwd, _bwdData, _reluBwd, _bwdWeights, _dwToPlain;
     private readonly DnnlExecArg* _args; // fwd [0..4), bwd data [4..7), relu bwd [7..10), bwd weights [10..14), dW reorder [14..16)
     private bool _disposed;
@@ -55,52 +55,52 @@ internal sealed unsafe class OneDnnDense : IDisposable
             nint attr = OneDnn.AttrWithEltwise(OneDnn.EltwiseRelu, 0f);
             _attrs.Add(attr);
             var fwdDesc = OneDnn.IpForward(OneDnn.ForwardTraining, &srcMd, &wAnyMd, &biasMd, &dstMd);
-            nint fwdPd = Pd(OneDnn.PrimitiveDescCreate(&fwdDesc, attr, engine, 0, "inner product forward_training, bias, ReLU post-op"));
+            nint fwdPd = _owned.Pd(OneDnn.PrimitiveDescCreate(&fwdDesc, attr, engine, 0, "inner product forward_training, bias, ReLU post-op"));
             if (OneDnn.HasWorkspace(fwdPd)) throw new OneDnnException("oneDNN: the inner product forward primitive asks for a workspace; this benchmark passes none.");
             var wMd = OneDnn.QueryMd(fwdPd, OneDnn.QueryWeightsMd);
             WeightsFormat = OneDnn.FormatName(&wMd);
             ForwardImpl = OneDnn.ImplInfo(fwdPd);
-            _fwd = Prim(fwdPd, "inner product forward");
+            _fwd = _owned.Prim(fwdPd, "inner product forward");
 
             // Backward data (hint: the forward primitive descriptor), then the ReLU mask.
             var bdDesc = OneDnn.IpBackwardData(&srcMd, &wAnyMd, &dstMd);
-            nint bdPd = Pd(OneDnn.PrimitiveDescCreate(&bdDesc, 0, engine, fwdPd, "inner product backward_data"));
+            nint bdPd = _owned.Pd(OneDnn.PrimitiveDescCreate(&bdDesc, 0, engine, fwdPd, "inner product backward_data"));
             var wBdMd = OneDnn.QueryMd(bdPd, OneDnn.QueryWeightsMd);
             BackwardDataImpl = OneDnn.ImplInfo(bdPd);
-            _bwdData = Prim(bdPd, "inner product backward_data");
+            _bwdData = _owned.Prim(bdPd, "inner product backward_data");
 
             var eltFwdDesc = OneDnn.EltwiseForward(OneDnn.ForwardTraining, OneDnn.EltwiseReluUseDstForBwd, &srcMd, 0f);
-            nint eltFwdPd = Pd(OneDnn.PrimitiveDescCreate(&eltFwdDesc, 0, engine, 0, "eltwise forward_training relu_use_dst_for_bwd (hint)"));
+            nint eltFwdPd = _owned.Pd(OneDnn.PrimitiveDescCreate(&eltFwdDesc, 0, engine, 0, "eltwise forward_training relu_use_dst_for_bwd (hint)"));
             var eltBwdDesc = OneDnn.EltwiseBackward(OneDnn.EltwiseReluUseDstForBwd, &srcMd, &srcMd, 0f);
-            nint eltBwdPd = Pd(OneDnn.PrimitiveDescCreate(&eltBwdDesc, 0, engine, eltFwdPd, "eltwise backward relu_use_dst_for_bwd"));
+            nint eltBwdPd = _owned.Pd(OneDnn.PrimitiveDescCreate(&eltBwdDesc, 0, engine, eltFwdPd, "eltwise backward relu_use_dst_for_bwd"));
             ReluBackwardImpl = OneDnn.ImplInfo(eltBwdPd);
-            _reluBwd = Prim(eltBwdPd, "eltwise backward ReLU");
+            _reluBwd = _owned.Prim(eltBwdPd, "eltwise backward ReLU");
 
             // Backward weights with diff_bias.
             var bwDesc = OneDnn.IpBackwardWeights(&srcMd, &wAnyMd, &biasMd, &dstMd);
-            nint bwPd = Pd(OneDnn.PrimitiveDescCreate(&bwDesc, 0, engine, fwdPd, "inner product backward_weights with diff_bias"));
+            nint bwPd = _owned.Pd(OneDnn.PrimitiveDescCreate(&bwDesc, 0, engine, fwdPd, "inner product backward_weights with diff_bias"));
             var dwMd = OneDnn.QueryMd(bwPd, OneDnn.QueryDiffWeightsMd);
             var dbMd = OneDnn.QueryMd(bwPd, OneDnn.QueryDiffWeightsMd, 1);
             DiffWeightsFormat = OneDnn.FormatName(&dwMd);
             BackwardWeightsImpl = OneDnn.ImplInfo(bwPd);
-            _bwdWeights = Prim(bwPd, "inner product backward_weights");
+            _bwdWeights = _owned.Prim(bwPd, "inner product backward_weights");
 
             // Memory objects on our buffers (plain) and on native buffers of oneDNN's weight layouts.
-            nint mX = Mem(&srcMd, engine, x), mY = Mem(&dstMd, engine, y), mB = Mem(&biasMd, engine, b);
-            nint mDy = Mem(&dstMd, engine, dy), mDx = Mem(&srcMd, engine, dx), mS = Mem(&srcMd, engine, saved);
-            nint mDb = Mem(&dbMd, engine, db);
-            nint mWPlain = Mem(&wPlainMd, engine, w), mDwPlain = Mem(&wPlainMd, engine, dwPlain);
-            nint mW = Mem(&wMd, engine, Buffer(OneDnn.MdSize(&wMd)));
+            nint mX = _owned.Mem(&srcMd, engine, x), mY = _owned.Mem(&dstMd, engine, y), mB = _owned.Mem(&biasMd, engine, b);
+            nint mDy = _owned.Mem(&dstMd, engine, dy), mDx = _owned.Mem(&srcMd, engine, dx), mS = _owned.Mem(&srcMd, engine, saved);
+            nint mDb = _owned.Mem(&dbMd, engine, db);
+            nint mWPlain = _owned.Mem(&wPlainMd, engine, w), mDwPlain = _owned.Mem(&wPlainMd, engine, dwPlain);
+            nint mW = _owned.Mem(&wMd, engine, _owned.Buffer(OneDnn.MdSize(&wMd)));
             bool sameWeights = OneDnn.MdEqual(&wMd, &wBdMd);
-            nint mWBd = sameWeights ? mW : Mem(&wBdMd, engine, Buffer(OneDnn.MdSize(&wBdMd)));
+            nint mWBd = sameWeights ? mW : _owned.Mem(&wBdMd, engine, _owned.Buffer(OneDnn.MdSize(&wBdMd)));
             BackwardDataWeightsFormat = OneDnn.FormatName(&wBdMd);
-            nint mDw = Mem(&dwMd, engine, Buffer(OneDnn.MdSize(&dwMd)));
+            nint mDw = _owned.Mem(&dwMd, engine, _owned.Buffer(OneDnn.MdSize(&dwMd)));
 
             // The weights in oneDNN's layout, once, outside any timing.
             Reorder(&wPlainMd, &wMd, engine, mWPlain, mW);
             if (!sameWeights) Reorder(&wPlainMd, &wBdMd, engine, mWPlain, mWBd);
-            nint toPlainPd = Pd(OneDnn.ReorderDescCreate(&dwMd, &wPlainMd, engine));
-            _dwToPlain = Prim(toPlainPd, "reorder diff weights to oi");
+            nint toPlainPd = _owned.Pd(OneDnn.ReorderDescCreate(&dwMd, &wPlainMd, engine));
+            _dwToPlain = _owned.Prim(toPlainPd, "reorder diff weights to oi");
 
             _args[0] = new() { Arg = OneDnn.ArgSrc, Memory = mX };
             _args[1] = new() { Arg = OneDnn.ArgWeights, Memory = mW };
@@ -157,33 +157,9 @@ internal sealed unsafe class OneDnnDense : IDisposable
     /// <summary>Reorders the last dW into the plain [out, in] buffer given at construction.</summary>
     public void CopyDiffWeightsToPlain() => OneDnn.Execute(_dwToPlain, _stream, 2, _args + 14, "reorder diff weights to oi");
 
-    private nint Pd(nint pd)
-    {
-        _pds.Add(pd);
-        return pd;
-    }
 
-    private nint Prim(nint pd, string what)
-    {
-        nint p = OneDnn.PrimitiveCreate(pd, what);
-        _primitives.Add(p);
-        return p;
-    }
 
-    private nint Mem(DnnlMemoryDesc* md, nint engine, void* handle)
-    {
-        nint m = OneDnn.MemoryCreate(md, engine, handle);
-        _memories.Add(m);
-        return m;
-    }
 
-    private void* Buffer(long bytes)
-    {
-        void* p = NativeMemory.AlignedAlloc((nuint)Math.Max(bytes, 64), 64);
-        _buffers.Add((nint)p);
-        NativeMemory.Clear(p, (nuint)Math.Max(bytes, 64));
-        return p;
-    }
 
     private void Reorder(DnnlMemoryDesc* from, DnnlMemoryDesc* to, nint engine, nint mFrom, nint mTo)
     {
@@ -208,11 +184,8 @@ internal sealed unsafe class OneDnnDense : IDisposable
     {
         if (_disposed) return;
         _disposed = true;
-        foreach (var p in _primitives) OneDnn.PrimitiveDestroy(p);
-        foreach (var m in _memories) OneDnn.MemoryDestroy(m);
-        foreach (var pd in _pds) OneDnn.PrimitiveDescDestroy(pd);
+        _owned.Dispose();
         foreach (var a in _attrs) OneDnn.AttrDestroy(a);
-        foreach (var b in _buffers) NativeMemory.AlignedFree((void*)b);
         NativeMemory.Free(_args);
     }
 }

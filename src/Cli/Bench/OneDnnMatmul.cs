@@ -21,8 +21,7 @@ namespace Backprop.Cli.Bench;
 internal sealed unsafe class OneDnnMatmul : IDisposable
 {
     private readonly int _threads;
-    private readonly List<nint> _primitives = [], _pds = [], _memories = [];
-    private readonly List<nint> _buffers = [];
+    private readonly OneDnnOwned _owned = new();
     private nint _engine, _stream;
     private nint _matmul, _aToBf16, _bToWeights;
     private nint _mAF32, _mBF32;
@@ -101,7 +100,7 @@ internal sealed unsafe class OneDnnMatmul : IDisposable
 
         var desc = OneDnn.Matmul(&aMd, &bAnyMd, null, &cMd);
         string what = $"matmul bf16 {M}x{N}x{K} {TransA}{TransB}";
-        nint pd = Pd(OneDnn.PrimitiveDescCreate(&desc, 0, _engine, 0, what));
+        nint pd = _owned.Pd(OneDnn.PrimitiveDescCreate(&desc, 0, _engine, 0, what));
         var wMd = OneDnn.QueryMd(pd, OneDnn.QueryWeightsMd);
         var srcMd = OneDnn.QueryMd(pd, OneDnn.QuerySrcMd);
         var dstMd = OneDnn.QueryMd(pd, OneDnn.QueryDstMd);
@@ -109,21 +108,21 @@ internal sealed unsafe class OneDnnMatmul : IDisposable
             throw new OneDnnException($"oneDNN: the {what} primitive changed the src or dst layout (src {OneDnn.FormatName(&srcMd)}, dst {OneDnn.FormatName(&dstMd)}); expected {OneDnn.FormatName(&aMd)} and ab.");
         Implementation = OneDnn.ImplInfo(pd);
         WeightsFormat = OneDnn.FormatName(&wMd);
-        _matmul = Prim(pd, what);
+        _matmul = _owned.Prim(pd, what);
 
         // The float32 inputs get their buffers in SetInputs; bf16 A, bf16 B (oneDNN's layout) and C are ours.
-        _mAF32 = Mem(&aF32Md, null);
-        _mBF32 = Mem(&bF32Md, null);
-        nint mA = Mem(&aMd, Buffer(OneDnn.MdSize(&aMd)));
-        nint mB = Mem(&wMd, Buffer(OneDnn.MdSize(&wMd)));
+        _mAF32 = _owned.Mem(&aF32Md, _engine, null);
+        _mBF32 = _owned.Mem(&bF32Md, _engine, null);
+        nint mA = _owned.Mem(&aMd, _engine, _owned.Buffer(OneDnn.MdSize(&aMd)));
+        nint mB = _owned.Mem(&wMd, _engine, _owned.Buffer(OneDnn.MdSize(&wMd)));
         long cBytes = OneDnn.MdSize(&cMd);
         if (cBytes != (long)M * N * sizeof(float))
             throw new OneDnnException($"oneDNN: the f32 ab descriptor of C [{M}, {N}] is {cBytes} bytes; expected {(long)M * N * sizeof(float)}.");
-        _c = (float*)Buffer(cBytes);
-        nint mC = Mem(&cMd, _c);
+        _c = (float*)_owned.Buffer(cBytes);
+        nint mC = _owned.Mem(&cMd, _engine, _c);
 
-        _aToBf16 = Prim(Pd(OneDnn.ReorderDescCreate(&aF32Md, &aMd, _engine)), "reorder A f32 -> bf16");
-        _bToWeights = Prim(Pd(OneDnn.ReorderDescCreate(&bF32Md, &wMd, _engine)), $"reorder B f32 -> bf16 {WeightsFormat}");
+        _aToBf16 = _owned.Prim(_owned.Pd(OneDnn.ReorderDescCreate(&aF32Md, &aMd, _engine)), "reorder A f32 -> bf16");
+        _bToWeights = _owned.Prim(_owned.Pd(OneDnn.ReorderDescCreate(&bF32Md, &wMd, _engine)), $"reorder B f32 -> bf16 {WeightsFormat}");
 
         _args[0] = new() { Arg = OneDnn.ArgSrc, Memory = mA };
         _args[1] = new() { Arg = OneDnn.ArgWeights, Memory = mB };
@@ -183,42 +182,15 @@ internal sealed unsafe class OneDnnMatmul : IDisposable
         if (OneDnn.MaxThreads != _threads) OneDnn.SetThreads(_threads);
     }
 
-    private nint Pd(nint pd)
-    {
-        _pds.Add(pd);
-        return pd;
-    }
 
-    private nint Prim(nint pd, string what)
-    {
-        nint p = OneDnn.PrimitiveCreate(pd, what);
-        _primitives.Add(p);
-        return p;
-    }
 
-    private nint Mem(DnnlMemoryDesc* md, void* handle)
-    {
-        nint m = OneDnn.MemoryCreate(md, _engine, handle);
-        _memories.Add(m);
-        return m;
-    }
 
-    private void* Buffer(long bytes)
-    {
-        void* p = NativeMemory.AlignedAlloc((nuint)Math.Max(bytes, 64), 64);
-        _buffers.Add((nint)p);
-        NativeMemory.Clear(p, (nuint)Math.Max(bytes, 64));
-        return p;
-    }
 
     public void Dispose()
     {
         if (_disposed) return;
         _disposed = true;
-        foreach (var p in _primitives) OneDnn.PrimitiveDestroy(p);
-        foreach (var m in _memories) OneDnn.MemoryDestroy(m);
-        foreach (var pd in _pds) OneDnn.PrimitiveDescDestroy(pd);
-        foreach (var b in _buffers) NativeMemory.AlignedFree((void*)b);
+        _owned.Dispose();
         if (_stream != 0) OneDnn.StreamDestroy(_stream);
         if (_engine != 0) OneDnn.EngineDestroy(_engine);
         NativeMemory.Free(_args);

@@ -60,6 +60,14 @@ internal static class StepBench
         return net.ToSpec(LossKind.CrossEntropy);
     }
 
+    /// <summary>The timed batch: random inputs (seed 1) and labels cycling through the classes.</summary>
+    public static (float[] X, int[] Labels) Batch(int[] widths, int batch)
+    {
+        var labels = new int[batch];
+        for (int i = 0; i < batch; i++) labels[i] = i % widths[^1];
+        return (Measure.Random(batch * widths[0], 1), labels);
+    }
+
     /// <summary>FLOPs of a training step: forward, dW and dX GEMMs of every layer (the first has no dX), 2·batch·in·out each.</summary>
     public static double FlopsPerStep(int[] widths, int batch)
     {
@@ -89,9 +97,7 @@ internal static class StepBench
                     });
                 using var cpu = Build(Backend.Cpu);
                 using var blas = Build(Backend.Blas);
-                var x = Measure.Random(batch * widths[0], 1);
-                var labels = new int[batch];
-                for (int i = 0; i < batch; i++) labels[i] = i % widths[^1];
+                var (x, labels) = Batch(widths, batch);
                 var pr = Measure.Compare(() => cpu.Step(x, labels), () => blas.Step(x, labels), rounds, minSeconds);
                 var gemms = new StepGemms(widths, batch, ctx);
                 var pg = Measure.Compare(gemms.Run, () => cpu.Step(x, labels), rounds, minSeconds); // Ratio = step / GEMMs

@@ -23,7 +23,7 @@ public class CudaBackendTests
 {
     public static readonly string[] Devices = ["emulated", "device"];
 
-    private static IGpuDevice Open(string device)
+    internal static IGpuDevice Open(string device)
     {
         if (device == "emulated") return new EmulatedGpu();
         var info = CudaDriver.Probe();

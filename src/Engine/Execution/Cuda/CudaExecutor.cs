@@ -133,16 +133,22 @@ internal sealed unsafe class CudaExecutor : IExecutor<float>
     private ulong Act16(Slot slot) => _acts16 + (ulong)(slot.Offset * 2);
     private ulong Par16(Slot slot) => _params16 + (ulong)(slot.Offset * 2);
 
-    // A GEMM operand: the float slot itself, or (bf16) its mirror, converted now.
-    private ulong Operand(Program p, Slot slot, ulong at, ulong mirror, long n)
+    // A GEMM operand: the float slot itself, or (bf16) its mirror. The mirror is converted now unless this program converted the
+    // same operand for the same layer earlier (key), while its float values cannot have changed since: a layer's input from its
+    // forward to its dW (the plan keeps it live and unwritten), its weights from its forward to its dX (until the update), its dZ
+    // from its dW to its dX (the next op).
+    private ulong Operand(Program p, (char Role, int Layer) key, Slot slot, ulong at, ulong mirror, long n)
     {
         if (!_bf16) return at;
+        if (p.Mirrored.TryGetValue(key, out var done) && done == slot) return mirror;
         p.Add(CudaKernels.ToBf16(_gpu, Grid(n), Block, at, mirror, n));
+        p.Mirrored[key] = slot;
         return mirror;
     }
 
-    private ulong ActOperand(Program p, Slot slot, int rows) => Operand(p, slot, Act(slot), Act16(slot), (long)rows * slot.Cols);
-    private ulong ParOperand(Program p, Slot slot) => Operand(p, slot, Par(slot), Par16(slot), (long)slot.Rows * slot.Cols);
+    private ulong ActOperand(Program p, char role, int layer, Slot slot, int rows) =>
+        Operand(p, (role, layer), slot, Act(slot), Act16(slot), (long)rows * slot.Cols);
+    private ulong ParOperand(Program p, int layer, Slot slot) => Operand(p, ('w', layer), slot, Par(slot), Par16(slot), (long)slot.Rows * slot.Cols);
 
     private ulong Section(int k) => _params + (ulong)(k * _plan.ParameterSection * 4);
 
@@ -268,6 +274,8 @@ internal sealed unsafe class CudaExecutor : IExecutor<float>
         public bool HasLoss { get; set; }
         public bool ReadsStatus { get; set; }
         public bool Backward { get; set; }
+        /// <summary>bf16: the operands whose mirrors this program has written and may still read, by role ('x', 'w', 'z') and layer.</summary>
+        public Dictionary<(char Role, int Layer), Slot> Mirrored { get; } = [];
         public void Add(string what, Action<IGpuDevice> step) { Listing.Add(what); _steps.Add(step); }
         public void Add(CudaLaunch k)
         {
@@ -317,7 +325,7 @@ internal sealed unsafe class CudaExecutor : IExecutor<float>
                 case DenseBwdWeightsOp w:
                 {
                     int inW = w.Src.Cols, units = w.DiffDst.Cols;
-                    ulong dz = ActOperand(p, w.DiffDst, batch), x = ActOperand(p, w.Src, batch);
+                    ulong dz = ActOperand(p, 'z', w.Layer, w.DiffDst, batch), x = ActOperand(p, 'x', w.Layer, w.Src, batch);
                     Gemm(p, $"dense{w.Layer} dW", GemmDesc.RowMajor(LtEpilogue.Default, true, false, units, inW, batch, dz, units, x, inW, Par(w.WeightGrad), inW, bf16: _bf16));
                     p.Add(CudaKernels.ColumnSums(_gpu, (uint)((units + Block - 1) / Block), Block, Act(w.DiffDst), Par(w.BiasGrad), batch, units, accumulate: false));
                     p.Backward = true;
@@ -326,7 +334,7 @@ internal sealed unsafe class CudaExecutor : IExecutor<float>
                 case DenseBwdDataOp d:
                 {
                     int inW = d.DiffSrc.Cols, units = d.DiffDst.Cols;
-                    ulong dz = ActOperand(p, d.DiffDst, batch), wt = ParOperand(p, d.Weight);
+                    ulong dz = ActOperand(p, 'z', d.Layer, d.DiffDst, batch), wt = ParOperand(p, d.Layer, d.Weight);
                     Gemm(p, $"dense{d.Layer} dX", GemmDesc.RowMajor(LtEpilogue.Default, false, false, batch, inW, units, dz, units, wt, inW, Act(d.DiffSrc), inW, bf16: _bf16));
                     long n = (long)batch * inW;
                     if (d.Saved.Exists) p.Add(CudaKernels.ActBwd(_gpu, Grid(n), Block, Act(d.Saved), Act(d.DiffSrc), Act(d.DiffSrc), n, d.PrevActivation));
@@ -339,6 +347,7 @@ internal sealed unsafe class CudaExecutor : IExecutor<float>
                     break;
                 case OptimizerUpdateOp:
                     Update(p);
+                    p.Mirrored.Clear(); // the weights' mirrors are stale now
                     p.Backward = true;
                     break;
                 default: throw new NotSupportedException($"the Cuda executor has no lowering for plan op {op}.");
@@ -366,7 +375,7 @@ internal sealed unsafe class CudaExecutor : IExecutor<float>
             ActivationKind.GELUTanh when units % 8 == 0 => (LtEpilogue.GeluAuxBias, Act(f.PreActivation)),
             _ => (LtEpilogue.Bias, 0UL),
         };
-        ulong x = ActOperand(p, f.Src, batch), w = ParOperand(p, f.Weight);
+        ulong x = ActOperand(p, 'x', f.Layer, f.Src, batch), w = ParOperand(p, f.Layer, f.Weight);
         Gemm(p, $"dense{f.Layer} fwd", GemmDesc.RowMajor(epi, false, true, batch, units, inW, x, inW, w, inW, Act(f.Dst), units,
             bias: Par(f.Bias), aux: aux, auxLd: aux != 0 ? units : 0, bf16: _bf16));
         bool fused = kind is ActivationKind.Identity or ActivationKind.ReLU || epi == LtEpilogue.GeluAuxBias;

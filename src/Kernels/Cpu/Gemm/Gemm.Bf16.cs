@@ -33,19 +33,7 @@ internal unsafe struct Bf16GemmJob<T, TEpi> : IParallelJob
 
     public void Execute(int part, int parts)
     {
-        int m0 = 0, m1 = M, n0 = 0, n1 = N;
-        if (SplitM)
-        {
-            int tiles = (M + MR - 1) / MR;
-            m0 = (int)((long)tiles * part / parts) * MR;
-            m1 = Math.Min(M, (int)((long)tiles * (part + 1) / parts) * MR);
-        }
-        else
-        {
-            int tiles = (N + NR - 1) / NR;
-            n0 = (int)((long)tiles * part / parts) * NR;
-            n1 = Math.Min(N, (int)((long)tiles * (part + 1) / parts) * NR);
-        }
+        var (m0, m1, n0, n1) = GemmDriver.Range(SplitM, M, N, MR, NR, part, parts);
         if (m0 >= m1 || n0 >= n1) return;
         Loops(m0, m1, n0, n1, (uint*)Packs[2 * part], (uint*)Packs[2 * part + 1]);
     }
@@ -95,9 +83,6 @@ internal unsafe struct Bf16GemmJob<T, TEpi> : IParallelJob
 
 internal static unsafe class Bf16Driver
 {
-    // Below this many multiply-adds a second thread costs more to wake than it saves (as the float driver).
-    private const long ParallelThreshold = 32L * 32 * 32;
-
     /// <summary>The bf16 path of the GEMM driver (T is float; m, n, k > 0 and alpha != 0, checked by the caller).</summary>
     public static void Run<T, TEpi>(CpuContext ctx, bool transA, bool transB, int m, int n, int k,
         T alpha, T* a, int lda, T* b, int ldb, T beta, T* c, int ldc, ref TEpi epi, T* sumA, bool sumAccumulate)
@@ -112,10 +97,7 @@ internal static unsafe class Bf16Driver
         }
         var blocks = Bf16Gemm.Blocks;
         int mr = blocks.MR, nr = blocks.NR;
-        int mTiles = (m + mr - 1) / mr, nTiles = (n + nr - 1) / nr;
-        bool splitM = m >= n ? mTiles >= ctx.Threads || mTiles >= nTiles : nTiles < ctx.Threads && mTiles > nTiles;
-        int parts = Math.Min(ctx.Threads, splitM ? mTiles : nTiles);
-        if ((long)m * n * k < ParallelThreshold) parts = 1;
+        var (splitM, parts) = GemmDriver.Split(ctx.Threads, m, n, k, mr, nr);
         var job = new Bf16GemmJob<T, TEpi>
         {
             TransA = transA, TransB = transB, SplitM = splitM, Identity = typeof(TEpi) == typeof(IdentityEpilogue<T>),

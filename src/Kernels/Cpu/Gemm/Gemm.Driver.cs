@@ -38,19 +38,7 @@ internal unsafe struct GemmJob<T, TKernel, TEpi> : IParallelJob
 
     public void Execute(int part, int parts)
     {
-        int m0 = 0, m1 = M, n0 = 0, n1 = N;
-        if (SplitM)
-        {
-            int tiles = (M + TKernel.MR - 1) / TKernel.MR;
-            m0 = (int)((long)tiles * part / parts) * TKernel.MR;
-            m1 = Math.Min(M, (int)((long)tiles * (part + 1) / parts) * TKernel.MR);
-        }
-        else
-        {
-            int tiles = (N + TKernel.NR - 1) / TKernel.NR;
-            n0 = (int)((long)tiles * part / parts) * TKernel.NR;
-            n1 = Math.Min(N, (int)((long)tiles * (part + 1) / parts) * TKernel.NR);
-        }
+        var (m0, m1, n0, n1) = GemmDriver.Range(SplitM, M, N, TKernel.MR, TKernel.NR, part, parts);
         if (m0 >= m1 || n0 >= n1) return;
         Loops(m0, m1, n0, n1, (T*)Packs[2 * part], (T*)Packs[2 * part + 1]);
     }
@@ -191,13 +179,7 @@ internal static unsafe class GemmDriver
         where TKernel : struct, IMicroKernel<T>
         where TEpi : unmanaged, IGemmEpilogue<T>
     {
-        int mTiles = (m + TKernel.MR - 1) / TKernel.MR;
-        int nTiles = (n + TKernel.NR - 1) / TKernel.NR;
-        // Split the larger side: each thread re-packs the whole of the other operand's block,
-        // so splitting M costs an extra K x N pack of B, splitting N an extra M x K pack of A.
-        bool splitM = m >= n ? mTiles >= ctx.Threads || mTiles >= nTiles : nTiles < ctx.Threads && mTiles > nTiles;
-        int parts = Math.Min(ctx.Threads, splitM ? mTiles : nTiles);
-        if ((long)m * n * k < ParallelThreshold) parts = 1;
+        var (splitM, parts) = Split(ctx.Threads, m, n, k, TKernel.MR, TKernel.NR);
         var job = new GemmJob<T, TKernel, TEpi>
         {
             TransA = transA, TransB = transB, SplitM = splitM, Simd = ctx.Isa >= Isa.Avx2,
@@ -208,6 +190,31 @@ internal static unsafe class GemmDriver
             Packs = ctx.Packs, Epi = epi, SumA = sumA, SumAccumulate = sumAccumulate,
         };
         ctx.Pool.Run(ref job, parts);
+    }
+
+    /// <summary>
+    /// How a call is split over threads: along M or N in whole MR or NR tiles, into this many parts (1 below the threshold). The
+    /// larger side is split: each thread re-packs the whole of the other operand's block, so splitting M costs an extra K x N pack
+    /// of B, splitting N an extra M x K pack of A.
+    /// </summary>
+    internal static (bool SplitM, int Parts) Split(int threads, int m, int n, int k, int mr, int nr)
+    {
+        int mTiles = (m + mr - 1) / mr, nTiles = (n + nr - 1) / nr;
+        bool splitM = m >= n ? mTiles >= threads || mTiles >= nTiles : nTiles < threads && mTiles > nTiles;
+        int parts = (long)m * n * k < ParallelThreshold ? 1 : Math.Min(threads, splitM ? mTiles : nTiles);
+        return (splitM, parts);
+    }
+
+    /// <summary>The rows [m0, m1) and columns [n0, n1) of C that part <paramref name="part"/> of <paramref name="parts"/> computes.</summary>
+    internal static (int M0, int M1, int N0, int N1) Range(bool splitM, int m, int n, int mr, int nr, int part, int parts)
+    {
+        if (splitM)
+        {
+            int tiles = (m + mr - 1) / mr;
+            return ((int)((long)tiles * part / parts) * mr, Math.Min(m, (int)((long)tiles * (part + 1) / parts) * mr), 0, n);
+        }
+        int nt = (n + nr - 1) / nr;
+        return (0, m, (int)((long)nt * part / parts) * nr, Math.Min(n, (int)((long)nt * (part + 1) / parts) * nr));
     }
 
     // k == 0 or alpha == 0: C = beta * C (beta == 0: C = 0 whatever it held), then the epilogue.
