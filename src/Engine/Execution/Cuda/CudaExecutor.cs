@@ -33,7 +33,7 @@ internal sealed unsafe class CudaExecutor : IExecutor<float>
     private readonly bool _ownsDevice, _useGraph;
     private readonly ulong _arena, _params, _acts, _labels, _terms, _partials, _consts, _status;
     // Precision = Bf16: bf16 mirrors of the parameter values and of the activation block (same offsets, 2 bytes an element), written
-    // by to_bf16 right before each GEMM that reads them, so no mirror is ever stale.
+    // by to_bf16 before the first GEMM of a program that reads them and reused only while their float values stand (Operand).
     private readonly bool _bf16;
     private readonly ulong _params16, _acts16;
     private readonly nint _staging;
