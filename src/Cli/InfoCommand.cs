@@ -18,7 +18,7 @@ internal static class InfoCommand
             stdout.WriteLine($"gemm micro-kernels (blocks from the caches): {string.Join(", ", MicroKernels.All.Where(k => k.Isa == CpuIsa.Supported).Select(k => $"{k.Name} {k.MR}x{k.NR} (MC {k.MC}, KC {k.KC}, NC {k.NC})"))}");
             stdout.WriteLine(Bf16Gemm.Unavailable is { } noBf16
                 ? $"bf16 (--precision bf16): not available: {noBf16}"
-                : "bf16 (--precision bf16): AVX512_BF16 with the native kernels (libbackprop_cpu.so)");
+                : $"bf16 (--precision bf16): AVX512_BF16 with the native kernels (libbackprop_cpu.so); {Bf16Rates.Describe(Bf16Rates.Measure())}");
             stdout.WriteLine(OpenBlas.IsAvailable
                 ? $"openblas: core {OpenBlas.CoreName}, {OpenBlas.Threads} threads, config '{OpenBlas.Config.Trim()}'"
                 : $"openblas: not available: {OpenBlas.UnavailableReason}");

@@ -345,6 +345,8 @@ internal static class TrainCommand
         }
         if (asked.Precision == Kernels.Cpu.GemmPrecision.Bf16 && model.Options.Precision != Kernels.Cpu.GemmPrecision.Bf16)
             stderr.WriteLine($"warning: bf16 precision cannot run here ({Kernels.Cpu.Bf16Gemm.Unavailable ?? $"the kernels are forced to the {asked.Isa} rung"}); training in fp32 (--bf16-fallback).");
+        else if (model.Options.Precision == Kernels.Cpu.GemmPrecision.Bf16 && model.Options.Backend == Backend.Cpu && Bf16Rates.SlowerWarning(Bf16Rates.Measure()) is { } slower)
+            stderr.WriteLine(slower);
         return model;
     }
 

@@ -106,7 +106,10 @@ public class TrainCommandTests
         Assert.That(double.Parse(output.TrimEnd().Split('\n')[^1].Split(' ')[^1], System.Globalization.CultureInfo.InvariantCulture), Is.GreaterThan(0.9));
         var (ocode, oout, oerr) = Run([.. args, "--bf16-fallback"]);
         Assert.That(ocode, Is.EqualTo(0), oout + oerr);
-        Assert.That(oerr, Does.Not.Contain("warning"), "no fallback where bf16 runs");
+        Assert.That(oerr, Does.Not.Contain("cannot run here"), "no fallback where bf16 runs");
+        // Where VDPBF16PS is slower than the float32 FMA (measured in the run) a warning says so; it is the only one.
+        foreach (var line in (err + oerr).Split('\n', StringSplitOptions.RemoveEmptyEntries))
+            Assert.That(line, Does.StartWith("warning: --precision bf16 will likely train slower than fp32"), "the only warning where bf16 runs");
         Assert.That(oout.TrimEnd().Split('\n')[^1], Is.EqualTo(output.TrimEnd().Split('\n')[^1]), "--bf16-fallback changes nothing where bf16 runs");
     }
 
