@@ -1,7 +1,7 @@
 // Whether bf16 GEMMs can pay on this CPU: VDPBF16PS does twice the multiply-adds of a float32 FMA per instruction, but not
-// every core issues it as often. AMD Zen 4 runs it at about twice the float32 FMA rate (bf16 GEMMs 1.4-2.3x float32); the
-// Intel Xeon (Sapphire Rapids class, AMX) of a later session ran it at half (69 against 134 GFLOP/s on one thread), where
-// bf16 GEMMs were 0.44-0.73x float32. Both peaks are measured in the process, so `info` and `train --precision bf16` say
+// every core issues it as often. An AMD Zen 4 ran it at about twice the float32 FMA rate (bf16 GEMMs 1.4-2.3x float32); an
+// Intel Xeon of the Sapphire Rapids class at half (69 against 134 GFLOP/s on one thread; bf16 GEMMs 0.44-0.73x float32).
+// Both peaks are measured in the process, with the benchmarks' own peak loops, so `info` and `train --precision bf16` say
 // which kind of CPU this is instead of letting a slower mode pass for a faster one.
 using System.Globalization;
 using Backprop.Cli.Bench;
@@ -15,7 +15,7 @@ internal static class Bf16Rates
     public static (double Bf16, double Fp32) Measure()
     {
         using var pool = new WorkerPool(1);
-        return (Bf16GemmBench.Bf16Peak(pool, 1), FmaPeak.MeasureOneThread());
+        return (Bf16GemmBench.Bf16Peak(pool, 1), FmaPeak.Measure(pool, 1));
     }
 
     /// <summary>The two peaks and their ratio, and what it means for bf16 GEMMs here.</summary>
