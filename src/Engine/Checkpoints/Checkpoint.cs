@@ -46,18 +46,10 @@ public static class Checkpoint
         Converters = { new JsonStringEnumConverter(allowIntegerValues: false), new OptimizerSettingsJson() },
     };
 
-    private static IEnumerable<(string Name, Slot Slot)> Tensors(Model<float> model)
-    {
-        for (int l = 0; l < model.Spec.Layers.Count; l++)
-        {
-            var (w, b) = model.Spec.ParameterNames(l);
-            yield return (w, model.Plan.Layers[l].Weight);
-            yield return (b, model.Plan.Layers[l].Bias);
-        }
-    }
-
-    // Weights [out, in] (one unit too, as PyTorch's nn.Linear), biases [out]; the plan stores a bias as one row.
-    private static int[] Shape(string name, Slot s) => name.EndsWith(".bias", StringComparison.Ordinal) ? [s.Cols] : [s.Rows, s.Cols];
+    // Every parameter tensor with its state_dict name and shape: weights [out, in] (one unit too, as PyTorch's nn.Linear),
+    // biases and a LayerNorm's weight [out] (the plan stores them as one row).
+    private static IEnumerable<(string Name, Slot Slot, int[] Shape)> Tensors(Model<float> model) =>
+        model.Plan.Parameters.Select(p => (p.Name, p.Value, p.Shape));
 
     /// <summary>
     /// Writes the weights (atomically) to <paramref name="path"/> as <paramref name="dtype"/>, with how the model's inputs are
@@ -67,7 +59,7 @@ public static class Checkpoint
     {
         ArgumentNullException.ThrowIfNull(model);
         preprocessing?.Validate(model.Spec.InputWidth);
-        var list = Tensors(model).Select(t => (t.Name, Shape(t.Name, t.Slot), model.Read(t.Slot).ToArray())).ToList();
+        var list = Tensors(model).Select(t => (t.Name, t.Shape, model.Read(t.Slot).ToArray())).ToList();
         var meta = new Dictionary<string, string> { ["format"] = FormatWeights, ["spec"] = JsonSerializer.Serialize(model.Spec, Json) };
         if (preprocessing is not null) meta["preprocessing"] = JsonSerializer.Serialize(preprocessing, Json);
         SafeTensorsWriter.Write(path, list, meta, dtype);
@@ -80,13 +72,13 @@ public static class Checkpoint
         if (position.Epoch < 1 || position.NextBatch < 0)
             throw new ArgumentOutOfRangeException(nameof(position), position, $"a training position has epoch >= 1 and next batch >= 0; got {position}.");
         run?.Validate(model.Spec.InputWidth);
-        var list = Tensors(model).Select(t => (t.Name, Shape(t.Name, t.Slot), model.Read(t.Slot).ToArray())).ToList();
+        var list = Tensors(model).Select(t => (t.Name, t.Shape, model.Read(t.Slot).ToArray())).ToList();
         var names = model.Options.Optimizer.StateNames;
         for (int k = 0; k < names.Count; k++)
-            foreach (var (name, slot) in Tensors(model))
-                list.Add(($"optimizer.{names[k]}.{name}", Shape(name, slot), model.ReadState(k, slot).ToArray()));
+            foreach (var (name, slot, shape) in Tensors(model))
+                list.Add(($"optimizer.{names[k]}.{name}", shape, model.ReadState(k, slot).ToArray()));
         if (TorchOptimizer.HasStep(model.Options.Optimizer.Kind))
-            foreach (var (name, _) in Tensors(model))
+            foreach (var (name, _, _) in Tensors(model))
                 list.Add(($"optimizer.{TorchOptimizer.StepState}.{name}", [], [(float)model.StepCount]));
         var meta = new Dictionary<string, string>
         {
@@ -213,15 +205,19 @@ public static class Checkpoint
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(file);
         if (file.Tensors.Count != model.Spec.Layers.Count || file.Spec.InputWidth != model.Spec.InputWidth ||
-            !file.Spec.Layers.Select(l => l.Units).SequenceEqual(model.Spec.Layers.Select(l => l.Units)))
+            !file.Spec.Layers.Select(l => l.Units).SequenceEqual(model.Spec.Layers.Select(l => l.Units)) ||
+            SameStructure(file.Spec, model.Spec) is false)
             throw new InvalidDataException($"'{file.Path}' holds a {Describe(file.Spec)} model; this model is {Describe(model.Spec)}.");
         var f = SafeTensorsFile.Read(file.Path);
-        var expected = new List<(string Name, Slot Slot)>();
-        for (int l = 0; l < file.Tensors.Count; l++)
-        {
-            expected.Add((file.Tensors[l].Weight, model.Plan.Layers[l].Weight));
-            expected.Add((file.Tensors[l].Bias, model.Plan.Layers[l].Bias));
-        }
+        var expected = new List<(string Name, Slot Slot, int[] Shape)>();
+        if (model.Spec.IsTree) expected.AddRange(Tensors(model)); // a backprop file of the same tree: the same names
+        else
+            for (int l = 0; l < file.Tensors.Count; l++)
+            {
+                var s = model.Plan.Layers[l];
+                expected.Add((file.Tensors[l].Weight, s.Weight, [s.Weight.Rows, s.Weight.Cols]));
+                expected.Add((file.Tensors[l].Bias, s.Bias, [s.Bias.Cols]));
+            }
         Validate(f, expected, allowPrefix: file.Kind == ModelFileKind.Checkpoint ? "optimizer." : null);
         var values = expected.Select(t => f.ReadFloat(t.Name)).ToList(); // every value read (and checked finite) before any is copied
         for (int i = 0; i < expected.Count; i++) values[i].CopyTo(model.Write(expected[i].Slot));
@@ -237,7 +233,7 @@ public static class Checkpoint
         var f = SafeTensorsFile.Read(path);
         var names = model.Options.Optimizer.StateNames;
         var expected = Tensors(model).ToList();
-        var all = expected.Concat(names.SelectMany(n => expected.Select(t => (Name: $"optimizer.{n}.{t.Name}", t.Slot)))).ToList();
+        var all = expected.Concat(names.SelectMany(n => expected.Select(t => (Name: $"optimizer.{n}.{t.Name}", t.Slot, t.Shape)))).ToList();
         // The per-parameter steps (scalars) of checkpoints that carry torch.optim's description; older ones have neither.
         var steps = f.Metadata.ContainsKey("torch_optimizer") && TorchOptimizer.HasStep(model.Options.Optimizer.Kind)
             ? expected.Select(t => $"optimizer.{TorchOptimizer.StepState}.{t.Name}").ToList() : [];
@@ -252,7 +248,7 @@ public static class Checkpoint
         model.RestoreStepCount(info.Step);
     }
 
-    private static void Validate(SafeTensorsFile f, List<(string Name, Slot Slot)> expected, string? allowPrefix, IReadOnlyList<string>? scalars = null)
+    private static void Validate(SafeTensorsFile f, List<(string Name, Slot Slot, int[] Shape)> expected, string? allowPrefix, IReadOnlyList<string>? scalars = null)
     {
         foreach (var name in scalars ?? [])
         {
@@ -261,9 +257,8 @@ public static class Checkpoint
             if (t.Shape.Length != 0)
                 throw new InvalidDataException($"safetensors file '{f.Path}': tensor '{name}' has shape [{string.Join(", ", t.Shape)}]; expected a scalar, shape [].");
         }
-        foreach (var (name, slot) in expected)
+        foreach (var (name, _, shape) in expected)
         {
-            var shape = Shape(name, slot);
             if (!f.Tensors.TryGetValue(name, out var t))
                 throw new InvalidDataException($"safetensors file '{f.Path}': tensor '{name}' is missing (expected shape [{string.Join(", ", shape)}]).");
             // Files written before one-unit weights were saved [1, in] hold them as [in]: the same values.
@@ -278,7 +273,12 @@ public static class Checkpoint
     }
 
     private static bool SameSpec(ModelSpec a, ModelSpec b) =>
-        a.InputWidth == b.InputWidth && a.Loss == b.Loss && a.Layers.Count == b.Layers.Count && a.Layers.Zip(b.Layers).All(p => p.First == p.Second);
+        a.InputWidth == b.InputWidth && a.Loss == b.Loss && a.Tree.Count == b.Tree.Count && a.Tree.SequenceEqual(b.Tree);
 
-    private static string Describe(ModelSpec s) => $"{s.InputWidth}-{string.Join("-", s.Layers.Select(l => l.Units))}";
+    // Whether two models have the same modules apart from activations and dropout (what loading weights needs).
+    private static bool SameStructure(ModelSpec a, ModelSpec b) =>
+        a.IsTree == b.IsTree && (!a.IsTree || (a.Describe() == b.Describe() && a.NormSites.Select(n => n.Prefix).SequenceEqual(b.NormSites.Select(n => n.Prefix))
+            && a.DenseSites.Select(d => d.Prefix).SequenceEqual(b.DenseSites.Select(d => d.Prefix))));
+
+    private static string Describe(ModelSpec s) => s.Describe();
 }

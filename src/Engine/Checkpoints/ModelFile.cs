@@ -16,7 +16,7 @@ public enum ModelFileKind
     StateDict,
 }
 
-/// <summary>A model file's description: the model, its input preprocessing (null: not recorded) and each layer's tensor names.</summary>
+/// <summary>A model file's description: the model, its input preprocessing (null: not recorded) and each Dense layer's tensor names (a LayerNorm's are its site's prefix + "weight" / "bias").</summary>
 public sealed record ModelFileInfo(string Path, ModelFileKind Kind, ModelSpec Spec, Preprocessing? Preprocessing, IReadOnlyList<(string Weight, string Bias)> Tensors);
 
 /// <summary>Reads weights files, checkpoints and plain state_dicts alike.</summary>

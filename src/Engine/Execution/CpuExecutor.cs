@@ -101,6 +101,28 @@ internal sealed unsafe class CpuExecutor<T, TDense> : IExecutor<T>
                         Dropout.Apply<T>(d.PrevDropout, seed, (ulong)step, (uint)(d.Layer - 1), dx, dx, _ctx.Isa, (long)rowOffset * d.DiffSrc.Cols);
                     }
                     break;
+                case LayerNormFwdOp n:
+                    LayerNorm.Forward(_ctx.Isa, batch, n.Src.Cols, n.Eps, At(n.Src), Param(n.Weight), Param(n.Bias), At(n.Dst), At(n.Stats));
+                    break;
+                case LayerNormBwdOp n:
+                    LayerNorm.Backward(_ctx.Isa, batch, n.DiffDst.Cols, At(n.DiffDst), At(n.Src), Param(n.Weight), At(n.Stats), Param(n.WeightGrad), Param(n.BiasGrad), At(n.DiffSrc));
+                    if (!Accumulate.AllFinite(_ctx.Isa, Param(n.WeightGrad), n.WeightGrad.Length) || !Accumulate.AllFinite(_ctx.Isa, Param(n.BiasGrad), n.BiasGrad.Length)) *_nonFinite = 1;
+                    overlap?.LayerReady((float*)Param(n.WeightGrad), n.BiasGrad.Offset + n.BiasGrad.Length - n.WeightGrad.Offset);
+                    if (n.DiffSrc.Exists) ApplyDerivative(n.Derivative, n.DiffSrc, batch, step, rowOffset);
+                    break;
+                case ResidualAddOp r:
+                    Accumulate.Sum(_ctx.Isa, At(r.Dst), At(r.Skip), At(r.Body), (long)batch * r.Dst.Cols);
+                    break;
+                case ResidualBwdOp r:
+                    Accumulate.Sum(_ctx.Isa, At(r.Dst), At(r.Body), At(r.Skip), (long)batch * r.Dst.Cols);
+                    ApplyDerivative(r.Derivative, r.Dst, batch, step, rowOffset);
+                    break;
+                case ActivationBwdOp a:
+                    if (a.Derivative.Activation.Kind != Kernels.ActivationKind.Identity)
+                        ActivationDispatch.Backward(_ctx.Isa, a.Derivative.Activation, At(a.Derivative.Saved), At(a.Src), At(a.Dst), batch * a.Dst.Cols);
+                    else Rows(a.Src, batch).CopyTo(Rows(a.Dst, batch));
+                    if (a.Derivative.Dropout > 0) ApplyDerivative(a.Derivative with { Activation = new Kernels.Activation(Kernels.ActivationKind.Identity) }, a.Dst, batch, step, rowOffset);
+                    break;
                 case AccumulateGradientsOp a:
                     if (!Accumulate.AddInto(_ctx.Isa, _params + a.Into.Offset, _params + a.From.Offset, a.Into.Length)) *_nonFinite = 1;
                     break;
@@ -113,6 +135,19 @@ internal sealed unsafe class CpuExecutor<T, TDense> : IExecutor<T>
             }
         }
         return new RunResult(loss, *_nonFinite == 0);
+    }
+
+    // Diff ⊙= f'(saved) ⊙ dropout mask of the Dense layer that produced the value Diff is the gradient of.
+    private void ApplyDerivative(in Derivative d, Slot diff, int batch, long step, int rowOffset)
+    {
+        if (!d.Exists) return;
+        if (d.Activation.Kind != Kernels.ActivationKind.Identity)
+            ActivationDispatch.Backward(_ctx.Isa, d.Activation, At(d.Saved), At(diff), At(diff), batch * diff.Cols);
+        if (d.Dropout > 0)
+        {
+            var dx = Rows(diff, batch);
+            Dropout.Apply<T>(d.Dropout, _plan.Options.Seed, (ulong)step, (uint)d.Layer, dx, dx, _ctx.Isa, (long)rowOffset * diff.Cols);
+        }
     }
 
     // The fused optimizer pass over the whole parameter section, with the global-norm scale when clipping by norm.

@@ -6,6 +6,8 @@
 // 0.5·x·(1 + Tanh(√(2/π)·(x + 0.044715·x³))), SiLU = x·Sigmoid(x). Softmax over the classes is optional.
 // The input preprocessing, when given, is the graph's first nodes, with the trainer's float32 operations:
 // Mul by 1/255 (scale) or Sub the mean, then Div by the std (standardize), so the model takes raw inputs.
+// A LayerNorm is LayerNormalization (axis −1, its epsilon; opset 17), a residual block its body's nodes,
+// its projection's Gemm when it has one, and an Add. Initializers carry the state_dict names.
 // Field numbers follow onnx.proto (ModelProto, GraphProto, NodeProto, TensorProto, ValueInfoProto).
 using Backprop.Engine.Checkpoints;
 using Backprop.Engine.Data;
@@ -69,16 +71,16 @@ public static class OnnxExporter
                 Node("Div", [centered, "preprocess_std"], x = Fresh("standardized"));
                 break;
         }
-        int L = spec.Layers.Count;
-        for (int l = 0; l < L; l++)
+        int dense = 0, norm = 0;
+        var normSites = spec.NormSites;
+        string DenseLayer(int l, string x, bool last)
         {
             var s = spec.Layers[l];
-            int idx = spec.StateDictIndex(l);
-            inits.Add(Tensor($"{idx}.weight", [s.Units, spec.Width(l)], model.GetWeights(l)));
-            inits.Add(Tensor($"{idx}.bias", [s.Units], model.GetBias(l)));
-            bool last = l == L - 1;
+            string prefix = spec.DenseSites[l].Prefix;
+            inits.Add(Tensor($"{prefix}weight", [s.Units, spec.Width(l)], model.GetWeights(l)));
+            inits.Add(Tensor($"{prefix}bias", [s.Units], model.GetBias(l)));
             string z = last && s.Activation.Kind == ActivationKind.Identity && !softmax ? "output" : Fresh("z");
-            Node("Gemm", [x, $"{idx}.weight", $"{idx}.bias"], z, AttrI("transB", 1));
+            Node("Gemm", [x, $"{prefix}weight", $"{prefix}bias"], z, AttrI("transB", 1));
             string y = last && !softmax ? "output" : Fresh("h");
             switch (s.Activation.Kind)
             {
@@ -122,8 +124,43 @@ public static class OnnxExporter
                 default:
                     throw new NotSupportedException($"layer {l}: activation {s.Activation} has no ONNX export.");
             }
-            x = y;
+            return y;
         }
+        // The modules in order from x of the given width; the top level's last Dense layer writes "output" itself.
+        (string X, int Width) Sequence(IReadOnlyList<ModuleSpec> mods, string x, int width, bool top)
+        {
+            for (int i = 0; i < mods.Count; i++)
+                switch (mods[i])
+                {
+                    case LayerSpec d:
+                        x = DenseLayer(dense++, x, top && i == mods.Count - 1);
+                        width = d.Units;
+                        break;
+                    case LayerNormSpec ln:
+                    {
+                        var site = normSites[norm++];
+                        var (w, b) = (site.Prefix + "weight", site.Prefix + "bias");
+                        inits.Add(Tensor(w, [site.Width], model.Read(model.Plan.Norms[site.Index].Weight).ToArray()));
+                        inits.Add(Tensor(b, [site.Width], model.Read(model.Plan.Norms[site.Index].Bias).ToArray()));
+                        string y = Fresh("ln");
+                        Node("LayerNormalization", [x, w, b], y, AttrI("axis", -1), AttrF("epsilon", (float)ln.Eps));
+                        x = y;
+                        break;
+                    }
+                    case ResidualSpec r:
+                    {
+                        var (f, inner) = Sequence(r.Body, x, width, top: false);
+                        // A block that changes the width projects its input: the Dense layer right after its body's.
+                        string skip = inner != width ? DenseLayer(dense++, x, last: false) : x;
+                        string y = Fresh("res");
+                        Node("Add", [skip, f], y);
+                        (x, width) = (y, inner);
+                        break;
+                    }
+                }
+            return (x, width);
+        }
+        x = Sequence(spec.Tree, x, spec.InputWidth, top: true).X;
         if (softmax) Node("Softmax", [x], "output", AttrI("axis", 1));
         else if (x != "output") Node("Identity", [x], "output");
 

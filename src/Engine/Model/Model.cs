@@ -39,14 +39,10 @@ public partial class Model<T> : IDisposable where T : unmanaged, IFloatingPointI
             throw new ArgumentException($"data-parallel training computes in float; this model computes in {typeof(T).Name}.", nameof(options));
         _exec = Executors.Create<T>(Plan, device);
         var list = new List<ParameterInfo>();
-        for (int l = 0; l < spec.Layers.Count; l++)
+        foreach (var prm in Plan.Parameters)
         {
-            var (w, b) = spec.ParameterNames(l);
-            var s = Plan.Layers[l];
-            _byName[w] = (s.Weight, s.WeightGrad);
-            _byName[b] = (s.Bias, s.BiasGrad);
-            list.Add(new ParameterInfo(w, [s.Weight.Rows, s.Weight.Cols], l));
-            list.Add(new ParameterInfo(b, [s.Bias.Cols], l));
+            _byName[prm.Name] = (prm.Value, prm.Grad);
+            list.Add(new ParameterInfo(prm.Name, prm.Shape, prm.Layer));
         }
         Parameters = list;
         try
@@ -54,6 +50,7 @@ public partial class Model<T> : IDisposable where T : unmanaged, IFloatingPointI
             var block = _exec.WriteParameters();
             for (int l = 0; l < spec.Layers.Count; l++)
                 Initializers.Initialize<T>(options.Init, options.Seed, (uint)l, spec.Width(l), spec.Layers[l].Units, View(block, Plan.Layers[l].Weight), View(block, Plan.Layers[l].Bias));
+            foreach (var n in Plan.Norms) View(block, n.Weight).Fill(T.One); // torch.nn.LayerNorm: weight 1, bias 0
             Optimizer.InitState<T>(options.Optimizer, State(block, 0), State(block, 1), State(block, 2));
             if (options.Distributed is { } d)
             {
@@ -314,7 +311,7 @@ public partial class Model<T> : IDisposable where T : unmanaged, IFloatingPointI
         : throw new InvalidOperationException($"layer {layer} keeps no pre-activation in this plan."));
 
     /// <summary>The network output of the last training-mode call [batch, outputs].</summary>
-    internal ReadOnlySpan<T> TrainingOutput => Activations(Plan.Layers[^1].Next);
+    internal ReadOnlySpan<T> TrainingOutput => Activations(Plan.TrainingOutput);
 
     private ReadOnlySpan<T> Activations(Slot slot)
     {

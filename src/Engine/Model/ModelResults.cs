@@ -38,5 +38,5 @@ public sealed class TrainingDivergedException : Exception
 /// <summary>Loss, accuracy and confusion matrix of a model on a dataset.</summary>
 public sealed record EvaluationResult(double Loss, double Accuracy, long[,]? Confusion, int Samples);
 
-/// <summary>A parameter tensor of a model: its state_dict name and shape ([out, in] for a weight, [out] for a bias).</summary>
+/// <summary>A parameter tensor of a model: its state_dict name, shape ([out, in] for a weight, [out] for a bias and a LayerNorm's weight) and Dense layer (−1: a LayerNorm's).</summary>
 public sealed record ParameterInfo(string Name, int[] Shape, int Layer);

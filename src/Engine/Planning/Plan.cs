@@ -6,14 +6,24 @@
 //
 // Parameter block (64-byte aligned, each tensor starts on a 16-element boundary, gaps are zero):
 //   [ params: W0 b0 W1 b1 … | grads: same layout | state slot 0: same layout | slot 1 | slot 2 | micro grads ]
+// (in a tree, the parameters in depth-first module order: a LayerNorm's weight and bias where it sits,
+// a residual block's projection after its body).
 // so the optimizer updates the whole block in one pass (params, grads and state share offsets). With
 // gradient accumulation a last section receives each later micro-batch's gradients, added into the
 // grads section in micro-batch order; across N processes each section is a multiple of 16·N elements,
 // so it splits into N equal, aligned chunks for the exchange.
 // Activation block, sized for one micro-batch (MaxBatch / (Accumulate · processes), rounded up):
 //   x [B, in0]; per layer l: h_l [B, units] (activation output), z_l (pre-activation, only when f'
-//   needs it), a_l (dropout output, only with dropout); two gradient slots [B, max width] used in
-//   turn by backward (d(z_l) and d(z_{l−1}) never need to live longer than one layer); targets.
+//   needs it), a_l (dropout output, only with dropout); per LayerNorm its output and its rows' mean and
+//   1/std [B, 2]; per residual block its output; the gradient slots [B, max width] backward takes from a
+//   pool as it goes (lowest free first, freed when consumed: a plain stack alternates between two, as
+//   d(z_l) and d(z_{l−1}) never need to live longer than one layer; a residual block holds its output's
+//   gradient while its body runs backward, so each level of nesting takes more); targets.
+//
+// Backward hands each module the gradient of its output; when the output is a Dense layer's, it is
+// already d(z) of that layer: whoever writes the last contribution to a Dense output's gradient applies
+// that layer's activation derivative and dropout mask there (the next Dense's BwdData, a LayerNorm's
+// backward, a residual block's join, the output layer's OutputBwd, or an ActivationBwd before a body).
 using Backprop.Kernels;
 
 namespace Backprop.Engine.Planning;
@@ -34,6 +44,15 @@ public sealed record LayerSlots(Slot Weight, Slot Bias, Slot WeightGrad, Slot Bi
     public Slot Next => DropOutput.Exists ? DropOutput : Output;
 }
 
+/// <summary>Where one LayerNorm's tensors live: weight and bias (and their gradients), output, and each row's mean and 1/std [rows, 2].</summary>
+public sealed record NormSlots(Slot Weight, Slot Bias, Slot WeightGrad, Slot BiasGrad, Slot Output, Slot Stats);
+
+/// <summary>Where one residual block's output lives, and its projection's Dense layer index (−1: none, the block keeps the width).</summary>
+public sealed record ResidualSlots(Slot Output, int Projection);
+
+/// <summary>A parameter tensor of the plan: its state_dict name, its value and gradient slots, its shape, and the Dense layer it belongs to (−1: a LayerNorm's).</summary>
+public sealed record PlanParameter(string Name, Slot Value, Slot Grad, int[] Shape, int Layer);
+
 /// <summary>A compiled model: block sizes, slots and the lowered ops of each pass.</summary>
 public sealed class Plan
 {
@@ -45,6 +64,12 @@ public sealed class Plan
     public TrainingOptions Options { get; }
     /// <summary>Per layer slots.</summary>
     public IReadOnlyList<LayerSlots> Layers { get; }
+    /// <summary>Per LayerNorm slots, in depth-first order.</summary>
+    public IReadOnlyList<NormSlots> Norms { get; }
+    /// <summary>Per residual block slots, in depth-first order.</summary>
+    public IReadOnlyList<ResidualSlots> Residuals { get; }
+    /// <summary>Every parameter tensor, in the order of the parameter block.</summary>
+    public IReadOnlyList<PlanParameter> Parameters { get; }
     /// <summary>Elements of the parameter section (params, and each of grads and state slots, have this length).</summary>
     public long ParameterSection { get; }
     /// <summary>
@@ -76,12 +101,16 @@ public sealed class Plan
     public IReadOnlyList<PlanOp> UpdateOps { get; }
     /// <summary>Input slot [MaxBatch, input width] in the activation block.</summary>
     public Slot Input { get; }
-    /// <summary>The network output in inference (the last layer's activation output).</summary>
-    public Slot Output => Layers[^1].Output;
-    /// <summary>The two gradient slots backward alternates between.</summary>
-    public Slot GradA { get; }
+    /// <summary>The network output in inference (the last module's output).</summary>
+    public Slot Output { get; }
+    /// <summary>The network output in training (after dropout, where the last module has any: refused for the output layer).</summary>
+    public Slot TrainingOutput { get; }
+    /// <summary>The first gradient slot (the loss writes d(output) there).</summary>
+    public Slot GradA => GradientSlots[0];
     /// <summary>The second gradient slot.</summary>
-    public Slot GradB { get; }
+    public Slot GradB => GradientSlots[1];
+    /// <summary>Every gradient slot backward takes from (at least two).</summary>
+    public IReadOnlyList<Slot> GradientSlots { get; }
     /// <summary>Where the gradient pass leaves d(loss)/d(x) [MaxBatch, input width].</summary>
     public Slot InputGradient { get; }
     /// <summary>Regression targets [MaxBatch, outputs] (classification keeps labels in a separate int block).</summary>
@@ -123,10 +152,18 @@ public sealed class Plan
         int B = Rows = (options.MaxBatch + MicroBatches - 1) / MicroBatches;
         // Across processes in deterministic mode every micro-batch's gradients go to the exchange, not to a local sum.
         MicroGradients = options.Accumulate > 1 && (world == 1 || options.Distributed!.Mode == Training.ReductionMode.Fast);
-        if (spec.Loss == LossKind.CrossEntropy && spec.Layers[^1].Activation.Kind != ActivationKind.Identity)
-            throw new ArgumentException($"layer {L - 1} (Dense {spec.Layers[^1].Units}): cross-entropy takes logits, so the last layer's activation must be identity; got {spec.Layers[^1].Activation}.");
-        if (spec.Layers[^1].Dropout > 0)
-            throw new ArgumentException($"layer {L - 1} (Dense {spec.Layers[^1].Units}): dropout on the output layer feeds noise into the loss; remove it (got p = {spec.Layers[^1].Dropout}).");
+        int denseCount = 0, normCount = 0, residualCount = 0;
+        _nodes = Lower(spec.Tree, ref denseCount, ref normCount, ref residualCount);
+        if (_nodes[^1] is DenseNode { L: var last })
+        {
+            var ls = spec.Layers[last];
+            if (spec.Loss == LossKind.CrossEntropy && ls.Activation.Kind != ActivationKind.Identity)
+                throw new ArgumentException($"layer {last} (Dense {ls.Units}): cross-entropy takes logits, so the last layer's activation must be identity; got {ls.Activation}.");
+            if (ls.Dropout > 0)
+                throw new ArgumentException($"layer {last} (Dense {ls.Units}): dropout on the output layer feeds noise into the loss; remove it (got p = {ls.Dropout}).");
+        }
+        var denseSites = spec.DenseSites;
+        var normSites = spec.NormSites;
 
         long p = 0;
         Slot Param(int rows, int cols)
@@ -137,11 +174,23 @@ public sealed class Plan
         }
         var w = new Slot[L];
         var b = new Slot[L];
-        for (int l = 0; l < L; l++)
+        var nw = new Slot[normSites.Count];
+        var nb = new Slot[normSites.Count];
+        // Parameters in depth-first module order (a plain stack: W0 b0 W1 b1 …).
+        foreach (var (isNorm, i) in Order(_nodes))
         {
-            w[l] = Param(spec.Layers[l].Units, spec.Width(l));
-            b[l] = Param(1, spec.Layers[l].Units);
-            ParameterCount += w[l].Length + b[l].Length;
+            if (isNorm)
+            {
+                nw[i] = Param(1, normSites[i].Width);
+                nb[i] = Param(1, normSites[i].Width);
+                ParameterCount += nw[i].Length + nb[i].Length;
+            }
+            else
+            {
+                w[i] = Param(spec.Layers[i].Units, spec.Width(i));
+                b[i] = Param(1, spec.Layers[i].Units);
+                ParameterCount += w[i].Length + b[i].Length;
+            }
         }
         ParameterExtent = p;
         long chunk = (long)Align * world;
@@ -150,6 +199,7 @@ public sealed class Plan
         if (ParameterBlock > int.MaxValue)
             throw new ArgumentException($"the model {Describe(spec)} has {ParameterCount:N0} parameters; with gradients and {StateSlots} optimizer state slot(s) that is " +
                 $"{ParameterBlock:N0} elements, more than a block holds ({int.MaxValue:N0}): use narrower layers.");
+        Slot Grad(Slot s) => s with { Offset = s.Offset + ParameterSection };
 
         long a = 0;
         Slot Act(int cols)
@@ -160,25 +210,76 @@ public sealed class Plan
         }
         Input = Act(spec.InputWidth);
         var layers = new LayerSlots[L];
+        var norms = new NormSlots[normSites.Count];
+        var residuals = new ResidualSlots[residualCount];
         int maxWidth = spec.InputWidth;
-        for (int l = 0; l < L; l++)
+        void Layout(Node[] seq)
+        {
+            foreach (var node in seq)
+                switch (node)
+                {
+                    case DenseNode d:
+                        layers[d.L] = DenseSlots(d.L);
+                        break;
+                    case NormNode n:
+                        norms[n.N] = new NormSlots(nw[n.N], nb[n.N], Grad(nw[n.N]), Grad(nb[n.N]), Act(normSites[n.N].Width), Act(2));
+                        break;
+                    case ResidualNode r:
+                        Layout(r.Body);
+                        if (r.Projection >= 0) layers[r.Projection] = DenseSlots(r.Projection);
+                        residuals[r.R] = new ResidualSlots(Act(r.Width), r.Projection);
+                        break;
+                }
+        }
+        LayerSlots DenseSlots(int l)
         {
             var s = spec.Layers[l];
             maxWidth = Math.Max(maxWidth, s.Units);
             var outSlot = Act(s.Units);
             var pre = s.Activation.GradFromOutput && !keepPreActivations ? Slot.None : Act(s.Units);
             var drop = s.Dropout > 0 ? Act(s.Units) : Slot.None;
-            layers[l] = new LayerSlots(w[l], b[l], w[l] with { Offset = w[l].Offset + ParameterSection }, b[l] with { Offset = b[l].Offset + ParameterSection }, outSlot, pre, drop);
+            return new LayerSlots(w[l], b[l], Grad(w[l]), Grad(b[l]), outSlot, pre, drop);
         }
-        GradA = Act(maxWidth);
-        GradB = Act(maxWidth);
+        Layout(_nodes);
+        foreach (var n in normSites) maxWidth = Math.Max(maxWidth, n.Width);
+        Layers = layers;
+        Norms = norms;
+        Residuals = residuals;
+        var outValue = OutputOf(_nodes);
+        Output = outValue.Infer;
+        TrainingOutput = outValue.Train;
+
+        // Backward's gradient slots: as many as its deepest moment holds (a dry run of the gradient pass counts them).
+        _gradients = [];
+        _ = Backward(inputGradient: true).ToList();
+        int count = Math.Max(2, _poolHigh);
+        var grads = new Slot[count];
+        for (int i = 0; i < count; i++) grads[i] = Act(maxWidth);
+        _gradients = grads;
+        GradientSlots = Array.AsReadOnly(grads);
         Targets = spec.Loss == LossKind.CrossEntropy ? Slot.None : Act(spec.OutputWidth);
         ActivationBlock = a;
         if (ActivationBlock > int.MaxValue)
             throw new ArgumentException($"the model {Describe(spec)} at batch {B} needs {ActivationBlock:N0} activation elements, more than a block holds " +
                 $"({int.MaxValue:N0}): use a smaller batch or narrower layers.");
-        Layers = layers;
-        InputGradient = Width(L % 2 == 0 ? GradA : GradB, spec.InputWidth);
+
+        var parameters = new List<PlanParameter>();
+        foreach (var (isNorm, i) in Order(_nodes))
+        {
+            if (isNorm)
+            {
+                var (pw, pb) = (normSites[i].Prefix + "weight", normSites[i].Prefix + "bias");
+                parameters.Add(new PlanParameter(pw, norms[i].Weight, norms[i].WeightGrad, [norms[i].Weight.Cols], -1));
+                parameters.Add(new PlanParameter(pb, norms[i].Bias, norms[i].BiasGrad, [norms[i].Bias.Cols], -1));
+            }
+            else
+            {
+                var (pw, pb) = (denseSites[i].Prefix + "weight", denseSites[i].Prefix + "bias");
+                parameters.Add(new PlanParameter(pw, layers[i].Weight, layers[i].WeightGrad, [layers[i].Weight.Rows, layers[i].Weight.Cols], i));
+                parameters.Add(new PlanParameter(pb, layers[i].Bias, layers[i].BiasGrad, [layers[i].Bias.Cols], i));
+            }
+        }
+        Parameters = parameters.AsReadOnly();
 
         PlanOp[] loss = [.. Forward(training: true), Loss()];
         InferenceOps = Array.AsReadOnly(Forward(training: false).ToArray());
@@ -193,61 +294,284 @@ public sealed class Plan
         UpdateOps = Array.AsReadOnly<PlanOp>([new OptimizerUpdateOp()]);
         AccumulateOps = Array.AsReadOnly<PlanOp>(MicroGradients ? [MicroNextOps[^1]] : []);
         GradientOps = Array.AsReadOnly<PlanOp>([.. loss, .. Backward(inputGradient: true)]);
+        InputGradient = Width(_gradients[_inputGradientSlot], spec.InputWidth);
+    }
+
+    // The tree as the plan numbers it: Dense layers, LayerNorms and residual blocks each by their depth-first index.
+    private abstract record Node;
+    private sealed record DenseNode(int L) : Node;
+    private sealed record NormNode(int N) : Node;
+    private sealed record ResidualNode(int R, Node[] Body, int Projection, int Width) : Node;
+
+    private readonly Node[] _nodes;
+    private Slot[] _gradients;
+    private int _poolHigh, _inputGradientSlot;
+
+    private Node[] Lower(IReadOnlyList<ModuleSpec> mods, ref int dense, ref int norm, ref int residual)
+    {
+        var nodes = new Node[mods.Count];
+        for (int i = 0; i < mods.Count; i++)
+            switch (mods[i])
+            {
+                case LayerSpec:
+                    nodes[i] = new DenseNode(dense++);
+                    break;
+                case LayerNormSpec:
+                    nodes[i] = new NormNode(norm++);
+                    break;
+                case ResidualSpec r:
+                    int rIndex = residual++;
+                    var body = Lower(r.Body, ref dense, ref norm, ref residual);
+                    int outW = WidthOf(body[^1]);
+                    int inWidth = InputWidthOf(body[0]);
+                    nodes[i] = new ResidualNode(rIndex, body, outW != inWidth ? dense++ : -1, outW);
+                    break;
+            }
+        return nodes;
+    }
+
+    private int WidthOf(Node n) => n switch
+    {
+        DenseNode d => Spec.Layers[d.L].Units,
+        NormNode m => Spec.NormSites[m.N].Width,
+        ResidualNode r => r.Width,
+        _ => throw new InvalidOperationException($"unknown node {n}"),
+    };
+
+    private int InputWidthOf(Node n) => n switch
+    {
+        DenseNode d => Spec.Width(d.L),
+        NormNode m => Spec.NormSites[m.N].Width,
+        ResidualNode r => InputWidthOf(r.Body[0]),
+        _ => throw new InvalidOperationException($"unknown node {n}"),
+    };
+
+    // Parameter order: depth-first, a residual block's projection after its body.
+    private static IEnumerable<(bool IsNorm, int Index)> Order(Node[] seq)
+    {
+        foreach (var node in seq)
+            switch (node)
+            {
+                case DenseNode d: yield return (false, d.L); break;
+                case NormNode n: yield return (true, n.N); break;
+                case ResidualNode r:
+                    foreach (var x in Order(r.Body)) yield return x;
+                    if (r.Projection >= 0) yield return (false, r.Projection);
+                    break;
+            }
+    }
+
+    // A value flowing between modules: its slot in training (after dropout) and in inference, and the Dense layer that
+    // produced it (−1: the input, a LayerNorm or a residual block).
+    private readonly record struct Value(Slot Train, Slot Infer, int Producer)
+    {
+        public Slot Get(bool training) => training ? Train : Infer;
+    }
+
+    private Value InputValue => new(Input, Input, -1);
+
+    private Value OutputOf(Node n) => n switch
+    {
+        DenseNode d => new Value(Layers[d.L].Next, Layers[d.L].Output, d.L),
+        NormNode m => new Value(Norms[m.N].Output, Norms[m.N].Output, -1),
+        ResidualNode r => new Value(Residuals[r.R].Output, Residuals[r.R].Output, -1),
+        _ => throw new InvalidOperationException($"unknown node {n}"),
+    };
+
+    private Value OutputOf(Node[] seq) => OutputOf(seq[^1]);
+
+    // The derivative the last writer of v's gradient applies: v's producing Dense layer's activation and dropout.
+    private Derivative DerivativeOf(Value v)
+    {
+        if (v.Producer < 0) return Derivative.None;
+        var s = Spec.Layers[v.Producer];
+        if (s.Activation.Kind == ActivationKind.Identity && s.Dropout == 0) return Derivative.None;
+        return new Derivative(s.Activation, s.Activation.Kind == ActivationKind.Identity ? Slot.None : Saved(v.Producer), s.Dropout, v.Producer);
     }
 
     // The slot backward reads f' from: the output when f' is cheaper from it, else the pre-activation.
     private Slot Saved(int l) => Spec.Layers[l].Activation.GradFromOutput ? Layers[l].Output : Layers[l].PreActivation;
 
-    // What layer l reads: the network input, or the previous layer's output (after dropout in training).
-    private Slot LayerInput(int l, bool training) => l == 0 ? Input : training ? Layers[l - 1].Next : Layers[l - 1].Output;
-
     // A gradient slot used at a narrower width: same place, [MaxBatch, cols].
     private static Slot Width(Slot s, int cols) => s with { Length = (long)s.Rows * cols, Cols = cols };
 
-    private IEnumerable<PlanOp> Forward(bool training)
+    private List<PlanOp> Forward(bool training)
     {
-        for (int l = 0; l < Layers.Count; l++)
+        var ops = new List<PlanOp>();
+        Fwd(_nodes, InputValue, training, ops);
+        return ops;
+    }
+
+    private Value Fwd(Node[] seq, Value x, bool training, List<PlanOp> ops)
+    {
+        foreach (var node in seq)
+            x = Fwd(node, x, training, ops);
+        return x;
+    }
+
+    private Value Fwd(Node node, Value x, bool training, List<PlanOp> ops)
+    {
+        switch (node)
         {
-            var s = Spec.Layers[l];
-            var slots = Layers[l];
-            yield return new DenseFwdOp(l, s.Activation, LayerInput(l, training), slots.Weight, slots.Bias, slots.Output, slots.PreActivation);
-            if (training && s.Dropout > 0) yield return new DropoutFwdOp(l, s.Dropout, slots.Output, slots.DropOutput);
+            case DenseNode d:
+                DenseForward(d.L, x, training, ops);
+                break;
+            case NormNode n:
+            {
+                var s = Norms[n.N];
+                ops.Add(new LayerNormFwdOp(n.N, Spec.NormSites[n.N].Norm.Eps, x.Get(training), s.Weight, s.Bias, s.Output, s.Stats));
+                break;
+            }
+            case ResidualNode r:
+            {
+                var f = Fwd(r.Body, x, training, ops);
+                var skip = x;
+                if (r.Projection >= 0)
+                {
+                    DenseForward(r.Projection, x, training, ops);
+                    skip = OutputOf(new DenseNode(r.Projection));
+                }
+                ops.Add(new ResidualAddOp(r.R, skip.Get(training), f.Get(training), Residuals[r.R].Output));
+                break;
+            }
         }
+        return OutputOf(node);
+    }
+
+    private void DenseForward(int l, Value x, bool training, List<PlanOp> ops)
+    {
+        var s = Spec.Layers[l];
+        var slots = Layers[l];
+        ops.Add(new DenseFwdOp(l, s.Activation, x.Get(training), slots.Weight, slots.Bias, slots.Output, slots.PreActivation));
+        if (training && s.Dropout > 0) ops.Add(new DropoutFwdOp(l, s.Dropout, slots.Output, slots.DropOutput));
     }
 
     private LossOp Loss() =>
-        new(Spec.Loss, Spec.LabelSmoothing, Spec.HuberDelta, Layers[^1].Next, Targets, Width(GradA, Spec.OutputWidth));
+        new(Spec.Loss, Spec.LabelSmoothing, Spec.HuberDelta, TrainingOutput, Targets, Width(GradA, Spec.OutputWidth));
 
-    // Backward: the two gradient slots alternate after each BwdData; layer 0 computes d(x) only when asked.
-    // gradientShift moves the weight and bias gradients to another section (a later micro-batch's).
-    private IEnumerable<PlanOp> Backward(bool inputGradient, long gradientShift = 0)
+    // The gradient slots' pool during one lowering: a reference count per slot (a residual block's output gradient is
+    // shared by its body and its skip path), the lowest free slot taken first.
+    private List<int> _pool = [];
+
+    private int Take()
     {
-        int L = Layers.Count;
-        Slot grad = GradA, other = GradB;
-        yield return new OutputBwdOp(L - 1, Spec.Layers[^1].Activation, Saved(L - 1), Width(grad, Spec.OutputWidth));
-        for (int l = L - 1; l >= 0; l--)
+        int i = _pool.IndexOf(0);
+        if (i < 0)
         {
-            var slots = Layers[l];
-            var dz = Width(grad, Spec.Layers[l].Units);
-            yield return new DenseBwdWeightsOp(l, dz, LayerInput(l, training: true), slots.WeightGrad with { Offset = slots.WeightGrad.Offset + gradientShift },
-                slots.BiasGrad with { Offset = slots.BiasGrad.Offset + gradientShift });
-            if (l == 0 && !inputGradient) break;
-            var dst = Width(other, Spec.Width(l));
-            if (l == 0)
-                yield return new DenseBwdDataOp(0, dz, slots.Weight, new Activation(ActivationKind.Identity), Slot.None, 0, dst);
-            else
-            {
-                var prev = Spec.Layers[l - 1];
-                yield return new DenseBwdDataOp(l, dz, slots.Weight, prev.Activation,
-                    prev.Activation.Kind == ActivationKind.Identity ? Slot.None : Saved(l - 1), prev.Dropout, dst);
-            }
-            (grad, other) = (other, grad);
+            i = _pool.Count;
+            _pool.Add(0);
         }
+        _pool[i] = 1;
+        _poolHigh = Math.Max(_poolHigh, _pool.Count);
+        return i;
+    }
+
+    private void Release(int i)
+    {
+        if (i < 0) return;
+        if (_pool[i] <= 0) throw new InvalidOperationException($"plan lowering released gradient slot {i} twice.");
+        _pool[i]--;
+    }
+
+    private Slot G(int i, int cols) => i < _gradients.Length ? Width(_gradients[i], cols) : new Slot(-1, 0, Rows, cols); // the dry run has no slots yet
+
+    // Backward: each module's ops in reverse order, gradient slots from the pool; the network input's gradient only when
+    // asked. gradientShift moves the parameter gradients to another section (a later micro-batch's).
+    private List<PlanOp> Backward(bool inputGradient, long gradientShift = 0)
+    {
+        _pool = [];
+        var ops = new List<PlanOp>();
+        int g = Take(); // slot 0: the loss's d(output)
+        if (_nodes[^1] is DenseNode { L: var last })
+            ops.Add(new OutputBwdOp(last, Spec.Layers[last].Activation, Saved(last), G(g, Spec.OutputWidth)));
+        int dx = Bwd(_nodes, InputValue, g, convert: true, needInput: inputGradient, gradientShift, ops);
+        if (inputGradient) _inputGradientSlot = dx;
+        Release(dx);
+        return ops;
+    }
+
+    // Runs seq backward from g (its output's gradient, already d(z) when the output is a Dense layer's); returns the slot of
+    // its input's gradient (−1 when not needed). convert: whether that gradient is final here, so its writer applies the
+    // producer's derivative (false in a residual body: the block's join adds the skip path first).
+    private int Bwd(Node[] seq, Value input, int g, bool convert, bool needInput, long shift, List<PlanOp> ops)
+    {
+        for (int i = seq.Length - 1; i >= 0; i--)
+        {
+            var x = i == 0 ? input : OutputOf(seq[i - 1]);
+            g = Bwd(seq[i], x, g, i == 0 ? convert : true, i == 0 ? needInput : true, shift, ops);
+        }
+        return g;
+    }
+
+    private int Bwd(Node node, Value x, int g, bool convert, bool needInput, long shift, List<PlanOp> ops)
+    {
+        var deriv = convert ? DerivativeOf(x) : Derivative.None;
+        switch (node)
+        {
+            case DenseNode d:
+                return DenseBackward(d.L, x, g, deriv, needInput, shift, ops);
+            case NormNode n:
+            {
+                var s = Norms[n.N];
+                int w = s.Output.Cols;
+                int dst = needInput ? Take() : -1;
+                ops.Add(new LayerNormBwdOp(n.N, G(g, w), x.Train, s.Weight, s.Stats, s.WeightGrad with { Offset = s.WeightGrad.Offset + shift },
+                    s.BiasGrad with { Offset = s.BiasGrad.Offset + shift }, needInput ? G(dst, w) : Slot.None, deriv));
+                Release(g);
+                return dst;
+            }
+            case ResidualNode r:
+            {
+                int outW = r.Width, inW = x.Train.Cols;
+                var f = OutputOf(r.Body);
+                var df = DerivativeOf(f);
+                int gf = g;
+                if (df.Exists)
+                {
+                    gf = Take();
+                    ops.Add(new ActivationBwdOp(f.Producer, df, G(g, outW), G(gf, outW)));
+                }
+                else _pool[g]++; // shared by the body and the skip path
+                int body = Bwd(r.Body, x, gf, convert: false, needInput, shift, ops);
+                int skip = g;
+                if (r.Projection >= 0)
+                    skip = DenseBackward(r.Projection, x, g, Derivative.None, needInput, shift, ops); // releases g
+                if (!needInput)
+                {
+                    if (r.Projection < 0) Release(g);
+                    return -1;
+                }
+                ops.Add(new ResidualBwdOp(r.R, G(body, inW), G(skip, inW), G(body, inW), deriv));
+                Release(skip);
+                return body;
+            }
+            default:
+                throw new InvalidOperationException($"unknown node {node}");
+        }
+    }
+
+    private int DenseBackward(int l, Value x, int g, Derivative deriv, bool needInput, long shift, List<PlanOp> ops)
+    {
+        var slots = Layers[l];
+        var dz = G(g, Spec.Layers[l].Units);
+        ops.Add(new DenseBwdWeightsOp(l, dz, x.Train, slots.WeightGrad with { Offset = slots.WeightGrad.Offset + shift },
+            slots.BiasGrad with { Offset = slots.BiasGrad.Offset + shift }));
+        if (!needInput)
+        {
+            Release(g);
+            return -1;
+        }
+        if (deriv.Exists && deriv.Layer != l - 1)
+            throw new InvalidOperationException($"plan lowering: layer {l}'s data gradient would apply layer {deriv.Layer}'s derivative; DenseBwdData applies layer {l - 1}'s.");
+        int dst = Take();
+        ops.Add(new DenseBwdDataOp(l, dz, slots.Weight, deriv.Exists ? deriv.Activation : new Activation(ActivationKind.Identity), deriv.Saved, deriv.Dropout, G(dst, Spec.Width(l))));
+        Release(g);
+        return dst;
     }
 
     private static long Round(long n) => (n + Align - 1) / Align * Align;
 
-    private static string Describe(ModelSpec spec) => $"{spec.InputWidth}-{string.Join("-", spec.Layers.Select(l => l.Units))}";
+    private static string Describe(ModelSpec spec) => spec.Describe();
 
     /// <summary>Bytes the blocks of this plan take in elements of <paramref name="elementSize"/> bytes (what an executor allocates for them).</summary>
     public long BlockBytes(int elementSize) => (ParameterBlock + Math.Max(1, ActivationBlock)) * elementSize + Rows * sizeof(int);
@@ -264,6 +588,10 @@ public sealed class Plan
             sb.AppendLine($"  layer {l}: W[{s.Weight.Rows}x{s.Weight.Cols}]@{s.Weight.Offset} b@{s.Bias.Offset} out@{s.Output.Offset}" +
                           (s.PreActivation.Exists ? $" pre@{s.PreActivation.Offset}" : "") + (s.DropOutput.Exists ? $" drop@{s.DropOutput.Offset}" : ""));
         }
+        for (int n = 0; n < Norms.Count; n++)
+            sb.AppendLine($"  layer norm {n}: weight[{Norms[n].Weight.Cols}]@{Norms[n].Weight.Offset} bias@{Norms[n].Bias.Offset} out@{Norms[n].Output.Offset} stats@{Norms[n].Stats.Offset}");
+        for (int r = 0; r < Residuals.Count; r++)
+            sb.AppendLine($"  residual {r}: out@{Residuals[r].Output.Offset}" + (Residuals[r].Projection >= 0 ? $" projection: layer {Residuals[r].Projection}" : ""));
         sb.AppendLine($"  step: {string.Join(" → ", TrainingOps)}");
         return sb.ToString();
     }

@@ -7,7 +7,10 @@ using Backprop.Kernels;
 
 namespace Backprop.Engine.Planning;
 
-/// <summary>One kernel call of a plan. <see cref="Layer"/> is the spec layer it belongs to (−1 for none).</summary>
+/// <summary>
+/// One kernel call of a plan. <see cref="Layer"/> is the index of the module it belongs to among those of its kind: a Dense
+/// layer's for the dense ops, a LayerNorm's for the LayerNorm ops, a residual block's for the residual ops (−1 for none).
+/// </summary>
 public abstract record PlanOp(int Layer)
 {
     /// <summary>The op's kind, as listings show it.</summary>
@@ -75,4 +78,58 @@ public sealed record AccumulateGradientsOp(Slot From, Slot Into) : PlanOp(-1)
 {
     /// <inheritdoc />
     public override string Kind => "AccumulateGradients";
+}
+
+/// <summary>
+/// The derivative the last writer of a Dense layer's output gradient applies: ⊙ f'(Saved) for its activation (Saved does not
+/// exist for the identity) and ⊙ mask for its dropout (probability Dropout, stream Layer).
+/// </summary>
+public readonly record struct Derivative(Activation Activation, Slot Saved, double Dropout, int Layer)
+{
+    /// <summary>Nothing to apply.</summary>
+    public static readonly Derivative None = new(new Activation(ActivationKind.Identity), Slot.None, 0, -1);
+
+    /// <summary>Whether there is anything to apply.</summary>
+    public bool Exists => Layer >= 0;
+}
+
+/// <summary>
+/// Dst = (Src − mean) / sqrt(var + Eps) ⊙ Weight + Bias over each row's features; Stats [rows, 2] receives each row's mean
+/// and 1/sqrt(var + Eps) (what backward reads).
+/// </summary>
+public sealed record LayerNormFwdOp(int Layer, double Eps, Slot Src, Slot Weight, Slot Bias, Slot Dst, Slot Stats) : PlanOp(Layer)
+{
+    /// <inheritdoc />
+    public override string Kind => "LayerNormFwd";
+}
+
+/// <summary>
+/// WeightGrad = Σ_batch DiffDst ⊙ x̂, BiasGrad = Σ_batch DiffDst, and (when DiffSrc exists) DiffSrc = the gradient of Src
+/// (x̂ = (Src − mean) · rstd from Stats), then ⊙ the producer's <see cref="Derivative"/>.
+/// </summary>
+public sealed record LayerNormBwdOp(int Layer, Slot DiffDst, Slot Src, Slot Weight, Slot Stats, Slot WeightGrad, Slot BiasGrad, Slot DiffSrc, Derivative Derivative) : PlanOp(Layer)
+{
+    /// <inheritdoc />
+    public override string Kind => "LayerNormBwd";
+}
+
+/// <summary>Dst = Skip + Body: a residual block's output (Skip is its input, or the projection's output).</summary>
+public sealed record ResidualAddOp(int Layer, Slot Skip, Slot Body, Slot Dst) : PlanOp(Layer)
+{
+    /// <inheritdoc />
+    public override string Kind => "ResidualAdd";
+}
+
+/// <summary>Dst = (Body + Skip) ⊙ the producer's <see cref="Derivative"/>: a residual block's input gradient from its two paths (Dst may alias Body).</summary>
+public sealed record ResidualBwdOp(int Layer, Slot Body, Slot Skip, Slot Dst, Derivative Derivative) : PlanOp(Layer)
+{
+    /// <inheritdoc />
+    public override string Kind => "ResidualBwd";
+}
+
+/// <summary>Dst = Src ⊙ the <see cref="Derivative"/> of Dense layer <see cref="PlanOp.Layer"/>: a residual body's output gradient as d(z) of its last layer.</summary>
+public sealed record ActivationBwdOp(int Layer, Derivative Derivative, Slot Src, Slot Dst) : PlanOp(Layer)
+{
+    /// <inheritdoc />
+    public override string Kind => "ActivationBwd";
 }

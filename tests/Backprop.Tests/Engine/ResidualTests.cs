@@ -1,0 +1,364 @@
+// Residual blocks and LayerNorm through the engine: the builder's rules, the state_dict names of the
+// equivalent torch module tree, the forward pass against a naive double reference written here, finite-
+// difference gradient checks in double on every ISA rung and the Blas backend, bit-identical training on
+// 1 and 2 threads, no allocation per step, and the backends the tree does not run on yet refusing it.
+using Backprop.Engine;
+using Backprop.Engine.Gradcheck;
+using Backprop.Kernels;
+using Backprop.Kernels.Cpu;
+using NUnit.Framework;
+
+namespace Backprop.Tests.Engine;
+
+[TestFixture]
+[Parallelizable(ParallelScope.Children)]
+public class ResidualTests
+{
+    private static string Describe(GradcheckReport r) => string.Join("; ", r.Tensors.Select(t =>
+        $"{t.Name}: max abs {t.MaxAbsError:G3} rel {t.MaxRelError:G3} worst [{t.WorstIndex}] {t.WorstAnalytic:G6} vs {t.WorstNumerical:G6} {(t.Passed ? "ok" : "FAIL")}"));
+
+    // 6 → Dense 8 tanh → Residual[Dense 8 gelu, LayerNorm] → Residual[Dense 5 silu] (projection 8 → 5) → LayerNorm → Dense 3
+    private static Sequential ResMlp(int input = 6) => new Sequential(input)
+        .Dense(8, "tanh")
+        .Residual(b => b.Dense(8, "gelu").LayerNorm())
+        .Residual(b => b.Dense(5, "silu"))
+        .LayerNorm()
+        .Dense(3);
+
+    [Test]
+    public void Names_AreThoseOfTheTorchModuleTree()
+    {
+        var spec = ResMlp().ToSpec(LossKind.CrossEntropy);
+        Assert.That(spec.IsTree, Is.True);
+        Assert.That(spec.Layers.Select(l => l.Units), Is.EqualTo(new[] { 8, 8, 5, 5, 3 }), "Dense layers depth-first, the projection after its body");
+        using var m = new Model(spec, new TrainingOptions { MaxBatch = 4, Threads = 1 });
+        Assert.That(m.Parameters.Select(p => p.Name), Is.EqualTo(new[]
+        {
+            "0.weight", "0.bias",
+            "2.body.0.weight", "2.body.0.bias", "2.body.2.weight", "2.body.2.bias",
+            "3.body.0.weight", "3.body.0.bias", "3.proj.weight", "3.proj.bias",
+            "4.weight", "4.bias",
+            "5.weight", "5.bias",
+        }));
+        Assert.That(m.Parameters.Select(p => string.Join("x", p.Shape)), Is.EqualTo(new[]
+        {
+            "8x6", "8", "8x8", "8", "8", "8", "5x8", "5", "5x8", "5", "5", "5", "3x5", "3",
+        }));
+        Assert.That(spec.Describe(), Is.EqualTo("6-8-[8-LN]-[5]-LN-3"));
+        Assert.That(m.Parameter("2.body.2.weight").ToArray(), Is.All.EqualTo(1f), "LayerNorm weight starts at 1, as torch");
+        Assert.That(m.Parameter("2.body.2.bias").ToArray(), Is.All.EqualTo(0f));
+        Assert.That(spec.OutputWidth, Is.EqualTo(3));
+        Assert.That(spec.Width(3), Is.EqualTo(8), "the projection reads the block's input");
+    }
+
+    [Test]
+    public void Builder_And_Spec_RefuseBadTrees_NamingTheModule()
+    {
+        Assert.That(Assert.Throws<ArgumentException>(() => new Sequential(4).Dense(4).Residual(b => b))!.Message,
+            Does.Contain("module 1 (Residual): the block's body is empty"));
+        Assert.That(Assert.Throws<ArgumentOutOfRangeException>(() => new Sequential(4).Dense(4).Residual(b => b.Dense(4).LayerNorm(0)))!.Message,
+            Does.Contain("module 1.body.1 (LayerNorm): eps must be a positive finite number; got 0"), "Dense(4) is body index 0 (no activation module), the LayerNorm 1");
+        Assert.That(Assert.Throws<ArgumentOutOfRangeException>(() => new Sequential(4).Dense(4, "relu").LayerNorm(double.NaN))!.Message,
+            Does.Contain("module 2 (LayerNorm): eps must be a positive finite number; got NaN"));
+        Assert.That(Assert.Throws<InvalidOperationException>(() => new Sequential(4).Dense(4).LayerNorm().Dropout(0.1))!.Message,
+            Does.Contain("Dropout must follow a Dense layer; module 1 is a LayerNorm"));
+        Assert.That(Assert.Throws<ArgumentException>(() => new Sequential(4).Residual(b => new Sequential(4).Dense(4)))!.Message,
+            Does.Contain("the block must return the Sequential it was given"));
+        Assert.That(Assert.Throws<ArgumentOutOfRangeException>(() => new Sequential(4).Residual(b => b.Dense(0)))!.Message,
+            Does.Contain("layer 0 (Dense): units must be at least 1; got 0"));
+        Assert.That(Assert.Throws<ArgumentOutOfRangeException>(() => new Sequential(4).Dense(3).Residual(b => b.Dense(4).Dropout(1.5)))!.Message,
+            Does.Contain("layer 1: dropout must be in [0, 1); got 1.5"), "a layer inside a block is numbered among all Dense layers");
+
+        // A spec built by hand whose Layers disagree with its tree (a damaged checkpoint's, say).
+        var good = ResMlp().ToSpec(LossKind.CrossEntropy);
+        var bad = good with { Layers = good.Layers.Take(3).ToArray() };
+        Assert.That(Assert.Throws<ArgumentException>(() => bad.Validate())!.Message,
+            Does.Contain("the spec's layers (8, 8, 5) are not the Dense layers of its modules (8, 8, 5, 5, 3, projections included)"));
+        var empty = new ModelSpec(4, [new LayerSpec(4, new Activation(ActivationKind.Identity))], LossKind.Mse, Modules: [new ResidualSpec([])]);
+        Assert.That(Assert.Throws<ArgumentException>(() => empty.Validate())!.Message, Does.Contain("module 0 (Residual): the block's body is empty"));
+
+        // The output rules look at the module that makes the output.
+        Assert.That(Assert.Throws<ArgumentException>(() => new Sequential(4).Residual(b => b.Dense(5)).Dense(3, "relu").Compile(new TrainingOptions()))!.Message,
+            Does.Contain("layer 2 (Dense 3): cross-entropy takes logits"), "the block's projection is layer 1");
+        using var endsInNorm = new Sequential(4).Dense(3).LayerNorm().Compile(new TrainingOptions { MaxBatch = 2 });
+        Assert.That(endsInNorm.Spec.OutputWidth, Is.EqualTo(3));
+    }
+
+    [Test]
+    public void Cuda_RefusesTheTree_Clearly()
+    {
+        var e = Assert.Throws<NotSupportedException>(() => ResMlp().Compile(new TrainingOptions { Backend = Backend.Cuda, MaxBatch = 4 }));
+        Assert.That(e!.Message, Does.Contain("the Cuda backend has no LayerNorm or residual kernels yet; the model 6-8-[8-LN]-[5]-LN-3 trains on the Cpu or Blas backend"));
+    }
+
+    // --- forward against a naive double reference ---------------------------------------------------------------------
+
+    // y = module(x) for a batch in double, the parameters read from the model by name: an independent reading of the spec.
+    private static double[] Reference(Model m, double[] x, int batch)
+    {
+        int dense = 0, norm = 0;
+        var spec = m.Spec;
+        double[] Linear(int l, double[] v, int inW)
+        {
+            var (wn, bn) = spec.ParameterNames(l);
+            var w = m.Parameter(wn).ToArray();
+            var b = m.Parameter(bn).ToArray();
+            int outW = spec.Layers[l].Units;
+            var y = new double[batch * outW];
+            for (int r = 0; r < batch; r++)
+                for (int o = 0; o < outW; o++)
+                {
+                    double s = b[o];
+                    for (int i = 0; i < inW; i++) s += v[r * inW + i] * (double)w[o * inW + i];
+                    y[r * outW + o] = spec.Layers[l].Activation.Kind switch
+                    {
+                        ActivationKind.Identity => s,
+                        ActivationKind.Tanh => Math.Tanh(s),
+                        ActivationKind.ReLU => Math.Max(0, s),
+                        ActivationKind.GELU => 0.5 * s * (1 + Erf(s / Math.Sqrt(2))),
+                        ActivationKind.SiLU => s / (1 + Math.Exp(-s)),
+                        var k => throw new NotSupportedException(k.ToString()),
+                    };
+                }
+            return y;
+        }
+        (double[], int) Seq(IReadOnlyList<ModuleSpec> mods, double[] v, int w)
+        {
+            foreach (var mod in mods)
+                switch (mod)
+                {
+                    case LayerSpec d:
+                        v = Linear(dense++, v, w);
+                        w = d.Units;
+                        break;
+                    case LayerNormSpec ln:
+                    {
+                        var site = spec.NormSites[norm++];
+                        var g = m.Parameter(site.Prefix + "weight").ToArray();
+                        var b = m.Parameter(site.Prefix + "bias").ToArray();
+                        var y = new double[v.Length];
+                        for (int r = 0; r < batch; r++)
+                        {
+                            double mean = 0, var = 0;
+                            for (int i = 0; i < w; i++) mean += v[r * w + i];
+                            mean /= w;
+                            for (int i = 0; i < w; i++) var += (v[r * w + i] - mean) * (v[r * w + i] - mean);
+                            var /= w;
+                            for (int i = 0; i < w; i++) y[r * w + i] = (v[r * w + i] - mean) / Math.Sqrt(var + ln.Eps) * g[i] + b[i];
+                        }
+                        v = y;
+                        break;
+                    }
+                    case ResidualSpec res:
+                    {
+                        var (f, fw) = Seq(res.Body, v, w);
+                        var skip = fw != w ? Linear(dense++, v, w) : v;
+                        v = f.Zip(skip, (p, q) => p + q).ToArray();
+                        w = fw;
+                        break;
+                    }
+                }
+            return (v, w);
+        }
+        return Seq(spec.Tree, x, spec.InputWidth).Item1;
+    }
+
+    // Abramowitz–Stegun 7.1.26 is too coarse for a 1e-5 check; this is the series / continued fraction pair in double.
+    private static double Erf(double x)
+    {
+        double ax = Math.Abs(x);
+        double r;
+        if (ax < 2.5)
+        {
+            double sum = 0, term = ax;
+            for (int n = 0; n < 60; n++)
+            {
+                sum += term / (2 * n + 1);
+                term *= -ax * ax / (n + 1);
+            }
+            r = 2 / Math.Sqrt(Math.PI) * sum;
+        }
+        else
+        {
+            double f = 0;
+            for (int n = 60; n >= 1; n--) f = n / 2.0 / (ax + f);
+            r = 1 - Math.Exp(-ax * ax) / Math.Sqrt(Math.PI) / (ax + f);
+        }
+        return x < 0 ? -r : r;
+    }
+
+    [Test]
+    public void Predict_MatchesANaiveDoubleReference([Values(Backend.Cpu, Backend.Blas)] Backend backend)
+    {
+        using var m = ResMlp().Compile(new TrainingOptions { MaxBatch = 16, Threads = 2, Seed = 5, Backend = backend });
+        var y = Enumerable.Range(0, 16).Select(i => i % 3).ToArray();
+        for (int t = 0; t < 4; t++) m.Step(TestData.Floats(16 * 6, 30 + t, -2, 2), y); // weights away from their initial values
+        var x = TestData.Floats(11 * 6, 7, -3, 3);
+        var ours = new float[11 * 3];
+        m.Predict(x, ours);
+        var want = Reference(m, TestData.ToDouble(x), 11);
+        for (int i = 0; i < ours.Length; i++) Assert.That(ours[i], Is.EqualTo(want[i]).Within(2e-5 + 2e-5 * Math.Abs(want[i])), $"output {i}");
+    }
+
+    [Test]
+    public void ConstantFeatures_NormalizeToTheBias()
+    {
+        // A constant row has variance 0: x̂ = 0 and the LayerNorm's output is its bias (torch gives the same).
+        using var m = new Sequential(4).LayerNorm().Dense(2).Compile(new TrainingOptions { Loss = LossKind.Mse, MaxBatch = 2, Threads = 1 });
+        m.SetParameter("0.bias", [0.5f, -1f, 2f, 0f]);
+        var x = new float[] { 3, 3, 3, 3, -7, -7, -7, -7 };
+        var ours = new float[4];
+        m.Predict(x, ours);
+        var want = Reference(m, TestData.ToDouble(x), 2);
+        for (int i = 0; i < 4; i++) Assert.That(ours[i], Is.EqualTo(want[i]).Within(1e-6));
+        double loss = m.Step(x, [1f, 1f, 1f, 1f]);
+        Assert.That(double.IsFinite(loss), Is.True);
+        Assert.That(m.Parameter("0.weight").ToArray(), Is.All.EqualTo(1f), "x̂ = 0: no gradient reaches the LayerNorm's weight");
+    }
+
+    // --- gradient checks in double ----------------------------------------------------------------------------------------
+
+    public static IEnumerable<TestCaseData> Trees()
+    {
+        yield return new TestCaseData("layernorm alone", new Sequential(5).LayerNorm().Dense(3), LossKind.CrossEntropy);
+        yield return new TestCaseData("norm after activation", new Sequential(5).Dense(6, "tanh").LayerNorm().Dense(3), LossKind.CrossEntropy);
+        yield return new TestCaseData("norm before activation", new Sequential(5).Dense(6).LayerNorm().Dense(6, "sigmoid").Dense(3), LossKind.CrossEntropy);
+        yield return new TestCaseData("residual, same width", new Sequential(5).Dense(6, "tanh").Residual(b => b.Dense(6, "gelu").Dense(6)).Dense(3), LossKind.CrossEntropy);
+        yield return new TestCaseData("residual, projection", new Sequential(5).Residual(b => b.Dense(4, "silu")).Dense(3), LossKind.CrossEntropy);
+        yield return new TestCaseData("residual body ending in an activation", new Sequential(5).Dense(5, "tanh").Residual(b => b.Dense(5, "tanh")).Dense(2), LossKind.Mse);
+        yield return new TestCaseData("nested blocks", new Sequential(4)
+            .Residual(b => b.Dense(6, "tanh").Residual(c => c.Dense(6, "gelu").LayerNorm()).Residual(c => c.Residual(d => d.Dense(6, "silu"))))
+            .LayerNorm().Dense(3), LossKind.CrossEntropy);
+        yield return new TestCaseData("resmlp", ResMlp(5), LossKind.CrossEntropy);
+        yield return new TestCaseData("network ends in a residual block", new Sequential(4).Dense(3, "tanh").Residual(b => b.Dense(3, "tanh").LayerNorm()), LossKind.Mse);
+        yield return new TestCaseData("large eps", new Sequential(4).Dense(5, "tanh").LayerNorm(eps: 1.0).Dense(2), LossKind.Huber);
+    }
+
+    private static GradcheckReport Check(Sequential net, LossKind loss, Backend backend, Isa? isa, int threads = 1)
+    {
+        var spec = net.ToSpec(loss);
+        var options = new TrainingOptions { Loss = loss, Seed = 3, Threads = threads, Backend = backend, Isa = isa, Init = InitScheme.XavierUniform };
+        int batch = 4;
+        var x = TestData.Doubles(batch * spec.InputWidth, 11, -2, 2);
+        var b = loss == LossKind.CrossEntropy
+            ? new GradcheckBatch(x, Labels: Enumerable.Range(0, batch).Select(i => i % spec.OutputWidth).ToArray())
+            : new GradcheckBatch(x, Targets: TestData.Doubles(batch * spec.OutputWidth, 12, -1, 1));
+        return Gradchecker.Check(spec, options, b);
+    }
+
+    [TestCaseSource(nameof(Trees))]
+    public void Gradcheck_Passes_OnEveryIsaAndTheBlasBackend(string name, Sequential net, LossKind loss)
+    {
+        foreach (var isa in Enum.GetValues<Isa>().Where(i => i <= CpuIsa.Supported))
+        {
+            var r = Check(net, loss, Backend.Cpu, isa);
+            Assert.That(r.Passed, Is.True, $"{name} on {isa}: {Describe(r)}");
+        }
+        var blas = Check(net, loss, Backend.Blas, null, threads: 2);
+        Assert.That(blas.Passed, Is.True, $"{name} on Blas: {Describe(blas)}");
+    }
+
+    [Test]
+    public void Gradcheck_WithDropoutAroundBlocks_Passes()
+    {
+        // Dropout on the Dense layer feeding a block (its mask applied at the block's join) and on the last layer of a
+        // body (applied before the body runs backward).
+        var net = new Sequential(5).Dense(6, "tanh").Dropout(0.3).Residual(b => b.Dense(6, "gelu").Dropout(0.25)).LayerNorm().Dense(3);
+        var r = Check(net, LossKind.CrossEntropy, Backend.Cpu, null);
+        Assert.That(r.Passed, Is.True, Describe(r));
+        Assert.That(r.Tensors.Select(t => t.Name), Is.EqualTo(new[]
+        {
+            "x", "0.weight", "0.bias", "3.body.0.weight", "3.body.0.bias", "4.weight", "4.bias", "5.weight", "5.bias",
+        }));
+    }
+
+    [Test]
+    public void Gradcheck_CatchesAWrongNormGradient()
+    {
+        // The checker is not blind here: a model whose LayerNorm weight gradient is scaled by 1.01 must fail.
+        var spec = new Sequential(5).Dense(6, "tanh").LayerNorm().Dense(3).ToSpec(LossKind.CrossEntropy);
+        var options = new TrainingOptions { Loss = LossKind.CrossEntropy, Seed = 3, Threads = 1, Init = InitScheme.XavierUniform };
+        using var f = new ModelGradcheck(spec, options, new GradcheckBatch(TestData.Doubles(4 * 5, 11, -2, 2), Labels: [0, 1, 2, 0]));
+        var wrong = new ScaledGradient(f, "2.weight", 1.01);
+        var r = Gradchecker.Run(wrong);
+        Assert.That(r.Passed, Is.False, Describe(r));
+        Assert.That(r.Tensors.Single(t => t.Name == "2.weight").Passed, Is.False);
+    }
+
+    private sealed class ScaledGradient(IGradcheckFunction inner, string name, double scale) : IGradcheckFunction
+    {
+        public IReadOnlyList<GradTensor> Tensors => inner.Tensors;
+        public double Loss() => inner.Loss();
+        public void ComputeGradients()
+        {
+            inner.ComputeGradients();
+            var t = inner.Tensors.Single(t => t.Name == name);
+            for (int i = 0; i < t.Gradient.Length; i++) t.Gradient[i] *= scale;
+        }
+        public IReadOnlyList<string> AvoidKinks(double margin, Random rng) => inner.AvoidKinks(margin, rng);
+    }
+
+    // --- training: determinism and allocation --------------------------------------------------------------------------
+
+    private static float[] Train(int threads, Backend backend = Backend.Cpu, int steps = 12)
+    {
+        using var m = new Sequential(20).Dense(32, "relu").Dropout(0.1)
+            .Residual(b => b.Dense(32, "gelu").LayerNorm()).Residual(b => b.Dense(16, "relu").Dropout(0.2)).LayerNorm().Dense(5)
+            .Compile(new TrainingOptions { MaxBatch = 64, Threads = threads, Seed = 9, Backend = backend, Optimizer = new Adam { LearningRate = 1e-3 } });
+        for (int t = 0; t < steps; t++)
+            m.Step(TestData.Floats(64 * 20, 50 + t, -2, 2), Enumerable.Range(0, 64).Select(i => (i * 7 + t) % 5).ToArray());
+        return m.Parameters.SelectMany(p => m.Parameter(p.Name).ToArray()).ToArray();
+    }
+
+    [Test]
+    public void Training_IsBitIdentical_On1And2Threads()
+    {
+        var one = Train(1);
+        var two = Train(2);
+        Assert.That(two, Is.EqualTo(one), "every parameter after 12 steps");
+    }
+
+    [Test]
+    public void Training_LearnsOnBothCpuBackends_AndTheyAgree()
+    {
+        var cpu = Train(2, Backend.Cpu);
+        var blas = Train(2, Backend.Blas);
+        double worst = cpu.Zip(blas, (a, b) => Math.Abs(a - b)).Max();
+        Assert.That(worst, Is.LessThan(1e-3), "Cpu and Blas parameters after 12 Adam steps");
+    }
+
+    [Test]
+    public void Step_AllocatesNothing_OnTheCallingThread()
+    {
+        using var m = ResMlp(20).Compile(new TrainingOptions { MaxBatch = 32, Threads = 2, Seed = 1 });
+        var x = TestData.Floats(32 * 20, 1);
+        var y = Enumerable.Range(0, 32).Select(i => i % 3).ToArray();
+        var output = new float[32 * 3];
+        for (int i = 0; i < 20; i++) { m.Step(x, y); m.Predict(x, output); }
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        for (int i = 0; i < 200; i++)
+        {
+            m.Step(x, y);
+            if (i % 10 == 0) m.Predict(x, output);
+        }
+        Assert.That(GC.GetAllocatedBytesForCurrentThread() - before, Is.EqualTo(0), "bytes allocated by the calling thread");
+    }
+
+    [Test]
+    public void Plan_ReusesGradientSlots_AndListsTheNewOps()
+    {
+        var plain = new Sequential(8).Dense(16, "relu").Dense(16, "relu").Dense(4).Compile(new TrainingOptions { MaxBatch = 8 });
+        Assert.That(plain.Plan.GradientSlots, Has.Count.EqualTo(2), "a plain stack alternates between two gradient slots");
+        plain.Dispose();
+        using var m = new Sequential(8).Residual(b => b.Dense(8, "relu").Residual(c => c.Dense(8, "relu").LayerNorm())).Dense(4)
+            .Compile(new TrainingOptions { MaxBatch = 8 });
+        // The outer block's output gradient waits while its body runs; the inner one's too: 4 at the deepest point, not one per value.
+        Assert.That(m.Plan.GradientSlots.Count, Is.InRange(3, 4));
+        var listing = string.Join(" ", m.Plan.TrainingOps);
+        Assert.That(listing, Does.Contain("LayerNormFwd(0)").And.Contain("ResidualAdd(1)").And.Contain("ResidualAdd(0)")
+            .And.Contain("LayerNormBwd(0)").And.Contain("ResidualBwd(1)"));
+        Assert.That(listing, Does.Not.Contain("ResidualBwd(0)"), "a step needs no gradient of the network input, so the outer block does not join its paths");
+        Assert.That(string.Join(" ", m.Plan.GradientOps), Does.Contain("ResidualBwd(0)"), "the gradient pass does");
+        Assert.That(m.Plan.ToString(), Does.Contain("layer norm 0: weight[8]").And.Contain("residual 0: out@"));
+    }
+}
