@@ -28,6 +28,7 @@ internal static class TrainCommand
         var format = Add("--format", "idx, csv or npy.", "idx");
         var labelColumn = Add("--label-column", "CSV label column: a name or an index (-1 = last); default 'label' if present, else the last.", "");
         var layers = Add("--layers", "Hidden layer sizes, comma-separated (the input and output widths come from the data).", "512,256");
+        var archOpt = Add("--arch", Architecture.Help, "mlp");
         var activation = Add("--activation", "Hidden activation: relu, leaky_relu[:slope], elu[:alpha], tanh, sigmoid, gelu, gelu_tanh, silu.", "relu");
         var dropout = Add("--dropout", "Dropout after each hidden layer.", 0.2);
         var lossOpt = Add("--loss", "Loss (cross_entropy for class labels).", "cross_entropy");
@@ -103,6 +104,9 @@ internal static class TrainCommand
             var init = p.GetValue(initFrom);
             if (init is not null && Given(p, layers)) throw new UsageException("--layers cannot be given with --init-from: the layers come from the file.");
             var hidden = Flags.Layers(p.GetValue(layers)!);
+            var arch = Architecture.Parse(p.GetValue(archOpt)!);
+            if (arch.Residual && Given(p, layers)) throw new UsageException($"--layers cannot be given with --arch {p.GetValue(archOpt)}: the residual network's widths come from --arch.");
+            if (init is not null && Given(p, archOpt)) throw new UsageException("--arch cannot be given with --init-from: the network comes from the file.");
             var act = init is null ? Flags.Activation("--activation", p.GetValue(activation)!) : default;
             var loss = Flags.Loss(p.GetValue(lossOpt)!);
             if (loss != LossKind.CrossEntropy) throw new UsageException($"--loss {p.GetValue(lossOpt)} needs target values; IDX data has class labels, so use cross_entropy.");
@@ -163,16 +167,7 @@ internal static class TrainCommand
                         new TrainingRun(ep, fit.ValidationFraction, fit.Patience, every, new Preprocessing(norm), dataFolder, fmt, labelCol, classes), type, launch, o1, o2);
                 return NewRun(net0(), options, trainSet, testSet, fit, dir, ep, every, norm, dataFolder, fmt, labelCol, classes, type, launch, o1, o2);
             });
-            Sequential net0()
-            {
-                var net = new Sequential(trainSet.Width);
-                foreach (int h in hidden)
-                {
-                    net.Dense(h, act);
-                    if (drop > 0) net.Dropout(drop);
-                }
-                return net.Dense(classes);
-            }
+            Sequential net0() => arch.Build(trainSet.Width, classes, hidden, act, drop);
         });
         return cmd;
     }

@@ -29,7 +29,7 @@ internal static class TrainRunner
     {
         var spec = model.Spec;
         if (model.Rank != 0) output = null; // rank 0 alone writes the run's files and checkpoints
-        string layers = string.Join("-", spec.Layers.Select(l =>
+        string layers = spec.IsTree ? spec.Describe()[(spec.Describe().IndexOf('-') + 1)..] + TreeActivations(spec) : string.Join("-", spec.Layers.Select(l =>
             I($"{l.Units}") + (l.Activation.Kind == Kernels.ActivationKind.Identity ? "" : " " + l.Activation) + (l.Dropout > 0 ? I($" dropout {l.Dropout}") : "")));
         stdout.WriteLine(I($"model: {spec.InputWidth}-{layers}, {model.Plan.ParameterCount:N0} parameters, {model.Options.Optimizer.Kind} lr {model.Options.Optimizer.LearningRate:G3}, ") +
                          I($"batch {model.Options.MaxBatch}{(model.Options.Accumulate > 1 ? $" in {model.Options.Accumulate} micro-batches" : "")}{(model.WorldSize > 1 ? $" over {model.WorldSize} processes" : "")}, {model.Options.Threads} thread(s), backend {model.Options.Backend}{(model.DeviceDescription is { } d ? $" on {d}" : "")}{(model.Options.Precision == Kernels.Cpu.GemmPrecision.Bf16 ? ", bf16 GEMMs" : "")}"));
@@ -195,5 +195,17 @@ internal static class TrainRunner
         AtomicFile.WriteAllText(Path.Combine(dir.FullName, "confusion.csv"), conf.ToString());
         Curves.Write(Path.Combine(dir.FullName, "curves.png"), result.Epochs);
         Checkpoint.SaveWeights(model, Path.Combine(dir.FullName, "model.safetensors"), preprocessing, dtype);
+    }
+
+    // A tree's activations and dropout, in brief: " (relu, dropout 0.2)" when its hidden layers share them.
+    private static string TreeActivations(ModelSpec spec)
+    {
+        var hidden = spec.Layers.Where(l => l.Activation.Kind != Kernels.ActivationKind.Identity || l.Dropout > 0).ToList();
+        var acts = hidden.Select(l => l.Activation.ToString()).Distinct().ToList();
+        var drops = hidden.Select(l => l.Dropout).Where(d => d > 0).Distinct().ToList();
+        var parts = new List<string>();
+        if (acts.Count > 0) parts.Add(string.Join("/", acts));
+        if (drops.Count > 0) parts.Add("dropout " + string.Join("/", drops.Select(d => d.ToString(CultureInfo.InvariantCulture))));
+        return parts.Count == 0 ? "" : $" ({string.Join(", ", parts)})";
     }
 }

@@ -114,6 +114,28 @@ public class TrainCommandTests
     }
 
     [Test]
+    public void Train_ResMlp_Learns_SavesTheTree_AndResumesAsTheSameRun()
+    {
+        string[] common = ["train", "--data", _dir, "--arch", "resmlp:width=16,blocks=2", "--epochs", "3", "--batch", "32", "--threads", "2", "--lr", "0.01"];
+        string full = Path.Combine(_dir, "full"), part = Path.Combine(_dir, "part");
+        var (code, output, err) = Run([.. common, "--output", full]);
+        Assert.That(code, Is.EqualTo(0), output + err);
+        Assert.That(output, Does.Contain("model: 16-16-[16]-LN-[16]-LN-3 (ReLU, dropout 0.2)"));
+        string last = output.TrimEnd().Split('\n')[^1];
+        Assert.That(double.Parse(last.Split(' ')[^1], System.Globalization.CultureInfo.InvariantCulture), Is.GreaterThan(0.8), output);
+        var st = File.ReadAllBytes(Path.Combine(full, "model.safetensors"));
+        using var header = JsonDocument.Parse(st.AsMemory(8, (int)BitConverter.ToInt64(st, 0)));
+        foreach (var name in new[] { "0.weight", "3.body.0.weight", "4.weight", "4.bias", "5.body.0.bias", "6.weight", "7.weight" })
+            Assert.That(header.RootElement.TryGetProperty(name, out _), Is.True, name);
+
+        var (c1, o1, e1) = Run([.. common, "--output", part, "--stop-after-steps", "7"]);
+        Assert.That(c1, Is.EqualTo(0), o1 + e1);
+        var (c2, o2, e2) = Run("train", "--resume", part);
+        Assert.That(c2, Is.EqualTo(0), o2 + e2);
+        Assert.That(o2.TrimEnd().Split('\n')[^1], Is.EqualTo(last), "a resumed run is the same run, bit for bit");
+    }
+
+    [Test]
     public void Train_IsReproducibleForASeed()
     {
         string Last(string output) => output.TrimEnd().Split('\n')[^1];
@@ -148,6 +170,14 @@ public class TrainCommandTests
     [TestCase(new[] { "train", "--precision", "fp8" }, "--precision must be fp32 or bf16; got 'fp8'")]
     [TestCase(new[] { "train", "--bf16-fallback" }, "--bf16-fallback applies to --precision bf16; the precision is fp32")]
     [TestCase(new[] { "train", "--precision", "bf16", "--backend", "blas" }, "bf16 precision runs on the Cpu and Cuda backends; the Blas backend is the float32 OpenBLAS reference")]
+    [TestCase(new[] { "train", "--arch", "resnet" }, "--arch must be mlp or resmlp:width=W,blocks=K[,norm=layer|none] (e.g. resmlp:width=512,blocks=4,norm=layer); got 'resnet'")]
+    [TestCase(new[] { "train", "--arch", "resmlp:width=0,blocks=2" }, "--arch: width must be a whole number in [1, 1048576]; got '0' in 'resmlp:width=0,blocks=2'")]
+    [TestCase(new[] { "train", "--arch", "resmlp:width=8" }, "--arch resmlp needs width and blocks (e.g. resmlp:width=512,blocks=4); got 'resmlp:width=8'")]
+    [TestCase(new[] { "train", "--arch", "resmlp:width=8,blocks=2,norm=batch" }, "--arch norm must be layer or none; got 'batch'")]
+    [TestCase(new[] { "train", "--arch", "resmlp:width=8,blocks=2,depth=3" }, "--arch resmlp takes width, blocks and norm; got 'depth'")]
+    [TestCase(new[] { "train", "--arch", "resmlp:width=8,blocks=2,width=9" }, "--arch: 'width' is given twice")]
+    [TestCase(new[] { "train", "--arch", "resmlp:width=8,blocks=1", "--layers", "16" }, "--layers cannot be given with --arch resmlp:width=8,blocks=1")]
+    [TestCase(new[] { "train", "--arch", "resmlp:width=8,blocks=1", "--backend", "cuda" }, "the Cuda backend has no LayerNorm or residual kernels yet")]
     public void BadInput_ExitsWith2_AndOneMessage(string[] args, string expected)
     {
         var withData = args.Contains("--data") ? args : args.Concat(new[] { "--data", _dir }).ToArray();
