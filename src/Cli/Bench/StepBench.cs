@@ -6,7 +6,11 @@
 // optimizer) against the Cpu step: gemm_fraction = GEMM-only time / step time; in a third, the
 // optimizer's fused Adam pass alone over as many parameters (Optimizer.Update, the step's own kernel):
 // update_fraction; the rest of the step is its other passes (loss, bias, activations, copies);
-// pct_peak = the Cpu step's GFLOP/s over the FMA peak measured in the same process.
+// pct_peak = the Cpu step's GFLOP/s over the FMA peak measured in the same process. The same GEMMs
+// through OpenBLAS against the Blas step give blas_gemm_fraction, so the share of time outside GEMMs
+// (1 − fraction: loss, bias, activations, LayerNorm, residual adds, optimizer) is there for both paths.
+// Besides the plain MLPs, a residual-normalized network: 784 → Dense 512 → 4 × [x + Dense 512(x),
+// LayerNorm] → 10 (train --arch resmlp:width=512,blocks=4,norm=layer without dropout) at batch 256.
 using System.Globalization;
 using System.Text;
 using System.Text.Json;
@@ -39,7 +43,9 @@ internal sealed record StepBenchRow(
     [property: JsonPropertyName("gemm_fraction_max")] double GemmFractionMax,
     [property: JsonPropertyName("pct_peak")] double PctPeak,
     [property: JsonPropertyName("update_ms")] double UpdateMs,
-    [property: JsonPropertyName("update_fraction")] double UpdateFraction);
+    [property: JsonPropertyName("update_fraction")] double UpdateFraction,
+    [property: JsonPropertyName("blas_gemm_ms")] double BlasGemmMs,
+    [property: JsonPropertyName("blas_gemm_fraction")] double BlasGemmFraction);
 
 internal static class StepBench
 {
@@ -51,6 +57,20 @@ internal static class StepBench
         ("784-1024-1024-10", [784, 1024, 1024, 10], 256),
         ("4096-4096-4096", [4096, 4096, 4096], 512),
     ];
+
+    /// <summary>The residual-normalized shapes: name, network, batch.</summary>
+    public static readonly (string Name, Func<ModelSpec> Spec, int Batch)[] TreeShapes =
+    [
+        ("784-512-4x[512 res, LN]-10", () => new Architecture(true, 512, 4, true).Build(784, 10, [], new Activation(ActivationKind.ReLU), 0).ToSpec(LossKind.CrossEntropy), 256),
+    ];
+
+    /// <summary>A step's dense layers: input and output widths, and whether its data gradient is skipped (the layer reads the network input), as the plan lowers it.</summary>
+    public static (int In, int Out, bool First)[] DenseLayers(ModelSpec spec)
+    {
+        var plan = new Engine.Planning.Plan(spec, new TrainingOptions { MaxBatch = 1 });
+        var withDx = plan.TrainingOps.OfType<Engine.Planning.DenseBwdDataOp>().Select(d => d.Layer).ToHashSet();
+        return spec.DenseSites.Select(d => (d.InputWidth, d.Layer.Units, !withDx.Contains(d.Index))).ToArray();
+    }
 
     /// <summary>The benchmarked MLP: ReLU hidden layers, identity output, softmax cross-entropy.</summary>
     public static ModelSpec Spec(int[] widths)
@@ -69,12 +89,15 @@ internal static class StepBench
     }
 
     /// <summary>FLOPs of a training step: forward, dW and dX GEMMs of every layer (the first has no dX), 2·batch·in·out each.</summary>
-    public static double FlopsPerStep(int[] widths, int batch)
-    {
-        double flops = 0;
-        for (int l = 1; l < widths.Length; l++) flops += 2.0 * batch * widths[l - 1] * widths[l] * (l == 1 ? 2 : 3);
-        return flops;
-    }
+    public static double FlopsPerStep(int[] widths, int batch) => FlopsPerStep(Chain(widths), batch);
+
+    /// <summary>FLOPs of a training step of <paramref name="layers"/>: forward, dW and (past the input) dX GEMMs, 2·batch·in·out each.</summary>
+    public static double FlopsPerStep((int In, int Out, bool First)[] layers, int batch) =>
+        layers.Sum(l => 2.0 * batch * l.In * l.Out * (l.First ? 2 : 3));
+
+    /// <summary>The dense layers of a plain MLP of <paramref name="widths"/>.</summary>
+    public static (int In, int Out, bool First)[] Chain(int[] widths) =>
+        Enumerable.Range(1, widths.Length - 1).Select(l => (widths[l - 1], widths[l], l == 1)).ToArray();
 
     public static List<StepBenchRow> Run(IReadOnlyList<int> threadCounts, int rounds, double minSeconds, string? filter, TextWriter log)
     {
@@ -86,32 +109,40 @@ internal static class StepBench
             OpenBlas.Threads = threads;
             double peak = FmaPeak.Measure(pool, threads);
             using var ctx = new CpuContext(threads);
-            foreach (var (name, widths, batch) in Shapes)
+            var all = Shapes.Select(sh => (sh.Name, Spec: Spec(sh.Widths), sh.Batch))
+                .Concat(TreeShapes.Select(sh => (sh.Name, Spec: sh.Spec(), sh.Batch)));
+            foreach (var (name, spec, batch) in all)
             {
                 if (filter is not null && !name.Contains(filter, StringComparison.OrdinalIgnoreCase)) continue;
                 Model Build(Backend be) =>
-                    new Model(Spec(widths), new TrainingOptions
+                    new Model(spec, new TrainingOptions
                     {
                         MaxBatch = batch, Threads = threads, Backend = be, Seed = 3,
                         Optimizer = new Adam(lr: 1e-4),
                     });
                 using var cpu = Build(Backend.Cpu);
                 using var blas = Build(Backend.Blas);
-                var (x, labels) = Batch(widths, batch);
+                var layers = DenseLayers(spec);
+                var labels = new int[batch];
+                for (int i = 0; i < batch; i++) labels[i] = i % spec.OutputWidth;
+                var x = Measure.Random(batch * spec.InputWidth, 1);
                 var pr = Measure.Compare(() => cpu.Step(x, labels), () => blas.Step(x, labels), rounds, minSeconds);
-                var gemms = new StepGemms(widths, batch, ctx);
+                var gemms = new StepGemms(layers, batch, ctx, blas: false);
                 var pg = Measure.Compare(gemms.Run, () => cpu.Step(x, labels), rounds, minSeconds); // Ratio = step / GEMMs
-                using var update = new StepUpdate(cpu.Options.Optimizer, widths, ctx);
+                var blasGemms = new StepGemms(layers, batch, ctx, blas: true);
+                var pb = Measure.Compare(blasGemms.Run, () => blas.Step(x, labels), rounds, minSeconds);
+                using var update = new StepUpdate(cpu.Options.Optimizer, cpu.Plan.ParameterCount, ctx);
                 var pu = Measure.Compare(update.Run, () => cpu.Step(x, labels), rounds, minSeconds); // Ratio = step / update
-                double flops = FlopsPerStep(widths, batch);
+                double flops = FlopsPerStep(layers, batch);
                 double cpuGflops = flops / pr.MedianA / 1e9;
                 var row = new StepBenchRow(name, batch, threads, Math.Round(pr.MedianA * 1e3, 3), Math.Round(pr.MedianB * 1e3, 3),
                     Math.Round(batch / pr.MedianA), Math.Round(batch / pr.MedianB), Math.Round(cpuGflops, 1), Math.Round(flops / pr.MedianB / 1e9, 1),
                     Math.Round(pr.Ratio, 3), Math.Round(pr.RatioMin, 3), Math.Round(pr.RatioMax, 3),
                     Math.Round(pg.MedianA * 1e3, 3), Math.Round(1 / pg.Ratio, 3), Math.Round(1 / pg.RatioMax, 3), Math.Round(1 / pg.RatioMin, 3),
-                    Math.Round(100 * cpuGflops / peak, 1), Math.Round(pu.MedianA * 1e3, 3), Math.Round(1 / pu.Ratio, 3));
+                    Math.Round(100 * cpuGflops / peak, 1), Math.Round(pu.MedianA * 1e3, 3), Math.Round(1 / pu.Ratio, 3),
+                    Math.Round(pb.MedianA * 1e3, 3), Math.Round(1 / pb.Ratio, 3));
                 rows.Add(row);
-                log.WriteLine(FormattableString.Invariant($"  {name} batch {batch} t={threads}: cpu {row.CpuMs:F3} ms ({row.CpuGflops:F1} GFLOP/s, {row.PctPeak:F1} % of {peak:F0}), blas {row.BlasMs:F3} ms, cpu/blas {row.Ratio:F3} [{row.RatioMin:F3}..{row.RatioMax:F3}]; GEMMs alone {row.GemmMs:F3} ms, fraction {row.GemmFraction:F3}; update alone {row.UpdateMs:F3} ms, fraction {row.UpdateFraction:F3}"));
+                log.WriteLine(FormattableString.Invariant($"  {name} batch {batch} t={threads}: cpu {row.CpuMs:F3} ms ({row.CpuGflops:F1} GFLOP/s, {row.PctPeak:F1} % of {peak:F0}), blas {row.BlasMs:F3} ms, cpu/blas {row.Ratio:F3} [{row.RatioMin:F3}..{row.RatioMax:F3}]; GEMMs alone {row.GemmMs:F3} ms, fraction {row.GemmFraction:F3} (Blas: {row.BlasGemmMs:F3} ms, {row.BlasGemmFraction:F3}); update alone {row.UpdateMs:F3} ms, fraction {row.UpdateFraction:F3}"));
             }
         }
         return rows;
@@ -128,18 +159,20 @@ internal static class StepBench
         sb.AppendLine();
         sb.AppendLine("Update alone: the optimizer's fused pass over the model's parameters (Optimizer.Update); fraction = its time / the Cpu step's.");
         sb.AppendLine();
-        sb.AppendLine("| model | batch | threads | Cpu ms/step | Blas ms/step | Cpu samples/s | Blas samples/s | Cpu GFLOP/s | Blas GFLOP/s | cpu/blas | spread | Cpu % peak | GEMMs alone ms | GEMM fraction | spread | update alone ms | update fraction |");
-        sb.AppendLine("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---|---:|---:|");
+        sb.AppendLine("Blas GEMMs: the same products through OpenBLAS; fraction = their time / the Blas step's. 1 − fraction is the share outside GEMMs.");
+        sb.AppendLine();
+        sb.AppendLine("| model | batch | threads | Cpu ms/step | Blas ms/step | Cpu samples/s | Blas samples/s | Cpu GFLOP/s | Blas GFLOP/s | cpu/blas | spread | Cpu % peak | GEMMs alone ms | GEMM fraction | spread | update alone ms | update fraction | Blas GEMMs ms | Blas GEMM fraction |");
+        sb.AppendLine("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---|---:|---:|---:|---:|");
         foreach (var r in rows)
             sb.AppendLine(CultureInfo.InvariantCulture,
-                $"| {r.ModelName} | {r.Batch} | {r.Threads} | {r.CpuMs:F3} | {r.BlasMs:F3} | {r.CpuSamples:N0} | {r.BlasSamples:N0} | {r.CpuGflops:F1} | {r.BlasGflops:F1} | {r.Ratio:F3} | {r.RatioMin:F3}..{r.RatioMax:F3} | {r.PctPeak:F1} | {r.GemmMs:F3} | {r.GemmFraction:F3} | {r.GemmFractionMin:F3}..{r.GemmFractionMax:F3} | {r.UpdateMs:F3} | {r.UpdateFraction:F3} |");
+                $"| {r.ModelName} | {r.Batch} | {r.Threads} | {r.CpuMs:F3} | {r.BlasMs:F3} | {r.CpuSamples:N0} | {r.BlasSamples:N0} | {r.CpuGflops:F1} | {r.BlasGflops:F1} | {r.Ratio:F3} | {r.RatioMin:F3}..{r.RatioMax:F3} | {r.PctPeak:F1} | {r.GemmMs:F3} | {r.GemmFraction:F3} | {r.GemmFractionMin:F3}..{r.GemmFractionMax:F3} | {r.UpdateMs:F3} | {r.UpdateFraction:F3} | {r.BlasGemmMs:F3} | {r.BlasGemmFraction:F3} |");
         return sb.ToString();
     }
 
     public static string ToJson(List<StepBenchRow> rows) => JsonSerializer.Serialize(rows, JsonOutput.Indented);
 }
 
-/// <summary>The GEMMs of one training step of an MLP, alone: per layer the forward (N, T), dW (T, N) and, past the first, dX (N, N).</summary>
+/// <summary>The GEMMs of one training step, alone: per dense layer the forward (N, T), dW (T, N) and, past the input, dX (N, N); ours or OpenBLAS's.</summary>
 internal sealed class StepGemms
 {
     private readonly List<Action> _calls = [];
@@ -150,21 +183,32 @@ internal sealed class StepGemms
     /// <summary>GEMM calls per run.</summary>
     public int Calls => _calls.Count;
 
-    public StepGemms(int[] widths, int batch, CpuContext ctx)
+    public StepGemms(int[] widths, int batch, CpuContext ctx) : this(StepBench.Chain(widths), batch, ctx, blas: false) { }
+
+    public StepGemms((int In, int Out, bool First)[] layers, int batch, CpuContext ctx, bool blas)
     {
-        for (int l = 1; l < widths.Length; l++)
+        for (int l = 1; l <= layers.Length; l++)
         {
-            int inF = widths[l - 1], outF = widths[l];
+            int inF = layers[l - 1].In, outF = layers[l - 1].Out;
             var x = Measure.Random(batch * inF, 10 + l);
             var w = Measure.Random(outF * inF, 20 + l);
             var y = new float[batch * outF];
             var dy = Measure.Random(batch * outF, 30 + l);
             var dw = new float[outF * inF];
             var dx = new float[batch * inF];
-            bool first = l == 1;
-            _calls.Add(() => Gemm.Sgemm(Transpose.N, Transpose.T, batch, outF, inF, 1f, x, inF, w, inF, 0f, y, outF, ctx));
-            _calls.Add(() => Gemm.Sgemm(Transpose.T, Transpose.N, outF, inF, batch, 1f, dy, outF, x, inF, 0f, dw, inF, ctx));
-            if (!first) _calls.Add(() => Gemm.Sgemm(Transpose.N, Transpose.N, batch, inF, outF, 1f, dy, outF, w, inF, 0f, dx, inF, ctx));
+            bool first = layers[l - 1].First;
+            if (blas)
+            {
+                _calls.Add(() => OpenBlas.Sgemm(Transpose.N, Transpose.T, batch, outF, inF, 1f, x, inF, w, inF, 0f, y, outF));
+                _calls.Add(() => OpenBlas.Sgemm(Transpose.T, Transpose.N, outF, inF, batch, 1f, dy, outF, x, inF, 0f, dw, inF));
+                if (!first) _calls.Add(() => OpenBlas.Sgemm(Transpose.N, Transpose.N, batch, inF, outF, 1f, dy, outF, w, inF, 0f, dx, inF));
+            }
+            else
+            {
+                _calls.Add(() => Gemm.Sgemm(Transpose.N, Transpose.T, batch, outF, inF, 1f, x, inF, w, inF, 0f, y, outF, ctx));
+                _calls.Add(() => Gemm.Sgemm(Transpose.T, Transpose.N, outF, inF, batch, 1f, dy, outF, x, inF, 0f, dw, inF, ctx));
+                if (!first) _calls.Add(() => Gemm.Sgemm(Transpose.N, Transpose.N, batch, inF, outF, 1f, dy, outF, w, inF, 0f, dx, inF, ctx));
+            }
             Flops += 2.0 * batch * inF * outF * (first ? 2 : 3);
         }
     }
@@ -186,11 +230,11 @@ internal sealed unsafe class StepUpdate : IDisposable
     /// <summary>Parameters updated per run.</summary>
     public long Count { get; }
 
-    public StepUpdate(OptimizerSettings settings, int[] widths, CpuContext ctx)
+    public StepUpdate(OptimizerSettings settings, long count, CpuContext ctx)
     {
         _settings = settings;
         _ctx = ctx;
-        for (int l = 1; l < widths.Length; l++) Count += ((long)widths[l - 1] + 1) * widths[l];
+        Count = count;
         float* Alloc(int seed)
         {
             var a = (float*)System.Runtime.InteropServices.NativeMemory.AlignedAlloc((nuint)(Count * sizeof(float)), 64);

@@ -3,6 +3,7 @@
 using System.Text.Json;
 using Backprop.Cli;
 using Backprop.Cli.Bench;
+using Backprop.Engine;
 using Backprop.Kernels.Blas;
 using Backprop.Kernels.Cpu;
 using NUnit.Framework;
@@ -23,10 +24,31 @@ public class StepBenchTests
         Assert.That(g.Calls, Is.EqualTo(calls), "forward and dW per layer, dX past the first");
         Assert.That(g.Flops, Is.EqualTo(StepBench.FlopsPerStep(widths, batch)));
         g.Run();
-        using var u = new StepUpdate(new Backprop.Kernels.Adam(), widths, ctx);
+        using var m = new Model(StepBench.Spec(widths), new TrainingOptions { MaxBatch = 1 });
+        using var u = new StepUpdate(new Backprop.Kernels.Adam(), m.Plan.ParameterCount, ctx);
         Assert.That(u.Count, Is.EqualTo(Enumerable.Range(1, widths.Length - 1).Sum(l => ((long)widths[l - 1] + 1) * widths[l])), "weights and biases");
         u.Run();
         u.Run();
+        var blas = new StepGemms(StepBench.Chain(widths), batch, ctx, blas: true);
+        Assert.That(blas.Calls, Is.EqualTo(calls));
+        Assert.That(blas.Flops, Is.EqualTo(g.Flops));
+    }
+
+    [Test]
+    public void ResidualShape_CountsTheProductsThePlanRuns()
+    {
+        var (name, make, batch) = StepBench.TreeShapes.Single();
+        var spec = make();
+        Assert.That(name, Is.EqualTo("784-512-4x[512 res, LN]-10"));
+        Assert.That(spec.Describe(), Is.EqualTo("784-512-[512]-LN-[512]-LN-[512]-LN-[512]-LN-10"));
+        Assert.That(batch, Is.EqualTo(256));
+        var layers = StepBench.DenseLayers(spec);
+        Assert.That(layers.Select(l => l.First), Is.EqualTo(new[] { true, false, false, false, false, false }), "only the stem reads the input");
+        double want = 2.0 * 256 * (784 * 512 * 2 + 4 * 512 * 512 * 3 + 512 * 10 * 3);
+        Assert.That(StepBench.FlopsPerStep(layers, batch), Is.EqualTo(want));
+        // A network that starts with a residual block: its body's first layer and its projection read the input.
+        var lead = new Sequential(8).Residual(b => b.Dense(6, "relu").Dense(4)).Dense(3).ToSpec(LossKind.CrossEntropy);
+        Assert.That(StepBench.DenseLayers(lead).Select(l => (l.In, l.Out, l.First)), Is.EqualTo(new[] { (8, 6, true), (6, 4, false), (8, 4, true), (4, 3, false) }));
     }
 
     [Test]
