@@ -1,6 +1,8 @@
 // Saving and loading models.
 //   Weights:  safetensors with PyTorch state_dict names of the equivalent nn.Sequential
-//             ("0.weight" [out, in], "0.bias", ...), in F32 (or F16 / BF16 for inference); metadata "spec"
+//             ("0.weight" [out, in], "0.bias", ...; a tree's "k.body.i.weight", "k.proj.weight", a norm's
+//             1-D weight and bias, a BatchNorm's buffers running_mean, running_var and the scalar
+//             num_batches_tracked), in F32 (or F16 / BF16 for inference); metadata "spec"
 //             holds the model description and "preprocessing" (when given) how its inputs are scaled.
 //   Training: the weights, plus the optimizer state as "optimizer.<state>.<name>" (exp_avg, exp_avg_sq,
 //             max_exp_avg_sq, momentum_buffer, square_avg, grad_avg, sum, and the per-parameter step as a
@@ -51,6 +53,12 @@ public static class Checkpoint
     private static IEnumerable<(string Name, Slot Slot, int[] Shape)> Tensors(Model<float> model) =>
         model.Plan.Parameters.Select(p => (p.Name, p.Value, p.Shape));
 
+    // The buffers (BatchNorm running_mean, running_var and num_batches_tracked, a scalar): saved with the weights, no optimizer state.
+    private static IEnumerable<(string Name, Slot Slot, int[] Shape)> Buffers(Model<float> model) =>
+        model.Plan.Buffers.Select(p => (p.Name, p.Value, p.Shape));
+
+    private static IEnumerable<(string Name, Slot Slot, int[] Shape)> TensorsAndBuffers(Model<float> model) => Tensors(model).Concat(Buffers(model));
+
     /// <summary>
     /// Writes the weights (atomically) to <paramref name="path"/> as <paramref name="dtype"/>, with how the model's inputs are
     /// prepared (<paramref name="preprocessing"/>; null: not recorded).
@@ -59,7 +67,7 @@ public static class Checkpoint
     {
         ArgumentNullException.ThrowIfNull(model);
         preprocessing?.Validate(model.Spec.InputWidth);
-        var list = Tensors(model).Select(t => (t.Name, t.Shape, model.Read(t.Slot).ToArray())).ToList();
+        var list = TensorsAndBuffers(model).Select(t => (t.Name, t.Shape, model.Read(t.Slot).ToArray())).ToList();
         var meta = new Dictionary<string, string> { ["format"] = FormatWeights, ["spec"] = JsonSerializer.Serialize(model.Spec, Json) };
         if (preprocessing is not null) meta["preprocessing"] = JsonSerializer.Serialize(preprocessing, Json);
         SafeTensorsWriter.Write(path, list, meta, dtype);
@@ -72,7 +80,7 @@ public static class Checkpoint
         if (position.Epoch < 1 || position.NextBatch < 0)
             throw new ArgumentOutOfRangeException(nameof(position), position, $"a training position has epoch >= 1 and next batch >= 0; got {position}.");
         run?.Validate(model.Spec.InputWidth);
-        var list = Tensors(model).Select(t => (t.Name, t.Shape, model.Read(t.Slot).ToArray())).ToList();
+        var list = TensorsAndBuffers(model).Select(t => (t.Name, t.Shape, model.Read(t.Slot).ToArray())).ToList();
         var names = model.Options.Optimizer.StateNames;
         for (int k = 0; k < names.Count; k++)
             foreach (var (name, slot, shape) in Tensors(model))
@@ -190,7 +198,7 @@ public static class Checkpoint
     {
         ArgumentNullException.ThrowIfNull(model);
         var f = SafeTensorsFile.Read(path);
-        var expected = Tensors(model).ToList();
+        var expected = TensorsAndBuffers(model).ToList();
         Validate(f, expected, allowPrefix: "optimizer.");
         var values = expected.Select(t => f.ReadFloat(t.Name)).ToList(); // every value read (and checked finite) before any is copied
         for (int i = 0; i < expected.Count; i++) values[i].CopyTo(model.Write(expected[i].Slot));
@@ -210,7 +218,7 @@ public static class Checkpoint
             throw new InvalidDataException($"'{file.Path}' holds a {Describe(file.Spec)} model; this model is {Describe(model.Spec)}.");
         var f = SafeTensorsFile.Read(file.Path);
         var expected = new List<(string Name, Slot Slot, int[] Shape)>();
-        if (model.Spec.IsTree) expected.AddRange(Tensors(model)); // a backprop file of the same tree: the same names
+        if (model.Spec.IsTree) expected.AddRange(TensorsAndBuffers(model)); // a backprop file of the same tree: the same names
         else
             for (int l = 0; l < file.Tensors.Count; l++)
             {
@@ -233,7 +241,8 @@ public static class Checkpoint
         var f = SafeTensorsFile.Read(path);
         var names = model.Options.Optimizer.StateNames;
         var expected = Tensors(model).ToList();
-        var all = expected.Concat(names.SelectMany(n => expected.Select(t => (Name: $"optimizer.{n}.{t.Name}", t.Slot, t.Shape)))).ToList();
+        var buffers = Buffers(model).ToList();
+        var all = expected.Concat(names.SelectMany(n => expected.Select(t => (Name: $"optimizer.{n}.{t.Name}", t.Slot, t.Shape)))).Concat(buffers).ToList();
         // The per-parameter steps (scalars) of checkpoints that carry torch.optim's description; older ones have neither.
         var steps = f.Metadata.ContainsKey("torch_optimizer") && TorchOptimizer.HasStep(model.Options.Optimizer.Kind)
             ? expected.Select(t => $"optimizer.{TorchOptimizer.StepState}.{t.Name}").ToList() : [];
@@ -245,6 +254,7 @@ public static class Checkpoint
         for (int i = 0; i < expected.Count; i++) values[i].CopyTo(model.Write(expected[i].Slot));
         for (int k = 0; k < names.Count; k++)
             for (int i = 0; i < expected.Count; i++) values[(k + 1) * expected.Count + i].CopyTo(model.WriteState(k, expected[i].Slot));
+        for (int i = 0; i < buffers.Count; i++) values[(names.Count + 1) * expected.Count + i].CopyTo(model.Write(buffers[i].Slot));
         model.RestoreStepCount(info.Step);
     }
 

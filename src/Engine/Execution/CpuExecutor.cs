@@ -110,6 +110,19 @@ internal sealed unsafe class CpuExecutor<T, TDense> : IExecutor<T>
                     overlap?.LayerReady((float*)Param(n.WeightGrad), n.BiasGrad.Offset + n.BiasGrad.Length - n.WeightGrad.Offset);
                     if (n.DiffSrc.Exists) ApplyDerivative(n.Derivative, n.DiffSrc, batch, step, rowOffset);
                     break;
+                case BatchNormFwdOp n:
+                    if (n.Training)
+                        BatchNorm.ForwardTraining(_ctx.Isa, batch, n.Src.Cols, n.Eps, n.Momentum, At(n.Src), Param(n.Weight), Param(n.Bias), At(n.Dst), At(n.Stats),
+                            n.UpdateRunning ? Param(n.RunningMean) : null, Param(n.RunningVar), Param(n.Tracked));
+                    else
+                        BatchNorm.ForwardInference(_ctx.Isa, batch, n.Src.Cols, n.Eps, At(n.Src), Param(n.Weight), Param(n.Bias), At(n.Dst), At(n.Stats), Param(n.RunningMean), Param(n.RunningVar));
+                    break;
+                case BatchNormBwdOp n:
+                    BatchNorm.Backward(_ctx.Isa, batch, n.DiffDst.Cols, At(n.DiffDst), At(n.Src), Param(n.Weight), At(n.Stats), Param(n.WeightGrad), Param(n.BiasGrad), At(n.DiffSrc));
+                    if (!Accumulate.AllFinite(_ctx.Isa, Param(n.WeightGrad), n.WeightGrad.Length) || !Accumulate.AllFinite(_ctx.Isa, Param(n.BiasGrad), n.BiasGrad.Length)) *_nonFinite = 1;
+                    overlap?.LayerReady((float*)Param(n.WeightGrad), n.BiasGrad.Offset + n.BiasGrad.Length - n.WeightGrad.Offset);
+                    if (n.DiffSrc.Exists) ApplyDerivative(n.Derivative, n.DiffSrc, batch, step, rowOffset);
+                    break;
                 case ResidualAddOp r:
                     Accumulate.Sum(_ctx.Isa, At(r.Dst), At(r.Skip), At(r.Body), (long)batch * r.Dst.Cols);
                     break;

@@ -6,11 +6,13 @@
 // 0.5·x·(1 + Tanh(√(2/π)·(x + 0.044715·x³))), SiLU = x·Sigmoid(x). Softmax over the classes is optional.
 // The input preprocessing, when given, is the graph's first nodes, with the trainer's float32 operations:
 // Mul by 1/255 (scale) or Sub the mean, then Div by the std (standardize), so the model takes raw inputs.
-// A LayerNorm is LayerNormalization (axis −1, its epsilon; opset 17), a residual block its body's nodes,
+// A LayerNorm is LayerNormalization (axis −1, its epsilon; opset 17), a BatchNorm BatchNormalization in
+// inference form (the running statistics as its mean and var inputs), a residual block its body's nodes,
 // its projection's Gemm when it has one, and an Add. Initializers carry the state_dict names.
 // Field numbers follow onnx.proto (ModelProto, GraphProto, NodeProto, TensorProto, ValueInfoProto).
 using Backprop.Engine.Checkpoints;
 using Backprop.Engine.Data;
+using Backprop.Engine.Planning;
 using Backprop.Kernels;
 
 namespace Backprop.Engine.Export;
@@ -71,8 +73,9 @@ public static class OnnxExporter
                 Node("Div", [centered, "preprocess_std"], x = Fresh("standardized"));
                 break;
         }
-        int dense = 0, norm = 0;
+        int dense = 0, norm = 0, batchNorm = 0;
         var normSites = spec.NormSites;
+        var bnSites = spec.BatchNormSites;
         string DenseLayer(int l, string x, bool last)
         {
             var s = spec.Layers[l];
@@ -144,6 +147,18 @@ public static class OnnxExporter
                         inits.Add(Tensor(b, [site.Width], model.Read(model.Plan.Norms[site.Index].Bias).ToArray()));
                         string y = Fresh("ln");
                         Node("LayerNormalization", [x, w, b], y, AttrI("axis", -1), AttrF("epsilon", (float)ln.Eps));
+                        x = y;
+                        break;
+                    }
+                    case BatchNormSpec bn:
+                    {
+                        var site = bnSites[batchNorm];
+                        var slots = model.Plan.BatchNorms[batchNorm++];
+                        string[] names = [site.Prefix + "weight", site.Prefix + "bias", site.Prefix + "running_mean", site.Prefix + "running_var"];
+                        Slot[] from = [slots.Weight, slots.Bias, slots.RunningMean, slots.RunningVar];
+                        for (int k = 0; k < 4; k++) inits.Add(Tensor(names[k], [site.Width], model.Read(from[k]).ToArray()));
+                        string y = Fresh("bn");
+                        Node("BatchNormalization", names.Prepend(x).ToArray(), y, AttrF("epsilon", (float)bn.Eps), AttrF("momentum", (float)(1 - bn.Momentum)));
                         x = y;
                         break;
                     }

@@ -32,6 +32,13 @@ public partial class Model<T>
         values.CopyTo(Write(slot));
     }
 
+    /// <summary>The buffers (BatchNorm running_mean, running_var, num_batches_tracked) by state_dict name and shape, in block order.</summary>
+    public IReadOnlyList<ParameterInfo> Buffers { get; }
+
+    /// <summary>Buffer <paramref name="name"/>'s values (a BatchNorm's running statistics or its count).</summary>
+    public ReadOnlySpan<T> Buffer(string name) => Read(_buffers.TryGetValue(name, out var s) ? s
+        : throw new KeyNotFoundException($"no buffer '{name}'; the model has {(_buffers.Count == 0 ? "none" : string.Join(", ", _buffers.Keys))}."));
+
     /// <summary>A copy of layer <paramref name="layer"/>'s weights [units, inputs].</summary>
     public T[] GetWeights(int layer) => Read(Plan.Layers[layer].Weight).ToArray();
     /// <summary>A copy of layer <paramref name="layer"/>'s bias [units].</summary>

@@ -23,6 +23,7 @@ public partial class Model<T> : IDisposable where T : unmanaged, IFloatingPointI
     private readonly IExecutor<T> _exec;
     private readonly GradientReducer? _reducer;
     private readonly Dictionary<string, (Slot Value, Slot Grad)> _byName = [];
+    private readonly Dictionary<string, Slot> _buffers = [];
     private long _step;
     private int _busy, _lastBatch; // _busy is 1 while a call uses the executor's buffers
     private bool _disposed, _haveGradients;
@@ -45,12 +46,19 @@ public partial class Model<T> : IDisposable where T : unmanaged, IFloatingPointI
             list.Add(new ParameterInfo(prm.Name, prm.Shape, prm.Layer));
         }
         Parameters = list;
+        foreach (var b in Plan.Buffers) _buffers[b.Name] = b.Value;
+        Buffers = Plan.Buffers.Select(b => new ParameterInfo(b.Name, b.Shape, -1)).ToArray();
         try
         {
             var block = _exec.WriteParameters();
             for (int l = 0; l < spec.Layers.Count; l++)
                 Initializers.Initialize<T>(options.Init, options.Seed, (uint)l, spec.Width(l), spec.Layers[l].Units, View(block, Plan.Layers[l].Weight), View(block, Plan.Layers[l].Bias));
             foreach (var n in Plan.Norms) View(block, n.Weight).Fill(T.One); // torch.nn.LayerNorm: weight 1, bias 0
+            foreach (var n in Plan.BatchNorms)
+            {
+                View(block, n.Weight).Fill(T.One); // torch.nn.BatchNorm1d: weight 1, bias 0, running mean 0, running var 1
+                View(block, n.RunningVar).Fill(T.One);
+            }
             Optimizer.InitState<T>(options.Optimizer, State(block, 0), State(block, 1), State(block, 2));
             if (options.Distributed is { } d)
             {
@@ -134,6 +142,7 @@ public partial class Model<T> : IDisposable where T : unmanaged, IFloatingPointI
         {
             bool training = ReferenceEquals(ops, Plan.TrainingOps);
             int batch = CheckInputs(x, labels, targets, classification, training ? Options.MaxBatch : Plan.Rows);
+            if (Plan.BatchNorms.Count > 0) CheckBatchStatistics(batch, training && Plan.SplitsSteps);
             if (training && Plan.SplitsSteps) return SplitStep(x, labels, targets, classification, batch);
             if (classification) labels.CopyTo(_exec.Labels);
             else targets.CopyTo(_exec.Targets);
@@ -281,6 +290,21 @@ public partial class Model<T> : IDisposable where T : unmanaged, IFloatingPointI
         if (targets.Length != batch * Spec.OutputWidth)
             throw new ArgumentException($"targets has {targets.Length} values; batch {batch} x {Spec.OutputWidth} outputs needs {batch * Spec.OutputWidth}.", nameof(targets));
         return batch;
+    }
+
+    // A BatchNorm in training normalizes with the batch's statistics: a (micro-)batch of one sample has none, as torch says.
+    private void CheckBatchStatistics(int batch, bool split)
+    {
+        int smallest = batch;
+        if (split)
+            for (int k = 0; k < Plan.MicroBatches; k++)
+            {
+                int count = DistributedOptions.MicroBatch(batch, Plan.MicroBatches, k).Count;
+                if (count > 0) smallest = Math.Min(smallest, count);
+            }
+        if (smallest < 2)
+            throw new ArgumentException($"module {Spec.BatchNormSites[0].Prefix.TrimEnd('.')} (BatchNorm) needs more than 1 sample per batch in training, as torch; " +
+                (split ? $"a batch of {batch} in {Plan.MicroBatches} micro-batches has one of {smallest}." : $"got {batch}."), nameof(batch));
     }
 
     private int CheckBatch(ReadOnlySpan<T> x, int batch, int limit)

@@ -34,6 +34,7 @@ public enum LossKind
 [JsonDerivedType(typeof(LayerSpec), "dense")]
 [JsonDerivedType(typeof(LayerNormSpec), "layer_norm")]
 [JsonDerivedType(typeof(ResidualSpec), "residual")]
+[JsonDerivedType(typeof(BatchNormSpec), "batch_norm")]
 public abstract record ModuleSpec;
 
 /// <summary>One dense layer: y = act(x·Wᵀ + b), then dropout with probability <paramref name="Dropout"/> in training.</summary>
@@ -41,6 +42,14 @@ public sealed record LayerSpec(int Units, Activation Activation, double Dropout 
 
 /// <summary>Layer normalization over the features: y = (x − mean) / sqrt(var + eps) ⊙ weight + bias (torch.nn.LayerNorm, biased variance).</summary>
 public sealed record LayerNormSpec(double Eps = 1e-5) : ModuleSpec;
+
+/// <summary>
+/// Batch normalization over the batch (torch.nn.BatchNorm1d on [batch, features]): in training y = (x − mean_B) / sqrt(var_B + eps)
+/// ⊙ weight + bias with the batch's mean and biased variance, and running_mean ← (1 − momentum)·running_mean + momentum·mean_B,
+/// running_var ← (1 − momentum)·running_var + momentum·var_B·n/(n − 1), num_batches_tracked += 1; in inference the running
+/// statistics normalize. Training needs at least 2 samples per (micro-)batch, as torch.
+/// </summary>
+public sealed record BatchNormSpec(double Eps = 1e-5, double Momentum = 0.1) : ModuleSpec;
 
 /// <summary>
 /// A residual block: y = x + body(x), or y = proj(x) + body(x) with a learned projection (a Linear with bias) when the body
@@ -60,6 +69,9 @@ public readonly record struct DenseSite(int Index, string Prefix, int InputWidth
 
 /// <summary>Where a LayerNorm sits in a model's tree: its index among the LayerNorms, its state_dict prefix and width.</summary>
 public readonly record struct NormSite(int Index, string Prefix, int Width, LayerNormSpec Norm);
+
+/// <summary>Where a BatchNorm sits in a model's tree: its index among the BatchNorms, its state_dict prefix and width.</summary>
+public readonly record struct BatchNormSite(int Index, string Prefix, int Width, BatchNormSpec Norm);
 
 /// <summary>A dense network and its loss.</summary>
 /// <param name="InputWidth">Features per sample.</param>
@@ -113,6 +125,10 @@ public sealed record ModelSpec(int InputWidth, IReadOnlyList<LayerSpec> Layers, 
     [JsonIgnore]
     public IReadOnlyList<NormSite> NormSites => Walk(InputWidth, Tree).Norms;
 
+    /// <summary>The BatchNorms with their places in the tree, in depth-first order.</summary>
+    [JsonIgnore]
+    public IReadOnlyList<BatchNormSite> BatchNormSites => Walk(InputWidth, Tree).BatchNorms;
+
     /// <summary>
     /// Index of layer <paramref name="layer"/>'s Linear in the equivalent top-level nn.Sequential, where each activation other
     /// than the identity and each Dropout is a module of its own: the prefix of its state_dict names ("0.weight", "2.bias", …).
@@ -143,16 +159,18 @@ public sealed record ModelSpec(int InputWidth, IReadOnlyList<LayerSpec> Layers, 
     {
         LayerSpec d => d.Units.ToString(CultureInfo.InvariantCulture),
         LayerNormSpec => "LN",
+        BatchNormSpec => "BN",
         ResidualSpec r => $"[{string.Join("-", r.Body.Select(Describe))}]",
         _ => "?",
     };
 
     // The tree in depth-first order: each Dense (a residual block's body first, then its projection) and each LayerNorm with
     // its state_dict prefix and widths, and the output width. Assumes a tree Validate accepts (CheckModules walks it first).
-    internal static (List<DenseSite> Dense, List<NormSite> Norms, int OutputWidth) Walk(int inputWidth, IReadOnlyList<ModuleSpec> modules)
+    internal static (List<DenseSite> Dense, List<NormSite> Norms, List<BatchNormSite> BatchNorms, int OutputWidth) Walk(int inputWidth, IReadOnlyList<ModuleSpec> modules)
     {
         var dense = new List<DenseSite>();
         var norms = new List<NormSite>();
+        var batchNorms = new List<BatchNormSite>();
         int Seq(IReadOnlyList<ModuleSpec> mods, string prefix, int width)
         {
             int idx = 0;
@@ -170,6 +188,10 @@ public sealed record ModelSpec(int InputWidth, IReadOnlyList<LayerSpec> Layers, 
                         norms.Add(new NormSite(norms.Count, at, width, n));
                         idx++;
                         break;
+                    case BatchNormSpec bn:
+                        batchNorms.Add(new BatchNormSite(batchNorms.Count, at, width, bn));
+                        idx++;
+                        break;
                     case ResidualSpec r:
                         int inner = Seq(r.Body, at + "body.", width);
                         if (inner != width) dense.Add(new DenseSite(dense.Count, at + "proj.", width, new LayerSpec(inner, new Activation(ActivationKind.Identity)), true));
@@ -181,7 +203,7 @@ public sealed record ModelSpec(int InputWidth, IReadOnlyList<LayerSpec> Layers, 
             return width;
         }
         int output = Seq(modules, "", inputWidth);
-        return (dense, norms, output);
+        return (dense, norms, batchNorms, output);
     }
 
     // The rules of a tree's modules, each named by its state_dict prefix; dense counts the Dense layers seen (their numbers in messages).
@@ -203,6 +225,10 @@ public sealed record ModelSpec(int InputWidth, IReadOnlyList<LayerSpec> Layers, 
                     CheckNorm(at, n);
                     idx++;
                     break;
+                case BatchNormSpec bn:
+                    CheckBatchNorm(at, bn);
+                    idx++;
+                    break;
                 case ResidualSpec r:
                     if (r.Body is null || r.Body.Count == 0)
                         throw new ArgumentException($"module {at} (Residual): the block's body is empty; a residual block needs at least one module.", nameof(mods));
@@ -212,9 +238,18 @@ public sealed record ModelSpec(int InputWidth, IReadOnlyList<LayerSpec> Layers, 
                 case null:
                     throw new ArgumentException($"module {at} is missing (null).", nameof(mods));
                 default:
-                    throw new ArgumentException($"module {at}: unknown module type {m.GetType().Name}; expected Dense, LayerNorm or Residual.", nameof(mods));
+                    throw new ArgumentException($"module {at}: unknown module type {m.GetType().Name}; expected Dense, LayerNorm, BatchNorm or Residual.", nameof(mods));
             }
         }
+    }
+
+    /// <summary>The rules of one BatchNorm (also what the Sequential builder checks as it is added).</summary>
+    internal static void CheckBatchNorm(string at, BatchNormSpec norm)
+    {
+        if (!(norm.Eps > 0) || !double.IsFinite(norm.Eps))
+            throw new ArgumentOutOfRangeException(nameof(norm), norm.Eps, $"module {at} (BatchNorm): eps must be a positive finite number; got {norm.Eps}.");
+        if (!(norm.Momentum >= 0 && norm.Momentum <= 1))
+            throw new ArgumentOutOfRangeException(nameof(norm), norm.Momentum, $"module {at} (BatchNorm): momentum must be in [0, 1]; got {norm.Momentum}.");
     }
 
     /// <summary>The rules of one LayerNorm (also what the Sequential builder checks as it is added).</summary>

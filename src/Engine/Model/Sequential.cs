@@ -10,7 +10,7 @@ using Backprop.Kernels;
 
 namespace Backprop.Engine;
 
-/// <summary>A stack of modules (Dense layers, each optionally followed by Dropout; LayerNorms; residual blocks) on an input of fixed width.</summary>
+/// <summary>A stack of modules (Dense layers, each optionally followed by Dropout; LayerNorms; BatchNorms; residual blocks) on an input of fixed width.</summary>
 public sealed class Sequential
 {
     private readonly List<ModuleSpec> _modules = new();
@@ -65,6 +65,18 @@ public sealed class Sequential
     }
 
     /// <summary>
+    /// Adds batch normalization over the batch (torch.nn.BatchNorm1d: learnable weight and bias, running statistics updated by
+    /// each training step with <paramref name="momentum"/>, used in inference) with <paramref name="eps"/>.
+    /// </summary>
+    public Sequential BatchNorm(double eps = 1e-5, double momentum = 0.1)
+    {
+        var norm = new BatchNormSpec(eps, momentum);
+        ModelSpec.CheckBatchNorm(At, norm);
+        Add(norm, 1, _width);
+        return this;
+    }
+
+    /// <summary>
     /// Adds a residual block y = x + f(x), f built by <paramref name="block"/> on a Sequential of this width; when f ends at
     /// another width, x goes through a learned projection (a Linear with bias) first.
     /// </summary>
@@ -102,7 +114,7 @@ public sealed class Sequential
     public ModelSpec ToSpec(LossKind loss, double labelSmoothing = 0, double huberDelta = 1.0) =>
         ModelSpec.FromModules(InputWidth, _modules.ToArray(), loss, labelSmoothing, huberDelta);
 
-    private static string Kind(ModuleSpec m) => m switch { LayerNormSpec => "LayerNorm", ResidualSpec => "Residual", _ => "Dense" };
+    private static string Kind(ModuleSpec m) => m switch { LayerNormSpec => "LayerNorm", BatchNormSpec => "BatchNorm", ResidualSpec => "Residual", _ => "Dense" };
 
     /// <summary>Compiles the network with <paramref name="options"/> into a trainable model (one plan, two native blocks).</summary>
     public Model Compile(TrainingOptions options)

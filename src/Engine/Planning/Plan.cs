@@ -5,9 +5,10 @@
 // here and nowhere else: executors run the ops as they come.
 //
 // Parameter block (64-byte aligned, each tensor starts on a 16-element boundary, gaps are zero):
-//   [ params: W0 b0 W1 b1 … | grads: same layout | state slot 0: same layout | slot 1 | slot 2 | micro grads ]
-// (in a tree, the parameters in depth-first module order: a LayerNorm's weight and bias where it sits,
-// a residual block's projection after its body).
+//   [ params: W0 b0 W1 b1 … | grads: same layout | state slot 0: same layout | slot 1 | slot 2 | micro grads | buffers ]
+// (in a tree, the parameters in depth-first module order: a norm's weight and bias where it sits, a
+// residual block's projection after its body; buffers: each BatchNorm's running mean, running variance
+// and num_batches_tracked, which no optimizer or exchange touches).
 // so the optimizer updates the whole block in one pass (params, grads and state share offsets). With
 // gradient accumulation a last section receives each later micro-batch's gradients, added into the
 // grads section in micro-batch order; across N processes each section is a multiple of 16·N elements,
@@ -47,6 +48,12 @@ public sealed record LayerSlots(Slot Weight, Slot Bias, Slot WeightGrad, Slot Bi
 /// <summary>Where one LayerNorm's tensors live: weight and bias (and their gradients), output, and each row's mean and 1/std [rows, 2].</summary>
 public sealed record NormSlots(Slot Weight, Slot Bias, Slot WeightGrad, Slot BiasGrad, Slot Output, Slot Stats);
 
+/// <summary>
+/// Where one BatchNorm's tensors live: weight and bias (and their gradients), output, the batch's mean and 1/std [2, features],
+/// and its buffers (running mean, running variance, num_batches_tracked) in the parameter block's buffer section.
+/// </summary>
+public sealed record BatchNormSlots(Slot Weight, Slot Bias, Slot WeightGrad, Slot BiasGrad, Slot Output, Slot Stats, Slot RunningMean, Slot RunningVar, Slot Tracked);
+
 /// <summary>Where one residual block's output lives, and its projection's Dense layer index (−1: none, the block keeps the width).</summary>
 public sealed record ResidualSlots(Slot Output, int Projection);
 
@@ -66,6 +73,12 @@ public sealed class Plan
     public IReadOnlyList<LayerSlots> Layers { get; }
     /// <summary>Per LayerNorm slots, in depth-first order.</summary>
     public IReadOnlyList<NormSlots> Norms { get; }
+    /// <summary>Per BatchNorm slots, in depth-first order.</summary>
+    public IReadOnlyList<BatchNormSlots> BatchNorms { get; }
+    /// <summary>The buffers (BatchNorm running statistics and counts) with their state_dict names, in block order; Grad does not exist.</summary>
+    public IReadOnlyList<PlanParameter> Buffers { get; }
+    /// <summary>Elements of the buffer section at the end of the parameter block.</summary>
+    public long BufferSection { get; }
     /// <summary>Per residual block slots, in depth-first order.</summary>
     public IReadOnlyList<ResidualSlots> Residuals { get; }
     /// <summary>Every parameter tensor, in the order of the parameter block.</summary>
@@ -82,7 +95,7 @@ public sealed class Plan
     /// <summary>Optimizer state slots.</summary>
     public int StateSlots { get; }
     /// <summary>Elements of the parameter block: (2 + StateSlots) sections, one more with gradient accumulation.</summary>
-    public long ParameterBlock => ParameterSection * (2 + StateSlots + (MicroGradients ? 1 : 0));
+    public long ParameterBlock => ParameterSection * (2 + StateSlots + (MicroGradients ? 1 : 0)) + BufferSection;
     /// <summary>Whether the block has a section for later micro-batches' gradients (gradient accumulation).</summary>
     public bool MicroGradients { get; }
     /// <summary>Rows of the activation block: the largest micro-batch (MaxBatch without accumulation or processes).</summary>
@@ -150,10 +163,9 @@ public sealed class Plan
         int world = options.Distributed?.Collectives.Size ?? 1;
         MicroBatches = options.Accumulate * world;
         int B = Rows = (options.MaxBatch + MicroBatches - 1) / MicroBatches;
-        // Across processes in deterministic mode every micro-batch's gradients go to the exchange, not to a local sum.
-        MicroGradients = options.Accumulate > 1 && (world == 1 || options.Distributed!.Mode == Training.ReductionMode.Fast);
-        int denseCount = 0, normCount = 0, residualCount = 0;
-        _nodes = Lower(spec.Tree, ref denseCount, ref normCount, ref residualCount);
+        // Across processes in deterministic mode every micro-batch's gradients go to the exchange, not to a local sum (set below).
+        int denseCount = 0, normCount = 0, residualCount = 0, batchNormCount = 0;
+        _nodes = Lower(spec.Tree, ref denseCount, ref normCount, ref residualCount, ref batchNormCount);
         if (_nodes[^1] is DenseNode { L: var last })
         {
             var ls = spec.Layers[last];
@@ -164,6 +176,10 @@ public sealed class Plan
         }
         var denseSites = spec.DenseSites;
         var normSites = spec.NormSites;
+        var bnSites = spec.BatchNormSites;
+        if (bnSites.Count > 0 && world > 1)
+            throw new ArgumentException($"module {bnSites[0].Prefix.TrimEnd('.')} (BatchNorm): data-parallel training keeps one set of running statistics per process; " +
+                "train a model with BatchNorm in one process (LayerNorm has no such state).");
 
         long p = 0;
         Slot Param(int rows, int cols)
@@ -176,26 +192,43 @@ public sealed class Plan
         var b = new Slot[L];
         var nw = new Slot[normSites.Count];
         var nb = new Slot[normSites.Count];
+        var bw = new Slot[bnSites.Count];
+        var bb = new Slot[bnSites.Count];
         // Parameters in depth-first module order (a plain stack: W0 b0 W1 b1 …).
-        foreach (var (isNorm, i) in Order(_nodes))
-        {
-            if (isNorm)
+        foreach (var (kind, i) in Order(_nodes))
+            switch (kind)
             {
-                nw[i] = Param(1, normSites[i].Width);
-                nb[i] = Param(1, normSites[i].Width);
-                ParameterCount += nw[i].Length + nb[i].Length;
+                case ParamKind.LayerNorm:
+                    nw[i] = Param(1, normSites[i].Width);
+                    nb[i] = Param(1, normSites[i].Width);
+                    ParameterCount += nw[i].Length + nb[i].Length;
+                    break;
+                case ParamKind.BatchNorm:
+                    bw[i] = Param(1, bnSites[i].Width);
+                    bb[i] = Param(1, bnSites[i].Width);
+                    ParameterCount += bw[i].Length + bb[i].Length;
+                    break;
+                default:
+                    w[i] = Param(spec.Layers[i].Units, spec.Width(i));
+                    b[i] = Param(1, spec.Layers[i].Units);
+                    ParameterCount += w[i].Length + b[i].Length;
+                    break;
             }
-            else
-            {
-                w[i] = Param(spec.Layers[i].Units, spec.Width(i));
-                b[i] = Param(1, spec.Layers[i].Units);
-                ParameterCount += w[i].Length + b[i].Length;
-            }
-        }
         ParameterExtent = p;
         long chunk = (long)Align * world;
         ParameterSection = (p + chunk - 1) / chunk * chunk;
         StateSlots = options.Optimizer.StateSlots;
+        MicroGradients = options.Accumulate > 1 && (world == 1 || options.Distributed!.Mode == Training.ReductionMode.Fast);
+        // The buffers after the last section: each BatchNorm's running mean, running variance and count.
+        long buffers = ParameterSection * (2 + StateSlots + (MicroGradients ? 1 : 0)), bufferStart = buffers;
+        Slot Buffer(int cols)
+        {
+            var s = new Slot(buffers, cols, 1, cols);
+            buffers += Round(cols);
+            return s;
+        }
+        var running = bnSites.Select(site => (Mean: Buffer(site.Width), Var: Buffer(site.Width), Tracked: Buffer(1))).ToArray();
+        BufferSection = buffers - bufferStart;
         if (ParameterBlock > int.MaxValue)
             throw new ArgumentException($"the model {Describe(spec)} has {ParameterCount:N0} parameters; with gradients and {StateSlots} optimizer state slot(s) that is " +
                 $"{ParameterBlock:N0} elements, more than a block holds ({int.MaxValue:N0}): use narrower layers.");
@@ -212,6 +245,7 @@ public sealed class Plan
         var layers = new LayerSlots[L];
         var norms = new NormSlots[normSites.Count];
         var residuals = new ResidualSlots[residualCount];
+        var batchNorms = new BatchNormSlots[batchNormCount];
         int maxWidth = spec.InputWidth;
         void Layout(Node[] seq)
         {
@@ -224,6 +258,15 @@ public sealed class Plan
                     case NormNode n:
                         norms[n.N] = new NormSlots(nw[n.N], nb[n.N], Grad(nw[n.N]), Grad(nb[n.N]), Act(normSites[n.N].Width), Act(2));
                         break;
+                    case BatchNormNode n:
+                    {
+                        int width = bnSites[n.N].Width;
+                        var stats = new Slot(a, 2L * width, 2, width);
+                        a += Round(2L * width);
+                        batchNorms[n.N] = new BatchNormSlots(bw[n.N], bb[n.N], Grad(bw[n.N]), Grad(bb[n.N]), Act(width), stats,
+                            running[n.N].Mean, running[n.N].Var, running[n.N].Tracked);
+                        break;
+                    }
                     case ResidualNode r:
                         Layout(r.Body);
                         if (r.Projection >= 0) layers[r.Projection] = DenseSlots(r.Projection);
@@ -242,8 +285,10 @@ public sealed class Plan
         }
         Layout(_nodes);
         foreach (var n in normSites) maxWidth = Math.Max(maxWidth, n.Width);
+        foreach (var n in bnSites) maxWidth = Math.Max(maxWidth, n.Width);
         Layers = layers;
         Norms = norms;
+        BatchNorms = batchNorms;
         Residuals = residuals;
         var outValue = OutputOf(_nodes);
         Output = outValue.Infer;
@@ -264,31 +309,48 @@ public sealed class Plan
                 $"({int.MaxValue:N0}): use a smaller batch or narrower layers.");
 
         var parameters = new List<PlanParameter>();
-        foreach (var (isNorm, i) in Order(_nodes))
-        {
-            if (isNorm)
+        var buffersList = new List<PlanParameter>();
+        foreach (var (kind, i) in Order(_nodes))
+            switch (kind)
             {
-                var (pw, pb) = (normSites[i].Prefix + "weight", normSites[i].Prefix + "bias");
-                parameters.Add(new PlanParameter(pw, norms[i].Weight, norms[i].WeightGrad, [norms[i].Weight.Cols], -1));
-                parameters.Add(new PlanParameter(pb, norms[i].Bias, norms[i].BiasGrad, [norms[i].Bias.Cols], -1));
+                case ParamKind.LayerNorm:
+                {
+                    var (pw, pb) = (normSites[i].Prefix + "weight", normSites[i].Prefix + "bias");
+                    parameters.Add(new PlanParameter(pw, norms[i].Weight, norms[i].WeightGrad, [norms[i].Weight.Cols], -1));
+                    parameters.Add(new PlanParameter(pb, norms[i].Bias, norms[i].BiasGrad, [norms[i].Bias.Cols], -1));
+                    break;
+                }
+                case ParamKind.BatchNorm:
+                {
+                    var (site, bn) = (bnSites[i].Prefix, batchNorms[i]);
+                    parameters.Add(new PlanParameter(site + "weight", bn.Weight, bn.WeightGrad, [bn.Weight.Cols], -1));
+                    parameters.Add(new PlanParameter(site + "bias", bn.Bias, bn.BiasGrad, [bn.Bias.Cols], -1));
+                    buffersList.Add(new PlanParameter(site + "running_mean", bn.RunningMean, Slot.None, [bn.RunningMean.Cols], -1));
+                    buffersList.Add(new PlanParameter(site + "running_var", bn.RunningVar, Slot.None, [bn.RunningVar.Cols], -1));
+                    buffersList.Add(new PlanParameter(site + "num_batches_tracked", bn.Tracked, Slot.None, [], -1));
+                    break;
+                }
+                default:
+                {
+                    var (pw, pb) = (denseSites[i].Prefix + "weight", denseSites[i].Prefix + "bias");
+                    parameters.Add(new PlanParameter(pw, layers[i].Weight, layers[i].WeightGrad, [layers[i].Weight.Rows, layers[i].Weight.Cols], i));
+                    parameters.Add(new PlanParameter(pb, layers[i].Bias, layers[i].BiasGrad, [layers[i].Bias.Cols], i));
+                    break;
+                }
             }
-            else
-            {
-                var (pw, pb) = (denseSites[i].Prefix + "weight", denseSites[i].Prefix + "bias");
-                parameters.Add(new PlanParameter(pw, layers[i].Weight, layers[i].WeightGrad, [layers[i].Weight.Rows, layers[i].Weight.Cols], i));
-                parameters.Add(new PlanParameter(pb, layers[i].Bias, layers[i].BiasGrad, [layers[i].Bias.Cols], i));
-            }
-        }
         Parameters = parameters.AsReadOnly();
+        Buffers = buffersList.AsReadOnly();
 
+        // Only a step moves the BatchNorms' running statistics: Loss and Gradients evaluate without changing the model.
         PlanOp[] loss = [.. Forward(training: true), Loss()];
+        PlanOp[] stepLoss = [.. Forward(training: true, updateRunning: true), Loss()];
         InferenceOps = Array.AsReadOnly(Forward(training: false).ToArray());
         LossOps = Array.AsReadOnly(loss);
-        TrainingOps = Array.AsReadOnly<PlanOp>([.. loss, .. Backward(inputGradient: false), new OptimizerUpdateOp()]);
-        MicroFirstOps = Array.AsReadOnly<PlanOp>([.. loss, .. Backward(inputGradient: false)]);
+        TrainingOps = Array.AsReadOnly<PlanOp>([.. stepLoss, .. Backward(inputGradient: false), new OptimizerUpdateOp()]);
+        MicroFirstOps = Array.AsReadOnly<PlanOp>([.. stepLoss, .. Backward(inputGradient: false)]);
         long micro = (2 + StateSlots) * ParameterSection;
         MicroNextOps = Array.AsReadOnly<PlanOp>(MicroGradients
-            ? [.. loss, .. Backward(inputGradient: false, gradientShift: micro - ParameterSection),
+            ? [.. stepLoss, .. Backward(inputGradient: false, gradientShift: micro - ParameterSection),
                 new AccumulateGradientsOp(new Slot(micro, ParameterSection, 1, 0), new Slot(ParameterSection, ParameterSection, 1, 0))]
             : []);
         UpdateOps = Array.AsReadOnly<PlanOp>([new OptimizerUpdateOp()]);
@@ -302,12 +364,14 @@ public sealed class Plan
     private sealed record DenseNode(int L) : Node;
     private sealed record NormNode(int N) : Node;
     private sealed record ResidualNode(int R, Node[] Body, int Projection, int Width) : Node;
+    private sealed record BatchNormNode(int N) : Node;
+    private enum ParamKind { Dense, LayerNorm, BatchNorm }
 
     private readonly Node[] _nodes;
     private Slot[] _gradients;
     private int _poolHigh, _inputGradientSlot;
 
-    private Node[] Lower(IReadOnlyList<ModuleSpec> mods, ref int dense, ref int norm, ref int residual)
+    private Node[] Lower(IReadOnlyList<ModuleSpec> mods, ref int dense, ref int norm, ref int residual, ref int batchNorm)
     {
         var nodes = new Node[mods.Count];
         for (int i = 0; i < mods.Count; i++)
@@ -319,9 +383,12 @@ public sealed class Plan
                 case LayerNormSpec:
                     nodes[i] = new NormNode(norm++);
                     break;
+                case BatchNormSpec:
+                    nodes[i] = new BatchNormNode(batchNorm++);
+                    break;
                 case ResidualSpec r:
                     int rIndex = residual++;
-                    var body = Lower(r.Body, ref dense, ref norm, ref residual);
+                    var body = Lower(r.Body, ref dense, ref norm, ref residual, ref batchNorm);
                     int outW = WidthOf(body[^1]);
                     int inWidth = InputWidthOf(body[0]);
                     nodes[i] = new ResidualNode(rIndex, body, outW != inWidth ? dense++ : -1, outW);
@@ -334,6 +401,7 @@ public sealed class Plan
     {
         DenseNode d => Spec.Layers[d.L].Units,
         NormNode m => Spec.NormSites[m.N].Width,
+        BatchNormNode m => Spec.BatchNormSites[m.N].Width,
         ResidualNode r => r.Width,
         _ => throw new InvalidOperationException($"unknown node {n}"),
     };
@@ -342,21 +410,23 @@ public sealed class Plan
     {
         DenseNode d => Spec.Width(d.L),
         NormNode m => Spec.NormSites[m.N].Width,
+        BatchNormNode m => Spec.BatchNormSites[m.N].Width,
         ResidualNode r => InputWidthOf(r.Body[0]),
         _ => throw new InvalidOperationException($"unknown node {n}"),
     };
 
     // Parameter order: depth-first, a residual block's projection after its body.
-    private static IEnumerable<(bool IsNorm, int Index)> Order(Node[] seq)
+    private static IEnumerable<(ParamKind Kind, int Index)> Order(Node[] seq)
     {
         foreach (var node in seq)
             switch (node)
             {
-                case DenseNode d: yield return (false, d.L); break;
-                case NormNode n: yield return (true, n.N); break;
+                case DenseNode d: yield return (ParamKind.Dense, d.L); break;
+                case NormNode n: yield return (ParamKind.LayerNorm, n.N); break;
+                case BatchNormNode n: yield return (ParamKind.BatchNorm, n.N); break;
                 case ResidualNode r:
                     foreach (var x in Order(r.Body)) yield return x;
-                    if (r.Projection >= 0) yield return (false, r.Projection);
+                    if (r.Projection >= 0) yield return (ParamKind.Dense, r.Projection);
                     break;
             }
     }
@@ -374,6 +444,7 @@ public sealed class Plan
     {
         DenseNode d => new Value(Layers[d.L].Next, Layers[d.L].Output, d.L),
         NormNode m => new Value(Norms[m.N].Output, Norms[m.N].Output, -1),
+        BatchNormNode m => new Value(BatchNorms[m.N].Output, BatchNorms[m.N].Output, -1),
         ResidualNode r => new Value(Residuals[r.R].Output, Residuals[r.R].Output, -1),
         _ => throw new InvalidOperationException($"unknown node {n}"),
     };
@@ -395,12 +466,15 @@ public sealed class Plan
     // A gradient slot used at a narrower width: same place, [MaxBatch, cols].
     private static Slot Width(Slot s, int cols) => s with { Length = (long)s.Rows * cols, Cols = cols };
 
-    private List<PlanOp> Forward(bool training)
+    private List<PlanOp> Forward(bool training, bool updateRunning = false)
     {
         var ops = new List<PlanOp>();
+        _updateRunning = updateRunning;
         Fwd(_nodes, InputValue, training, ops);
         return ops;
     }
+
+    private bool _updateRunning;
 
     private Value Fwd(Node[] seq, Value x, bool training, List<PlanOp> ops)
     {
@@ -420,6 +494,14 @@ public sealed class Plan
             {
                 var s = Norms[n.N];
                 ops.Add(new LayerNormFwdOp(n.N, Spec.NormSites[n.N].Norm.Eps, x.Get(training), s.Weight, s.Bias, s.Output, s.Stats));
+                break;
+            }
+            case BatchNormNode n:
+            {
+                var s = BatchNorms[n.N];
+                var bn = Spec.BatchNormSites[n.N].Norm;
+                ops.Add(new BatchNormFwdOp(n.N, bn.Eps, bn.Momentum, training, training && _updateRunning, x.Get(training), s.Weight, s.Bias, s.Output, s.Stats,
+                    s.RunningMean, s.RunningVar, s.Tracked));
                 break;
             }
             case ResidualNode r:
@@ -520,6 +602,16 @@ public sealed class Plan
                 Release(g);
                 return dst;
             }
+            case BatchNormNode n:
+            {
+                var s = BatchNorms[n.N];
+                int w = s.Output.Cols;
+                int dst = needInput ? Take() : -1;
+                ops.Add(new BatchNormBwdOp(n.N, G(g, w), x.Train, s.Weight, s.Stats, s.WeightGrad with { Offset = s.WeightGrad.Offset + shift },
+                    s.BiasGrad with { Offset = s.BiasGrad.Offset + shift }, needInput ? G(dst, w) : Slot.None, deriv));
+                Release(g);
+                return dst;
+            }
             case ResidualNode r:
             {
                 int outW = r.Width, inW = x.Train.Cols;
@@ -590,6 +682,9 @@ public sealed class Plan
         }
         for (int n = 0; n < Norms.Count; n++)
             sb.AppendLine($"  layer norm {n}: weight[{Norms[n].Weight.Cols}]@{Norms[n].Weight.Offset} bias@{Norms[n].Bias.Offset} out@{Norms[n].Output.Offset} stats@{Norms[n].Stats.Offset}");
+        for (int n = 0; n < BatchNorms.Count; n++)
+            sb.AppendLine($"  batch norm {n}: weight[{BatchNorms[n].Weight.Cols}]@{BatchNorms[n].Weight.Offset} bias@{BatchNorms[n].Bias.Offset} out@{BatchNorms[n].Output.Offset} " +
+                $"stats@{BatchNorms[n].Stats.Offset} running mean@{BatchNorms[n].RunningMean.Offset} var@{BatchNorms[n].RunningVar.Offset} tracked@{BatchNorms[n].Tracked.Offset}");
         for (int r = 0; r < Residuals.Count; r++)
             sb.AppendLine($"  residual {r}: out@{Residuals[r].Output.Offset}" + (Residuals[r].Projection >= 0 ? $" projection: layer {Residuals[r].Projection}" : ""));
         sb.AppendLine($"  step: {string.Join(" → ", TrainingOps)}");

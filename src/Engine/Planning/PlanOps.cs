@@ -133,3 +133,25 @@ public sealed record ActivationBwdOp(int Layer, Derivative Derivative, Slot Src,
     /// <inheritdoc />
     public override string Kind => "ActivationBwd";
 }
+
+/// <summary>
+/// Batch normalization of Src over the batch into Dst. Training: the batch's mean and 1/sqrt(var + Eps) per feature into Stats
+/// [2, features], and (UpdateRunning) the running statistics moved by Momentum and Tracked incremented; inference: the running
+/// statistics normalize (RunningMean, RunningVar and Tracked live in the parameter block's buffer section).
+/// </summary>
+public sealed record BatchNormFwdOp(int Layer, double Eps, double Momentum, bool Training, bool UpdateRunning, Slot Src, Slot Weight, Slot Bias, Slot Dst, Slot Stats,
+    Slot RunningMean, Slot RunningVar, Slot Tracked) : PlanOp(Layer)
+{
+    /// <inheritdoc />
+    public override string Kind => "BatchNormFwd";
+}
+
+/// <summary>
+/// WeightGrad = Σ_batch DiffDst ⊙ x̂, BiasGrad = Σ_batch DiffDst, and (when DiffSrc exists) DiffSrc, the gradient of Src through
+/// the batch statistics, then ⊙ the producer's <see cref="Derivative"/>.
+/// </summary>
+public sealed record BatchNormBwdOp(int Layer, Slot DiffDst, Slot Src, Slot Weight, Slot Stats, Slot WeightGrad, Slot BiasGrad, Slot DiffSrc, Derivative Derivative) : PlanOp(Layer)
+{
+    /// <inheritdoc />
+    public override string Kind => "BatchNormBwd";
+}

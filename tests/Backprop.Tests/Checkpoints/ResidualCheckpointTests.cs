@@ -24,7 +24,7 @@ public class ResidualCheckpointTests
 
     private static Sequential Tree() => new Sequential(6).Dense(10, "relu").Dropout(0.1)
         .Residual(b => b.Dense(10, "gelu").LayerNorm().Residual(c => c.Dense(10, "tanh")))
-        .Residual(b => b.Dense(7, "silu").Dropout(0.2)).LayerNorm(1e-3).Dense(4);
+        .Residual(b => b.Dense(7, "silu").Dropout(0.2).BatchNorm()).LayerNorm(1e-3).Dense(4);
 
     private static Model Net(ulong seed = 1) => Tree().Compile(new TrainingOptions
     {
@@ -36,7 +36,8 @@ public class ResidualCheckpointTests
         for (int t = 0; t < steps; t++) m.Step(TestData.Floats(8 * 6, 100 + offset + t), [0, 1, 2, 3, 0, 1, 2, 3]);
     }
 
-    private static int[] Bits(Model m) => m.Parameters.SelectMany(p => m.Parameter(p.Name).ToArray()).Select(BitConverter.SingleToInt32Bits).ToArray();
+    private static int[] Bits(Model m) => m.Parameters.SelectMany(p => m.Parameter(p.Name).ToArray())
+        .Concat(m.Buffers.SelectMany(b => m.Buffer(b.Name).ToArray())).Select(BitConverter.SingleToInt32Bits).ToArray();
 
     [Test]
     public void Weights_RoundTrip_WithTheTreesNamesAndShapes()
@@ -46,7 +47,9 @@ public class ResidualCheckpointTests
         string path = Path.Combine(_dir, "w.safetensors");
         Checkpoint.SaveWeights(a, path);
         var f = SafeTensorsFile.Read(path);
-        Assert.That(f.Tensors.Keys, Is.EquivalentTo(a.Parameters.Select(p => p.Name)));
+        Assert.That(f.Tensors.Keys, Is.EquivalentTo(a.Parameters.Concat(a.Buffers).Select(p => p.Name)));
+        Assert.That(f.Tensors["4.body.3.num_batches_tracked"].Shape, Is.Empty);
+        Assert.That(f.ReadFloat("4.body.3.num_batches_tracked"), Is.EqualTo(new[] { 3f }), "three steps");
         Assert.That(f.Tensors.Keys, Does.Contain("3.body.2.weight").And.Contain("3.body.3.body.0.weight").And.Contain("4.proj.weight").And.Contain("5.weight").And.Contain("6.weight"));
         Assert.That(f.Tensors["3.body.2.weight"].Shape, Is.EqualTo(new[] { 10 }), "a LayerNorm's weight is 1-D, as torch's");
         Assert.That(f.Tensors["4.proj.weight"].Shape, Is.EqualTo(new[] { 7, 10 }));
@@ -90,7 +93,7 @@ public class ResidualCheckpointTests
             .Residual(b => b.Dense(7, "silu")).LayerNorm().Dense(4).Compile(new TrainingOptions { MaxBatch = 8, Threads = 1 });
         var before = Bits(other);
         var e = Assert.Throws<InvalidDataException>(() => Checkpoint.LoadWeights(other, ModelFile.Read(path)));
-        Assert.That(e!.Message, Does.Contain("6-10-[10-LN-[10]]-[7]-LN-4 model; this model is 6-10-LN-[10-[10]]-[7]-LN-4"));
+        Assert.That(e!.Message, Does.Contain("6-10-[10-LN-[10]]-[7-BN]-LN-4 model; this model is 6-10-LN-[10-[10]]-[7]-LN-4"));
         Assert.Throws<InvalidDataException>(() => Checkpoint.LoadWeights(other, path));
         Assert.That(Bits(other), Is.EqualTo(before));
         // A plain stack cannot take a tree's file either.
