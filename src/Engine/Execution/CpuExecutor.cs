@@ -102,23 +102,20 @@ internal sealed unsafe class CpuExecutor<T, TDense> : IExecutor<T>
                     }
                     break;
                 case LayerNormFwdOp n:
-                    LayerNorm.Forward(_ctx.Isa, batch, n.Src.Cols, n.Eps, At(n.Src), Param(n.Weight), Param(n.Bias), At(n.Dst), At(n.Stats));
+                    LayerNorm.Forward(_ctx, batch, n.Src.Cols, n.Eps, At(n.Src), Param(n.Weight), Param(n.Bias), At(n.Dst), At(n.Stats));
                     break;
                 case LayerNormBwdOp n:
-                    LayerNorm.Backward(_ctx.Isa, batch, n.DiffDst.Cols, At(n.DiffDst), At(n.Src), Param(n.Weight), At(n.Stats), Param(n.WeightGrad), Param(n.BiasGrad), At(n.DiffSrc));
+                    LayerNorm.Backward(_ctx, batch, n.DiffDst.Cols, At(n.DiffDst), At(n.Src), Param(n.Weight), At(n.Stats), Param(n.WeightGrad), Param(n.BiasGrad), At(n.DiffSrc));
                     if (!Accumulate.AllFinite(_ctx.Isa, Param(n.WeightGrad), n.WeightGrad.Length) || !Accumulate.AllFinite(_ctx.Isa, Param(n.BiasGrad), n.BiasGrad.Length)) *_nonFinite = 1;
                     overlap?.LayerReady((float*)Param(n.WeightGrad), n.BiasGrad.Offset + n.BiasGrad.Length - n.WeightGrad.Offset);
                     if (n.DiffSrc.Exists) ApplyDerivative(n.Derivative, n.DiffSrc, batch, step, rowOffset);
                     break;
                 case BatchNormFwdOp n:
-                    if (n.Training)
-                        BatchNorm.ForwardTraining(_ctx.Isa, batch, n.Src.Cols, n.Eps, n.Momentum, At(n.Src), Param(n.Weight), Param(n.Bias), At(n.Dst), At(n.Stats),
-                            n.UpdateRunning ? Param(n.RunningMean) : null, Param(n.RunningVar), Param(n.Tracked));
-                    else
-                        BatchNorm.ForwardInference(_ctx.Isa, batch, n.Src.Cols, n.Eps, At(n.Src), Param(n.Weight), Param(n.Bias), At(n.Dst), At(n.Stats), Param(n.RunningMean), Param(n.RunningVar));
+                    BatchNorm.Forward(_ctx, n.Training, batch, n.Src.Cols, n.Eps, n.Momentum, At(n.Src), Param(n.Weight), Param(n.Bias), At(n.Dst), At(n.Stats),
+                        n.UpdateRunning || !n.Training ? Param(n.RunningMean) : null, Param(n.RunningVar), Param(n.Tracked));
                     break;
                 case BatchNormBwdOp n:
-                    BatchNorm.Backward(_ctx.Isa, batch, n.DiffDst.Cols, At(n.DiffDst), At(n.Src), Param(n.Weight), At(n.Stats), Param(n.WeightGrad), Param(n.BiasGrad), At(n.DiffSrc));
+                    BatchNorm.Backward(_ctx, batch, n.DiffDst.Cols, At(n.DiffDst), At(n.Src), Param(n.Weight), At(n.Stats), Param(n.WeightGrad), Param(n.BiasGrad), At(n.DiffSrc));
                     if (!Accumulate.AllFinite(_ctx.Isa, Param(n.WeightGrad), n.WeightGrad.Length) || !Accumulate.AllFinite(_ctx.Isa, Param(n.BiasGrad), n.BiasGrad.Length)) *_nonFinite = 1;
                     overlap?.LayerReady((float*)Param(n.WeightGrad), n.BiasGrad.Offset + n.BiasGrad.Length - n.WeightGrad.Offset);
                     if (n.DiffSrc.Exists) ApplyDerivative(n.Derivative, n.DiffSrc, batch, step, rowOffset);

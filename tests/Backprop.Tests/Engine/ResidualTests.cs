@@ -395,12 +395,67 @@ public class ResidualTests
 
     private static float[] Train(int threads, Backend backend = Backend.Cpu, int steps = 12, OptimizerSettings? optimizer = null)
     {
-        using var m = new Sequential(20).Dense(32, "relu").Dropout(0.1)
-            .Residual(b => b.Dense(32, "gelu").LayerNorm()).Residual(b => b.Dense(16, "relu").Dropout(0.2)).BatchNorm().LayerNorm().Dense(5)
+        // Wide enough (64 x 384 values) that the norms split their work over the threads.
+        using var m = new Sequential(20).Dense(384, "relu").Dropout(0.1)
+            .Residual(b => b.Dense(384, "gelu").LayerNorm()).Residual(b => b.Dense(272, "relu").Dropout(0.2)).BatchNorm().LayerNorm().Dense(5)
             .Compile(new TrainingOptions { MaxBatch = 64, Threads = threads, Seed = 9, Backend = backend, Optimizer = optimizer ?? new Adam { LearningRate = 1e-3 } });
         for (int t = 0; t < steps; t++)
             m.Step(TestData.Floats(64 * 20, 50 + t, -2, 2), Enumerable.Range(0, 64).Select(i => (i * 7 + t) % 5).ToArray());
         return m.Parameters.SelectMany(p => m.Parameter(p.Name).ToArray()).Concat(m.Buffers.SelectMany(b => m.Buffer(b.Name).ToArray())).ToArray();
+    }
+
+    [Test]
+    public unsafe void NormKernels_OnAContext_AreBitIdenticalToOneThread([Values(1, 2, 3)] int threads)
+    {
+        // 37 rows of 1000 features: rows and features split unevenly, feature ranges not ending on a vector.
+        const int rows = 37, cols = 1000;
+        var x = TestData.Floats(rows * cols, 1, -3, 5);
+        var dy = TestData.Floats(rows * cols, 2);
+        var w = TestData.Floats(cols, 3, 0.5f, 1.5f);
+        var b = TestData.Floats(cols, 4);
+        float[] Run(Action<nint, nint, nint, nint, nint> body)
+        {
+            var outs = new float[5][];
+            outs[0] = new float[rows * cols]; outs[1] = new float[2 * Math.Max(rows, cols)]; outs[2] = new float[cols]; outs[3] = new float[cols]; outs[4] = new float[rows * cols];
+            fixed (float* o0 = outs[0], o1 = outs[1], o2 = outs[2], o3 = outs[3], o4 = outs[4]) body((nint)o0, (nint)o1, (nint)o2, (nint)o3, (nint)o4);
+            return outs.SelectMany(o => o).ToArray();
+        }
+        using var ctx = new CpuContext(threads);
+        fixed (float* px = x, pdy = dy, pw = w, pb = b)
+        {
+            float* X = px, Dy = pdy, W = pw, B = pb;
+            var one = Run((y, st, dw, db, dx) =>
+            {
+                Backprop.Kernels.Cpu.Ops.LayerNorm.Forward(CpuIsa.Supported, rows, cols, 1e-5, X, W, B, (float*)y, (float*)st);
+                Backprop.Kernels.Cpu.Ops.LayerNorm.Backward(CpuIsa.Supported, rows, cols, Dy, X, W, (float*)st, (float*)dw, (float*)db, (float*)dx);
+            });
+            var many = Run((y, st, dw, db, dx) =>
+            {
+                Backprop.Kernels.Cpu.Ops.LayerNorm.Forward(ctx, rows, cols, 1e-5, X, W, B, (float*)y, (float*)st);
+                Backprop.Kernels.Cpu.Ops.LayerNorm.Backward(ctx, rows, cols, Dy, X, W, (float*)st, (float*)dw, (float*)db, (float*)dx);
+            });
+            Assert.That(many, Is.EqualTo(one), $"LayerNorm on {threads} thread(s)");
+            var rm1 = new float[cols]; var rv1 = Enumerable.Repeat(1f, cols).ToArray(); var t1 = new float[1];
+            var rm2 = new float[cols]; var rv2 = Enumerable.Repeat(1f, cols).ToArray(); var t2 = new float[1];
+            fixed (float* prm1 = rm1, prv1 = rv1, pt1 = t1, prm2 = rm2, prv2 = rv2, pt2 = t2)
+            {
+                float* RM1 = prm1, RV1 = prv1, T1 = pt1, RM2 = prm2, RV2 = prv2, T2 = pt2;
+                var bn1 = Run((y, st, dw, db, dx) =>
+                {
+                    Backprop.Kernels.Cpu.Ops.BatchNorm.ForwardTraining(CpuIsa.Supported, rows, cols, 1e-5, 0.1, X, W, B, (float*)y, (float*)st, RM1, RV1, T1);
+                    Backprop.Kernels.Cpu.Ops.BatchNorm.Backward(CpuIsa.Supported, rows, cols, Dy, X, W, (float*)st, (float*)dw, (float*)db, (float*)dx);
+                });
+                var bn2 = Run((y, st, dw, db, dx) =>
+                {
+                    Backprop.Kernels.Cpu.Ops.BatchNorm.Forward(ctx, true, rows, cols, 1e-5, 0.1, X, W, B, (float*)y, (float*)st, RM2, RV2, T2);
+                    Backprop.Kernels.Cpu.Ops.BatchNorm.Backward(ctx, rows, cols, Dy, X, W, (float*)st, (float*)dw, (float*)db, (float*)dx);
+                });
+                Assert.That(bn2, Is.EqualTo(bn1), $"BatchNorm on {threads} thread(s)");
+            }
+            Assert.That(rm2, Is.EqualTo(rm1));
+            Assert.That(rv2, Is.EqualTo(rv1));
+            Assert.That(t2, Is.EqualTo(new[] { 1f }), "the count moves once, not once per part");
+        }
     }
 
     [Test]

@@ -8,9 +8,11 @@
 //              dx = weight · rstd / n · (n·dy − dbias − x̂ ⊙ dweight)
 // Rows are added in order, so the results do not depend on a thread split; the variance takes a second
 // pass over the rows (no cancellation for features with a large mean). A constant feature has var = 0,
-// x̂ = 0 and y = bias, as in torch.
+// x̂ = 0 and y = bias, as in torch. On a context the features are split over its threads (each one's
+// statistics and gradients still add every row in order), so the results are the same on any thread count.
 using System.Numerics;
 using System.Runtime.Intrinsics;
+using Backprop.Kernels.Threading;
 
 namespace Backprop.Kernels.Cpu.Ops;
 
@@ -20,24 +22,89 @@ public static unsafe class BatchNorm
     /// <summary>
     /// Training forward: batch statistics into <paramref name="stats"/> [2, cols] (mean, then rstd), y, and — when
     /// <paramref name="runningMean"/> is not null — the running statistics moved by <paramref name="momentum"/> and
-    /// <paramref name="tracked"/>[0] incremented. Needs rows ≥ 2 when updating the running variance (its n/(n − 1)).
+    /// <paramref name="tracked"/>[0] incremented.
     /// </summary>
     public static void ForwardTraining<T>(Isa isa, int rows, int cols, double eps, double momentum, T* x, T* weight, T* bias, T* y, T* stats,
+        T* runningMean, T* runningVar, T* tracked) where T : unmanaged, IFloatingPointIeee754<T> =>
+        Training(isa, rows, cols, cols, eps, momentum, x, weight, bias, y, stats, stats + cols, runningMean, runningVar, tracked);
+
+    /// <summary>Inference forward with the running statistics; <paramref name="stats"/> [2, cols] is scratch (receives them as mean and rstd).</summary>
+    public static void ForwardInference<T>(Isa isa, int rows, int cols, double eps, T* x, T* weight, T* bias, T* y, T* stats, T* runningMean, T* runningVar)
+        where T : unmanaged, IFloatingPointIeee754<T> =>
+        Inference(isa, rows, cols, cols, eps, x, weight, bias, y, stats, stats + cols, runningMean, runningVar);
+
+    /// <summary>dweight and dbias (overwritten) and, when <paramref name="dx"/> is not null, dx, from the training forward's x and stats.</summary>
+    public static void Backward<T>(Isa isa, int rows, int cols, T* dy, T* x, T* weight, T* stats, T* dweight, T* dbias, T* dx) where T : unmanaged, IFloatingPointIeee754<T> =>
+        Bwd(isa, rows, cols, cols, dy, x, weight, stats, stats + cols, dweight, dbias, dx);
+
+    /// <summary>The forward (training when <paramref name="training"/>, else inference) over the threads of <paramref name="ctx"/>, the features split.</summary>
+    public static void Forward<T>(CpuContext ctx, bool training, int rows, int cols, double eps, double momentum, T* x, T* weight, T* bias, T* y, T* stats,
         T* runningMean, T* runningVar, T* tracked) where T : unmanaged, IFloatingPointIeee754<T>
     {
-        T* mean = stats, rstd = stats + cols;
+        var job = new Job<T>
+        {
+            Isa = ctx.Isa, Kind = training ? 0 : 1, Rows = rows, Cols = cols, Eps = eps, Momentum = momentum, X = x, W = weight, B = bias, Y = y, Stats = stats,
+            RunningMean = runningMean, RunningVar = runningVar, Tracked = tracked,
+        };
+        ctx.Pool.Run(ref job, Parts(ctx, rows, cols));
+    }
+
+    /// <summary>The backward over the threads of <paramref name="ctx"/>, the features split.</summary>
+    public static void Backward<T>(CpuContext ctx, int rows, int cols, T* dy, T* x, T* weight, T* stats, T* dweight, T* dbias, T* dx) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        var job = new Job<T> { Isa = ctx.Isa, Kind = 2, Rows = rows, Cols = cols, Dy = dy, X = x, W = weight, Stats = stats, Dw = dweight, Db = dbias, Dx = dx };
+        ctx.Pool.Run(ref job, Parts(ctx, rows, cols));
+    }
+
+    private static int Parts(CpuContext ctx, int rows, int cols) => (long)rows * cols < 16384 ? 1 : Math.Max(1, Math.Min(ctx.Threads, (cols + 15) / 16));
+
+    private struct Job<T> : IParallelJob where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        public Isa Isa;
+        public int Kind, Rows, Cols;
+        public double Eps, Momentum;
+        public T* X, W, B, Y, Stats, RunningMean, RunningVar, Tracked, Dy, Dw, Db, Dx;
+
+        public readonly void Execute(int part, int parts)
+        {
+            int units = (Cols + 15) / 16;
+            int c0 = Math.Min(Cols, units * part / parts * 16), c1 = Math.Min(Cols, units * (part + 1) / parts * 16);
+            if (c1 <= c0) return;
+            T* mean = Stats + c0, rstd = Stats + Cols + c0;
+            int w = c1 - c0;
+            switch (Kind)
+            {
+                case 0:
+                    Training(Isa, Rows, w, Cols, Eps, Momentum, X + c0, W + c0, B + c0, Y + c0, mean, rstd, RunningMean == null ? null : RunningMean + c0,
+                        RunningVar + c0, part == 0 ? Tracked : null);
+                    break;
+                case 1:
+                    Inference(Isa, Rows, w, Cols, Eps, X + c0, W + c0, B + c0, Y + c0, mean, rstd, RunningMean + c0, RunningVar + c0);
+                    break;
+                default:
+                    Bwd(Isa, Rows, w, Cols, Dy + c0, X + c0, W + c0, mean, rstd, Dw + c0, Db + c0, Dx == null ? null : Dx + c0);
+                    break;
+            }
+        }
+    }
+
+    // The kernels on `cols` features of rows `ld` apart (a column range of a wider array). runningMean null: no running update;
+    // tracked null: no count (the part that is not the first).
+    private static void Training<T>(Isa isa, int rows, int cols, int ld, double eps, double momentum, T* x, T* weight, T* bias, T* y, T* mean, T* rstd,
+        T* runningMean, T* runningVar, T* tracked) where T : unmanaged, IFloatingPointIeee754<T>
+    {
         new Span<T>(mean, cols).Clear();
         new Span<T>(rstd, cols).Clear();
         for (int r = 0; r < rows; r++)
         {
-            var k = new AddKernel<T> { Src = x + (nint)r * cols, Dst = mean };
+            var k = new AddKernel<T> { Src = x + (nint)r * ld, Dst = mean };
             VectorLadder.Run<T, AddKernel<T>>(isa, ref k, cols);
         }
         T n = T.CreateChecked(rows), e = T.CreateChecked(eps);
         for (int c = 0; c < cols; c++) mean[c] /= n;
         for (int r = 0; r < rows; r++)
         {
-            var k = new SquaredDeviationKernel<T> { X = x + (nint)r * cols, Mean = mean, Sum = rstd };
+            var k = new SquaredDeviationKernel<T> { X = x + (nint)r * ld, Mean = mean, Sum = rstd };
             VectorLadder.Run<T, SquaredDeviationKernel<T>>(isa, ref k, cols);
         }
         if (runningMean != null)
@@ -48,44 +115,40 @@ public static unsafe class BatchNorm
                 runningMean[c] = keep * runningMean[c] + m * mean[c];
                 runningVar[c] = keep * runningVar[c] + m * (rstd[c] / n * unbias);
             }
-            tracked[0] += T.One;
+            if (tracked != null) tracked[0] += T.One;
         }
         for (int c = 0; c < cols; c++) rstd[c] = T.One / T.Sqrt(rstd[c] / n + e);
-        Normalize(isa, rows, cols, x, mean, rstd, weight, bias, y);
+        Normalize(isa, rows, cols, ld, x, mean, rstd, weight, bias, y);
     }
 
-    /// <summary>Inference forward with the running statistics; <paramref name="stats"/> [2, cols] is scratch (receives them as mean and rstd).</summary>
-    public static void ForwardInference<T>(Isa isa, int rows, int cols, double eps, T* x, T* weight, T* bias, T* y, T* stats, T* runningMean, T* runningVar)
+    private static void Inference<T>(Isa isa, int rows, int cols, int ld, double eps, T* x, T* weight, T* bias, T* y, T* mean, T* rstd, T* runningMean, T* runningVar)
         where T : unmanaged, IFloatingPointIeee754<T>
     {
-        T* mean = stats, rstd = stats + cols;
         T e = T.CreateChecked(eps);
         for (int c = 0; c < cols; c++)
         {
             mean[c] = runningMean[c];
             rstd[c] = T.One / T.Sqrt(runningVar[c] + e);
         }
-        Normalize(isa, rows, cols, x, mean, rstd, weight, bias, y);
+        Normalize(isa, rows, cols, ld, x, mean, rstd, weight, bias, y);
     }
 
-    private static void Normalize<T>(Isa isa, int rows, int cols, T* x, T* mean, T* rstd, T* weight, T* bias, T* y) where T : unmanaged, IFloatingPointIeee754<T>
+    private static void Normalize<T>(Isa isa, int rows, int cols, int ld, T* x, T* mean, T* rstd, T* weight, T* bias, T* y) where T : unmanaged, IFloatingPointIeee754<T>
     {
         for (int r = 0; r < rows; r++)
         {
-            var k = new NormalizeKernel<T> { X = x + (nint)r * cols, Y = y + (nint)r * cols, Mean = mean, Rstd = rstd, W = weight, B = bias };
+            var k = new NormalizeKernel<T> { X = x + (nint)r * ld, Y = y + (nint)r * ld, Mean = mean, Rstd = rstd, W = weight, B = bias };
             VectorLadder.Run<T, NormalizeKernel<T>>(isa, ref k, cols);
         }
     }
 
-    /// <summary>dweight and dbias (overwritten) and, when <paramref name="dx"/> is not null, dx, from the training forward's x and stats.</summary>
-    public static void Backward<T>(Isa isa, int rows, int cols, T* dy, T* x, T* weight, T* stats, T* dweight, T* dbias, T* dx) where T : unmanaged, IFloatingPointIeee754<T>
+    private static void Bwd<T>(Isa isa, int rows, int cols, int ld, T* dy, T* x, T* weight, T* mean, T* rstd, T* dweight, T* dbias, T* dx) where T : unmanaged, IFloatingPointIeee754<T>
     {
-        T* mean = stats, rstd = stats + cols;
         new Span<T>(dweight, cols).Clear();
         new Span<T>(dbias, cols).Clear();
         for (int r = 0; r < rows; r++)
         {
-            var k = new SumsKernel<T> { X = x + (nint)r * cols, Dy = dy + (nint)r * cols, Mean = mean, Rstd = rstd, Dw = dweight, Db = dbias };
+            var k = new SumsKernel<T> { X = x + (nint)r * ld, Dy = dy + (nint)r * ld, Mean = mean, Rstd = rstd, Dw = dweight, Db = dbias };
             VectorLadder.Run<T, SumsKernel<T>>(isa, ref k, cols);
         }
         if (dx == null) return;
@@ -94,7 +157,7 @@ public static unsafe class BatchNorm
         {
             var k = new DataKernel<T>
             {
-                X = x + (nint)r * cols, Dy = dy + (nint)r * cols, Dx = dx + (nint)r * cols, Mean = mean, Rstd = rstd, W = weight, Dw = dweight, Db = dbias, N = n, Inv = inv,
+                X = x + (nint)r * ld, Dy = dy + (nint)r * ld, Dx = dx + (nint)r * ld, Mean = mean, Rstd = rstd, W = weight, Dw = dweight, Db = dbias, N = n, Inv = inv,
             };
             VectorLadder.Run<T, DataKernel<T>>(isa, ref k, cols);
         }

@@ -7,8 +7,11 @@
 // mean); rows are independent, and the parameter gradients add the rows in order, so the results do not
 // depend on how the rows are split over threads. A constant row has var = 0 and x̂ = 0: y = bias, and its
 // rstd is 1 / sqrt(eps), as torch computes it.
+// On a context: forward and dx split the rows over its threads, dweight and dbias split the features
+// (each feature's sum still adds every row in order), so the results are the same on any thread count.
 using System.Numerics;
 using System.Runtime.Intrinsics;
+using Backprop.Kernels.Threading;
 
 namespace Backprop.Kernels.Cpu.Ops;
 
@@ -35,30 +38,89 @@ public static unsafe class LayerNorm
         }
     }
 
+    /// <summary>Forward over the threads of <paramref name="ctx"/> (rows split; the same results as one thread).</summary>
+    public static void Forward<T>(CpuContext ctx, int rows, int cols, double eps, T* x, T* weight, T* bias, T* y, T* stats) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        var job = new Job<T> { Isa = ctx.Isa, Rows = rows, Cols = cols, Eps = eps, X = x, W = weight, B = bias, Y = y, Stats = stats };
+        ctx.Pool.Run(ref job, Parts(ctx, rows, cols, rows));
+    }
+
+    /// <summary>
+    /// Backward over the threads of <paramref name="ctx"/>: dx with the rows split, then dweight and dbias with the features split
+    /// (rows added in order), so the results are the same on any thread count.
+    /// </summary>
+    public static void Backward<T>(CpuContext ctx, int rows, int cols, T* dy, T* x, T* weight, T* stats, T* dweight, T* dbias, T* dx) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        var job = new Job<T> { Isa = ctx.Isa, Rows = rows, Cols = cols, Dy = dy, X = x, W = weight, Stats = stats, Dw = dweight, Db = dbias, Dx = dx, Backward = true };
+        if (dx != null) ctx.Pool.Run(ref job, Parts(ctx, rows, cols, rows));
+        job.Sums = true;
+        ctx.Pool.Run(ref job, Parts(ctx, rows, cols, (cols + 15) / 16));
+    }
+
+    // One part per thread when the work is worth a dispatch (at least 16384 elements and one unit of split per part).
+    private static int Parts(CpuContext ctx, int rows, int cols, int units) =>
+        (long)rows * cols < 16384 ? 1 : Math.Max(1, Math.Min(ctx.Threads, units));
+
+    private struct Job<T> : IParallelJob where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        public Isa Isa;
+        public int Rows, Cols;
+        public double Eps;
+        public T* X, W, B, Y, Stats, Dy, Dw, Db, Dx;
+        public bool Backward, Sums;
+
+        public readonly void Execute(int part, int parts)
+        {
+            if (!Backward)
+            {
+                int r0 = (int)((long)Rows * part / parts), r1 = (int)((long)Rows * (part + 1) / parts);
+                if (r1 > r0) Forward(Isa, r1 - r0, Cols, Eps, X + (nint)r0 * Cols, W, B, Y + (nint)r0 * Cols, Stats + 2 * r0);
+            }
+            else if (!Sums)
+            {
+                int r0 = (int)((long)Rows * part / parts), r1 = (int)((long)Rows * (part + 1) / parts);
+                for (int r = r0; r < r1; r++) DataRow(Isa, Cols, Dy + (nint)r * Cols, X + (nint)r * Cols, W, Stats[2 * r], Stats[2 * r + 1], Dx + (nint)r * Cols);
+            }
+            else
+            {
+                int units = (Cols + 15) / 16;
+                int c0 = Math.Min(Cols, units * part / parts * 16), c1 = Math.Min(Cols, units * (part + 1) / parts * 16);
+                if (c1 > c0) ParameterSums(Isa, Rows, Cols, c0, c1, Dy, X, Stats, Dw, Db);
+            }
+        }
+    }
+
+    // dx of one row.
+    private static void DataRow<T>(Isa isa, int cols, T* dy, T* x, T* weight, T mean, T rstd, T* dx) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        T n = T.CreateChecked(cols);
+        var s = new BackwardSumsKernel<T> { X = x, Dy = dy, W = weight, Mean = mean, Rstd = rstd };
+        VectorLadder.Run<T, BackwardSumsKernel<T>>(isa, ref s, cols);
+        var k = new DataKernel<T> { X = x, Dy = dy, W = weight, Dx = dx, Mean = mean, Rstd = rstd, A = s.TotalG / n, C = s.TotalGx / n };
+        VectorLadder.Run<T, DataKernel<T>>(isa, ref k, cols);
+    }
+
+    // dweight and dbias of features [c0, c1) (overwritten), every row added in order.
+    private static void ParameterSums<T>(Isa isa, int rows, int cols, int c0, int c1, T* dy, T* x, T* stats, T* dweight, T* dbias) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        new Span<T>(dweight + c0, c1 - c0).Clear();
+        new Span<T>(dbias + c0, c1 - c0).Clear();
+        for (int r = 0; r < rows; r++)
+        {
+            var k = new SumsKernel<T> { X = x + (nint)r * cols + c0, Dy = dy + (nint)r * cols + c0, Dw = dweight + c0, Db = dbias + c0, Mean = stats[2 * r], Rstd = stats[2 * r + 1] };
+            VectorLadder.Run<T, SumsKernel<T>>(isa, ref k, c1 - c0);
+        }
+    }
+
     /// <summary>
     /// dweight = Σ dy ⊙ x̂ and dbias = Σ dy (overwritten), and dx (when not null) over rows [0, rows); x and stats as forward
     /// saw and wrote them.
     /// </summary>
     public static void Backward<T>(Isa isa, int rows, int cols, T* dy, T* x, T* weight, T* stats, T* dweight, T* dbias, T* dx) where T : unmanaged, IFloatingPointIeee754<T>
     {
-        new Span<T>(dweight, cols).Clear();
-        new Span<T>(dbias, cols).Clear();
-        T n = T.CreateChecked(cols);
-        for (int r = 0; r < rows; r++)
-        {
-            T* xr = x + (nint)r * cols, dyr = dy + (nint)r * cols;
-            T mean = stats[2 * r], rstd = stats[2 * r + 1];
-            T a = T.Zero, c = T.Zero;
-            if (dx != null)
-            {
-                var s = new BackwardSumsKernel<T> { X = xr, Dy = dyr, W = weight, Mean = mean, Rstd = rstd };
-                VectorLadder.Run<T, BackwardSumsKernel<T>>(isa, ref s, cols);
-                a = s.TotalG / n;
-                c = s.TotalGx / n;
-            }
-            var k = new BackwardKernel<T> { X = xr, Dy = dyr, W = weight, Dw = dweight, Db = dbias, Dx = dx == null ? null : dx + (nint)r * cols, Mean = mean, Rstd = rstd, A = a, C = c };
-            VectorLadder.Run<T, BackwardKernel<T>>(isa, ref k, cols);
-        }
+        if (dx != null)
+            for (int r = 0; r < rows; r++) DataRow(isa, cols, dy + (nint)r * cols, x + (nint)r * cols, weight, stats[2 * r], stats[2 * r + 1], dx + (nint)r * cols);
+        ParameterSums(isa, rows, cols, 0, cols, dy, x, stats, dweight, dbias);
     }
 
     private struct SumKernel<T> : IVectorKernel<T> where T : unmanaged, IFloatingPointIeee754<T>
@@ -144,46 +206,51 @@ public static unsafe class LayerNorm
         }
     }
 
-    // dweight += dy ⊙ x̂, dbias += dy, and dx = rstd · (dy ⊙ weight − a − x̂ · c) when Dx is not null.
-    private struct BackwardKernel<T> : IVectorKernel<T> where T : unmanaged, IFloatingPointIeee754<T>
+    // dx = rstd · (dy ⊙ weight − a − x̂ · c).
+    private struct DataKernel<T> : IVectorKernel<T> where T : unmanaged, IFloatingPointIeee754<T>
     {
-        public T* X, Dy, W, Dw, Db, Dx;
+        public T* X, Dy, W, Dx;
         public T Mean, Rstd, A, C;
+        public readonly void Step512(nint i) =>
+            Vector512.Store(Vector512.Create(Rstd) * (Vector512.Load(Dy + i) * Vector512.Load(W + i) - Vector512.Create(A) - (Vector512.Load(X + i) - Vector512.Create(Mean)) * Vector512.Create(Rstd) * Vector512.Create(C)), Dx + i);
+        public readonly void Step256(nint i) =>
+            Vector256.Store(Vector256.Create(Rstd) * (Vector256.Load(Dy + i) * Vector256.Load(W + i) - Vector256.Create(A) - (Vector256.Load(X + i) - Vector256.Create(Mean)) * Vector256.Create(Rstd) * Vector256.Create(C)), Dx + i);
+        public readonly void Step128(nint i) =>
+            Vector128.Store(Vector128.Create(Rstd) * (Vector128.Load(Dy + i) * Vector128.Load(W + i) - Vector128.Create(A) - (Vector128.Load(X + i) - Vector128.Create(Mean)) * Vector128.Create(Rstd) * Vector128.Create(C)), Dx + i);
+        public readonly void Step1(nint i) => Dx[i] = Rstd * (Dy[i] * W[i] - A - (X[i] - Mean) * Rstd * C);
+    }
+
+    // dweight += dy ⊙ x̂ and dbias += dy for one row's features.
+    private struct SumsKernel<T> : IVectorKernel<T> where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        public T* X, Dy, Dw, Db;
+        public T Mean, Rstd;
 
         public readonly void Step512(nint i)
         {
-            var xh = (Vector512.Load(X + i) - Vector512.Create(Mean)) * Vector512.Create(Rstd);
             var dy = Vector512.Load(Dy + i);
-            Vector512.Store(Vector512.Load(Dw + i) + dy * xh, Dw + i);
+            Vector512.Store(Vector512.Load(Dw + i) + dy * ((Vector512.Load(X + i) - Vector512.Create(Mean)) * Vector512.Create(Rstd)), Dw + i);
             Vector512.Store(Vector512.Load(Db + i) + dy, Db + i);
-            if (Dx != null) Vector512.Store(Vector512.Create(Rstd) * (dy * Vector512.Load(W + i) - Vector512.Create(A) - xh * Vector512.Create(C)), Dx + i);
         }
 
         public readonly void Step256(nint i)
         {
-            var xh = (Vector256.Load(X + i) - Vector256.Create(Mean)) * Vector256.Create(Rstd);
             var dy = Vector256.Load(Dy + i);
-            Vector256.Store(Vector256.Load(Dw + i) + dy * xh, Dw + i);
+            Vector256.Store(Vector256.Load(Dw + i) + dy * ((Vector256.Load(X + i) - Vector256.Create(Mean)) * Vector256.Create(Rstd)), Dw + i);
             Vector256.Store(Vector256.Load(Db + i) + dy, Db + i);
-            if (Dx != null) Vector256.Store(Vector256.Create(Rstd) * (dy * Vector256.Load(W + i) - Vector256.Create(A) - xh * Vector256.Create(C)), Dx + i);
         }
 
         public readonly void Step128(nint i)
         {
-            var xh = (Vector128.Load(X + i) - Vector128.Create(Mean)) * Vector128.Create(Rstd);
             var dy = Vector128.Load(Dy + i);
-            Vector128.Store(Vector128.Load(Dw + i) + dy * xh, Dw + i);
+            Vector128.Store(Vector128.Load(Dw + i) + dy * ((Vector128.Load(X + i) - Vector128.Create(Mean)) * Vector128.Create(Rstd)), Dw + i);
             Vector128.Store(Vector128.Load(Db + i) + dy, Db + i);
-            if (Dx != null) Vector128.Store(Vector128.Create(Rstd) * (dy * Vector128.Load(W + i) - Vector128.Create(A) - xh * Vector128.Create(C)), Dx + i);
         }
 
         public readonly void Step1(nint i)
         {
-            var xh = (X[i] - Mean) * Rstd;
-            var dy = Dy[i];
-            Dw[i] += dy * xh;
-            Db[i] += dy;
-            if (Dx != null) Dx[i] = Rstd * (dy * W[i] - A - xh * C);
+            Dw[i] += Dy[i] * ((X[i] - Mean) * Rstd);
+            Db[i] += Dy[i];
         }
     }
 }
