@@ -146,6 +146,7 @@ inline float atomicAdd(float* p, float v) { float old = *p; *p = old + v; return
 #include "convert.cu"
 #include "dropout.cu"
 #include "losses.cu"
+#include "norms.cu"
 #include "optim.cu"
 
 namespace emu
@@ -187,6 +188,8 @@ const Kernel kernels[] = {
     BP_K(bias_act_fwd), BP_K(act_bwd), BP_K(column_sums),
     BP_K(to_bf16),
     BP_K(dropout_apply),
+    BP_K(layer_norm_fwd), BP_K(layer_norm_bwd_data), BP_K(layer_norm_param_grads),
+    BP_K(batch_norm_stats), BP_K(batch_norm_apply), BP_K(batch_norm_param_grads), BP_K(batch_norm_bwd_data), BP_K(add_floats),
     BP_K(softmax_ce), BP_K(mse), BP_K(l1_loss), BP_K(huber), BP_K(bce_with_logits), BP_K(loss_reduce), BP_K(count_correct),
     BP_K(sumsq_partial), BP_K(sumsq_final), BP_K(grad_check), BP_K(add_into), BP_K(copy_floats), BP_K(adam_update), BP_K(sgd_update), BP_K(rmsprop_update), BP_K(adagrad_update),
 };

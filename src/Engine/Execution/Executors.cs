@@ -33,8 +33,6 @@ internal static class Executors
             {
                 if (typeof(T) != typeof(float))
                     throw new NotSupportedException($"the Cuda backend computes in float; a model of {typeof(T).Name} runs on the Cpu or Blas backend.");
-                if (plan.Spec.IsTree)
-                    throw new NotSupportedException($"the Cuda backend has no LayerNorm, BatchNorm or residual kernels yet; the model {plan.Spec.Describe()} trains on the Cpu or Blas backend.");
                 CheckMemory<T>(plan, cpu: false);
                 var gpu = device ?? CudaGpu.Open(o.AllowTf32);
                 try { return (IExecutor<T>)(object)new CudaExecutor(plan, gpu, ownsDevice: device == null, o.CudaGraph); }

@@ -177,7 +177,6 @@ public class TrainCommandTests
     [TestCase(new[] { "train", "--arch", "resmlp:width=8,blocks=2,depth=3" }, "--arch resmlp takes width, blocks and norm; got 'depth'")]
     [TestCase(new[] { "train", "--arch", "resmlp:width=8,blocks=2,width=9" }, "--arch: 'width' is given twice")]
     [TestCase(new[] { "train", "--arch", "resmlp:width=8,blocks=1", "--layers", "16" }, "--layers cannot be given with --arch resmlp:width=8,blocks=1")]
-    [TestCase(new[] { "train", "--arch", "resmlp:width=8,blocks=1", "--backend", "cuda" }, "the Cuda backend has no LayerNorm, BatchNorm or residual kernels yet")]
     public void BadInput_ExitsWith2_AndOneMessage(string[] args, string expected)
     {
         var withData = args.Contains("--data") ? args : args.Concat(new[] { "--data", _dir }).ToArray();

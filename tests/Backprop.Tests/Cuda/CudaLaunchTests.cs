@@ -58,6 +58,14 @@ public partial class CudaLaunchTests
         yield return CudaKernels.SgdUpdate(g, 1, 32, 8, 16, 24, 6, new Sgd(momentum: 0.9), true, 48, 56);
         yield return CudaKernels.RmspropUpdate(g, 1, 32, 8, 16, 24, 32, 40, 6, new RmsProp(centered: true, momentum: 0.5), false, 48, 56);
         yield return CudaKernels.AdagradUpdate(g, 1, 32, 8, 16, 24, 6, new Adagrad(), false, 48, 56);
+        yield return CudaKernels.LayerNormFwd(g, 1, 32, 8, 16, 24, 32, 40, 2, 3, 1e-5f);
+        yield return CudaKernels.LayerNormBwdData(g, 1, 32, 8, 16, 24, 32, 40, 2, 3);
+        yield return CudaKernels.LayerNormParamGrads(g, 1, 32, 8, 16, 24, 32, 40, 2, 3);
+        yield return CudaKernels.BatchNormStats(g, 1, 32, 8, 16, 24, 32, 40, 2, 3, 1e-5f, 0.1f, training: true, update: true);
+        yield return CudaKernels.BatchNormApply(g, 1, 32, 8, 16, 24, 32, 40, 6, 3);
+        yield return CudaKernels.BatchNormParamGrads(g, 1, 32, 8, 16, 24, 32, 40, 2, 3);
+        yield return CudaKernels.BatchNormBwdData(g, 1, 32, 8, 16, 24, 32, 40, 48, 56, 6, 2, 3);
+        yield return CudaKernels.AddFloats(g, 1, 32, 8, 16, 24, 6);
     }
 
     [Test]

@@ -341,6 +341,67 @@ internal sealed unsafe class CudaExecutor : IExecutor<float>
                     if (d.PrevDropout > 0) p.Add(Dropout(d.Layer - 1, d.PrevDropout, Act(d.DiffSrc), Act(d.DiffSrc), n, (long)rowOffset * inW));
                     break;
                 }
+                case LayerNormFwdOp n:
+                    p.Add(CudaKernels.LayerNormFwd(_gpu, Warps(batch), Block, Act(n.Src), Par(n.Weight), Par(n.Bias), Act(n.Dst), Act(n.Stats), batch, n.Src.Cols, (float)n.Eps));
+                    break;
+                case LayerNormBwdOp n:
+                {
+                    int cols = n.DiffDst.Cols;
+                    if (n.DiffSrc.Exists)
+                        p.Add(CudaKernels.LayerNormBwdData(_gpu, Warps(batch), Block, Act(n.DiffDst), Act(n.Src), Par(n.Weight), Act(n.Stats), Act(n.DiffSrc), batch, cols));
+                    p.Add(CudaKernels.LayerNormParamGrads(_gpu, PerFeature(cols), Block, Act(n.DiffDst), Act(n.Src), Act(n.Stats), Par(n.WeightGrad), Par(n.BiasGrad), batch, cols));
+                    if (n.DiffSrc.Exists) Derivative(p, n.Derivative, Act(n.DiffSrc), (long)batch * cols, (long)rowOffset * cols);
+                    p.Backward = true;
+                    break;
+                }
+                case BatchNormFwdOp n:
+                {
+                    int cols = n.Src.Cols;
+                    p.Add(CudaKernels.BatchNormStats(_gpu, PerFeature(cols), Block, Act(n.Src), Act(n.Stats), Par(n.RunningMean), Par(n.RunningVar), Par(n.Tracked), batch, cols,
+                        (float)n.Eps, (float)n.Momentum, n.Training, n.UpdateRunning));
+                    long count = (long)batch * cols;
+                    p.Add(CudaKernels.BatchNormApply(_gpu, Grid(count), Block, Act(n.Src), Act(n.Stats), Par(n.Weight), Par(n.Bias), Act(n.Dst), count, cols));
+                    break;
+                }
+                case BatchNormBwdOp n:
+                {
+                    int cols = n.DiffDst.Cols;
+                    long count = (long)batch * cols;
+                    p.Add(CudaKernels.BatchNormParamGrads(_gpu, PerFeature(cols), Block, Act(n.DiffDst), Act(n.Src), Act(n.Stats), Par(n.WeightGrad), Par(n.BiasGrad), batch, cols));
+                    if (n.DiffSrc.Exists)
+                    {
+                        p.Add(CudaKernels.BatchNormBwdData(_gpu, Grid(count), Block, Act(n.DiffDst), Act(n.Src), Act(n.Stats), Par(n.Weight), Par(n.WeightGrad), Par(n.BiasGrad),
+                            Act(n.DiffSrc), count, batch, cols));
+                        Derivative(p, n.Derivative, Act(n.DiffSrc), count, (long)rowOffset * cols);
+                    }
+                    p.Backward = true;
+                    break;
+                }
+                case ResidualAddOp r:
+                {
+                    long count = (long)batch * r.Dst.Cols;
+                    p.Add(CudaKernels.AddFloats(_gpu, Grid(count), Block, Act(r.Dst), Act(r.Skip), Act(r.Body), count));
+                    break;
+                }
+                case ResidualBwdOp r:
+                {
+                    long count = (long)batch * r.Dst.Cols;
+                    p.Add(CudaKernels.AddFloats(_gpu, Grid(count), Block, Act(r.Dst), Act(r.Body), Act(r.Skip), count));
+                    Derivative(p, r.Derivative, Act(r.Dst), count, (long)rowOffset * r.Dst.Cols);
+                    break;
+                }
+                case ActivationBwdOp a:
+                {
+                    long count = (long)batch * a.Dst.Cols;
+                    var d = a.Derivative;
+                    if (d.Activation.Kind != ActivationKind.Identity)
+                    {
+                        p.Add(CudaKernels.ActBwd(_gpu, Grid(count), Block, Act(d.Saved), Act(a.Src), Act(a.Dst), count, d.Activation));
+                        if (d.Dropout > 0) p.Add(Dropout(d.Layer, d.Dropout, Act(a.Dst), Act(a.Dst), count, (long)rowOffset * a.Dst.Cols));
+                    }
+                    else p.Add(Dropout(d.Layer, d.Dropout, Act(a.Src), Act(a.Dst), count, (long)rowOffset * a.Dst.Cols)); // a derivative without an activation has dropout
+                    break;
+                }
                 case AccumulateGradientsOp a:
                     p.Add(CudaKernels.AddInto(_gpu, Grid(a.Into.Length), Block, Par(a.Into), Par(a.From), a.Into.Length, _status));
                     p.Backward = true;
@@ -382,6 +443,19 @@ internal sealed unsafe class CudaExecutor : IExecutor<float>
         if (!fused)
             p.Add(CudaKernels.BiasActFwd(_gpu, Grid((long)batch * units), Block, Act(f.Dst), 0UL, f.PreActivation.Exists ? Act(f.PreActivation) : 0UL, batch, units, f.Activation));
     }
+
+    // Diff ⊙= f'(saved) ⊙ mask of the Dense layer that produced the value diff is the gradient of (n elements from the batch's element offset).
+    private void Derivative(Program p, in Derivative d, ulong diff, long n, long offset)
+    {
+        if (!d.Exists) return;
+        if (d.Activation.Kind != ActivationKind.Identity) p.Add(CudaKernels.ActBwd(_gpu, Grid(n), Block, Act(d.Saved), diff, diff, n, d.Activation));
+        if (d.Dropout > 0) p.Add(Dropout(d.Layer, d.Dropout, diff, diff, n, offset));
+    }
+
+    // One warp per row; one thread per feature.
+    private static uint Warps(int rows) => (uint)Math.Max(1, (rows * 32L + Block - 1) / Block);
+
+    private static uint PerFeature(int cols) => (uint)Math.Max(1, (cols + Block - 1) / Block);
 
     private CudaLaunch Dropout(int layer, double prob, ulong x, ulong y, long n, long offset)
     {

@@ -39,6 +39,43 @@ internal static class CudaKernels
         Make(gpu, "dropout.cu", "dropout_apply", grid, block,
             new KernelArgs(9).Address(x).Address(y).I64(n).I64(offset).U64(seed).Address(consts).U32(layer).U32(threshold).F32(scale));
 
+    // norms.cu
+
+    /// <summary>layer_norm_fwd(const float* x, const float* w, const float* b, float* y, float* stats, int rows, int cols, float eps).</summary>
+    public static CudaLaunch LayerNormFwd(IGpuDevice gpu, uint grid, uint block, ulong x, ulong w, ulong b, ulong y, ulong stats, int rows, int cols, float eps) =>
+        Make(gpu, "norms.cu", "layer_norm_fwd", grid, block, new KernelArgs(8).Address(x).Address(w).Address(b).Address(y).Address(stats).I32(rows).I32(cols).F32(eps));
+
+    /// <summary>layer_norm_bwd_data(const float* dy, const float* x, const float* w, const float* stats, float* dx, int rows, int cols).</summary>
+    public static CudaLaunch LayerNormBwdData(IGpuDevice gpu, uint grid, uint block, ulong dy, ulong x, ulong w, ulong stats, ulong dx, int rows, int cols) =>
+        Make(gpu, "norms.cu", "layer_norm_bwd_data", grid, block, new KernelArgs(7).Address(dy).Address(x).Address(w).Address(stats).Address(dx).I32(rows).I32(cols));
+
+    /// <summary>layer_norm_param_grads(const float* dy, const float* x, const float* stats, float* dw, float* db, int rows, int cols).</summary>
+    public static CudaLaunch LayerNormParamGrads(IGpuDevice gpu, uint grid, uint block, ulong dy, ulong x, ulong stats, ulong dw, ulong db, int rows, int cols) =>
+        Make(gpu, "norms.cu", "layer_norm_param_grads", grid, block, new KernelArgs(7).Address(dy).Address(x).Address(stats).Address(dw).Address(db).I32(rows).I32(cols));
+
+    /// <summary>batch_norm_stats(const float* x, float* stats, float* running_mean, float* running_var, float* tracked, int rows, int cols, float eps, float momentum, int training, int update).</summary>
+    public static CudaLaunch BatchNormStats(IGpuDevice gpu, uint grid, uint block, ulong x, ulong stats, ulong runningMean, ulong runningVar, ulong tracked, int rows, int cols,
+        float eps, float momentum, bool training, bool update) =>
+        Make(gpu, "norms.cu", "batch_norm_stats", grid, block, new KernelArgs(11).Address(x).Address(stats).Address(runningMean).Address(runningVar).Address(tracked)
+            .I32(rows).I32(cols).F32(eps).F32(momentum).I32(training ? 1 : 0).I32(update ? 1 : 0));
+
+    /// <summary>batch_norm_apply(const float* x, const float* stats, const float* w, const float* b, float* y, long long n, int cols).</summary>
+    public static CudaLaunch BatchNormApply(IGpuDevice gpu, uint grid, uint block, ulong x, ulong stats, ulong w, ulong b, ulong y, long n, int cols) =>
+        Make(gpu, "norms.cu", "batch_norm_apply", grid, block, new KernelArgs(7).Address(x).Address(stats).Address(w).Address(b).Address(y).I64(n).I32(cols));
+
+    /// <summary>batch_norm_param_grads(const float* dy, const float* x, const float* stats, float* dw, float* db, int rows, int cols).</summary>
+    public static CudaLaunch BatchNormParamGrads(IGpuDevice gpu, uint grid, uint block, ulong dy, ulong x, ulong stats, ulong dw, ulong db, int rows, int cols) =>
+        Make(gpu, "norms.cu", "batch_norm_param_grads", grid, block, new KernelArgs(7).Address(dy).Address(x).Address(stats).Address(dw).Address(db).I32(rows).I32(cols));
+
+    /// <summary>batch_norm_bwd_data(const float* dy, const float* x, const float* stats, const float* w, const float* dw, const float* db, float* dx, long long n, int rows, int cols).</summary>
+    public static CudaLaunch BatchNormBwdData(IGpuDevice gpu, uint grid, uint block, ulong dy, ulong x, ulong stats, ulong w, ulong dw, ulong db, ulong dx, long n, int rows, int cols) =>
+        Make(gpu, "norms.cu", "batch_norm_bwd_data", grid, block,
+            new KernelArgs(10).Address(dy).Address(x).Address(stats).Address(w).Address(dw).Address(db).Address(dx).I64(n).I32(rows).I32(cols));
+
+    /// <summary>add_floats(float* dst, const float* a, const float* b, long long n).</summary>
+    public static CudaLaunch AddFloats(IGpuDevice gpu, uint grid, uint block, ulong dst, ulong a, ulong b, long n) =>
+        Make(gpu, "norms.cu", "add_floats", grid, block, new KernelArgs(4).Address(dst).Address(a).Address(b).I64(n));
+
     // losses.cu
 
     /// <summary>softmax_ce(const float* logits, const int* labels, float* grad, float* loss_rows, int batch, int classes, float smoothing, int grad_rows).</summary>
