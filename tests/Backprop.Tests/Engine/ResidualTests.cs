@@ -473,6 +473,27 @@ public class ResidualTests
     }
 
     [Test]
+    public void DataParallel_Tree_EqualsOneProcessAccumulating_BitForBit_AndBatchNormIsRefused()
+    {
+        float[] Run(TrainingOptions o)
+        {
+            using var m = new Sequential(10).Dense(16, "relu").Dropout(0.2).Residual(b => b.Dense(16, "gelu").LayerNorm()).Residual(b => b.Dense(8, "tanh")).Dense(3)
+                .Compile(o with { MaxBatch = 20, Threads = 1, Seed = 6, Optimizer = new Adam { LearningRate = 1e-2 } });
+            for (int t = 0; t < 4; t++) m.Step(TestData.Floats(20 * 10, 80 + t), Enumerable.Range(0, 20).Select(i => (i + t) % 3).ToArray());
+            return m.Parameters.SelectMany(p => m.Parameter(p.Name).ToArray()).ToArray();
+        }
+        var single = Run(new TrainingOptions { Accumulate = 2 });
+        var ranks = Backprop.Tests.Distributed.ThreadCollectives.Run(2, (r, c) => Run(new TrainingOptions { Distributed = new Backprop.Engine.Training.DistributedOptions(c) }));
+        Assert.That(ranks[0], Is.EqualTo(single).AsCollection, "rank 0");
+        Assert.That(ranks[1], Is.EqualTo(single).AsCollection, "rank 1");
+
+        var errors = Backprop.Tests.Distributed.ThreadCollectives.Run(2, (r, c) =>
+            Assert.Throws<ArgumentException>(() => new Sequential(10).Dense(8).BatchNorm().Dense(3)
+                .Compile(new TrainingOptions { MaxBatch = 8, Distributed = new Backprop.Engine.Training.DistributedOptions(c) }))!.Message);
+        Assert.That(errors[0], Does.Contain("module 1 (BatchNorm): data-parallel training keeps one set of running statistics per process"));
+    }
+
+    [Test]
     public void Step_AllocatesNothing_OnTheCallingThread()
     {
         using var m = ResMlp(20).Compile(new TrainingOptions { MaxBatch = 32, Threads = 2, Seed = 1 });
