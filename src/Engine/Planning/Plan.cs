@@ -57,7 +57,7 @@ public sealed record BatchNormSlots(Slot Weight, Slot Bias, Slot WeightGrad, Slo
 /// <summary>Where one residual block's output lives, and its projection's Dense layer index (−1: none, the block keeps the width).</summary>
 public sealed record ResidualSlots(Slot Output, int Projection);
 
-/// <summary>A parameter tensor of the plan: its state_dict name, its value and gradient slots, its shape, and the Dense layer it belongs to (−1: a LayerNorm's).</summary>
+/// <summary>A parameter tensor (or buffer) of the plan: its state_dict name, its value and gradient slots, its shape, and the Dense layer it belongs to (−1: a norm's).</summary>
 public sealed record PlanParameter(string Name, Slot Value, Slot Grad, int[] Shape, int Layer);
 
 /// <summary>A compiled model: block sizes, slots and the lowered ops of each pass.</summary>
@@ -94,7 +94,7 @@ public sealed class Plan
     public long ParameterCount { get; }
     /// <summary>Optimizer state slots.</summary>
     public int StateSlots { get; }
-    /// <summary>Elements of the parameter block: (2 + StateSlots) sections, one more with gradient accumulation.</summary>
+    /// <summary>Elements of the parameter block: (2 + StateSlots) sections, one more with gradient accumulation, then the buffers.</summary>
     public long ParameterBlock => ParameterSection * (2 + StateSlots + (MicroGradients ? 1 : 0)) + BufferSection;
     /// <summary>Whether the block has a section for later micro-batches' gradients (gradient accumulation).</summary>
     public bool MicroGradients { get; }
@@ -163,7 +163,6 @@ public sealed class Plan
         int world = options.Distributed?.Collectives.Size ?? 1;
         MicroBatches = options.Accumulate * world;
         int B = Rows = (options.MaxBatch + MicroBatches - 1) / MicroBatches;
-        // Across processes in deterministic mode every micro-batch's gradients go to the exchange, not to a local sum (set below).
         int denseCount = 0, normCount = 0, residualCount = 0, batchNormCount = 0;
         _nodes = Lower(spec.Tree, ref denseCount, ref normCount, ref residualCount, ref batchNormCount);
         if (_nodes[^1] is DenseNode { L: var last })
@@ -218,6 +217,7 @@ public sealed class Plan
         long chunk = (long)Align * world;
         ParameterSection = (p + chunk - 1) / chunk * chunk;
         StateSlots = options.Optimizer.StateSlots;
+        // Across processes in deterministic mode every micro-batch's gradients go to the exchange, not to a local sum.
         MicroGradients = options.Accumulate > 1 && (world == 1 || options.Distributed!.Mode == Training.ReductionMode.Fast);
         // The buffers after the last section: each BatchNorm's running mean, running variance and count.
         long buffers = ParameterSection * (2 + StateSlots + (MicroGradients ? 1 : 0)), bufferStart = buffers;

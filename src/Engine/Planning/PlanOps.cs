@@ -1,8 +1,9 @@
 // The lowered ops of a plan: one record per kernel call, carrying every slot it reads and writes,
-// already resolved (which tensor backward saved, which of the two gradient slots a layer's incoming and
+// already resolved (which tensor backward saved, which gradient slots a module's incoming and
 // outgoing gradients use, where the dropout mask applies). An executor is a flat loop from op to kernel
 // with no layout rules of its own; a new op kind is one new record here, one case in each executor.
-// Slots of the activation block are [Rows, Cols]; an executor runs them on the (micro-)batch's first rows.
+// Slots of the activation block are [Rows, Cols]; an executor runs them on the (micro-)batch's first rows
+// (a BatchNorm's statistics are [2, features], its running buffers slots of the parameter block).
 using Backprop.Kernels;
 
 namespace Backprop.Engine.Planning;

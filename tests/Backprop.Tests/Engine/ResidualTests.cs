@@ -284,6 +284,27 @@ public class ResidualTests
     }
 
     [Test]
+    public void Gradcheck_ConstantFeatures_AndTinyEps_Pass([Values(1e-5, 1e-3)] double eps)
+    {
+        // A sample whose features are all equal (variance 0: rstd = 1/sqrt(eps)) and, for BatchNorm, a feature equal in every sample.
+        var x = TestData.Doubles(4 * 5, 21, -2, 2);
+        for (int i = 0; i < 5; i++) x[5 + i] = 0.75;
+        for (int r = 0; r < 4; r++) x[r * 5 + 3] = -1.25;
+        foreach (var (name, net) in new[]
+        {
+            ("layernorm", new Sequential(5).LayerNorm(eps).Dense(3)),
+            ("batchnorm", new Sequential(5).BatchNorm(eps).Dense(3)),
+            ("both in a block", new Sequential(5).Residual(b => b.LayerNorm(eps).BatchNorm(eps).Dense(5, "tanh")).Dense(3)),
+        })
+        {
+            var spec = net.ToSpec(LossKind.CrossEntropy);
+            var r = Gradchecker.Check(spec, new TrainingOptions { Loss = LossKind.CrossEntropy, Seed = 3, Threads = 1, Init = InitScheme.XavierUniform },
+                new GradcheckBatch(x, Labels: [0, 1, 2, 0]));
+            Assert.That(r.Passed, Is.True, $"{name}, eps {eps}: {Describe(r)}");
+        }
+    }
+
+    [Test]
     public void Gradcheck_CatchesAWrongNormGradient()
     {
         // The checker is not blind here: a model whose LayerNorm weight gradient is scaled by 1.01 must fail.
