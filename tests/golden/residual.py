@@ -1,9 +1,10 @@
 #!/usr/bin/python3
-# Generates tests/golden/residual.json: residual blocks and LayerNorm computed by PyTorch itself.
+# Generates tests/golden/residual.json: residual blocks, LayerNorm and BatchNorm1d computed by PyTorch itself.
 # Run with Debian's interpreter (torch 1.13 is installed there), from anywhere:
 #   /usr/bin/python3 tests/golden/residual.py
 # Everything in float64 on the CPU with 1 thread; the seeds are fixed, so a rerun writes the same file.
 # Do not edit residual.json by hand: change this script and rerun it.
+import copy
 import json
 import os
 import re
@@ -19,6 +20,7 @@ torch.set_default_dtype(torch.float64)
 SEED_RESMLP = 20250615
 SEED_NESTED = 20250616
 SEED_EDGE = 20250617
+SEED_BATCHNORM = 20250618
 ADAM = dict(lr=1e-2, betas=(0.9, 0.999), eps=1e-8, weight_decay=0, amsgrad=False)
 STEPS = 5
 RELU_MARGIN = 1e-3
@@ -59,6 +61,15 @@ def perturb_layernorms(model, gen_scale=(0.25, 0.1)):
     with torch.no_grad():
         for m in model.modules():
             if isinstance(m, nn.LayerNorm):
+                m.weight.copy_(1 + gen_scale[0] * torch.randn(m.weight.shape))
+                m.bias.copy_(gen_scale[1] * torch.randn(m.bias.shape))
+
+
+def perturb_batchnorms(model, gen_scale=(0.25, 0.1)):
+    # torch initializes BatchNorm1d weight to 1 and bias to 0 (running_mean 0, running_var 1); perturb the parameters only.
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm1d):
                 m.weight.copy_(1 + gen_scale[0] * torch.randn(m.weight.shape))
                 m.bias.copy_(gen_scale[1] * torch.randn(m.bias.shape))
 
@@ -229,6 +240,98 @@ def layernorm_edge():
     return rec
 
 
+def record_batchnorm(model, x, y, kind, y_name):
+    """As record, for a model with BatchNorm1d (state_dict = parameters and buffers): the one-pass record from a copy of the
+    model in train mode (torch's train-mode forward moves the copy's running statistics, not the model's), then 5 Adam steps
+    from the fresh buffers, the buffers after them and the eval-mode output."""
+    bn = [m for m in model.modules() if isinstance(m, nn.BatchNorm1d)]
+    assert bn and all(int(m.num_batches_tracked) == 0 and bool((m.running_mean == 0).all()) and bool((m.running_var == 1).all())
+                      for m in bn), "fresh buffers"
+    params = dict(model.named_parameters())
+    buffers = dict(model.named_buffers())
+    rec = {
+        "state_dict_keys": list(model.state_dict().keys()),
+        "params": {k: tensor(p) for k, p in params.items()},
+        "buffers": {k: tensor(b) for k, b in buffers.items()},
+        "x": tensor(x),
+        y_name: tensor(y),
+    }
+    # The state_dict holds exactly the parameters and the buffers, each module's parameters before its buffers.
+    assert sorted(rec["state_dict_keys"]) == sorted(list(params) + list(buffers))
+    model.eval()
+    with torch.no_grad():
+        rec["eval_output_fresh"] = tensor(model(x))
+    once = copy.deepcopy(model).train()
+    xg = x.clone().requires_grad_(True)
+    once.zero_grad(set_to_none=True)
+    out = once(xg)
+    loss = loss_fn(kind, out, y)
+    loss.backward()
+    rec["output"] = tensor(out)
+    rec["loss"] = float(loss.item())
+    rec["grads"] = {k: tensor(p.grad) for k, p in once.named_parameters()}
+    rec["x_grad"] = tensor(xg.grad)
+    assert all(int(m.num_batches_tracked) == 0 for m in bn), "the copy's forward left the model's buffers alone"
+    start = {k: v.clone() for k, v in model.state_dict().items()}
+    model.train()
+    opt = torch.optim.Adam(model.parameters(), **ADAM)
+    losses = []
+    for _ in range(STEPS):
+        opt.zero_grad()
+        l = loss_fn(kind, model(x), y)
+        l.backward()
+        opt.step()
+        losses.append(float(l.item()))
+    assert losses[0] == rec["loss"]
+    model.eval()
+    with torch.no_grad():
+        eval_out = model(x)
+    rec["train"] = {
+        "losses": losses,
+        "params_after_last_step": {k: tensor(p) for k, p in model.named_parameters()},
+        "buffers_after_last_step": {k: tensor(b) for k, b in model.named_buffers()},
+        "eval_output": tensor(eval_out),
+    }
+    assert all(int(m.num_batches_tracked) == STEPS for m in bn)
+    model.load_state_dict(start, strict=True)
+    model.train()
+    return rec
+
+
+def batchnorm():
+    torch.manual_seed(SEED_BATCHNORM)
+    model = nn.Sequential(
+        nn.BatchNorm1d(5, eps=1e-5, momentum=0.1),
+        nn.Linear(5, 8), nn.Tanh(),
+        nn.BatchNorm1d(8, eps=1e-3, momentum=0.1),
+        Residual(nn.Sequential(nn.Linear(8, 6), nn.GELU(), nn.BatchNorm1d(6, eps=1e-5, momentum=0.3)), proj=nn.Linear(8, 6)),
+        nn.Linear(6, 3))
+    perturb_batchnorms(model)
+    # Off-centre inputs of unequal spread, so the running statistics move visibly away from 0 and 1.
+    x = torch.randn(6, 5) * torch.tensor([0.5, 1.0, 2.0, 3.0, 1.5]) + torch.tensor([1.0, -2.0, 0.5, 0.0, 3.0])
+    labels = torch.tensor([0, 2, 1, 1, 0, 2], dtype=torch.int64)
+    rec = {"description": (
+        f"torch.manual_seed({SEED_BATCHNORM}); model = nn.Sequential(nn.BatchNorm1d(5, eps=1e-05, momentum=0.1), nn.Linear(5, 8), "
+        "nn.Tanh(), nn.BatchNorm1d(8, eps=0.001, momentum=0.1), Residual(body=nn.Sequential(nn.Linear(8, 6), nn.GELU(), "
+        "nn.BatchNorm1d(6, eps=1e-05, momentum=0.3)), proj=nn.Linear(8, 6)), nn.Linear(6, 3)) (default torch init, in construction "
+        "order; GELU exact; affine=True, track_running_stats=True); then every BatchNorm1d, in module order: weight = 1 + 0.25 * "
+        "torch.randn(n), bias = 0.1 * torch.randn(n) (the buffers stay fresh: running_mean 0, running_var 1, num_batches_tracked 0); "
+        "x = torch.randn(6, 5) * [0.5, 1, 2, 3, 1.5] + [1, -2, 0.5, 0, 3] (per column); labels fixed [0, 2, 1, 1, 0, 2]. "
+        "'state_dict_keys': model.state_dict() order (parameters and buffers; each module's weight, bias, running_mean, "
+        "running_var, num_batches_tracked); 'params' by named_parameters, 'buffers' (fresh) by named_buffers (num_batches_tracked "
+        "is int64, shape []). 'eval_output_fresh' = model.eval()(x) with the fresh buffers. One pass in train mode (batch statistics, "
+        "biased variance), on a copy.deepcopy of the model so that the model's buffers stay fresh: loss = F.cross_entropy(copy(x), "
+        "labels, reduction='mean'); loss.backward(); 'output' = copy(x) (train mode), 'grads' = d(loss)/d(parameter), 'x_grad' = "
+        "d(loss)/d(x). Training from 'params' and the fresh buffers, in train mode: opt = torch.optim.Adam(model.parameters(), "
+        "lr=0.01, betas=(0.9, 0.999), eps=1e-08, weight_decay=0, amsgrad=False); 5 steps of opt.zero_grad(); loss = "
+        "F.cross_entropy(model(x), labels); loss.backward(); opt.step() (each forward also updates running_mean = (1 - momentum) * "
+        "running_mean + momentum * batch mean, running_var likewise with the unbiased batch variance, num_batches_tracked += 1). "
+        "'train.losses', 'train.params_after_last_step' as for 'resmlp'; 'train.buffers_after_last_step' after step 5 "
+        "(num_batches_tracked 5); 'train.eval_output' = model.eval()(x) after step 5 (running statistics).")}
+    rec.update(record_batchnorm(model, x, labels, "cross_entropy", "labels"))
+    return rec
+
+
 def layernorm_exact(x, weight, bias, eps):
     import decimal
     ctx = decimal.Context(prec=50)
@@ -248,13 +351,16 @@ def layernorm_exact(x, weight, bias, eps):
 def main():
     doc = {
         "description": (
-            "Residual blocks and LayerNorm, computed by PyTorch itself (tests/golden/residual.py). Residual is the module "
+            "Residual blocks, LayerNorm and BatchNorm1d, computed by PyTorch itself (tests/golden/residual.py). Residual is the module "
             "class Residual(nn.Module): __init__(self, body, proj=None) sets self.body = body and, when given, self.proj = proj; "
             "forward(x) = (self.proj(x) if hasattr(self, 'proj') else x) + self.body(x). State_dict names follow that module "
             "tree: 'k.body.i.weight', 'k.proj.bias', LayerNorm 'k.weight'/'k.bias' (1-D). Records: 'resmlp' (cross-entropy), "
             "'nested' (a residual block inside another, with a projection; MSE), 'layernorm_edge' (a constant row and a row of "
-            "large mean through LayerNorm, then Linear). Each record: 'description', 'state_dict_keys' (in order), 'params', "
-            "'x', 'labels' or 'targets', 'output', 'loss', 'grads', 'x_grad', and (not layernorm_edge) 'train'. Conventions as "
+            "large mean through LayerNorm, then Linear), 'batchnorm' (BatchNorm1d on the input, after Linear+Tanh and inside a "
+            "residual body; cross-entropy; state_dict with buffers 'k.running_mean', 'k.running_var', 'k.num_batches_tracked'). "
+            "Each record: 'description', 'state_dict_keys' (in order), 'params', 'x', 'labels' or 'targets', 'output', 'loss', "
+            "'grads', 'x_grad', and (not layernorm_edge) 'train'; 'batchnorm' adds the buffers, eval-mode outputs and the buffers "
+            "after training. Conventions as "
             "the other golden files: tensors {\"shape\", \"data\"} flat row-major; float64; nn.Linear weight [out, in]; "
             "reduction 'mean'."),
         "generator": {
@@ -262,11 +368,13 @@ def main():
             "python": sys.version.split()[0],
             "dtype": "float64",
             "threads": torch.get_num_threads(),
-            "seeds": {"resmlp": SEED_RESMLP, "nested_first_tried": SEED_NESTED, "layernorm_edge": SEED_EDGE},
+            "seeds": {"resmlp": SEED_RESMLP, "nested_first_tried": SEED_NESTED, "layernorm_edge": SEED_EDGE,
+                      "batchnorm": SEED_BATCHNORM},
         },
         "resmlp": resmlp(),
         "nested": nested(),
         "layernorm_edge": layernorm_edge(),
+        "batchnorm": batchnorm(),
     }
     path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "residual.json")
     text = json.dumps(doc, indent=2, allow_nan=False)

@@ -2,7 +2,9 @@
 // tests/golden/residual.py): each network built here with Sequential must have exactly the torch module tree's
 // state_dict names (what load_state_dict(strict=True) needs); from torch's parameters the engine's output, loss,
 // every parameter gradient, the input gradient and five Adam steps (losses and final parameters) must match torch's,
-// in double on every ISA rung and the Blas backend, and in float on the Cpu and Blas backends.
+// in double on every ISA rung and the Blas backend, and in float on the Cpu and Blas backends. The BatchNorm record adds
+// the buffers: the state_dict (parameters and buffers, as torch orders them), the train-mode output, the running
+// statistics and count after the five steps (only a step moves them), and the eval-mode outputs before and after.
 using System.Numerics;
 using System.Text.Json;
 using Backprop.Engine;
@@ -36,14 +38,29 @@ public class ResidualGoldenTests
             .Dense(2), LossKind.Mse),
         // nn.Sequential(LayerNorm(6), Linear(6,3))
         "layernorm_edge" => (new Sequential(6).LayerNorm(1e-5).Dense(3), LossKind.Mse),
+        // nn.Sequential(BatchNorm1d(5), Linear(5,8), Tanh(), BatchNorm1d(8, eps=1e-3),
+        //               Residual(body=Sequential(Linear(8,6), GELU(), BatchNorm1d(6, momentum=0.3)), proj=Linear(8,6)), Linear(6,3))
+        "batchnorm" => (new Sequential(5)
+            .BatchNorm(eps: 1e-5, momentum: 0.1)
+            .Dense(8, "tanh")
+            .BatchNorm(eps: 1e-3, momentum: 0.1)
+            .Residual(b => b.Dense(6, "gelu").BatchNorm(eps: 1e-5, momentum: 0.3))
+            .Dense(3), LossKind.CrossEntropy),
         _ => throw new ArgumentOutOfRangeException(nameof(record), record, "no such record"),
     };
 
     private static readonly string[] Records = ["resmlp", "nested", "layernorm_edge"];
 
-    public static IEnumerable<TestCaseData> Cases()
+    // The record with buffers (its state_dict is more than the parameters), checked by BatchNorm_MatchesTorch.
+    private const string BatchNormRecord = "batchnorm";
+
+    public static IEnumerable<TestCaseData> Cases() => CasesOf(Records);
+
+    public static IEnumerable<TestCaseData> BatchNormCases() => CasesOf([BatchNormRecord]);
+
+    private static IEnumerable<TestCaseData> CasesOf(string[] records)
     {
-        foreach (var r in Records)
+        foreach (var r in records)
         {
             foreach (var isa in Enum.GetValues<Isa>().Where(i => i <= CpuIsa.Supported))
                 yield return new TestCaseData(r, false, Backend.Cpu, isa).SetName($"{{m}}({r}, double, Cpu, {isa})");
@@ -135,6 +152,121 @@ public class ResidualGoldenTests
         Assert.That(m.StepCount, Is.EqualTo(losses.Length));
         var after = train.GetProperty("params_after_last_step");
         foreach (var k in keys) Near(ToDouble(m.Parameter(k)), after.Tensor(k).Data, tol.TrainRtol, tol.TrainAtol, $"{where}: {k} after {losses.Length} Adam steps");
+    }
+
+    // torch's state_dict order: module by module in tree order, each module's parameters, then its buffers. The engine lists
+    // the parameters (tree order) and the buffers (block order) apart: merged here, each module's buffers right after its last
+    // parameter (a BatchNorm has affine parameters, so every buffer has a module with parameters to follow).
+    internal static string[] StateDictOrder(IReadOnlyList<ParameterInfo> parameters, IReadOnlyList<ParameterInfo> buffers)
+    {
+        static string Module(string name) => name[..name.LastIndexOf('.')];
+        var keys = new List<string>();
+        for (int i = 0; i < parameters.Count; i++)
+        {
+            keys.Add(parameters[i].Name);
+            string module = Module(parameters[i].Name);
+            if (i + 1 < parameters.Count && Module(parameters[i + 1].Name) == module) continue;
+            keys.AddRange(buffers.Select(b => b.Name).Where(b => Module(b) == module));
+        }
+        Assert.That(keys, Has.Count.EqualTo(parameters.Count + buffers.Count), "every buffer follows a module's parameters");
+        return keys.ToArray();
+    }
+
+    [Test]
+    public void BatchNorm_StateDictKeys_AreThoseOfTheTorchModuleTree()
+    {
+        var g = Golden.Load(GoldenFile).GetProperty(BatchNormRecord);
+        var (net, loss) = Network(BatchNormRecord);
+        using var m = new Model<double>(net.ToSpec(loss), new TrainingOptions { Loss = loss, MaxBatch = 2, Threads = 1 });
+        var keys = g.GetProperty("state_dict_keys").EnumerateArray().Select(k => k.GetString()!).ToArray();
+        var p = g.GetProperty("params");
+        var b = g.GetProperty("buffers");
+        Assert.That(m.Parameters.Select(q => q.Name), Is.EqualTo(p.EnumerateObject().Select(o => o.Name)), "parameters, in named_parameters order");
+        Assert.That(m.Buffers.Select(q => q.Name), Is.EqualTo(b.EnumerateObject().Select(o => o.Name)), "buffers, in named_buffers order");
+        Assert.That(StateDictOrder(m.Parameters, m.Buffers), Is.EqualTo(keys), "parameters and buffers, in state_dict order");
+        Assert.That(m.Parameters.Select(q => q.Shape), Is.EqualTo(m.Parameters.Select(q => p.Tensor(q.Name).Shape)), "parameter shapes");
+        Assert.That(m.Buffers.Select(q => q.Shape), Is.EqualTo(m.Buffers.Select(q => b.Tensor(q.Name).Shape)), "buffer shapes (num_batches_tracked: [])");
+    }
+
+    [TestCaseSource(nameof(BatchNormCases))]
+    public void BatchNorm_MatchesTorch(string record, bool useFloat, Backend backend, Isa? isa)
+    {
+        if (useFloat) CheckBatchNorm<float>(record, backend, isa, FloatTol);
+        else CheckBatchNorm<double>(record, backend, isa, DoubleTol);
+    }
+
+    private static void CheckBatchNorm<T>(string record, Backend backend, Isa? isa, Tolerance tol) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        var g = Golden.Load(GoldenFile).GetProperty(record);
+        var (net, lossKind) = Network(record);
+        var x = g.Tensor("x");
+        int batch = x.Shape[0];
+        var options = new TrainingOptions
+        {
+            Loss = lossKind,
+            MaxBatch = batch,
+            Threads = 1,
+            Seed = 1,
+            Backend = backend,
+            Isa = isa,
+            Optimizer = new Adam(lr: 1e-2, beta1: 0.9, beta2: 0.999, eps: 1e-8),
+        };
+        using var m = new Model<T>(net.ToSpec(lossKind), options);
+        string where = $"{record} {typeof(T).Name} {backend}{(isa is { } i ? " " + i : "")}";
+
+        var keys = g.GetProperty("state_dict_keys").EnumerateArray().Select(k => k.GetString()!).ToArray();
+        Assert.That(StateDictOrder(m.Parameters, m.Buffers), Is.EqualTo(keys), $"{where}: state_dict names");
+        var names = m.Parameters.Select(p => p.Name).ToArray();
+        var bufferNames = m.Buffers.Select(b => b.Name).ToArray();
+        var parameters = g.GetProperty("params");
+        foreach (var k in names) m.SetParameter(k, Conv<T>(parameters.Tensor(k).Data));
+        // A fresh model's buffers are torch's fresh ones (running_mean 0, running_var 1, count 0): the record starts there.
+        var fresh = g.GetProperty("buffers");
+        void BuffersAre(JsonElement want, string when)
+        {
+            foreach (var k in bufferNames) Assert.That(ToDouble(m.Buffer(k)), Is.EqualTo(want.Tensor(k).Data), $"{where}: buffer {k} {when}");
+        }
+        BuffersAre(fresh, "of a fresh model");
+
+        var xs = Conv<T>(x.Data);
+        int[] labels = g.Labels("labels").Select(v => checked((int)v)).ToArray();
+        var outputs = new T[g.Tensor("output").Data.Length];
+
+        // Inference with the fresh running statistics.
+        m.Predict(xs, outputs);
+        Near(ToDouble(outputs), g.Tensor("eval_output_fresh").Data, tol.Rtol, tol.Atol, $"{where}: eval-mode output (fresh buffers)");
+
+        // One train-mode pass (batch statistics): Loss and Gradients evaluate and leave the buffers where they were.
+        double lossRef = g.GetProperty("loss").GetDouble();
+        Near([m.Loss(xs, labels)], [lossRef], tol.Rtol, tol.Atol, $"{where}: Loss");
+        Near([m.Gradients(xs, labels)], [lossRef], tol.Rtol, tol.Atol, $"{where}: loss of Gradients");
+        Near(ToDouble(m.TrainingOutput), g.Tensor("output").Data, tol.Rtol, tol.Atol, $"{where}: train-mode output");
+        var grads = g.GetProperty("grads");
+        foreach (var k in names) Near(ToDouble(m.Gradient(k)), grads.Tensor(k).Data, tol.Rtol, tol.Atol, $"{where}: grad {k}");
+        Near(ToDouble(m.InputGradient), g.Tensor("x_grad").Data, tol.Rtol, tol.Atol, $"{where}: x_grad");
+        BuffersAre(fresh, "after Loss and Gradients");
+
+        // Five Adam steps from the fresh buffers: each moves the running statistics and the count.
+        var train = g.GetProperty("train");
+        var losses = train.GetProperty("losses").EnumerateArray().Select(v => v.GetDouble()).ToArray();
+        var ours = new double[losses.Length];
+        for (int t = 0; t < losses.Length; t++) ours[t] = m.Step(xs, labels);
+        Near(ours, losses, tol.TrainRtol, tol.TrainAtol, $"{where}: Adam step losses");
+        Assert.That(m.StepCount, Is.EqualTo(losses.Length));
+        var after = train.GetProperty("params_after_last_step");
+        foreach (var k in names) Near(ToDouble(m.Parameter(k)), after.Tensor(k).Data, tol.TrainRtol, tol.TrainAtol, $"{where}: {k} after {losses.Length} Adam steps");
+        var buffersAfter = train.GetProperty("buffers_after_last_step");
+        foreach (var k in bufferNames)
+        {
+            if (k.EndsWith(".num_batches_tracked", StringComparison.Ordinal))
+                Assert.That(ToDouble(m.Buffer(k)), Is.EqualTo(buffersAfter.Tensor(k).Data), $"{where}: {k} after {losses.Length} steps");
+            else
+                Near(ToDouble(m.Buffer(k)), buffersAfter.Tensor(k).Data, tol.TrainRtol, tol.TrainAtol, $"{where}: {k} after {losses.Length} Adam steps");
+        }
+
+        // Inference after training: the running statistics.
+        m.Predict(xs, outputs);
+        Near(ToDouble(outputs), train.Tensor("eval_output").Data, tol.TrainRtol, tol.TrainAtol, $"{where}: eval-mode output after training");
     }
 
     [Test]
