@@ -1,6 +1,7 @@
 // Epoch training: each epoch visits the training set in a seeded random order (Fisher–Yates on a
 // permutation driven by Philox(seed, epoch), so it does not depend on anything but the seed), in
-// batches of the model's maximum batch (the last one smaller), then evaluates. Optional early
+// batches of the model's maximum batch (the last one smaller; left out when a BatchNorm could not take
+// it: one sample, as torch's DataLoader(drop_last) avoids), then evaluates. Optional early
 // stopping watches the loss on a validation split held out from the training set and restores the
 // best parameters when it stops.
 using System.Diagnostics;
@@ -95,6 +96,8 @@ public sealed class Trainer(Model model)
         float[]? best = null;
         bool stopped = false;
         int batches = (n + maxBatch - 1) / maxBatch;
+        // A last batch a BatchNorm has no statistics for (one sample, or a micro-batch of one) is left out of every epoch.
+        if (batches > 1 && Model.RefusesTrainingBatch(n - (batches - 1) * maxBatch)) batches--;
         bool stepLimit = false, interrupted = false;
         for (int epoch = options.Start.Epoch; epoch <= options.Epochs && !stepLimit && !interrupted; epoch++)
         {

@@ -61,4 +61,23 @@ public class TrainerTests
         Assert.That(Assert.Throws<ArgumentException>(() => new Trainer(m).Fit(Noise(10, 1), null, new FitOptions()))!.Message,
             Does.Contain("the training data has 8 features per sample; the first layer expects 5"));
     }
+
+    [Test]
+    public void WithBatchNorm_ALastBatchOfOneSample_IsLeftOut_OtherwiseKept()
+    {
+        // 21 samples in batches of 10: the last batch holds one sample, which BatchNorm cannot normalize in training.
+        var data = Noise(21, 4);
+        using var bn = new Sequential(8).Dense(6, "relu").BatchNorm().Dense(3).Compile(new TrainingOptions { MaxBatch = 10, Threads = 1 });
+        var fit = new Trainer(bn).Fit(data, null, new FitOptions { Epochs = 2 });
+        Assert.That(bn.StepCount, Is.EqualTo(4), "two batches per epoch");
+        Assert.That(bn.Buffer("2.num_batches_tracked").ToArray(), Is.EqualTo(new[] { 4f }));
+        Assert.That(fit.Epochs, Has.Count.EqualTo(2));
+        using var plain = new Sequential(8).Dense(6, "relu").Dense(3).Compile(new TrainingOptions { MaxBatch = 10, Threads = 1 });
+        new Trainer(plain).Fit(data, null, new FitOptions { Epochs = 2 });
+        Assert.That(plain.StepCount, Is.EqualTo(6), "without BatchNorm the one-sample batch trains");
+        // With accumulation a micro-batch of one is what counts: 23 samples in batches of 10 in 2 micro-batches leave 3 (2 + 1).
+        using var acc = new Sequential(8).BatchNorm().Dense(3).Compile(new TrainingOptions { MaxBatch = 10, Threads = 1, Accumulate = 2 });
+        new Trainer(acc).Fit(Noise(23, 5), null, new FitOptions { Epochs = 1 });
+        Assert.That(acc.StepCount, Is.EqualTo(2));
+    }
 }
