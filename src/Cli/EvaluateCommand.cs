@@ -36,7 +36,7 @@ internal static class EvaluateCommand
                 {
                     ["model"] = info.Path, ["kind"] = info.Kind.ToString(), ["samples"] = data.Count, ["preprocessing"] = pre.Kind.ToString(),
                 };
-                stdout.WriteLine($"model: {info.Path} ({info.Kind}), {info.Spec.InputWidth}-{string.Join("-", info.Spec.Layers.Select(l => l.Units))}, loss {info.Spec.Loss}, " +
+                stdout.WriteLine($"model: {info.Path} ({info.Kind}), {info.Spec.Describe()}, loss {info.Spec.Loss}, " +
                     $"inputs: {ModelSource.Describe(pre.Kind)}");
                 stdout.WriteLine($"samples {data.Count}");
                 if (data.Labels is { } labels)

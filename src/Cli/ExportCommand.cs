@@ -47,13 +47,13 @@ internal static class ExportCommand
                 {
                     var graphPre = p.GetValue(noPre) || pre.Kind == Normalization.None ? null : pre;
                     OnnxExporter.Export(model, dst, p.GetValue(softmax), graphPre);
-                    stdout.WriteLine($"wrote {dst}: {spec.InputWidth}-{string.Join("-", spec.Layers.Select(l => l.Units))}, opset 17, input 'input' [batch, {spec.InputWidth}]" +
+                    stdout.WriteLine($"wrote {dst}: {spec.Describe()}, opset 17, input 'input' [batch, {spec.InputWidth}]" +
                         $"{(graphPre is null ? "" : $" (raw: the graph applies {ModelSource.Describe(graphPre.Kind)})")}, output 'output' [batch, {spec.OutputWidth}]");
                 }
                 else
                 {
                     Checkpoint.SaveWeights(model, dst, pre, type);
-                    stdout.WriteLine($"wrote {dst}: {spec.InputWidth}-{string.Join("-", spec.Layers.Select(l => l.Units))}, {type}, inputs: {ModelSource.Describe(pre.Kind)}");
+                    stdout.WriteLine($"wrote {dst}: {spec.Describe()}, {type}, inputs: {ModelSource.Describe(pre.Kind)}");
                 }
             }
             catch (ArgumentException e) { throw new UsageException(Flags.Message(e)); }
