@@ -94,7 +94,7 @@ internal sealed unsafe class CpuExecutor<T, TDense> : IExecutor<T>
                     overlap?.LayerReady((float*)Param(w.WeightGrad), w.BiasGrad.Offset + w.BiasGrad.Length - w.WeightGrad.Offset);
                     break;
                 case DenseBwdDataOp d:
-                    TDense.BwdData(_ctx, d.PrevActivation, batch, d.DiffSrc.Cols, d.DiffDst.Cols, At(d.DiffDst), Param(d.Weight), At(d.Saved), At(d.DiffSrc));
+                    TDense.BwdData(_ctx, d.PrevActivation, batch, d.DiffSrc.Cols, d.DiffDst.Cols, At(d.DiffDst), Param(d.Weight), At(d.Saved), At(d.DiffSrc), d.Accumulate);
                     if (d.PrevDropout > 0)
                     {
                         var dx = Rows(d.DiffSrc, batch);

@@ -6,7 +6,7 @@
 //               column sums of dZ (Backend.Blas: the unfused reference, and a check of our GEMM).
 // Both: Fwd     dst = f(src·Wᵀ + b)        (pre ← src·Wᵀ + b when pre is not null)
 //       BwdW    dW = dZᵀ·src, db = Σ_batch dZ; *nonFinite = 1 when a value of dW or db is NaN or infinite
-//       BwdData dX = (dZ·W) ⊙ g'(saved)    (saved null: dX = dZ·W)
+//       BwdData dX = (dZ·W) ⊙ g'(saved)    (saved null: dX = dZ·W; accumulate: dX = (dZ·W + dX) ⊙ g'(saved))
 using System.Numerics;
 using Backprop.Kernels;
 using Backprop.Kernels.Blas;
@@ -20,7 +20,7 @@ internal unsafe interface IDenseKernels<T> where T : unmanaged, IFloatingPointIe
 {
     static abstract void Fwd(CpuContext ctx, Activation act, int batch, int inW, int outW, T* src, T* w, T* b, T* dst, T* pre);
     static abstract void BwdWeights(CpuContext ctx, int batch, int inW, int outW, T* dz, T* src, T* dw, T* db, int* nonFinite);
-    static abstract void BwdData(CpuContext ctx, Activation prevAct, int batch, int inW, int outW, T* dz, T* w, T* saved, T* dx);
+    static abstract void BwdData(CpuContext ctx, Activation prevAct, int batch, int inW, int outW, T* dz, T* w, T* saved, T* dx, bool accumulate);
 }
 
 /// <summary>The fused kernels (Backend.Cpu).</summary>
@@ -32,10 +32,11 @@ internal readonly unsafe struct FusedDense<T> : IDenseKernels<T> where T : unman
     public static void BwdWeights(CpuContext ctx, int batch, int inW, int outW, T* dz, T* src, T* dw, T* db, int* nonFinite) =>
         Dense.BwdWeights(ctx, GradientMode.Overwrite, batch, inW, outW, dz, src, dw, db, nonFinite);
 
-    public static void BwdData(CpuContext ctx, Activation prevAct, int batch, int inW, int outW, T* dz, T* w, T* saved, T* dx)
+    public static void BwdData(CpuContext ctx, Activation prevAct, int batch, int inW, int outW, T* dz, T* w, T* saved, T* dx, bool accumulate)
     {
-        if (saved == null) Dense.BwdData(ctx, batch, inW, outW, dz, w, dx);
-        else ActivationDispatch.DenseBwdData(prevAct, ctx, batch, inW, outW, dz, w, saved, dx);
+        var mode = accumulate ? GradientMode.Accumulate : GradientMode.Overwrite;
+        if (saved == null) Dense.BwdData(ctx, batch, inW, outW, dz, w, dx, mode);
+        else ActivationDispatch.DenseBwdData(prevAct, ctx, batch, inW, outW, dz, w, saved, dx, mode);
     }
 }
 
@@ -55,9 +56,9 @@ internal readonly unsafe struct BlasDense<T> : IDenseKernels<T> where T : unmana
         if (!Dense.AllFinite(dw, (long)outW * inW) || !Dense.AllFinite(db, outW)) *nonFinite = 1; // the unfused reference: a pass of its own
     }
 
-    public static void BwdData(CpuContext ctx, Activation prevAct, int batch, int inW, int outW, T* dz, T* w, T* saved, T* dx)
+    public static void BwdData(CpuContext ctx, Activation prevAct, int batch, int inW, int outW, T* dz, T* w, T* saved, T* dx, bool accumulate)
     {
-        OpenBlas.Gemm(Transpose.N, Transpose.N, batch, inW, outW, T.One, dz, outW, w, inW, T.Zero, dx, inW);
+        OpenBlas.Gemm(Transpose.N, Transpose.N, batch, inW, outW, T.One, dz, outW, w, inW, accumulate ? T.One : T.Zero, dx, inW);
         if (saved != null) ActivationDispatch.Backward(ctx.Isa, prevAct, saved, dx, dx, batch * inW);
     }
 }

@@ -25,6 +25,8 @@
 // already d(z) of that layer: whoever writes the last contribution to a Dense output's gradient applies
 // that layer's activation derivative and dropout mask there (the next Dense's BwdData, a LayerNorm's
 // backward, a residual block's join, the output layer's OutputBwd, or an ActivationBwd before a body).
+// A block whose body starts with a Dense layer joins in that layer's BwdData: the skip gradient is made
+// first and the GEMM adds to it (beta = 1), the derivative in its store; no ResidualBwd pass.
 using Backprop.Kernels;
 
 namespace Backprop.Engine.Planning;
@@ -575,11 +577,15 @@ public sealed class Plan
     // Runs seq backward from g (its output's gradient, already d(z) when the output is a Dense layer's); returns the slot of
     // its input's gradient (−1 when not needed). convert: whether that gradient is final here, so its writer applies the
     // producer's derivative (false in a residual body: the block's join adds the skip path first).
-    private int Bwd(Node[] seq, Value input, int g, bool convert, bool needInput, long shift, List<PlanOp> ops)
+    // into (≥ 0): the first module, a Dense layer, adds its input gradient to that slot (a residual block's skip gradient) and
+    // applies intoDerivative to the sum: the block's join in that layer's BwdData GEMM.
+    private int Bwd(Node[] seq, Value input, int g, bool convert, bool needInput, long shift, List<PlanOp> ops, int into = -1, Derivative intoDerivative = default)
     {
         for (int i = seq.Length - 1; i >= 0; i--)
         {
             var x = i == 0 ? input : OutputOf(seq[i - 1]);
+            if (i == 0 && into >= 0)
+                return DenseBackward(((DenseNode)seq[0]).L, x, g, intoDerivative, needInput: true, shift, ops, into);
             g = Bwd(seq[i], x, g, i == 0 ? convert : true, i == 0 ? needInput : true, shift, ops);
         }
         return g;
@@ -624,6 +630,17 @@ public sealed class Plan
                     ops.Add(new ActivationBwdOp(f.Producer, df, G(g, outW), G(gf, outW)));
                 }
                 else _pool[g]++; // shared by the body and the skip path
+                // The join folded into the body's first layer: when the body starts with a Dense layer, the skip gradient is
+                // made first (the projection's dX, or the output gradient itself) and that layer's BwdData adds its product to
+                // it, the block input's derivative in the same store. The output gradient takes the sum only when no one outside
+                // this block holds it (an enclosing block's skip path may) and the layer does not read it as its own dZ.
+                int ours = gf == g ? 2 : 1;
+                bool ownSkip = r.Projection >= 0 || (_pool[g] == ours && !(r.Body.Length == 1 && gf == g));
+                if (needInput && r.Body[0] is DenseNode && ownSkip)
+                {
+                    int into = r.Projection >= 0 ? DenseBackward(r.Projection, x, g, Derivative.None, needInput: true, shift, ops) : g; // releases g
+                    return Bwd(r.Body, x, gf, convert: false, needInput: true, shift, ops, into, deriv);
+                }
                 int body = Bwd(r.Body, x, gf, convert: false, needInput, shift, ops);
                 int skip = g;
                 if (r.Projection >= 0)
@@ -642,7 +659,8 @@ public sealed class Plan
         }
     }
 
-    private int DenseBackward(int l, Value x, int g, Derivative deriv, bool needInput, long shift, List<PlanOp> ops)
+    // into ≥ 0: the input gradient is added to that slot (DenseBwdData with Accumulate) instead of a new one.
+    private int DenseBackward(int l, Value x, int g, Derivative deriv, bool needInput, long shift, List<PlanOp> ops, int into = -1)
     {
         var slots = Layers[l];
         var dz = G(g, Spec.Layers[l].Units);
@@ -655,8 +673,9 @@ public sealed class Plan
         }
         if (deriv.Exists && deriv.Layer != l - 1)
             throw new InvalidOperationException($"plan lowering: layer {l}'s data gradient would apply layer {deriv.Layer}'s derivative; DenseBwdData applies layer {l - 1}'s.");
-        int dst = Take();
-        ops.Add(new DenseBwdDataOp(l, dz, slots.Weight, deriv.Exists ? deriv.Activation : new Activation(ActivationKind.Identity), deriv.Saved, deriv.Dropout, G(dst, Spec.Width(l))));
+        int dst = into >= 0 ? into : Take();
+        ops.Add(new DenseBwdDataOp(l, dz, slots.Weight, deriv.Exists ? deriv.Activation : new Activation(ActivationKind.Identity), deriv.Saved, deriv.Dropout,
+            G(dst, Spec.Width(l)), Accumulate: into >= 0));
         Release(g);
         return dst;
     }

@@ -60,8 +60,11 @@ public sealed record DenseBwdWeightsOp(int Layer, Slot DiffDst, Slot Src, Slot W
 /// DiffSrc = (DiffDst·Weight) ⊙ g'(Saved) ⊙ mask: the gradient of the previous layer's pre-activation, g its activation
 /// and mask its dropout (probability PrevDropout, stream <see cref="PlanOp.Layer"/> − 1). Saved does not exist when g is
 /// the identity, and PrevDropout is 0 without dropout; for the gradient of the network input (Layer 0) both are so.
+/// With Accumulate, DiffSrc already holds a residual block's skip gradient: DiffSrc = (DiffDst·Weight + DiffSrc) ⊙ g'(Saved) ⊙ mask
+/// (the block's join in the GEMM's store).
 /// </summary>
-public sealed record DenseBwdDataOp(int Layer, Slot DiffDst, Slot Weight, Activation PrevActivation, Slot Saved, double PrevDropout, Slot DiffSrc) : PlanOp(Layer)
+public sealed record DenseBwdDataOp(int Layer, Slot DiffDst, Slot Weight, Activation PrevActivation, Slot Saved, double PrevDropout, Slot DiffSrc,
+    bool Accumulate = false) : PlanOp(Layer)
 {
     /// <inheritdoc />
     public override string Kind => "DenseBwdData";

@@ -145,7 +145,7 @@ public static unsafe partial class CuBlas
     public static void Sgemm(nint handle, in GemmDesc g)
     {
         if (g.NeedsLt) throw new ArgumentException($"epilogue {g.Epilogue} with bias {(g.Bias != 0 ? "set" : "none")} needs cuBLASLt; cublasSgemm takes plain products.");
-        float alpha = 1f, beta = 0f;
+        float alpha = 1f, beta = g.Accumulate ? 1f : 0f;
         Check(cublasSgemm(handle, g.TransA ? 1 : 0, g.TransB ? 1 : 0, g.M, g.N, g.K, &alpha, g.A, g.Lda, g.B, g.Ldb, &beta, g.D, g.Ldd), "cublasSgemm_v2");
     }
 
@@ -246,7 +246,7 @@ public static unsafe partial class CuBlas
         /// <summary>Issues the matmul on <paramref name="stream"/>.</summary>
         public void Run(nint ltHandle, nint stream, ulong workspace, nuint workspaceSize)
         {
-            float alpha = 1f, beta = 0f;
+            float alpha = 1f, beta = _g.Accumulate ? 1f : 0f;
             var algo = _algo;
             Check(cublasLtMatmul(ltHandle, _desc, &alpha, _g.A, _la, _g.B, _lb, &beta, _g.D, _ld, _g.D, _ld, algo.Algo, workspace, workspaceSize, stream), "cublasLtMatmul");
         }

@@ -46,17 +46,18 @@ public struct StepStatus
 /// op(B) is K×N. Aux (with leading dimension AuxLd) holds the pre-activation for the *_AUX epilogues.
 /// <see cref="LtEpilogue.Default"/> with no bias runs as cublasSgemm; anything else as cublasLtMatmul. With <paramref name="Bf16"/>,
 /// A and B hold bf16 values (2 bytes each; leading dimensions in elements) and the product accumulates in float32 into a float D.
+/// With <paramref name="Accumulate"/> the product is added to D (beta = 1; D is also the C operand).
 /// </summary>
 public readonly record struct GemmDesc(LtEpilogue Epilogue, bool TransA, bool TransB, int M, int N, int K,
-    ulong A, int Lda, ulong B, int Ldb, ulong D, int Ldd, ulong Bias = 0, ulong Aux = 0, int AuxLd = 0, bool Bf16 = false)
+    ulong A, int Lda, ulong B, int Ldb, ulong D, int Ldd, ulong Bias = 0, ulong Aux = 0, int AuxLd = 0, bool Bf16 = false, bool Accumulate = false)
 {
     /// <summary>
     /// Row-major C[m×n] = op(A)[m×k]·op(B)[k×n] (+ bias[n] per column), as the CPU's Gemm takes it, expressed as the
     /// column-major problem Cᵀ = op(B)ᵀ·op(A)ᵀ: operands swapped, M = n, N = m, and the bias runs along Cᵀ's rows.
     /// </summary>
     public static GemmDesc RowMajor(LtEpilogue epilogue, bool transA, bool transB, int m, int n, int k, ulong a, int lda, ulong b, int ldb,
-        ulong c, int ldc, ulong bias = 0, ulong aux = 0, int auxLd = 0, bool bf16 = false) =>
-        new(epilogue, transB, transA, n, m, k, b, ldb, a, lda, c, ldc, bias, aux, auxLd, bf16);
+        ulong c, int ldc, ulong bias = 0, ulong aux = 0, int auxLd = 0, bool bf16 = false, bool accumulate = false) =>
+        new(epilogue, transB, transA, n, m, k, b, ldb, a, lda, c, ldc, bias, aux, auxLd, bf16, accumulate);
 
     /// <summary>True when this needs cuBLASLt (an epilogue, a bias or bf16 operands); else plain cublasSgemm does it.</summary>
     public bool NeedsLt => Epilogue != LtEpilogue.Default || Bias != 0 || Bf16;

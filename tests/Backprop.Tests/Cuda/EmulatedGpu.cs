@@ -216,6 +216,7 @@ public sealed unsafe partial class EmulatedGpu : IGpuDevice
                     double bv = At(g.TransB ? b + j + (long)p * g.Ldb : b + p + (long)j * g.Ldb);
                     s += av * bv;
                 }
+                if (g.Accumulate) s += d[i + (long)j * g.Ldd];
                 float z = (float)(s + (bias != null ? bias[i] : 0));
                 float y = g.Epilogue switch
                 {

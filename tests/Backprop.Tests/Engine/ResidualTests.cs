@@ -4,6 +4,7 @@
 // 1 and 2 threads, no allocation per step (the Cuda backend's kernels: tests/Backprop.Tests/Cuda/CudaTreeTests.cs).
 using Backprop.Engine;
 using Backprop.Engine.Gradcheck;
+using Backprop.Engine.Planning;
 using Backprop.Kernels;
 using Backprop.Kernels.Cpu;
 using NUnit.Framework;
@@ -237,6 +238,13 @@ public class ResidualTests
             .Residual(b => b.Dense(6, "tanh").Residual(c => c.Dense(6, "gelu").LayerNorm()).Residual(c => c.Residual(d => d.Dense(6, "silu"))))
             .LayerNorm().Dense(3), LossKind.CrossEntropy);
         yield return new TestCaseData("resmlp", ResMlp(5), LossKind.CrossEntropy);
+        // The join folded into BwdData: not when the body's one layer reads the output gradient as its dZ, nor into an output
+        // gradient an enclosing block's skip path still needs.
+        yield return new TestCaseData("one identity layer, same width", new Sequential(5).Dense(5, "tanh").Residual(b => b.Dense(5)).Dense(3), LossKind.CrossEntropy);
+        yield return new TestCaseData("a block ending in a block that ends in an activation", new Sequential(5).Dense(6, "tanh")
+            .Residual(b => b.Dense(6, "tanh").Residual(c => c.Dense(6, "tanh").Dense(6, "sigmoid"))).Dense(3), LossKind.CrossEntropy);
+        yield return new TestCaseData("a block ending in a projected block", new Sequential(5).Dense(6, "tanh")
+            .Residual(b => b.Dense(6, "tanh").Residual(c => c.Dense(4, "silu")).Dense(6)).Dense(3), LossKind.CrossEntropy);
         yield return new TestCaseData("network ends in a residual block", new Sequential(4).Dense(3, "tanh").Residual(b => b.Dense(3, "tanh").LayerNorm()), LossKind.Mse);
         yield return new TestCaseData("large eps", new Sequential(4).Dense(5, "tanh").LayerNorm(eps: 1.0).Dense(2), LossKind.Huber);
         yield return new TestCaseData("batchnorm on the input", new Sequential(5).BatchNorm().Dense(3), LossKind.CrossEntropy);
@@ -545,7 +553,23 @@ public class ResidualTests
         Assert.That(listing, Does.Contain("LayerNormFwd(0)").And.Contain("ResidualAdd(1)").And.Contain("ResidualAdd(0)")
             .And.Contain("LayerNormBwd(0)").And.Contain("ResidualBwd(1)"));
         Assert.That(listing, Does.Not.Contain("ResidualBwd(0)"), "a step needs no gradient of the network input, so the outer block does not join its paths");
-        Assert.That(string.Join(" ", m.Plan.GradientOps), Does.Contain("ResidualBwd(0)"), "the gradient pass does");
+        // The gradient pass does, in its body's first layer: the inner block's output gradient is also the outer skip path's,
+        // so the inner one joins in a pass of its own.
+        var grads = m.Plan.GradientOps;
+        Assert.That(grads.OfType<ResidualBwdOp>().Select(r => r.Layer), Is.EqualTo(new[] { 1 }));
+        Assert.That(grads.OfType<DenseBwdDataOp>().Single(d => d.Layer == 0).Accumulate, Is.True);
         Assert.That(m.Plan.ToString(), Does.Contain("layer norm 0: weight[8]").And.Contain("residual 0: out@"));
+
+        // Blocks whose bodies start with a Dense layer join in that layer's BwdData (the skip gradient made first, the GEMM adding to it):
+        // with a projection, and without one when the output gradient is the block's alone (the body ends in an activation).
+        using var res = ResMlp(20).Compile(new TrainingOptions { MaxBatch = 8 });
+        var ops = res.Plan.GradientOps;
+        Assert.That(ops.OfType<ResidualBwdOp>(), Is.Empty, string.Join(" ", ops));
+        var joined = ops.OfType<DenseBwdDataOp>().Where(d => d.Accumulate).Select(d => d.Layer).ToArray();
+        Assert.That(joined, Is.EqualTo(new[] { 2, 1 }), "block 1 (projection 3) joins in layer 2's BwdData, block 0 in layer 1's");
+        int proj = ops.ToList().FindIndex(o => o is DenseBwdDataOp { Layer: 3 });
+        int body = ops.ToList().FindIndex(o => o is DenseBwdDataOp { Layer: 2 });
+        Assert.That(proj, Is.LessThan(body), "the projection's dX is there before the body's first layer adds to it");
+        Assert.That(((DenseBwdDataOp)ops[body]).DiffSrc.Offset, Is.EqualTo(((DenseBwdDataOp)ops[proj]).DiffSrc.Offset));
     }
 }

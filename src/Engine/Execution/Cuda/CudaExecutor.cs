@@ -335,7 +335,8 @@ internal sealed unsafe class CudaExecutor : IExecutor<float>
                 {
                     int inW = d.DiffSrc.Cols, units = d.DiffDst.Cols;
                     ulong dz = ActOperand(p, 'z', d.Layer, d.DiffDst, batch), wt = ParOperand(p, d.Layer, d.Weight);
-                    Gemm(p, $"dense{d.Layer} dX", GemmDesc.RowMajor(LtEpilogue.Default, false, false, batch, inW, units, dz, units, wt, inW, Act(d.DiffSrc), inW, bf16: _bf16));
+                    Gemm(p, $"dense{d.Layer} dX{(d.Accumulate ? " +=" : "")}", GemmDesc.RowMajor(LtEpilogue.Default, false, false, batch, inW, units, dz, units, wt, inW, Act(d.DiffSrc), inW,
+                        bf16: _bf16, accumulate: d.Accumulate));
                     long n = (long)batch * inW;
                     if (d.Saved.Exists) p.Add(CudaKernels.ActBwd(_gpu, Grid(n), Block, Act(d.Saved), Act(d.DiffSrc), Act(d.DiffSrc), n, d.PrevActivation));
                     if (d.PrevDropout > 0) p.Add(Dropout(d.Layer - 1, d.PrevDropout, Act(d.DiffSrc), Act(d.DiffSrc), n, (long)rowOffset * inW));

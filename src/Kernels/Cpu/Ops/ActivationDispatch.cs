@@ -46,10 +46,11 @@ public static unsafe class ActivationDispatch
     }
 
     /// <summary><see cref="Dense.BwdData{T,TAct}"/> with the derivative of <paramref name="prevAct"/>.</summary>
-    public static void DenseBwdData<T>(Activation prevAct, CpuContext ctx, int batch, int inFeatures, int outFeatures, T* diffDst, T* w, T* saved, T* diffSrc)
+    public static void DenseBwdData<T>(Activation prevAct, CpuContext ctx, int batch, int inFeatures, int outFeatures, T* diffDst, T* w, T* saved, T* diffSrc,
+        GradientMode mode = GradientMode.Overwrite)
         where T : unmanaged, IFloatingPointIeee754<T>
     {
-        var v = new BwdDataVisitor<T> { Ctx = ctx, Batch = batch, In = inFeatures, Out = outFeatures, Diff = diffDst, W = w, Saved = saved, Dst = diffSrc };
+        var v = new BwdDataVisitor<T> { Ctx = ctx, Batch = batch, In = inFeatures, Out = outFeatures, Diff = diffDst, W = w, Saved = saved, Dst = diffSrc, Mode = mode };
         prevAct.Visit<T, BwdDataVisitor<T>>(ref v);
     }
 
@@ -88,8 +89,8 @@ public static unsafe class ActivationDispatch
 
     private struct BwdDataVisitor<T> : IActivationVisitor<T> where T : unmanaged, IFloatingPointIeee754<T>
     {
-        public CpuContext Ctx; public int Batch, In, Out; public T* Diff, W, Saved, Dst;
-        public void Visit<TAct>(TAct act) where TAct : unmanaged, IActivation<T> => Dense.BwdData(Ctx, act, Batch, In, Out, Diff, W, Saved, Dst);
+        public CpuContext Ctx; public int Batch, In, Out; public T* Diff, W, Saved, Dst; public GradientMode Mode;
+        public void Visit<TAct>(TAct act) where TAct : unmanaged, IActivation<T> => Dense.BwdData(Ctx, act, Batch, In, Out, Diff, W, Saved, Dst, Mode);
     }
 
     private struct EwVisitor<T> : IActivationVisitor<T> where T : unmanaged, IFloatingPointIeee754<T>

@@ -7,6 +7,8 @@
 //   BwdData:    diff_src = (diff_dst · W) ⊙ g'(saved)   one GEMM (N x N) with the previous layer's
 //               derivative g' in the store (saved = its output or pre-activation), so the previous
 //               layer's diff_dst comes out directly. Identity g gives the plain input gradient.
+//               Accumulate: diff_src = (diff_dst · W + diff_src) ⊙ g'(saved) (a residual block's skip
+//               gradient already in diff_src: the block's join in the GEMM's store).
 using System.Numerics;
 using Backprop.Kernels.Cpu;
 
@@ -66,19 +68,21 @@ public static unsafe class Dense
 
     /// <summary>diff_src[batch, in] = (diff_dst[batch, out] · W[out, in]) ⊙ g'(saved[batch, in]).</summary>
     public static void BwdData<T, TAct>(CpuContext ctx, in TAct prevAct, int batch, int inFeatures, int outFeatures,
-        T* diffDst, T* w, T* saved, T* diffSrc)
+        T* diffDst, T* w, T* saved, T* diffSrc, GradientMode mode = GradientMode.Overwrite)
         where T : unmanaged, IFloatingPointIeee754<T>
         where TAct : unmanaged, IActivation<T>
     {
         var epi = new ActivationGradEpilogue<T, TAct>(prevAct, saved, inFeatures);
-        Gemm.Compute(ctx, Transpose.N, Transpose.N, batch, inFeatures, outFeatures, T.One, diffDst, outFeatures, w, inFeatures, T.Zero, diffSrc, inFeatures, ref epi);
+        Gemm.Compute(ctx, Transpose.N, Transpose.N, batch, inFeatures, outFeatures, T.One, diffDst, outFeatures, w, inFeatures,
+            mode == GradientMode.Accumulate ? T.One : T.Zero, diffSrc, inFeatures, ref epi);
     }
 
-    /// <summary>diff_src = diff_dst · W with no activation derivative (the gradient with respect to the layer's input).</summary>
-    public static void BwdData<T>(CpuContext ctx, int batch, int inFeatures, int outFeatures, T* diffDst, T* w, T* diffSrc)
+    /// <summary>diff_src (=|+=) diff_dst · W with no activation derivative (the gradient with respect to the layer's input).</summary>
+    public static void BwdData<T>(CpuContext ctx, int batch, int inFeatures, int outFeatures, T* diffDst, T* w, T* diffSrc, GradientMode mode = GradientMode.Overwrite)
         where T : unmanaged, IFloatingPointIeee754<T>
     {
         var epi = default(IdentityEpilogue<T>);
-        Gemm.Compute(ctx, Transpose.N, Transpose.N, batch, inFeatures, outFeatures, T.One, diffDst, outFeatures, w, inFeatures, T.Zero, diffSrc, inFeatures, ref epi);
+        Gemm.Compute(ctx, Transpose.N, Transpose.N, batch, inFeatures, outFeatures, T.One, diffDst, outFeatures, w, inFeatures,
+            mode == GradientMode.Accumulate ? T.One : T.Zero, diffSrc, inFeatures, ref epi);
     }
 }
