@@ -29,8 +29,9 @@ internal static class GradcheckCommand
         var rtol = new Option<double>("--rtol") { Description = "Relative tolerance.", DefaultValueFactory = _ => 1e-3 };
         var seed = new Option<int>("--seed") { Description = "Seed of parameters, inputs, dropout masks and directions.", DefaultValueFactory = _ => 1 };
         var threads = new Option<int>("--threads") { Description = "Kernel threads.", DefaultValueFactory = _ => 1 };
+        var arch = new Option<string>("--arch") { Description = Architecture.Help, DefaultValueFactory = _ => "mlp" };
         var cmd = new Command("gradcheck", "Finite-difference gradient check of a described network, in double precision, through the engine that trains it.");
-        foreach (var o in new Option[] { inputWidth, layers, outputs, activation, outAct, loss, batch, dropout, backend, mode, directions, eps, atol, rtol, seed, threads })
+        foreach (var o in new Option[] { inputWidth, layers, outputs, activation, outAct, loss, batch, dropout, backend, mode, directions, eps, atol, rtol, seed, threads, arch })
             cmd.Options.Add(o);
         cmd.SetAction(p =>
         {
@@ -38,6 +39,9 @@ internal static class GradcheckCommand
             if (inW < 1) throw new UsageException($"--input-width must be at least 1; got {inW}.");
             if (outW < 1) throw new UsageException($"--outputs must be at least 1; got {outW}.");
             var hidden = Flags.Layers(p.GetValue(layers)!);
+            var shape = Architecture.Parse(p.GetValue(arch)!);
+            if (shape.Residual && p.GetResult(layers) is { Implicit: false })
+                throw new UsageException($"--layers cannot be given with --arch {p.GetValue(arch)}: the residual network's widths come from --arch.");
             var hiddenAct = Flags.Activation("--activation", p.GetValue(activation)!);
             var last = Flags.Activation("--output-activation", p.GetValue(outAct)!);
             var lossKind = Flags.Loss(p.GetValue(loss)!);
@@ -55,8 +59,9 @@ internal static class GradcheckCommand
             };
             if (!(options.Eps > 0)) throw new UsageException($"--eps must be positive; got {Flags.Inv(options.Eps)}.");
             if (options.Directions < 1) throw new UsageException($"--directions must be at least 1; got {options.Directions}.");
-            var specLayers = hidden.Select(h => new LayerSpec(h, hiddenAct, d)).Append(new LayerSpec(outW, last)).ToList();
-            var spec = new ModelSpec(inW, specLayers, lossKind);
+            ModelSpec spec;
+            try { spec = shape.Build(inW, outW, hidden, hiddenAct, d, last).ToSpec(lossKind); }
+            catch (ArgumentException e) { throw new UsageException(Flags.Message(e)); }
             int s = p.GetValue(seed);
             var training = new TrainingOptions { Loss = lossKind, Backend = be, Threads = t, Seed = (ulong)s, Init = InitScheme.PyTorchDefault };
             try
@@ -84,7 +89,7 @@ internal static class GradcheckCommand
     {
         var opt = r.Options;
         o.WriteLine(FormattableString.Invariant(
-            $"gradcheck: {spec.InputWidth}-{string.Join("-", spec.Layers.Select(l => $"{l.Units}({l.Activation})"))}, loss {spec.Loss}, backend {backend} in double, mode {opt.Mode}, eps {opt.Eps:G3}, atol {opt.Atol:G3}, rtol {opt.Rtol:G3}"));
+            $"gradcheck: {(spec.IsTree ? spec.Describe() : $"{spec.InputWidth}-{string.Join("-", spec.Layers.Select(l => $"{l.Units}({l.Activation})"))}")}, loss {spec.Loss}, backend {backend} in double, mode {opt.Mode}, eps {opt.Eps:G3}, atol {opt.Atol:G3}, rtol {opt.Rtol:G3}"));
         foreach (var n in r.Nudges) o.WriteLine($"  nudged: {n}");
         o.WriteLine("| tensor | shape | checked | max abs err | max rel err | worst | analytic | numerical | result |");
         o.WriteLine("|---|---|---:|---:|---:|---:|---:|---:|---|");

@@ -61,7 +61,7 @@ internal static class StepBench
     /// <summary>The residual-normalized shapes: name, network, batch.</summary>
     public static readonly (string Name, Func<ModelSpec> Spec, int Batch)[] TreeShapes =
     [
-        ("784-512-4x[512 res, LN]-10", () => new Architecture(true, 512, 4, true).Build(784, 10, [], new Activation(ActivationKind.ReLU), 0).ToSpec(LossKind.CrossEntropy), 256),
+        ("784-512-4x[512 res, LN]-10", () => new Architecture(true, 512, 4, BlockNorm.Layer).Build(784, 10, [], new Activation(ActivationKind.ReLU), 0).ToSpec(LossKind.CrossEntropy), 256),
     ];
 
     /// <summary>A step's dense layers: input and output widths, and whether its data gradient is skipped (the layer reads the network input), as the plan lowers it.</summary>

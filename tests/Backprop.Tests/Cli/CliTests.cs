@@ -26,6 +26,9 @@ public class CliTests
     [TestCase(new[] { "gradcheck", "--backend", "cuda" }, "--backend must be cpu or blas; got 'cuda'")]
     [TestCase(new[] { "gradcheck", "--batch", "0" }, "--batch must be at least 1; got 0")]
     [TestCase(new[] { "gradcheck", "--mode", "slow" }, "--mode must be full or fast; got 'slow'")]
+    [TestCase(new[] { "gradcheck", "--arch", "resmlp:width=8,blocks=2", "--layers", "4" }, "--layers cannot be given with --arch resmlp:width=8,blocks=2")]
+    [TestCase(new[] { "gradcheck", "--arch", "resmlp:width=8,blocks=2,norm=batch", "--batch", "1" }, "module 3 (BatchNorm) needs more than 1 sample per batch in training, as torch; got 1")]
+    [TestCase(new[] { "gradcheck", "--arch", "resmlp:blocks=2" }, "--arch resmlp needs width and blocks")]
     [TestCase(new[] { "bench", "gemm", "--size", "12x0x4" }, "--size must look like MxKxN or MxKxN:OP")]
     [TestCase(new[] { "bench", "gemm", "--size", "12x3x4:NX" }, "got '12x3x4:NX'")]
     [TestCase(new[] { "bench", "gemm", "--precision", "int8" }, "--precision must be fp32 or bf16; got 'int8'")]
@@ -71,6 +74,12 @@ public class CliTests
         Assert.That(output, Does.Contain("| 0.weight | [9, 5] |").And.Contain("| 6.bias | [3] |").And.Contain("gradcheck passed"));
         (code, output, _) = Run("gradcheck", "--input-width", "4", "--layers", "6", "--outputs", "2", "--loss", "mse", "--activation", "tanh", "--mode", "fast", "--directions", "4", "--backend", "blas");
         Assert.That(code, Is.EqualTo(0), output);
+        // A residual network with BatchNorm (or LayerNorm) after each block, dropout inside the blocks.
+        (code, output, err) = Run("gradcheck", "--input-width", "6", "--outputs", "3", "--arch", "resmlp:width=8,blocks=2,norm=batch", "--activation", "gelu", "--dropout", "0.2", "--batch", "5");
+        Assert.That(code, Is.EqualTo(0), output + err);
+        Assert.That(output, Does.Contain("gradcheck: 6-8-[8]-BN-[8]-BN-3").And.Contain("| 3.body.0.weight | [8, 8] |")
+            .And.Contain("| 4.weight | [8] |").And.Contain("| 7.bias | [3] |").And.Contain("gradcheck passed"));
+        Assert.That(output, Does.Not.Contain("running_mean"), "buffers are no function inputs");
         // A step of 0.1 makes the central difference too coarse for rtol 1e-3: the check must fail.
         (code, output, _) = Run("gradcheck", "--input-width", "4", "--layers", "5", "--outputs", "3", "--activation", "tanh", "--eps", "0.1");
         Assert.That(code, Is.EqualTo(1), output);
