@@ -76,6 +76,10 @@ internal sealed unsafe class CpuExecutor<T, TDense> : IExecutor<T>
                 case DenseFwdOp f:
                     TDense.Fwd(_ctx, f.Activation, batch, f.Src.Cols, f.Dst.Cols, At(f.Src), Param(f.Weight), Param(f.Bias), At(f.Dst), At(f.PreActivation));
                     break;
+                case DenseResidualFwdOp f:
+                    TDense.FwdResidual(_ctx, f.Activation, batch, f.Src.Cols, f.Dst.Cols, At(f.Src), Param(f.Weight), Param(f.Bias), At(f.Dst), At(f.PreActivation),
+                        f.KeepHidden ? At(f.Hidden) : null, At(f.Skip));
+                    break;
                 case DropoutFwdOp d:
                     Dropout.Apply<T>(d.P, seed, (ulong)step, (uint)d.Layer, Rows(d.Src, batch), Rows(d.Dst, batch), _ctx.Isa, (long)rowOffset * d.Src.Cols);
                     break;

@@ -5,6 +5,7 @@
 //   BlasDense:  OpenBLAS's GEMM, then a separate pass for bias + activation, the derivative mask, or the
 //               column sums of dZ (Backend.Blas: the unfused reference, and a check of our GEMM).
 // Both: Fwd     dst = f(src·Wᵀ + b)        (pre ← src·Wᵀ + b when pre is not null)
+//       FwdRes  dst = f(src·Wᵀ + b) + skip (hidden ← f(src·Wᵀ + b) when hidden is not null: a residual block's add)
 //       BwdW    dW = dZᵀ·src, db = Σ_batch dZ; *nonFinite = 1 when a value of dW or db is NaN or infinite
 //       BwdData dX = (dZ·W) ⊙ g'(saved)    (saved null: dX = dZ·W; accumulate: dX = (dZ·W + dX) ⊙ g'(saved))
 using System.Numerics;
@@ -19,6 +20,7 @@ namespace Backprop.Engine.Execution;
 internal unsafe interface IDenseKernels<T> where T : unmanaged, IFloatingPointIeee754<T>
 {
     static abstract void Fwd(CpuContext ctx, Activation act, int batch, int inW, int outW, T* src, T* w, T* b, T* dst, T* pre);
+    static abstract void FwdResidual(CpuContext ctx, Activation act, int batch, int inW, int outW, T* src, T* w, T* b, T* dst, T* pre, T* hidden, T* skip);
     static abstract void BwdWeights(CpuContext ctx, int batch, int inW, int outW, T* dz, T* src, T* dw, T* db, int* nonFinite);
     static abstract void BwdData(CpuContext ctx, Activation prevAct, int batch, int inW, int outW, T* dz, T* w, T* saved, T* dx, bool accumulate);
 }
@@ -28,6 +30,9 @@ internal readonly unsafe struct FusedDense<T> : IDenseKernels<T> where T : unman
 {
     public static void Fwd(CpuContext ctx, Activation act, int batch, int inW, int outW, T* src, T* w, T* b, T* dst, T* pre) =>
         ActivationDispatch.DenseFwd(act, ctx, batch, inW, outW, src, w, b, dst, pre);
+
+    public static void FwdResidual(CpuContext ctx, Activation act, int batch, int inW, int outW, T* src, T* w, T* b, T* dst, T* pre, T* hidden, T* skip) =>
+        ActivationDispatch.DenseFwdResidual(act, ctx, batch, inW, outW, src, w, b, dst, pre, hidden, skip);
 
     public static void BwdWeights(CpuContext ctx, int batch, int inW, int outW, T* dz, T* src, T* dw, T* db, int* nonFinite) =>
         Dense.BwdWeights(ctx, GradientMode.Overwrite, batch, inW, outW, dz, src, dw, db, nonFinite);
@@ -47,6 +52,14 @@ internal readonly unsafe struct BlasDense<T> : IDenseKernels<T> where T : unmana
     {
         OpenBlas.Gemm(Transpose.N, Transpose.T, batch, outW, inW, T.One, src, inW, w, inW, T.Zero, dst, outW);
         ActivationDispatch.BiasForward(ctx.Isa, act, dst, b, batch, outW, pre);
+    }
+
+    public static void FwdResidual(CpuContext ctx, Activation act, int batch, int inW, int outW, T* src, T* w, T* b, T* dst, T* pre, T* hidden, T* skip)
+    {
+        Fwd(ctx, act, batch, inW, outW, src, w, b, dst, pre);
+        long n = (long)batch * outW;
+        if (hidden != null) new Span<T>(dst, checked((int)n)).CopyTo(new Span<T>(hidden, checked((int)n)));
+        Accumulate.Sum(ctx.Isa, dst, dst, skip, n); // the unfused reference: the add a pass of its own
     }
 
     public static void BwdWeights(CpuContext ctx, int batch, int inW, int outW, T* dz, T* src, T* dw, T* db, int* nonFinite)

@@ -26,7 +26,8 @@
 // that layer's activation derivative and dropout mask there (the next Dense's BwdData, a LayerNorm's
 // backward, a residual block's join, the output layer's OutputBwd, or an ActivationBwd before a body).
 // A block whose body starts with a Dense layer joins in that layer's BwdData: the skip gradient is made
-// first and the GEMM adds to it (beta = 1), the derivative in its store; no ResidualBwd pass.
+// first and the GEMM adds to it (beta = 1), the derivative in its store; no ResidualBwd pass. Forward,
+// a body that ends in a Dense layer (without dropout) adds the skip in that layer's store (DenseResidualFwd).
 using Backprop.Kernels;
 
 namespace Backprop.Engine.Planning;
@@ -508,13 +509,24 @@ public sealed class Plan
             }
             case ResidualNode r:
             {
-                var f = Fwd(r.Body, x, training, ops);
                 var skip = x;
                 if (r.Projection >= 0)
                 {
                     DenseForward(r.Projection, x, training, ops);
                     skip = OutputOf(new DenseNode(r.Projection));
                 }
+                // A body ending in a Dense layer without dropout adds the skip in that layer's GEMM store.
+                if (r.Body[^1] is DenseNode { L: var last } && Spec.Layers[last].Dropout == 0)
+                {
+                    var before = Fwd(r.Body[..^1], x, training, ops);
+                    var s = Spec.Layers[last];
+                    var slots = Layers[last];
+                    bool keep = s.Activation.Kind != ActivationKind.Identity && s.Activation.GradFromOutput;
+                    ops.Add(new DenseResidualFwdOp(last, s.Activation, before.Get(training), slots.Weight, slots.Bias, slots.Output, keep, slots.PreActivation,
+                        skip.Get(training), Residuals[r.R].Output));
+                    break;
+                }
+                var f = Fwd(r.Body, x, training, ops);
                 ops.Add(new ResidualAddOp(r.R, skip.Get(training), f.Get(training), Residuals[r.R].Output));
                 break;
             }

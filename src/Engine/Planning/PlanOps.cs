@@ -28,6 +28,18 @@ public sealed record DenseFwdOp(int Layer, Activation Activation, Slot Src, Slot
     public override string Kind => "DenseFwd";
 }
 
+/// <summary>
+/// Dst = f(Src·Weightᵀ + Bias) + Skip: a residual block whose body ends in this Dense layer, the block's add in the GEMM's
+/// store. Hidden is the layer's own output slot: it receives f(…) when KeepHidden (backward reads f' from it), PreActivation
+/// (when it exists) the pre-activation.
+/// </summary>
+public sealed record DenseResidualFwdOp(int Layer, Activation Activation, Slot Src, Slot Weight, Slot Bias, Slot Hidden, bool KeepHidden, Slot PreActivation,
+    Slot Skip, Slot Dst) : PlanOp(Layer)
+{
+    /// <inheritdoc />
+    public override string Kind => "DenseResidualFwd";
+}
+
 /// <summary>Dst = dropout(Src) with probability P, its mask keyed by (seed, step, <see cref="PlanOp.Layer"/>).</summary>
 public sealed record DropoutFwdOp(int Layer, double P, Slot Src, Slot Dst) : PlanOp(Layer)
 {

@@ -571,5 +571,14 @@ public class ResidualTests
         int body = ops.ToList().FindIndex(o => o is DenseBwdDataOp { Layer: 2 });
         Assert.That(proj, Is.LessThan(body), "the projection's dX is there before the body's first layer adds to it");
         Assert.That(((DenseBwdDataOp)ops[body]).DiffSrc.Offset, Is.EqualTo(((DenseBwdDataOp)ops[proj]).DiffSrc.Offset));
+
+        // Forward, a body ending in a Dense layer adds the skip in that layer's store; one ending in a LayerNorm keeps its add.
+        var fwd = res.Plan.InferenceOps;
+        Assert.That(fwd.OfType<DenseResidualFwdOp>().Select(f => f.Layer), Is.EqualTo(new[] { 2 }));
+        Assert.That(fwd.OfType<ResidualAddOp>().Select(a => a.Layer), Is.EqualTo(new[] { 0 }));
+        var fused = fwd.OfType<DenseResidualFwdOp>().Single();
+        Assert.That(fused.Skip, Is.EqualTo(res.Plan.Layers[3].Output), "the projection's output is the skip");
+        Assert.That(fused.KeepHidden, Is.False, "SiLU's derivative reads the pre-activation, so its output is not stored");
+        Assert.That(fused.PreActivation.Exists, Is.True);
     }
 }

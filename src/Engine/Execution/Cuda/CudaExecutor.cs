@@ -313,6 +313,14 @@ internal sealed unsafe class CudaExecutor : IExecutor<float>
             switch (op)
             {
                 case DenseFwdOp f: DenseFwd(p, f, batch); break;
+                case DenseResidualFwdOp f:
+                {
+                    // The layer into its own output slot, then the add (cuBLASLt's epilogues apply the activation after any C term).
+                    DenseFwd(p, new DenseFwdOp(f.Layer, f.Activation, f.Src, f.Weight, f.Bias, f.Hidden, f.PreActivation), batch);
+                    long count = (long)batch * f.Dst.Cols;
+                    p.Add(CudaKernels.AddFloats(_gpu, Grid(count), Block, Act(f.Dst), Act(f.Skip), Act(f.Hidden), count));
+                    break;
+                }
                 case DropoutFwdOp d: p.Add(Dropout(d.Layer, d.P, Act(d.Src), Act(d.Dst), (long)batch * d.Src.Cols, (long)rowOffset * d.Src.Cols)); break;
                 case LossOp l: Loss(p, l, batch, gradientRows == 0 ? batch : gradientRows); break;
                 case OutputBwdOp o:

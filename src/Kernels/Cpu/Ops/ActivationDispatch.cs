@@ -45,6 +45,14 @@ public static unsafe class ActivationDispatch
         act.Visit<T, FwdVisitor<T>>(ref v);
     }
 
+    /// <summary><see cref="Dense.FwdResidual{T,TAct}"/> for <paramref name="act"/>.</summary>
+    public static void DenseFwdResidual<T>(Activation act, CpuContext ctx, int batch, int inFeatures, int outFeatures, T* src, T* w, T* b, T* dst, T* preact,
+        T* hidden, T* skip) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        var v = new FwdVisitor<T> { Ctx = ctx, Batch = batch, In = inFeatures, Out = outFeatures, Src = src, W = w, B = b, Dst = dst, Pre = preact, Hidden = hidden, Skip = skip };
+        act.Visit<T, FwdVisitor<T>>(ref v);
+    }
+
     /// <summary><see cref="Dense.BwdData{T,TAct}"/> with the derivative of <paramref name="prevAct"/>.</summary>
     public static void DenseBwdData<T>(Activation prevAct, CpuContext ctx, int batch, int inFeatures, int outFeatures, T* diffDst, T* w, T* saved, T* diffSrc,
         GradientMode mode = GradientMode.Overwrite)
@@ -83,8 +91,12 @@ public static unsafe class ActivationDispatch
 
     private struct FwdVisitor<T> : IActivationVisitor<T> where T : unmanaged, IFloatingPointIeee754<T>
     {
-        public CpuContext Ctx; public int Batch, In, Out; public T* Src, W, B, Dst, Pre;
-        public void Visit<TAct>(TAct act) where TAct : unmanaged, IActivation<T> => Dense.Fwd(Ctx, act, Batch, In, Out, Src, W, B, Dst, Pre);
+        public CpuContext Ctx; public int Batch, In, Out; public T* Src, W, B, Dst, Pre, Hidden, Skip;
+        public void Visit<TAct>(TAct act) where TAct : unmanaged, IActivation<T>
+        {
+            if (Skip == null) Dense.Fwd(Ctx, act, Batch, In, Out, Src, W, B, Dst, Pre);
+            else Dense.FwdResidual(Ctx, act, Batch, In, Out, Src, W, B, Dst, Pre, Hidden, Skip);
+        }
     }
 
     private struct BwdDataVisitor<T> : IActivationVisitor<T> where T : unmanaged, IFloatingPointIeee754<T>

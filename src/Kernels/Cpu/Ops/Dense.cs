@@ -37,6 +37,19 @@ public static unsafe class Dense
     }
 
     /// <summary>
+    /// dst[batch, out] = f(src · Wᵀ + b) + skip[batch, out] (a residual block's add in the store); preact and hidden (each null
+    /// or [batch, out]) receive the pre-activation and f of it.
+    /// </summary>
+    public static void FwdResidual<T, TAct>(CpuContext ctx, in TAct act, int batch, int inFeatures, int outFeatures,
+        T* src, T* w, T* b, T* dst, T* preact, T* hidden, T* skip)
+        where T : unmanaged, IFloatingPointIeee754<T>
+        where TAct : unmanaged, IActivation<T>
+    {
+        var epi = new ResidualEpilogue<T, TAct>(act, b, preact, hidden, skip, outFeatures);
+        Gemm.Compute(ctx, Transpose.N, Transpose.T, batch, outFeatures, inFeatures, T.One, src, inFeatures, w, inFeatures, T.Zero, dst, outFeatures, ref epi);
+    }
+
+    /// <summary>
     /// dW[out, in] and db[out] (db may be null) from diff_dst[batch, out] and src[batch, in]. With <paramref name="nonFinite"/>,
     /// sets it to 1 when a value of dW or db is NaN or infinite (checked in the store and over db: no pass over dW).
     /// </summary>

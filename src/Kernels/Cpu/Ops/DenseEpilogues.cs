@@ -1,5 +1,7 @@
 // GEMM epilogues of the dense layer.
 //   BiasActivationEpilogue:  z = v + b[col]; preact[row, col] = z (when kept); y = f(z)
+//   ResidualEpilogue:        as BiasActivation, hidden[row, col] = f(z) (when kept), y = f(z) + skip[row, col]
+//                            (a residual block whose body ends in this layer: the block's add in the store)
 //   ActivationGradEpilogue:  v * f'(saved[row, col])   (the previous layer's derivative mask)
 //   FiniteCheckEpilogue:     v, and *flag = 1 when v is NaN or infinite (the weight gradient's check)
 // All run inside the GEMM's final store, so none needs another pass over the output.
@@ -54,6 +56,65 @@ public readonly unsafe struct BiasActivationEpilogue<T, TAct> : IGemmEpilogue<T>
         var z = _bias != null ? value + Vector512.Load(_bias + col) : value;
         if (_preact != null) Vector512.Store(z, _preact + (nint)row * _ldPreact + col);
         return _act.Forward(z);
+    }
+}
+
+/// <summary>
+/// y = f(v + bias[col]) + skip[row, col]; preact (when not null) receives v + bias[col] and hidden (when not null) f(v + bias[col]).
+/// </summary>
+public readonly unsafe struct ResidualEpilogue<T, TAct> : IGemmEpilogue<T>
+    where T : unmanaged, IFloatingPointIeee754<T>
+    where TAct : unmanaged, IActivation<T>
+{
+    private readonly T* _bias, _preact, _hidden, _skip;
+    private readonly int _ld;
+    private readonly TAct _act;
+
+    /// <summary>bias: [N] (may be null); preact, hidden (each may be null) and skip: [M, ld].</summary>
+    public ResidualEpilogue(TAct act, T* bias, T* preact, T* hidden, T* skip, int ld)
+    {
+        _act = act;
+        _bias = bias;
+        _preact = preact;
+        _hidden = hidden;
+        _skip = skip;
+        _ld = ld;
+    }
+
+    /// <inheritdoc />
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public T Apply(T value, int row, int col)
+    {
+        nint at = (nint)row * _ld + col;
+        T z = _bias != null ? value + _bias[col] : value;
+        if (_preact != null) _preact[at] = z;
+        T h = _act.Forward(z);
+        if (_hidden != null) _hidden[at] = h;
+        return h + _skip[at];
+    }
+
+    /// <inheritdoc />
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public Vector256<T> Apply(Vector256<T> value, int row, int col)
+    {
+        nint at = (nint)row * _ld + col;
+        var z = _bias != null ? value + Vector256.Load(_bias + col) : value;
+        if (_preact != null) Vector256.Store(z, _preact + at);
+        var h = _act.Forward(z);
+        if (_hidden != null) Vector256.Store(h, _hidden + at);
+        return h + Vector256.Load(_skip + at);
+    }
+
+    /// <inheritdoc />
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public Vector512<T> Apply(Vector512<T> value, int row, int col)
+    {
+        nint at = (nint)row * _ld + col;
+        var z = _bias != null ? value + Vector512.Load(_bias + col) : value;
+        if (_preact != null) Vector512.Store(z, _preact + at);
+        var h = _act.Forward(z);
+        if (_hidden != null) Vector512.Store(h, _hidden + at);
+        return h + Vector512.Load(_skip + at);
     }
 }
 
