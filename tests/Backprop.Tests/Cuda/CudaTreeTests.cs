@@ -106,4 +106,23 @@ public class CudaTreeTests
         for (int i = 0; i < 50; i++) m.Step(xb, yb);
         Assert.That(GC.GetAllocatedBytesForCurrentThread() - before, Is.EqualTo(0), "bytes allocated by the calling thread");
     }
+
+    [Test]
+    public void Bf16Gemms_StayCloseToFloat32([ValueSource(nameof(Devices))] string device)
+    {
+        // The bf16 mirrors across the tree's ops: the residual add folded into a GEMM store, the join folded into a BwdData
+        // adding to the skip gradient, the norms between GEMMs (a norm's output is converted before the next layer reads it).
+        using var gpu = CudaBackendTests.Open(device);
+        var spec = Tree().ToSpec(LossKind.CrossEntropy);
+        using var bf = new Model(spec, Options(Backend.Cuda) with { Precision = Backprop.Kernels.Cpu.GemmPrecision.Bf16 }, gpu);
+        using var fp = new Model(spec, Options(Backend.Cuda), gpu);
+        for (int t = 0; t < 12; t++)
+        {
+            var (x, y) = Batch(24, 400 + t);
+            double a = bf.Step(x, y), b = fp.Step(x, y);
+            Assert.That(a, Is.EqualTo(b).Within(0.05 * b), $"loss at step {t + 1}: bf16 {a}, float32 {b}");
+        }
+        Assert.That(State(bf), Is.Not.EqualTo(State(fp)), "the bf16 run's GEMMs were bf16");
+        AssertClose(State(fp), State(bf), 0.05, "parameters and statistics after 12 steps");
+    }
 }
