@@ -138,7 +138,7 @@ internal static class TrainCommand
             if (iw > 0 && iw != trainSet.Width)
                 throw new UsageException($"the data has {trainSet.Width} features per sample but the first layer expects {iw} (--input-width).");
             int classes = TrainData.Classes(trainSet, testSet, p.GetValue(classesOpt));
-            int stepsPerEpoch = StepsPerEpoch(trainSet.Count, fit.ValidationFraction, b);
+            int stepsPerEpoch = StepsPerEpoch(trainSet.Count, fit.ValidationFraction, b, acc, arch.Norm == BlockNorm.Batch && arch.Residual);
             var sched = ParseSchedule(p.GetValue(schedule)!, p.GetValue(warmup), p.GetValue(stepSize), p.GetValue(gamma), ep * stepsPerEpoch);
             var options = new TrainingOptions
             {
@@ -270,7 +270,8 @@ internal static class TrainCommand
             if (epochs < info.Position.Epoch)
                 throw new UsageException($"--epochs {epochs} ends before the checkpoint's position (epoch {info.Position.Epoch}); give at least {info.Position.Epoch}.");
             // A schedule that decays over the run decays over the new length.
-            int total = epochs * StepsPerEpoch(trainSet.Count, run.ValidationFraction, options.MaxBatch) - options.Schedule.WarmupSteps;
+            int total = epochs * StepsPerEpoch(trainSet.Count, run.ValidationFraction, options.MaxBatch, options.Accumulate, info.Spec.BatchNormSites.Count > 0)
+                - options.Schedule.WarmupSteps;
             options = options with
             {
                 Schedule = options.Schedule.Kind switch
@@ -345,7 +346,9 @@ internal static class TrainCommand
         return model;
     }
 
-    private static int StepsPerEpoch(int samples, double validation, int batch) => (int)Math.Ceiling(samples * (1 - validation) / batch);
+    // The trainer's steps per epoch (its validation split, and a last batch a BatchNorm could not take left out).
+    private static int StepsPerEpoch(int samples, double validation, int batch, int accumulate, bool batchNorm) =>
+        Trainer.BatchesPerEpoch(validation > 0 ? samples - Math.Max(1, (int)Math.Round(samples * validation)) : samples, batch, accumulate, batchNorm);
 
     private static string Inv(double v) => Flags.Inv(v);
 

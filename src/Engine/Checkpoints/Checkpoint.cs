@@ -70,7 +70,9 @@ public static class Checkpoint
         var list = TensorsAndBuffers(model).Select(t => (t.Name, t.Shape, model.Read(t.Slot).ToArray())).ToList();
         var meta = new Dictionary<string, string> { ["format"] = FormatWeights, ["spec"] = JsonSerializer.Serialize(model.Spec, Json) };
         if (preprocessing is not null) meta["preprocessing"] = JsonSerializer.Serialize(preprocessing, Json);
-        SafeTensorsWriter.Write(path, list, meta, dtype);
+        // The BatchNorm counts stay F32: BF16 holds whole numbers exactly only to 256, F16 to 2048.
+        var counts = model.Plan.Buffers.Where(b => b.Shape.Length == 0).Select(b => b.Name).ToHashSet();
+        SafeTensorsWriter.Write(path, list, meta, dtype, counts);
     }
 
     /// <summary>Writes the weights, the optimizer state, the training position and the run (when given) atomically to <paramref name="path"/>.</summary>
@@ -215,7 +217,12 @@ public static class Checkpoint
         if (file.Tensors.Count != model.Spec.Layers.Count || file.Spec.InputWidth != model.Spec.InputWidth ||
             !file.Spec.Layers.Select(l => l.Units).SequenceEqual(model.Spec.Layers.Select(l => l.Units)) ||
             SameStructure(file.Spec, model.Spec) is false)
-            throw new InvalidDataException($"'{file.Path}' holds a {Describe(file.Spec)} model; this model is {Describe(model.Spec)}.");
+        {
+            string names = Describe(file.Spec) == Describe(model.Spec) && Prefixes(file.Spec).Zip(Prefixes(model.Spec)).FirstOrDefault(p => p.First != p.Second) is ({ } a, { } b)
+                ? $" (the same widths, but the tensors are named otherwise: the file has '{a}weight' where this model has '{b}weight'; activations and Dropout are modules of their own in the torch module tree)"
+                : "";
+            throw new InvalidDataException($"'{file.Path}' holds a {Describe(file.Spec)} model; this model is {Describe(model.Spec)}{names}.");
+        }
         var f = SafeTensorsFile.Read(file.Path);
         var expected = new List<(string Name, Slot Slot, int[] Shape)>();
         if (model.Spec.IsTree) expected.AddRange(TensorsAndBuffers(model)); // a backprop file of the same tree: the same names
@@ -285,10 +292,13 @@ public static class Checkpoint
     private static bool SameSpec(ModelSpec a, ModelSpec b) =>
         a.InputWidth == b.InputWidth && a.Loss == b.Loss && a.Tree.Count == b.Tree.Count && a.Tree.SequenceEqual(b.Tree);
 
-    // Whether two models have the same modules apart from activations and dropout (what loading weights needs).
+    // Whether two trees have the same modules at the same state_dict names (what loading a tree's weights by name needs; for plain
+    // stacks the layers map by position, whatever their activations).
+    private static IEnumerable<string> Prefixes(ModelSpec s) =>
+        s.DenseSites.Select(d => d.Prefix).Concat(s.NormSites.Select(n => n.Prefix)).Concat(s.BatchNormSites.Select(n => n.Prefix));
+
     private static bool SameStructure(ModelSpec a, ModelSpec b) =>
-        a.IsTree == b.IsTree && (!a.IsTree || (a.Describe() == b.Describe() && a.NormSites.Select(n => n.Prefix).SequenceEqual(b.NormSites.Select(n => n.Prefix))
-            && a.DenseSites.Select(d => d.Prefix).SequenceEqual(b.DenseSites.Select(d => d.Prefix))));
+        a.IsTree == b.IsTree && (!a.IsTree || (a.Describe() == b.Describe() && Prefixes(a).SequenceEqual(Prefixes(b))));
 
     private static string Describe(ModelSpec s) => s.Describe();
 }

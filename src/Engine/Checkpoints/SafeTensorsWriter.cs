@@ -42,23 +42,24 @@ public static class SafeTensorsWriter
 
     /// <summary>
     /// Writes <paramref name="tensors"/> to <paramref name="path"/> atomically, with string metadata, as <paramref name="dtype"/>
-    /// (an <see cref="ArgumentException"/> naming the tensor and element when a value does not fit F16 or BF16).
+    /// (an <see cref="ArgumentException"/> naming the tensor and element when a value does not fit F16 or BF16); the tensors named
+    /// in <paramref name="keepFloat32"/> stay F32 (counts a narrow type would round).
     /// </summary>
     public static void Write(string path, IReadOnlyList<(string Name, int[] Shape, float[] Data)> tensors, IReadOnlyDictionary<string, string>? metadata = null,
-        TensorDtype dtype = TensorDtype.F32)
+        TensorDtype dtype = TensorDtype.F32, IReadOnlySet<string>? keepFloat32 = null)
     {
         if (!Enum.IsDefined(dtype)) throw new ArgumentOutOfRangeException(nameof(dtype), dtype, $"dtype must be F32, F16 or BF16; got {(int)dtype}.");
         var header = new Dictionary<string, object>();
         if (metadata is { Count: > 0 }) header["__metadata__"] = metadata;
         long offset = 0;
-        int size = dtype == TensorDtype.F32 ? 4 : 2;
-        var narrow = new List<byte[]>();
+        var narrow = new List<byte[]?>(); // per tensor: its narrow bytes, or null for F32
         foreach (var (name, shape, data) in tensors)
         {
-            long bytes = (long)data.Length * size;
-            header[name] = new Dictionary<string, object> { ["dtype"] = dtype.ToString(), ["shape"] = shape, ["data_offsets"] = new[] { offset, offset + bytes } };
+            var own = keepFloat32 is not null && keepFloat32.Contains(name) ? TensorDtype.F32 : dtype;
+            long bytes = (long)data.Length * (own == TensorDtype.F32 ? 4 : 2);
+            header[name] = new Dictionary<string, object> { ["dtype"] = own.ToString(), ["shape"] = shape, ["data_offsets"] = new[] { offset, offset + bytes } };
             offset += bytes;
-            if (dtype != TensorDtype.F32) narrow.Add(Narrow(name, data, dtype));
+            narrow.Add(own != TensorDtype.F32 ? Narrow(name, data, own) : null);
         }
         var json = Encoding.UTF8.GetBytes(JsonSerializer.Serialize(header));
         int padded = (json.Length + 7) / 8 * 8;
@@ -88,14 +89,17 @@ public static class SafeTensorsWriter
                 Span<byte> space = stackalloc byte[8];
                 space.Fill((byte)' ');
                 Put(space[..(padded - json.Length)]);
-                if (dtype != TensorDtype.F32)
-                    foreach (var bytes in narrow) Put(bytes);
-                else
-                    foreach (var (_, _, data) in tensors)
+                for (int t = 0; t < tensors.Count; t++)
+                {
+                    if (narrow[t] is { } bytes)
                     {
-                        if (BitConverter.IsLittleEndian) Put(System.Runtime.InteropServices.MemoryMarshal.AsBytes(data.AsSpan()));
-                        else foreach (var v in data) { BinaryPrimitives.WriteSingleLittleEndian(buf, v); Put(buf[..4]); }
+                        Put(bytes);
+                        continue;
                     }
+                    var data = tensors[t].Data;
+                    if (BitConverter.IsLittleEndian) Put(System.Runtime.InteropServices.MemoryMarshal.AsBytes(data.AsSpan()));
+                    else foreach (var v in data) { BinaryPrimitives.WriteSingleLittleEndian(buf, v); Put(buf[..4]); }
+                }
                 fs.Flush(flushToDisk: true);
             }
         });

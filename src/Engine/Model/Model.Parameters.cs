@@ -107,4 +107,23 @@ public partial class Model<T>
             throw new ArgumentException($"source has {source.Length} values; the parameter section has {Plan.ParameterSection}.", nameof(source));
         source.CopyTo(Write(new Slot(0, Plan.ParameterSection, 1, ParameterSectionLength)));
     }
+
+    /// <summary>Length of the buffer section (BatchNorm running statistics and counts; 0 without BatchNorm) for <see cref="CopyBuffersTo"/>.</summary>
+    public int BufferSectionLength => checked((int)Plan.BufferSection);
+
+    private Slot BufferSlot => new(Plan.ParameterBlock - Plan.BufferSection, Plan.BufferSection, 1, BufferSectionLength);
+
+    /// <summary>Copies every buffer (the running statistics and counts) into <paramref name="destination"/>: with <see cref="CopyParametersTo"/>, all a model's state but the optimizer's.</summary>
+    public void CopyBuffersTo(Span<T> destination)
+    {
+        if (Plan.BufferSection > 0) Read(BufferSlot).CopyTo(destination);
+    }
+
+    /// <summary>Overwrites every buffer from a copy made by <see cref="CopyBuffersTo"/>.</summary>
+    public void CopyBuffersFrom(ReadOnlySpan<T> source)
+    {
+        if (source.Length != Plan.BufferSection)
+            throw new ArgumentException($"source has {source.Length} values; the buffer section has {Plan.BufferSection}.", nameof(source));
+        if (Plan.BufferSection > 0) source.CopyTo(Write(BufferSlot));
+    }
 }

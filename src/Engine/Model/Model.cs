@@ -296,24 +296,24 @@ public partial class Model<T> : IDisposable where T : unmanaged, IFloatingPointI
     /// Whether a training step on <paramref name="batch"/> samples is refused because a BatchNorm would see a (micro-)batch of one
     /// sample (the trainer drops such a last batch of an epoch, as torch's DataLoader(drop_last) would).
     /// </summary>
-    internal bool RefusesTrainingBatch(int batch) => Plan.BatchNorms.Count > 0 && SmallestMicroBatch(batch, Plan.SplitsSteps) < 2;
+    internal bool RefusesTrainingBatch(int batch) => Plan.BatchNorms.Count > 0 && SmallestMicroBatch(batch, Plan.MicroBatches) < 2;
 
-    private int SmallestMicroBatch(int batch, bool split)
+    // The fewest samples a non-empty micro-batch of a batch split into microBatches has (the batch itself when not split).
+    internal static int SmallestMicroBatch(int batch, int microBatches)
     {
         int smallest = batch;
-        if (split)
-            for (int k = 0; k < Plan.MicroBatches; k++)
-            {
-                int count = DistributedOptions.MicroBatch(batch, Plan.MicroBatches, k).Count;
-                if (count > 0) smallest = Math.Min(smallest, count);
-            }
+        for (int k = 0; k < microBatches && microBatches > 1; k++)
+        {
+            int count = DistributedOptions.MicroBatch(batch, microBatches, k).Count;
+            if (count > 0) smallest = Math.Min(smallest, count);
+        }
         return smallest;
     }
 
     // A BatchNorm in training normalizes with the batch's statistics: a (micro-)batch of one sample has none, as torch says.
     private void CheckBatchStatistics(int batch, bool split)
     {
-        int smallest = SmallestMicroBatch(batch, split);
+        int smallest = SmallestMicroBatch(batch, split ? Plan.MicroBatches : 1);
         if (smallest < 2)
             throw new ArgumentException($"module {Spec.BatchNormSites[0].Prefix.TrimEnd('.')} (BatchNorm) needs more than 1 sample per batch in training, as torch; " +
                 (split ? $"a batch of {batch} in {Plan.MicroBatches} micro-batches has one of {smallest}." : $"got {batch}."), nameof(batch));

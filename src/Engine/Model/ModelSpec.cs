@@ -90,6 +90,8 @@ public sealed record ModelSpec(int InputWidth, IReadOnlyList<LayerSpec> Layers, 
     public static ModelSpec FromModules(int inputWidth, IReadOnlyList<ModuleSpec> modules, LossKind loss, double labelSmoothing = 0, double huberDelta = 1.0)
     {
         ArgumentNullException.ThrowIfNull(modules);
+        int dense = 0;
+        CheckModules(modules, "", inputWidth, ref dense); // the tree's rules first, with the module named (Walk assumes them)
         bool plain = modules.All(m => m is LayerSpec);
         var layers = plain ? modules.Cast<LayerSpec>().ToArray() : Walk(inputWidth, modules).Dense.Select(d => d.Layer).ToArray();
         return new ModelSpec(inputWidth, layers, loss, labelSmoothing, huberDelta, plain ? null : modules.ToArray());
@@ -207,7 +209,8 @@ public sealed record ModelSpec(int InputWidth, IReadOnlyList<LayerSpec> Layers, 
     }
 
     // The rules of a tree's modules, each named by its state_dict prefix; dense counts the Dense layers seen (their numbers in messages).
-    private static void CheckModules(IReadOnlyList<ModuleSpec> mods, string prefix, ref int dense)
+    // width: the list's input width; returns its output width (a block that changes the width counts its projection).
+    internal static int CheckModules(IReadOnlyList<ModuleSpec> mods, string prefix, int width, ref int dense)
     {
         if (mods is null) throw new ArgumentException($"{(prefix.Length == 0 ? "the model's" : $"residual block {prefix.TrimEnd('.')}'s")} module list is missing (null).", nameof(mods));
         int idx = 0;
@@ -219,6 +222,7 @@ public sealed record ModelSpec(int InputWidth, IReadOnlyList<LayerSpec> Layers, 
                 case LayerSpec d:
                     CheckLayer(dense, d);
                     dense++;
+                    width = d.Units;
                     idx += 1 + (d.Activation.Kind != ActivationKind.Identity ? 1 : 0) + (d.Dropout > 0 ? 1 : 0);
                     break;
                 case LayerNormSpec n:
@@ -232,7 +236,9 @@ public sealed record ModelSpec(int InputWidth, IReadOnlyList<LayerSpec> Layers, 
                 case ResidualSpec r:
                     if (r.Body is null || r.Body.Count == 0)
                         throw new ArgumentException($"module {at} (Residual): the block's body is empty; a residual block needs at least one module.", nameof(mods));
-                    CheckModules(r.Body, at + ".body.", ref dense);
+                    int inner = CheckModules(r.Body, at + ".body.", width, ref dense);
+                    if (inner != width) dense++; // the projection, numbered after the body as Walk numbers it
+                    width = inner;
                     idx++;
                     break;
                 case null:
@@ -241,6 +247,7 @@ public sealed record ModelSpec(int InputWidth, IReadOnlyList<LayerSpec> Layers, 
                     throw new ArgumentException($"module {at}: unknown module type {m.GetType().Name}; expected Dense, LayerNorm, BatchNorm or Residual.", nameof(mods));
             }
         }
+        return width;
     }
 
     /// <summary>The rules of one BatchNorm (also what the Sequential builder checks as it is added).</summary>
@@ -284,7 +291,7 @@ public sealed record ModelSpec(int InputWidth, IReadOnlyList<LayerSpec> Layers, 
         {
             if (Modules.Count == 0) throw new ArgumentException("a model needs at least one module; Modules is empty (null means a plain stack of Layers).", nameof(Modules));
             int dense = 0;
-            CheckModules(Modules, "", ref dense);
+            CheckModules(Modules, "", InputWidth, ref dense);
             var derived = Walk(InputWidth, Modules).Dense.Select(d => d.Layer).ToList();
             if (!derived.SequenceEqual(Layers))
                 throw new ArgumentException($"the spec's layers ({string.Join(", ", Layers.Select(l => l.Units))}) are not the Dense layers of its modules " +

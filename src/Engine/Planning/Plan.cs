@@ -583,6 +583,8 @@ public sealed class Plan
         int dx = Bwd(_nodes, InputValue, g, convert: true, needInput: inputGradient, gradientShift, ops);
         if (inputGradient) _inputGradientSlot = dx;
         Release(dx);
+        if (_gradients.Length > 0 && _poolHigh > _gradients.Length)
+            throw new InvalidOperationException($"plan lowering: backward took {_poolHigh} gradient slots; the dry run counted {_gradients.Length}.");
         return ops;
     }
 

@@ -61,6 +61,18 @@ public sealed class Trainer(Model model)
     /// <summary>The model trained.</summary>
     public Model Model { get; } = model;
 
+    /// <summary>
+    /// The batches (optimizer steps) of an epoch over <paramref name="samples"/> in batches of <paramref name="maxBatch"/>: the last one
+    /// smaller, and left out when a BatchNorm has no statistics for it (one sample, or a micro-batch of one of
+    /// <paramref name="microBatches"/>).
+    /// </summary>
+    public static int BatchesPerEpoch(int samples, int maxBatch, int microBatches, bool batchNorm)
+    {
+        int batches = (samples + maxBatch - 1) / maxBatch;
+        if (batchNorm && batches > 1 && Model<float>.SmallestMicroBatch(samples - (batches - 1) * maxBatch, microBatches) < 2) batches--;
+        return batches;
+    }
+
     /// <summary>Trains on <paramref name="train"/>, evaluating on <paramref name="test"/> after each epoch when given.</summary>
     public FitResult Fit(Dataset train, Dataset? test, FitOptions options)
     {
@@ -93,11 +105,9 @@ public sealed class Trainer(Model model)
         var epochs = new List<EpochMetrics>();
         double bestVal = double.PositiveInfinity;
         int bestEpoch = 0, sinceBest = 0;
-        float[]? best = null;
+        float[]? best = null, bestBuffers = null;
         bool stopped = false;
-        int batches = (n + maxBatch - 1) / maxBatch;
-        // A last batch a BatchNorm has no statistics for (one sample, or a micro-batch of one) is left out of every epoch.
-        if (batches > 1 && Model.RefusesTrainingBatch(n - (batches - 1) * maxBatch)) batches--;
+        int batches = BatchesPerEpoch(n, maxBatch, Model.Plan.MicroBatches, Model.Plan.BatchNorms.Count > 0);
         bool stepLimit = false, interrupted = false;
         for (int epoch = options.Start.Epoch; epoch <= options.Epochs && !stepLimit && !interrupted; epoch++)
         {
@@ -148,11 +158,14 @@ public sealed class Trainer(Model model)
                     bestEpoch = epoch;
                     sinceBest = 0;
                     best ??= new float[Model.ParameterSectionLength];
+                    bestBuffers ??= new float[Model.BufferSectionLength];
                     Model.CopyParametersTo(best);
+                    Model.CopyBuffersTo(bestBuffers); // the running statistics that go with these weights
                 }
                 else if (options.Patience > 0 && ++sinceBest >= options.Patience)
                 {
                     Model.CopyParametersFrom(best);
+                    Model.CopyBuffersFrom(bestBuffers);
                     stopped = true;
                     break;
                 }

@@ -65,6 +65,19 @@ public class ResidualCheckpointTests
     }
 
     [Test]
+    public void NarrowWeights_KeepTheBatchNormCountExact([Values(TensorDtype.BF16, TensorDtype.F16)] TensorDtype dtype)
+    {
+        using var m = Net(1);
+        Train(m, 3);
+        string path = Path.Combine(_dir, "w16.safetensors");
+        Checkpoint.SaveWeights(m, path, dtype: dtype);
+        var f = SafeTensorsFile.Read(path);
+        Assert.That(f.Tensors["4.body.3.num_batches_tracked"].Dtype, Is.EqualTo("F32"), "BF16 holds whole numbers exactly only to 256, F16 to 2048");
+        Assert.That(f.Tensors["4.body.3.running_mean"].Dtype, Is.EqualTo(dtype.ToString()));
+        Assert.That(f.ReadFloat("4.body.3.num_batches_tracked"), Is.EqualTo(new[] { 3f }));
+    }
+
+    [Test]
     public void TrainingCheckpoint_ResumesBitForBit()
     {
         using var full = Net();
@@ -96,6 +109,12 @@ public class ResidualCheckpointTests
         Assert.That(e!.Message, Does.Contain("6-10-[10-LN-[10]]-[7-BN]-LN-4 model; this model is 6-10-LN-[10-[10]]-[7]-LN-4"));
         Assert.Throws<InvalidDataException>(() => Checkpoint.LoadWeights(other, path));
         Assert.That(Bits(other), Is.EqualTo(before));
+        // The same widths and modules, other activations: the torch names move (activations are modules), and the message says so.
+        using var renamed = new Sequential(6).Dense(10).Dropout(0.1)
+            .Residual(b => b.Dense(10, "gelu").LayerNorm().Residual(c => c.Dense(10, "tanh")))
+            .Residual(b => b.Dense(7, "silu").Dropout(0.2).BatchNorm()).LayerNorm(1e-3).Dense(4).Compile(new TrainingOptions { MaxBatch = 8, Threads = 1 });
+        Assert.That(Assert.Throws<InvalidDataException>(() => Checkpoint.LoadWeights(renamed, ModelFile.Read(path)))!.Message,
+            Does.Contain("the same widths, but the tensors are named otherwise: the file has '3.body.0.weight' where this model has '2.body.0.weight'"));
         // A plain stack cannot take a tree's file either.
         using var plain = new Sequential(6).Dense(10, "relu").Dense(10).Dense(4).Compile(new TrainingOptions { MaxBatch = 8 });
         Assert.Throws<InvalidDataException>(() => Checkpoint.LoadWeights(plain, path));

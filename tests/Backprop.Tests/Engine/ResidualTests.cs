@@ -75,6 +75,12 @@ public class ResidualTests
         var bad = good with { Layers = good.Layers.Take(3).ToArray() };
         Assert.That(Assert.Throws<ArgumentException>(() => bad.Validate())!.Message,
             Does.Contain("the spec's layers (8, 8, 5) are not the Dense layers of its modules (8, 8, 5, 5, 3, projections included)"));
+        // Layers are numbered as the plan numbers them: a block's projection after its body.
+        Assert.That(Assert.Throws<ArgumentOutOfRangeException>(() => ModelSpec.FromModules(4,
+            [new ResidualSpec([new LayerSpec(8, new Activation(ActivationKind.ReLU))]), new LayerSpec(3, new Activation(ActivationKind.Identity), 1.5)], LossKind.Mse))!.Message,
+            Does.Contain("layer 2: dropout must be in [0, 1); got 1.5"));
+        Assert.That(Assert.Throws<ArgumentException>(() => ModelSpec.FromModules(4, [new ResidualSpec(null!)], LossKind.Mse))!.Message,
+            Does.Contain("module 0 (Residual): the block's body is empty"));
         var empty = new ModelSpec(4, [new LayerSpec(4, new Activation(ActivationKind.Identity))], LossKind.Mse, Modules: [new ResidualSpec([])]);
         Assert.That(Assert.Throws<ArgumentException>(() => empty.Validate())!.Message, Does.Contain("module 0 (Residual): the block's body is empty"));
 

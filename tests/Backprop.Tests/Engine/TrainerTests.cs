@@ -63,6 +63,35 @@ public class TrainerTests
     }
 
     [Test]
+    public void EarlyStopping_RestoresTheBestEpochsRunningStatistics_WithItsWeights()
+    {
+        using var m = new Sequential(8).Dense(32, "relu").BatchNorm().Dense(3).Compile(new TrainingOptions { MaxBatch = 16, Threads = 1, Seed = 3 });
+        var buffers = new Dictionary<int, float[]>();
+        var weights = new Dictionary<int, float[]>();
+        var fit = new Trainer(m).Fit(Noise(200, 9), null, new FitOptions
+        {
+            Epochs = 60, ValidationFraction = 0.25, Patience = 3,
+            OnEpoch = e => { buffers[e.Epoch] = m.Buffer("2.running_mean").ToArray(); weights[e.Epoch] = m.Parameter("0.weight").ToArray(); },
+        });
+        Assert.That(fit.StoppedEarly, Is.True);
+        Assert.That(fit.BestEpoch, Is.LessThan(fit.Epochs.Count));
+        Assert.That(m.Parameter("0.weight").ToArray(), Is.EqualTo(weights[fit.BestEpoch]));
+        Assert.That(m.Buffer("2.running_mean").ToArray(), Is.EqualTo(buffers[fit.BestEpoch]), "the running statistics of the restored epoch, not of the last");
+        Assert.That(m.Buffer("2.running_mean").ToArray(), Is.Not.EqualTo(buffers[fit.Epochs.Count]));
+    }
+
+    [Test]
+    public void BatchesPerEpoch_LeavesOutWhatABatchNormCannotTake()
+    {
+        Assert.That(Trainer.BatchesPerEpoch(21, 10, 1, batchNorm: false), Is.EqualTo(3));
+        Assert.That(Trainer.BatchesPerEpoch(21, 10, 1, batchNorm: true), Is.EqualTo(2));
+        Assert.That(Trainer.BatchesPerEpoch(22, 10, 1, batchNorm: true), Is.EqualTo(3));
+        Assert.That(Trainer.BatchesPerEpoch(23, 10, 2, batchNorm: true), Is.EqualTo(2), "the last 3 in 2 micro-batches: 2 and 1");
+        Assert.That(Trainer.BatchesPerEpoch(24, 10, 2, batchNorm: true), Is.EqualTo(3));
+        Assert.That(Trainer.BatchesPerEpoch(1, 10, 1, batchNorm: true), Is.EqualTo(1), "a one-batch epoch is not emptied (its step says why it cannot run)");
+    }
+
+    [Test]
     public void WithBatchNorm_ALastBatchOfOneSample_IsLeftOut_OtherwiseKept()
     {
         // 21 samples in batches of 10: the last batch holds one sample, which BatchNorm cannot normalize in training.
