@@ -57,10 +57,18 @@ public static class MicroKernels
     }
 }
 
-/// <summary>One kernel's blocks on this machine, computed once.</summary>
+/// <summary>
+/// One kernel's blocks on this machine, computed once. The AVX2 kernel (6 x 16) takes its depth from L1's capacity
+/// (<see cref="GemmBlocking.ForCapacity"/>), as the native bf16 kernel does: its way-based KC (168 on a 32 KiB 8-way L1d) stores
+/// and reloads C every 168 steps of K, and on an AMD EPYC Zen 3 (AVX2, no AVX-512) KC 320-336 ran the float GEMMs 1-11 % faster
+/// (bench gemm --threads 1 with BACKPROP_GEMM_BLOCKS, against OpenBLAS in the same process). The AVX-512 kernels keep the
+/// way-based model, which measured as well as or better than a longer KC on the machines tried (README, kernel section).
+/// </summary>
 internal static unsafe class Blocks<TKernel, T>
     where TKernel : struct, IMicroKernel<T>
     where T : unmanaged, IFloatingPointIeee754<T>
 {
-    public static readonly GemmBlocks Value = GemmBlocking.For(TKernel.MR, TKernel.NR, sizeof(T), CpuCaches.Detected);
+    public static readonly GemmBlocks Value = typeof(TKernel) == typeof(MicroKernelAvx2<T>)
+        ? GemmBlocking.ForCapacity(TKernel.MR, TKernel.NR, sizeof(T), CpuCaches.Detected)
+        : GemmBlocking.For(TKernel.MR, TKernel.NR, sizeof(T), CpuCaches.Detected);
 }
