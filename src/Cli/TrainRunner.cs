@@ -29,7 +29,8 @@ internal static class TrainRunner
     {
         var spec = model.Spec;
         if (model.Rank != 0) output = null; // rank 0 alone writes the run's files and checkpoints
-        string layers = spec.IsTree ? spec.Describe()[(spec.Describe().IndexOf('-') + 1)..] + TreeActivations(spec) : string.Join("-", spec.Layers.Select(l =>
+        string tree = spec.Describe();
+        string layers = spec.IsTree ? tree[(tree.IndexOf('-') + 1)..] + TreeActivations(spec) : string.Join("-", spec.Layers.Select(l =>
             I($"{l.Units}") + (l.Activation.Kind == Kernels.ActivationKind.Identity ? "" : " " + l.Activation) + (l.Dropout > 0 ? I($" dropout {l.Dropout}") : "")));
         stdout.WriteLine(I($"model: {spec.InputWidth}-{layers}, {model.Plan.ParameterCount:N0} parameters, {model.Options.Optimizer.Kind} lr {model.Options.Optimizer.LearningRate:G3}, ") +
                          I($"batch {model.Options.MaxBatch}{(model.Options.Accumulate > 1 ? $" in {model.Options.Accumulate} micro-batches" : "")}{(model.WorldSize > 1 ? $" over {model.WorldSize} processes" : "")}, {model.Options.Threads} thread(s), backend {model.Options.Backend}{(model.DeviceDescription is { } d ? $" on {d}" : "")}{(model.Options.Precision == Kernels.Cpu.GemmPrecision.Bf16 ? ", bf16 GEMMs" : "")}"));

@@ -110,9 +110,7 @@ internal sealed unsafe class CpuExecutor<T, TDense> : IExecutor<T>
                     break;
                 case LayerNormBwdOp n:
                     LayerNorm.Backward(_ctx, batch, n.DiffDst.Cols, At(n.DiffDst), At(n.Src), Param(n.Weight), At(n.Stats), Param(n.WeightGrad), Param(n.BiasGrad), At(n.DiffSrc));
-                    if (!Accumulate.AllFinite(_ctx.Isa, Param(n.WeightGrad), n.WeightGrad.Length) || !Accumulate.AllFinite(_ctx.Isa, Param(n.BiasGrad), n.BiasGrad.Length)) *_nonFinite = 1;
-                    overlap?.LayerReady((float*)Param(n.WeightGrad), n.BiasGrad.Offset + n.BiasGrad.Length - n.WeightGrad.Offset);
-                    if (n.DiffSrc.Exists) ApplyDerivative(n.Derivative, n.DiffSrc, batch, step, rowOffset);
+                    NormGradientsDone(n.WeightGrad, n.BiasGrad, n.DiffSrc, n.Derivative, batch, step, rowOffset);
                     break;
                 case BatchNormFwdOp n:
                     BatchNorm.Forward(_ctx, n.Training, batch, n.Src.Cols, n.Eps, n.Momentum, At(n.Src), Param(n.Weight), Param(n.Bias), At(n.Dst), At(n.Stats),
@@ -120,9 +118,7 @@ internal sealed unsafe class CpuExecutor<T, TDense> : IExecutor<T>
                     break;
                 case BatchNormBwdOp n:
                     BatchNorm.Backward(_ctx, batch, n.DiffDst.Cols, At(n.DiffDst), At(n.Src), Param(n.Weight), At(n.Stats), Param(n.WeightGrad), Param(n.BiasGrad), At(n.DiffSrc));
-                    if (!Accumulate.AllFinite(_ctx.Isa, Param(n.WeightGrad), n.WeightGrad.Length) || !Accumulate.AllFinite(_ctx.Isa, Param(n.BiasGrad), n.BiasGrad.Length)) *_nonFinite = 1;
-                    overlap?.LayerReady((float*)Param(n.WeightGrad), n.BiasGrad.Offset + n.BiasGrad.Length - n.WeightGrad.Offset);
-                    if (n.DiffSrc.Exists) ApplyDerivative(n.Derivative, n.DiffSrc, batch, step, rowOffset);
+                    NormGradientsDone(n.WeightGrad, n.BiasGrad, n.DiffSrc, n.Derivative, batch, step, rowOffset);
                     break;
                 case ResidualAddOp r:
                     Accumulate.Sum(_ctx.Isa, At(r.Dst), At(r.Skip), At(r.Body), (long)batch * r.Dst.Cols);
@@ -149,6 +145,15 @@ internal sealed unsafe class CpuExecutor<T, TDense> : IExecutor<T>
             }
         }
         return new RunResult(loss, *_nonFinite == 0);
+    }
+
+    // After a norm's backward: its weight and bias gradients checked and handed to the exchange (adjacent: one range), and the
+    // input gradient (when made) multiplied by its producer's derivative.
+    private void NormGradientsDone(Slot weightGrad, Slot biasGrad, Slot diffSrc, in Derivative d, int batch, long step, int rowOffset)
+    {
+        if (!Accumulate.AllFinite(_ctx.Isa, Param(weightGrad), weightGrad.Length) || !Accumulate.AllFinite(_ctx.Isa, Param(biasGrad), biasGrad.Length)) *_nonFinite = 1;
+        Overlap?.LayerReady((float*)Param(weightGrad), biasGrad.Offset + biasGrad.Length - weightGrad.Offset);
+        if (diffSrc.Exists) ApplyDerivative(d, diffSrc, batch, step, rowOffset);
     }
 
     // Diff ⊙= f'(saved) ⊙ dropout mask of the Dense layer that produced the value Diff is the gradient of.

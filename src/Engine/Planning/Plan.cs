@@ -469,24 +469,22 @@ public sealed class Plan
     // A gradient slot used at a narrower width: same place, [MaxBatch, cols].
     private static Slot Width(Slot s, int cols) => s with { Length = (long)s.Rows * cols, Cols = cols };
 
+    // updateRunning: the BatchNorms move their running statistics (a step's forward, not Loss or Gradients).
     private List<PlanOp> Forward(bool training, bool updateRunning = false)
     {
         var ops = new List<PlanOp>();
-        _updateRunning = updateRunning;
-        Fwd(_nodes, InputValue, training, ops);
+        Fwd(_nodes, InputValue, training, updateRunning, ops);
         return ops;
     }
 
-    private bool _updateRunning;
-
-    private Value Fwd(Node[] seq, Value x, bool training, List<PlanOp> ops)
+    private Value Fwd(Node[] seq, Value x, bool training, bool updateRunning, List<PlanOp> ops)
     {
         foreach (var node in seq)
-            x = Fwd(node, x, training, ops);
+            x = Fwd(node, x, training, updateRunning, ops);
         return x;
     }
 
-    private Value Fwd(Node node, Value x, bool training, List<PlanOp> ops)
+    private Value Fwd(Node node, Value x, bool training, bool updateRunning, List<PlanOp> ops)
     {
         switch (node)
         {
@@ -503,7 +501,7 @@ public sealed class Plan
             {
                 var s = BatchNorms[n.N];
                 var bn = Spec.BatchNormSites[n.N].Norm;
-                ops.Add(new BatchNormFwdOp(n.N, bn.Eps, bn.Momentum, training, training && _updateRunning, x.Get(training), s.Weight, s.Bias, s.Output, s.Stats,
+                ops.Add(new BatchNormFwdOp(n.N, bn.Eps, bn.Momentum, training, training && updateRunning, x.Get(training), s.Weight, s.Bias, s.Output, s.Stats,
                     s.RunningMean, s.RunningVar, s.Tracked));
                 break;
             }
@@ -518,7 +516,7 @@ public sealed class Plan
                 // A body ending in a Dense layer without dropout adds the skip in that layer's GEMM store.
                 if (r.Body[^1] is DenseNode { L: var last } && Spec.Layers[last].Dropout == 0)
                 {
-                    var before = Fwd(r.Body[..^1], x, training, ops);
+                    var before = Fwd(r.Body[..^1], x, training, updateRunning, ops);
                     var s = Spec.Layers[last];
                     var slots = Layers[last];
                     bool keep = s.Activation.Kind != ActivationKind.Identity && s.Activation.GradFromOutput;
@@ -526,7 +524,7 @@ public sealed class Plan
                         skip.Get(training), Residuals[r.R].Output));
                     break;
                 }
-                var f = Fwd(r.Body, x, training, ops);
+                var f = Fwd(r.Body, x, training, updateRunning, ops);
                 ops.Add(new ResidualAddOp(r.R, skip.Get(training), f.Get(training), Residuals[r.R].Output));
                 break;
             }
@@ -615,22 +613,14 @@ public sealed class Plan
             case NormNode n:
             {
                 var s = Norms[n.N];
-                int w = s.Output.Cols;
-                int dst = needInput ? Take() : -1;
-                ops.Add(new LayerNormBwdOp(n.N, G(g, w), x.Train, s.Weight, s.Stats, s.WeightGrad with { Offset = s.WeightGrad.Offset + shift },
-                    s.BiasGrad with { Offset = s.BiasGrad.Offset + shift }, needInput ? G(dst, w) : Slot.None, deriv));
-                Release(g);
-                return dst;
+                return NormBackward(s.Output.Cols, g, needInput, ops, (dy, dx) =>
+                    new LayerNormBwdOp(n.N, dy, x.Train, s.Weight, s.Stats, Shift(s.WeightGrad, shift), Shift(s.BiasGrad, shift), dx, deriv));
             }
             case BatchNormNode n:
             {
                 var s = BatchNorms[n.N];
-                int w = s.Output.Cols;
-                int dst = needInput ? Take() : -1;
-                ops.Add(new BatchNormBwdOp(n.N, G(g, w), x.Train, s.Weight, s.Stats, s.WeightGrad with { Offset = s.WeightGrad.Offset + shift },
-                    s.BiasGrad with { Offset = s.BiasGrad.Offset + shift }, needInput ? G(dst, w) : Slot.None, deriv));
-                Release(g);
-                return dst;
+                return NormBackward(s.Output.Cols, g, needInput, ops, (dy, dx) =>
+                    new BatchNormBwdOp(n.N, dy, x.Train, s.Weight, s.Stats, Shift(s.WeightGrad, shift), Shift(s.BiasGrad, shift), dx, deriv));
             }
             case ResidualNode r:
             {
@@ -673,13 +663,24 @@ public sealed class Plan
         }
     }
 
+    // A norm's backward: its output gradient in, its input gradient (when needed) into a new slot of the same width.
+    private int NormBackward(int width, int g, bool needInput, List<PlanOp> ops, Func<Slot, Slot, PlanOp> op)
+    {
+        int dst = needInput ? Take() : -1;
+        ops.Add(op(G(g, width), needInput ? G(dst, width) : Slot.None));
+        Release(g);
+        return dst;
+    }
+
+    // A parameter gradient slot moved to another section (a later micro-batch's).
+    private static Slot Shift(Slot s, long shift) => s with { Offset = s.Offset + shift };
+
     // into ≥ 0: the input gradient is added to that slot (DenseBwdData with Accumulate) instead of a new one.
     private int DenseBackward(int l, Value x, int g, Derivative deriv, bool needInput, long shift, List<PlanOp> ops, int into = -1)
     {
         var slots = Layers[l];
         var dz = G(g, Spec.Layers[l].Units);
-        ops.Add(new DenseBwdWeightsOp(l, dz, x.Train, slots.WeightGrad with { Offset = slots.WeightGrad.Offset + shift },
-            slots.BiasGrad with { Offset = slots.BiasGrad.Offset + shift }));
+        ops.Add(new DenseBwdWeightsOp(l, dz, x.Train, Shift(slots.WeightGrad, shift), Shift(slots.BiasGrad, shift)));
         if (!needInput)
         {
             Release(g);

@@ -16,7 +16,8 @@ internal static class TorchPython
     public static string Script => Path.Combine(Root, "tests", "python", "interop.py");
     public static string Readme => Path.Combine(Root, "README.md");
 
-    private static readonly Lazy<string?> s_missing = new(Probe);
+    /// <summary>tests/python/interop.py: needs torch and onnx.</summary>
+    public static PythonScript Interop { get; } = new("interop.py", "python3-torch or python3-onnx");
 
     private static string FindRoot()
     {
@@ -25,33 +26,47 @@ internal static class TorchPython
         return dir?.FullName ?? throw new InvalidOperationException($"no Engine.sln above {AppContext.BaseDirectory}");
     }
 
-    // Null when torch and onnx import; else why not.
-    private static string? Probe()
-    {
-        if (!File.Exists(Python)) return $"{Python} is not installed (./build.sh Deps installs python3-torch and python3-onnx)";
-        var (code, o, e) = RunRaw(["probe"], TimeSpan.FromMinutes(2));
-        return code == 0 ? null : $"python3-torch or python3-onnx is not installed for {Python} (./build.sh Deps installs them): {e.Trim().Split('\n')[^1]}{o}";
-    }
-
     /// <summary>Skips the calling test, with the reason, when PyTorch or ONNX is not available.</summary>
-    public static void Require()
-    {
-        if (s_missing.Value is { } why) Assert.Ignore(why);
-    }
+    public static void Require() => Interop.Require();
 
     /// <summary>Runs interop.py with <paramref name="args"/>; fails the test (with its output) unless it exits 0.</summary>
-    public static string Run(params string[] args)
+    public static string Run(params string[] args) => Interop.Run(args);
+}
+
+/// <summary>A script of tests/python run by Debian's interpreter: probed once (its "probe" command), skipped with the reason when its packages are missing.</summary>
+internal sealed class PythonScript(string file, string packages)
+{
+    private readonly Lazy<string?> _missing = new(() => Probe(file, packages));
+
+    private string Path => System.IO.Path.Combine(TorchPython.Root, "tests", "python", file);
+
+    // Null when the script's imports work; else why not.
+    private static string? Probe(string file, string packages)
+    {
+        if (!File.Exists(TorchPython.Python)) return $"{TorchPython.Python} is not installed (./build.sh Deps installs {packages})";
+        var (code, o, e) = RunRaw(System.IO.Path.Combine(TorchPython.Root, "tests", "python", file), ["probe"], TimeSpan.FromMinutes(2));
+        return code == 0 ? null : $"{packages} is not installed for {TorchPython.Python} (./build.sh Deps installs them): {e.Trim().Split('\n')[^1]}{o}";
+    }
+
+    /// <summary>Skips the calling test, with the reason, when the script's packages are not available.</summary>
+    public void Require()
+    {
+        if (_missing.Value is { } why) Assert.Ignore(why);
+    }
+
+    /// <summary>Runs the script with <paramref name="args"/>; fails the test (with its output) unless it exits 0.</summary>
+    public string Run(params string[] args)
     {
         Require();
-        var (code, o, e) = RunRaw(args, TimeSpan.FromMinutes(5));
-        Assert.That(code, Is.EqualTo(0), $"interop.py {string.Join(' ', args)}\nstdout:\n{o}\nstderr:\n{e}");
+        var (code, o, e) = RunRaw(Path, args, TimeSpan.FromMinutes(5));
+        Assert.That(code, Is.EqualTo(0), $"{file} {string.Join(' ', args)}\nstdout:\n{o}\nstderr:\n{e}");
         return o;
     }
 
-    private static (int Code, string Out, string Err) RunRaw(string[] args, TimeSpan timeout)
+    private static (int Code, string Out, string Err) RunRaw(string script, string[] args, TimeSpan timeout)
     {
-        var psi = new ProcessStartInfo(Python) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        psi.ArgumentList.Add(Script);
+        var psi = new ProcessStartInfo(TorchPython.Python) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        psi.ArgumentList.Add(script);
         foreach (var a in args) psi.ArgumentList.Add(a);
         psi.Environment["PYTHONDONTWRITEBYTECODE"] = "1";
         psi.Environment["OMP_NUM_THREADS"] = "1";

@@ -157,50 +157,6 @@ public class TreeInteropTests
         TestContext.Out.WriteLine($"{what}: worst {worst:G3} x the tolerance");
     }
 
-    // tests/python/tree_interop.py under Debian's interpreter, as TorchPython runs interop.py; it needs torch and numpy only.
-    private static class TreePython
-    {
-        private static string Script => Path.Combine(TorchPython.Root, "tests", "python", "tree_interop.py");
-
-        private static readonly Lazy<string?> s_missing = new(Probe);
-
-        // Null when torch and numpy import; else why not.
-        private static string? Probe()
-        {
-            if (!File.Exists(TorchPython.Python)) return $"{TorchPython.Python} is not installed (./build.sh Deps installs python3-torch)";
-            var (code, o, e) = RunRaw(["probe"], TimeSpan.FromMinutes(2));
-            return code == 0 ? null : $"python3-torch or python3-numpy is not installed for {TorchPython.Python} (./build.sh Deps installs them): {e.Trim().Split('\n')[^1]}{o}";
-        }
-
-        public static void Require()
-        {
-            if (s_missing.Value is { } why) Assert.Ignore(why);
-        }
-
-        public static string Run(params string[] args)
-        {
-            Require();
-            var (code, o, e) = RunRaw(args, TimeSpan.FromMinutes(5));
-            Assert.That(code, Is.EqualTo(0), $"tree_interop.py {string.Join(' ', args)}\nstdout:\n{o}\nstderr:\n{e}");
-            return o;
-        }
-
-        private static (int Code, string Out, string Err) RunRaw(string[] args, TimeSpan timeout)
-        {
-            var psi = new ProcessStartInfo(TorchPython.Python) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-            psi.ArgumentList.Add(Script);
-            foreach (var a in args) psi.ArgumentList.Add(a);
-            psi.Environment["PYTHONDONTWRITEBYTECODE"] = "1";
-            psi.Environment["OMP_NUM_THREADS"] = "1";
-            using var p = Process.Start(psi)!;
-            var stdout = p.StandardOutput.ReadToEndAsync();
-            var stderr = p.StandardError.ReadToEndAsync();
-            if (!p.WaitForExit(timeout))
-            {
-                p.Kill(entireProcessTree: true);
-                return (-1, stdout.Result, $"timed out after {timeout}\n{stderr.Result}");
-            }
-            return (p.ExitCode, stdout.Result, stderr.Result);
-        }
-    }
+    // tests/python/tree_interop.py under Debian's interpreter, as interop.py runs; it needs torch and numpy only.
+    private static readonly PythonScript TreePython = new("tree_interop.py", "python3-torch or python3-numpy");
 }

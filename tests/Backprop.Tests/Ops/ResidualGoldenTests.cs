@@ -99,23 +99,35 @@ public class ResidualGoldenTests
         else Check<double>(record, backend, isa, DoubleTol);
     }
 
-    private static void Check<T>(string record, Backend backend, Isa? isa, Tolerance tol) where T : unmanaged, IFloatingPointIeee754<T>
+    // The record, its loss and its batch.
+    private static (System.Text.Json.JsonElement G, LossKind Loss, GoldenTensor X, int Batch) Record(string record)
     {
         var g = Golden.Load(GoldenFile).GetProperty(record);
-        var (net, lossKind) = Network(record);
         var x = g.Tensor("x");
-        int batch = x.Shape[0];
+        return (g, Network(record).Loss, x, x.Shape[0]);
+    }
+
+    // The record's network on a backend and rung, with the record's Adam (the batch is the whole record).
+    private static Model<T> Compile<T>(string record, Backend backend, Isa? isa) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        var (net, lossKind) = Network(record);
         var options = new TrainingOptions
         {
             Loss = lossKind,
-            MaxBatch = batch,
+            MaxBatch = Record(record).Batch,
             Threads = 1,
             Seed = 1,
             Backend = backend,
             Isa = isa,
             Optimizer = new Adam(lr: 1e-2, beta1: 0.9, beta2: 0.999, eps: 1e-8),
         };
-        using var m = new Model<T>(net.ToSpec(lossKind), options);
+        return new Model<T>(net.ToSpec(lossKind), options);
+    }
+
+    private static void Check<T>(string record, Backend backend, Isa? isa, Tolerance tol) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        var (g, lossKind, x, batch) = Record(record);
+        using var m = Compile<T>(record, backend, isa);
         string where = $"{record} {typeof(T).Name} {backend}{(isa is { } i ? " " + i : "")}";
 
         var keys = g.GetProperty("state_dict_keys").EnumerateArray().Select(k => k.GetString()!).ToArray();
@@ -197,21 +209,8 @@ public class ResidualGoldenTests
 
     private static void CheckBatchNorm<T>(string record, Backend backend, Isa? isa, Tolerance tol) where T : unmanaged, IFloatingPointIeee754<T>
     {
-        var g = Golden.Load(GoldenFile).GetProperty(record);
-        var (net, lossKind) = Network(record);
-        var x = g.Tensor("x");
-        int batch = x.Shape[0];
-        var options = new TrainingOptions
-        {
-            Loss = lossKind,
-            MaxBatch = batch,
-            Threads = 1,
-            Seed = 1,
-            Backend = backend,
-            Isa = isa,
-            Optimizer = new Adam(lr: 1e-2, beta1: 0.9, beta2: 0.999, eps: 1e-8),
-        };
-        using var m = new Model<T>(net.ToSpec(lossKind), options);
+        var (g, lossKind, x, batch) = Record(record);
+        using var m = Compile<T>(record, backend, isa);
         string where = $"{record} {typeof(T).Name} {backend}{(isa is { } i ? " " + i : "")}";
 
         var keys = g.GetProperty("state_dict_keys").EnumerateArray().Select(k => k.GetString()!).ToArray();
