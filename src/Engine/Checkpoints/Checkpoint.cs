@@ -65,6 +65,20 @@ public static class Checkpoint
     /// </summary>
     public static void SaveWeights(Model<float> model, string path, Preprocessing? preprocessing = null, TensorDtype dtype = TensorDtype.F32)
     {
+        var (list, meta, counts) = WeightsFile(model, preprocessing);
+        SafeTensorsWriter.Write(path, list, meta, dtype, counts);
+    }
+
+    /// <summary>Writes the weights file <see cref="SaveWeights(Model{float}, string, Preprocessing?, TensorDtype)"/> writes to <paramref name="stream"/> instead (a container's entry).</summary>
+    public static void SaveWeights(Model<float> model, Stream stream, Preprocessing? preprocessing = null, TensorDtype dtype = TensorDtype.F32)
+    {
+        ArgumentNullException.ThrowIfNull(stream);
+        var (list, meta, counts) = WeightsFile(model, preprocessing);
+        SafeTensorsWriter.Write(stream, list, meta, dtype, counts);
+    }
+
+    private static (List<(string, int[], float[])>, Dictionary<string, string>, HashSet<string>) WeightsFile(Model<float> model, Preprocessing? preprocessing)
+    {
         ArgumentNullException.ThrowIfNull(model);
         preprocessing?.Validate(model.Spec.InputWidth);
         var list = TensorsAndBuffers(model).Select(t => (t.Name, t.Shape, model.Read(t.Slot).ToArray())).ToList();
@@ -72,7 +86,7 @@ public static class Checkpoint
         if (preprocessing is not null) meta["preprocessing"] = JsonSerializer.Serialize(preprocessing, Json);
         // The BatchNorm counts stay F32: BF16 holds whole numbers exactly only to 256, F16 to 2048.
         var counts = model.Plan.Buffers.Where(b => b.Shape.Length == 0).Select(b => b.Name).ToHashSet();
-        SafeTensorsWriter.Write(path, list, meta, dtype, counts);
+        return (list, meta, counts);
     }
 
     /// <summary>Writes the weights, the optimizer state, the training position and the run (when given) atomically to <paramref name="path"/>.</summary>
@@ -150,7 +164,7 @@ public static class Checkpoint
         foreach (var key in f.Metadata.Keys)
             if (!WeightsKeys.Contains(key))
                 throw new InvalidDataException($"safetensors file '{path}': unknown __metadata__ key '{key}' (a weights file has {string.Join(", ", WeightsKeys)}).");
-        var spec = SpecOf(f);
+        var spec = ReadSpec(f);
         Preprocessing? pre = f.Metadata.TryGetValue("preprocessing", out var json) ? Parse<Preprocessing>(path, "preprocessing", json) : null;
         try { pre?.Validate(spec.InputWidth); }
         catch (ArgumentException e) { throw new InvalidDataException($"safetensors file '{path}': __metadata__ 'preprocessing' is damaged ({e.Message.Split(" (Parameter")[0]}).", e); }
@@ -179,10 +193,12 @@ public static class Checkpoint
     }
 
     /// <summary>The model description stored in a weights file or training checkpoint written by backprop, validated as a model the engine builds.</summary>
-    public static ModelSpec ReadSpec(string path) => SpecOf(SafeTensorsFile.Read(path));
+    public static ModelSpec ReadSpec(string path) => ReadSpec(SafeTensorsFile.Read(path));
 
-    private static ModelSpec SpecOf(SafeTensorsFile f)
+    /// <summary>The model description stored in safetensors bytes already read (<see cref="SafeTensorsFile.Parse"/>), validated as <see cref="ReadSpec(string)"/> does.</summary>
+    public static ModelSpec ReadSpec(SafeTensorsFile f)
     {
+        ArgumentNullException.ThrowIfNull(f);
         string path = f.Path;
         if (!f.Metadata.TryGetValue("spec", out var json))
             throw new InvalidDataException($"safetensors file '{path}' has no model description (__metadata__ 'spec'); it was not written by backprop.");
@@ -199,7 +215,14 @@ public static class Checkpoint
     public static void LoadWeights(Model<float> model, string path)
     {
         ArgumentNullException.ThrowIfNull(model);
-        var f = SafeTensorsFile.Read(path);
+        LoadWeights(model, SafeTensorsFile.Read(path));
+    }
+
+    /// <summary>Loads weights from safetensors bytes already read (<see cref="SafeTensorsFile.Parse"/>) into <paramref name="model"/>; validates everything first.</summary>
+    public static void LoadWeights(Model<float> model, SafeTensorsFile f)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        ArgumentNullException.ThrowIfNull(f);
         var expected = TensorsAndBuffers(model).ToList();
         Validate(f, expected, allowPrefix: "optimizer.");
         var values = expected.Select(t => f.ReadFloat(t.Name)).ToList(); // every value read (and checked finite) before any is copied

@@ -62,7 +62,18 @@ public sealed class SafeTensorsFile
         long length = new FileInfo(path).Length;
         if (length > Array.MaxLength)
             throw new InvalidDataException(Where($"the file has {length} bytes; this reader holds files in memory and takes at most {Array.MaxLength}."));
-        var bytes = File.ReadAllBytes(path);
+        return Parse(File.ReadAllBytes(path), path);
+    }
+
+    /// <summary>
+    /// Validates safetensors bytes held in memory (an entry of a container such as an ML.NET model zip); <paramref name="source"/>
+    /// names them in errors as a file's path does.
+    /// </summary>
+    public static SafeTensorsFile Parse(byte[] bytes, string source)
+    {
+        ArgumentNullException.ThrowIfNull(bytes);
+        string path = source;
+        string Where(string what) => $"safetensors file '{path}': {what}";
         if (bytes.Length < 8) throw new InvalidDataException(Where($"expected an 8-byte header length; the file has {bytes.Length} bytes."));
         ulong n = BinaryPrimitives.ReadUInt64LittleEndian(bytes);
         if (n > MaxHeaderBytes)

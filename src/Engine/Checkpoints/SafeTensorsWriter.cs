@@ -48,6 +48,30 @@ public static class SafeTensorsWriter
     public static void Write(string path, IReadOnlyList<(string Name, int[] Shape, float[] Data)> tensors, IReadOnlyDictionary<string, string>? metadata = null,
         TensorDtype dtype = TensorDtype.F32, IReadOnlySet<string>? keepFloat32 = null)
     {
+        var (json, narrow) = Header(tensors, metadata, dtype, keepFloat32);
+        AtomicFile.Write(path, tmp =>
+        {
+            using var fs = new FileStream(tmp, FileMode.Create, FileAccess.Write, FileShare.None);
+            WriteTo(fs, json, tensors, narrow, seams: true);
+            fs.Flush(flushToDisk: true);
+        });
+    }
+
+    /// <summary>
+    /// Writes <paramref name="tensors"/> to <paramref name="stream"/> in the safetensors format (as <see cref="Write(string, IReadOnlyList{ValueTuple{string, int[], float[]}}, IReadOnlyDictionary{string, string}?, TensorDtype, IReadOnlySet{string}?)"/>
+    /// writes a file): for containers that hold the bytes themselves, such as an ML.NET model zip.
+    /// </summary>
+    public static void Write(Stream stream, IReadOnlyList<(string Name, int[] Shape, float[] Data)> tensors, IReadOnlyDictionary<string, string>? metadata = null,
+        TensorDtype dtype = TensorDtype.F32, IReadOnlySet<string>? keepFloat32 = null)
+    {
+        ArgumentNullException.ThrowIfNull(stream);
+        var (json, narrow) = Header(tensors, metadata, dtype, keepFloat32);
+        WriteTo(stream, json, tensors, narrow, seams: false);
+    }
+
+    private static (byte[] Json, List<byte[]?> Narrow) Header(IReadOnlyList<(string Name, int[] Shape, float[] Data)> tensors, IReadOnlyDictionary<string, string>? metadata,
+        TensorDtype dtype, IReadOnlySet<string>? keepFloat32)
+    {
         if (!Enum.IsDefined(dtype)) throw new ArgumentOutOfRangeException(nameof(dtype), dtype, $"dtype must be F32, F16 or BF16; got {(int)dtype}.");
         var header = new Dictionary<string, object>();
         if (metadata is { Count: > 0 }) header["__metadata__"] = metadata;
@@ -61,48 +85,48 @@ public static class SafeTensorsWriter
             offset += bytes;
             narrow.Add(own != TensorDtype.F32 ? Narrow(name, data, own) : null);
         }
-        var json = Encoding.UTF8.GetBytes(JsonSerializer.Serialize(header));
+        return (Encoding.UTF8.GetBytes(JsonSerializer.Serialize(header)), narrow);
+    }
+
+    // The 8-byte header length, the header padded with spaces to 8 bytes, the tensors' bytes in order. The file writer's
+    // test seams (a full disk, a kill part-way) count the bytes written.
+    private static void WriteTo(Stream fs, byte[] json, IReadOnlyList<(string Name, int[] Shape, float[] Data)> tensors, List<byte[]?> narrow, bool seams)
+    {
         int padded = (json.Length + 7) / 8 * 8;
-        AtomicFile.Write(path, tmp =>
+        long written = 0;
+        void Put(ReadOnlySpan<byte> bytes)
         {
-            using (var fs = new FileStream(tmp, FileMode.Create, FileAccess.Write, FileShare.None))
+            if (seams && s_failAfter >= 0 && written + bytes.Length > s_failAfter)
+                throw new IOException($"No space left on device ({FailAfterBytesVariable}={s_failAfter}, a test seam)");
+            if (seams && s_killAfter >= 0 && written + bytes.Length > s_killAfter)
             {
-                long written = 0;
-                void Put(ReadOnlySpan<byte> bytes)
-                {
-                    if (s_failAfter >= 0 && written + bytes.Length > s_failAfter)
-                        throw new IOException($"No space left on device ({FailAfterBytesVariable}={s_failAfter}, a test seam)");
-                    if (s_killAfter >= 0 && written + bytes.Length > s_killAfter)
-                    {
-                        fs.Write(bytes[..(int)Math.Max(0, s_killAfter - written)]);
-                        fs.Flush(flushToDisk: true);
-                        System.Diagnostics.Process.GetCurrentProcess().Kill();
-                        Thread.Sleep(Timeout.Infinite);
-                    }
-                    fs.Write(bytes);
-                    written += bytes.Length;
-                }
-                Span<byte> buf = stackalloc byte[8];
-                BinaryPrimitives.WriteUInt64LittleEndian(buf, (ulong)padded);
-                Put(buf);
-                Put(json);
-                Span<byte> space = stackalloc byte[8];
-                space.Fill((byte)' ');
-                Put(space[..(padded - json.Length)]);
-                for (int t = 0; t < tensors.Count; t++)
-                {
-                    if (narrow[t] is { } bytes)
-                    {
-                        Put(bytes);
-                        continue;
-                    }
-                    var data = tensors[t].Data;
-                    if (BitConverter.IsLittleEndian) Put(System.Runtime.InteropServices.MemoryMarshal.AsBytes(data.AsSpan()));
-                    else foreach (var v in data) { BinaryPrimitives.WriteSingleLittleEndian(buf, v); Put(buf[..4]); }
-                }
-                fs.Flush(flushToDisk: true);
+                fs.Write(bytes[..(int)Math.Max(0, s_killAfter - written)]);
+                fs.Flush();
+                if (fs is FileStream f) f.Flush(flushToDisk: true);
+                System.Diagnostics.Process.GetCurrentProcess().Kill();
+                Thread.Sleep(Timeout.Infinite);
             }
-        });
+            fs.Write(bytes);
+            written += bytes.Length;
+        }
+        Span<byte> buf = stackalloc byte[8];
+        BinaryPrimitives.WriteUInt64LittleEndian(buf, (ulong)padded);
+        Put(buf);
+        Put(json);
+        Span<byte> space = stackalloc byte[8];
+        space.Fill((byte)' ');
+        Put(space[..(padded - json.Length)]);
+        for (int t = 0; t < tensors.Count; t++)
+        {
+            if (narrow[t] is { } bytes)
+            {
+                Put(bytes);
+                continue;
+            }
+            var data = tensors[t].Data;
+            if (BitConverter.IsLittleEndian) Put(System.Runtime.InteropServices.MemoryMarshal.AsBytes(data.AsSpan()));
+            else foreach (var v in data) { BinaryPrimitives.WriteSingleLittleEndian(buf, v); Put(buf[..4]); }
+        }
     }
 
     /// <summary>float32 to bfloat16 bits, rounding to nearest even (NaN stays a quiet NaN).</summary>

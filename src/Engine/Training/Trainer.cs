@@ -22,8 +22,10 @@ public sealed record FitOptions
     public int Epochs { get; init; } = 10;
     /// <summary>Fraction of the training set held out for validation (0 = none).</summary>
     public double ValidationFraction { get; init; }
-    /// <summary>Stop after this many epochs without a better validation loss (0 = never; needs a validation split).</summary>
+    /// <summary>Stop after this many epochs without a better validation loss (0 = never; needs a validation split or set).</summary>
     public int Patience { get; init; }
+    /// <summary>A validation set of its own, scored after every epoch as the held-out split is (null: none; not with <see cref="ValidationFraction"/>).</summary>
+    public Dataset? Validation { get; init; }
     /// <summary>Called after every batch with (epoch, batches done, batches in the epoch).</summary>
     public Action<int, int, int>? OnBatch { get; init; }
     /// <summary>Called after every epoch.</summary>
@@ -45,7 +47,10 @@ public sealed record FitOptions
         if (Epochs < 1) throw new ArgumentOutOfRangeException(nameof(Epochs), Epochs, $"epochs must be at least 1; got {Epochs}.");
         if (!(ValidationFraction >= 0 && ValidationFraction < 1)) throw new ArgumentOutOfRangeException(nameof(ValidationFraction), ValidationFraction, $"validation fraction must be in [0, 1); got {ValidationFraction}.");
         if (Patience < 0) throw new ArgumentOutOfRangeException(nameof(Patience), Patience, $"patience must be >= 0; got {Patience}.");
-        if (Patience > 0 && ValidationFraction == 0) throw new ArgumentException("early stopping (patience > 0) needs a validation split (validation fraction > 0).");
+        if (Validation is not null && ValidationFraction > 0)
+            throw new ArgumentException($"a validation set was given and a validation fraction of {ValidationFraction}: take one or the other.");
+        if (Patience > 0 && ValidationFraction == 0 && Validation is null)
+            throw new ArgumentException("early stopping (patience > 0) needs a validation split (validation fraction > 0) or a validation set.");
         if (StopAfterSteps < 0) throw new ArgumentOutOfRangeException(nameof(StopAfterSteps), StopAfterSteps, $"stop-after-steps must be >= 0; got {StopAfterSteps}.");
         if (CheckpointEvery < 0) throw new ArgumentOutOfRangeException(nameof(CheckpointEvery), CheckpointEvery, $"checkpoint interval must be >= 0; got {CheckpointEvery}.");
         if (Start.Epoch < 1 || Start.NextBatch < 0) throw new ArgumentOutOfRangeException(nameof(Start), Start, $"start position must have epoch >= 1 and batch >= 0; got {Start}.");
@@ -83,11 +88,13 @@ public sealed class Trainer(Model model)
             throw new ArgumentException($"the training data has {train.Width} features per sample; the first layer expects {spec.InputWidth}.");
         if (test is not null && test.Width != spec.InputWidth)
             throw new ArgumentException($"the test data has {test.Width} features per sample; the first layer expects {spec.InputWidth}.");
+        if (options.Validation is { } given && given.Width != spec.InputWidth)
+            throw new ArgumentException($"the validation data has {given.Width} features per sample; the first layer expects {spec.InputWidth}.");
         if (classification && train.Labels is null) throw new ArgumentException("cross-entropy needs class labels in the training data.");
         if (!classification && train.Targets is null) throw new ArgumentException($"{spec.Loss} needs target values in the training data.");
 
         // Hold out a validation split from a seeded shuffle of the training set.
-        Dataset fitSet = train, validation = null!;
+        Dataset fitSet = train, validation = options.Validation!;
         if (options.ValidationFraction > 0)
         {
             var order = Permutation(train.Count, Model.Options.Seed, ulong.MaxValue);
@@ -146,7 +153,7 @@ public sealed class Trainer(Model model)
             if (samples == 0 || interrupted) continue;
             double seconds = sw.Elapsed.TotalSeconds;
             (double? testLoss, double? testAcc) = Score(test);
-            (double? valLoss, double? valAcc) = options.ValidationFraction > 0 ? Score(validation) : (null, null);
+            (double? valLoss, double? valAcc) = validation is not null ? Score(validation) : (null, null);
             var m = new EpochMetrics(epoch, lossSum / samples, testLoss, testAcc, valLoss, valAcc, seconds, samples / seconds, lr);
             epochs.Add(m);
             options.OnEpoch?.Invoke(m);

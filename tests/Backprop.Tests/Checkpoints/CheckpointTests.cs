@@ -60,6 +60,32 @@ public class CheckpointTests
     }
 
     [Test]
+    public void Weights_WrittenToAStream_AreTheFilesBytes_AndLoadFromMemory()
+    {
+        using var a = Net(1);
+        Train(a, 5);
+        string path = Path.Combine(_dir, "w.safetensors");
+        Checkpoint.SaveWeights(a, path);
+        using var ms = new MemoryStream();
+        Checkpoint.SaveWeights(a, ms);
+        Assert.That(ms.ToArray(), Is.EqualTo(File.ReadAllBytes(path)));
+
+        var f = SafeTensorsFile.Parse(ms.ToArray(), "model.zip/Network.safetensors");
+        Assert.That(f.Metadata, Is.EqualTo(SafeTensorsFile.Read(path).Metadata));
+        var spec = Checkpoint.ReadSpec(f);
+        Assert.That((spec.InputWidth, spec.Layers.Count, spec.Loss), Is.EqualTo((a.Spec.InputWidth, a.Spec.Layers.Count, a.Spec.Loss)));
+        using var b = Net(2);
+        Checkpoint.LoadWeights(b, f);
+        for (int l = 0; l < 2; l++)
+            Assert.That(b.GetWeights(l), Is.EqualTo(a.GetWeights(l)));
+
+        // Damaged bytes are named by their source, as a file is by its path.
+        var cut = ms.ToArray()[..^3];
+        Assert.That(Assert.Throws<InvalidDataException>(() => SafeTensorsFile.Parse(cut, "model.zip/Network.safetensors"))!.Message,
+            Does.StartWith("safetensors file 'model.zip/Network.safetensors'"));
+    }
+
+    [Test]
     public void TrainingCheckpoint_ResumesBitForBit_InProcess()
     {
         using var full = Net();

@@ -53,13 +53,38 @@ public class TrainerTests
     }
 
     [Test]
+    public void AValidationSetOfItsOwn_IsScoredEveryEpoch_AndDrivesEarlyStopping()
+    {
+        TrainingOptions Options() => new() { MaxBatch = 16, Threads = 1, Seed = 2, Optimizer = new Adam() { LearningRate = 1e-2 } };
+        using var m = new Sequential(8).Dense(128, "relu").Dense(3).Compile(Options());
+        var data = Noise(300, 1);
+        var validation = Noise(100, 2);
+        var fit = new Trainer(m).Fit(data, null, new FitOptions { Epochs = 60, Validation = validation, Patience = 3 });
+        Assert.That(fit.StoppedEarly, Is.True, string.Join(", ", fit.Epochs.Select(e => e.ValidationLoss)));
+        Assert.That(fit.Epochs.Count, Is.EqualTo(fit.BestEpoch + 3));
+        double best = fit.Epochs.Min(e => e.ValidationLoss!.Value);
+        Assert.That(m.Evaluate(validation.Features, validation.Labels!).Loss, Is.EqualTo(best).Within(1e-6));
+
+        // Without patience every epoch runs on the whole training set and still reports the validation scores.
+        using var n = new Sequential(8).Dense(16, "relu").Dense(3).Compile(Options());
+        var all = new Trainer(n).Fit(data, null, new FitOptions { Epochs = 2, Validation = validation });
+        Assert.That(all.Epochs.Select(e => e.ValidationAccuracy.HasValue), Is.EqualTo(new[] { true, true }));
+        Assert.That(all.StoppedEarly, Is.False);
+    }
+
+    [Test]
     public void FitOptions_Errors()
     {
         Assert.That(Assert.Throws<ArgumentOutOfRangeException>(() => new FitOptions { Epochs = 0 }.Validate())!.Message, Does.Contain("epochs must be at least 1; got 0"));
         Assert.That(Assert.Throws<ArgumentException>(() => new FitOptions { Patience = 2 }.Validate())!.Message, Does.Contain("needs a validation split"));
+        Assert.That(Assert.Throws<ArgumentException>(() => new FitOptions { Validation = Noise(10, 1), ValidationFraction = 0.2 }.Validate())!.Message,
+            Does.Contain("a validation set was given and a validation fraction of 0.2: take one or the other"));
         using var m = new Sequential(5).Dense(3).Compile(new TrainingOptions { Threads = 1 });
         Assert.That(Assert.Throws<ArgumentException>(() => new Trainer(m).Fit(Noise(10, 1), null, new FitOptions()))!.Message,
             Does.Contain("the training data has 8 features per sample; the first layer expects 5"));
+        var five = new Dataset(TestData.Floats(50, 3), [0, 1, 2, 0, 1, 2, 0, 1, 2, 0], null, 5, 3);
+        Assert.That(Assert.Throws<ArgumentException>(() => new Trainer(m).Fit(five, null, new FitOptions { Validation = Noise(10, 1) }))!.Message,
+            Does.Contain("the validation data has 8 features per sample; the first layer expects 5"));
     }
 
     [Test]

@@ -1,0 +1,72 @@
+// The trainers on ML.NET's catalogs, as its own trainers are reached: mlContext.MulticlassClassification.Trainers.Backprop(...).
+using Backprop.MLNet;
+using Microsoft.ML.Data;
+
+namespace Microsoft.ML;
+
+/// <summary>Backprop's dense-network trainers on the ML.NET catalogs.</summary>
+public static class BackpropCatalog
+{
+    /// <summary>A dense-network multiclass trainer with the default options but the columns and the hidden layers given.</summary>
+    /// <param name="catalog">The multiclass trainers catalog.</param>
+    /// <param name="labelColumnName">The label column: a key type.</param>
+    /// <param name="featureColumnName">The feature column: a vector of Single.</param>
+    /// <param name="hiddenLayers">Units of each hidden layer (null: 512, 256).</param>
+    /// <param name="numberOfEpochs">Passes over the training data.</param>
+    public static BackpropMulticlassTrainer Backprop(this MulticlassClassificationCatalog.MulticlassClassificationTrainers catalog,
+        string labelColumnName = DefaultColumnNames.Label, string featureColumnName = DefaultColumnNames.Features, int[]? hiddenLayers = null, int numberOfEpochs = 15)
+    {
+        var options = new BackpropMulticlassTrainer.Options { LabelColumnName = labelColumnName, FeatureColumnName = featureColumnName, NumberOfEpochs = numberOfEpochs };
+        if (hiddenLayers is not null) options.HiddenLayers = hiddenLayers;
+        return catalog.Backprop(options);
+    }
+
+    /// <summary>A dense-network multiclass trainer with <paramref name="options"/>.</summary>
+    public static BackpropMulticlassTrainer Backprop(this MulticlassClassificationCatalog.MulticlassClassificationTrainers catalog, BackpropMulticlassTrainer.Options options)
+    {
+        ArgumentNullException.ThrowIfNull(catalog);
+        return new BackpropMulticlassTrainer(CatalogUtils.GetEnvironment(catalog), options);
+    }
+
+    /// <summary>A dense-network binary trainer with the default options but the columns and the hidden layers given.</summary>
+    /// <param name="catalog">The binary trainers catalog.</param>
+    /// <param name="labelColumnName">The label column: Boolean.</param>
+    /// <param name="featureColumnName">The feature column: a vector of Single.</param>
+    /// <param name="hiddenLayers">Units of each hidden layer (null: 512, 256).</param>
+    /// <param name="numberOfEpochs">Passes over the training data.</param>
+    public static BackpropBinaryTrainer Backprop(this BinaryClassificationCatalog.BinaryClassificationTrainers catalog,
+        string labelColumnName = DefaultColumnNames.Label, string featureColumnName = DefaultColumnNames.Features, int[]? hiddenLayers = null, int numberOfEpochs = 15)
+    {
+        var options = new BackpropBinaryTrainer.Options { LabelColumnName = labelColumnName, FeatureColumnName = featureColumnName, NumberOfEpochs = numberOfEpochs };
+        if (hiddenLayers is not null) options.HiddenLayers = hiddenLayers;
+        return catalog.Backprop(options);
+    }
+
+    /// <summary>A dense-network binary trainer with <paramref name="options"/>.</summary>
+    public static BackpropBinaryTrainer Backprop(this BinaryClassificationCatalog.BinaryClassificationTrainers catalog, BackpropBinaryTrainer.Options options)
+    {
+        ArgumentNullException.ThrowIfNull(catalog);
+        return new BackpropBinaryTrainer(CatalogUtils.GetEnvironment(catalog), options);
+    }
+
+    /// <summary>A dense-network regression trainer with the default options but the columns and the hidden layers given.</summary>
+    /// <param name="catalog">The regression trainers catalog.</param>
+    /// <param name="labelColumnName">The label column: Single.</param>
+    /// <param name="featureColumnName">The feature column: a vector of Single.</param>
+    /// <param name="hiddenLayers">Units of each hidden layer (null: 512, 256).</param>
+    /// <param name="numberOfEpochs">Passes over the training data.</param>
+    public static BackpropRegressionTrainer Backprop(this RegressionCatalog.RegressionTrainers catalog,
+        string labelColumnName = DefaultColumnNames.Label, string featureColumnName = DefaultColumnNames.Features, int[]? hiddenLayers = null, int numberOfEpochs = 15)
+    {
+        var options = new BackpropRegressionTrainer.Options { LabelColumnName = labelColumnName, FeatureColumnName = featureColumnName, NumberOfEpochs = numberOfEpochs };
+        if (hiddenLayers is not null) options.HiddenLayers = hiddenLayers;
+        return catalog.Backprop(options);
+    }
+
+    /// <summary>A dense-network regression trainer with <paramref name="options"/>.</summary>
+    public static BackpropRegressionTrainer Backprop(this RegressionCatalog.RegressionTrainers catalog, BackpropRegressionTrainer.Options options)
+    {
+        ArgumentNullException.ThrowIfNull(catalog);
+        return new BackpropRegressionTrainer(CatalogUtils.GetEnvironment(catalog), options);
+    }
+}
