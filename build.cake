@@ -6,7 +6,8 @@
 //   Train       the main job: `backprop train` on Fashion-MNIST, run folder in artifacts/train
 //   Bench       `backprop bench gemm`, `bench dense --versus all` (OpenBLAS and oneDNN) and `bench step` reports in artifacts/bench
 //   BenchSuite  the BenchmarkDotNet suites in bench/
-//   Pack        NuGet packages of the two libraries in artifacts/packages
+//   BenchMLNet  Backprop against ML.NET's SdcaMaximumEntropy and LightGbm on one Fashion-MNIST pipeline (artifacts/bench/mlnet)
+//   Pack        NuGet packages of the libraries (Kernels, Engine, MLNet) in artifacts/packages
 //   Fuzz        afl++ on the loaders (fuzz/README.md): --fuzz-seconds=N per target, --fuzz-target=NAME; finds go to tests/fuzz-corpus
 var target = Argument("target", "Build");
 var configuration = Argument("configuration", "Release");
@@ -22,7 +23,8 @@ var artifacts = root.Combine("artifacts");
 // training across processes). Deps installs all of them.
 var trainPackages = new[] { "libopenblas0-pthread", "dataset-fashion-mnist" };
 var benchPackages = new[] { "libdnnl2", "gcc" }; // gcc: the native bf16 kernels the bf16 reports measure
-var testPackages = new[] { "g++", "python3-torch", "python3-onnx", "libdnnl2", "openmpi-bin", "libopenmpi3" };
+var testPackages = new[] { "g++", "python3-torch", "python3-onnx", "libdnnl2", "openmpi-bin", "libopenmpi3", "libgomp1" };
+var mlnetBenchPackages = new[] { "libgomp1" }; // LightGBM's native library (the NuGet package) links OpenMP; the tests run the benchmark small
 var testNonFreePackages = new[] { "libnvrtc11.2" };
 
 bool IsInstalled(string pkg)
@@ -157,6 +159,19 @@ Task("Bench")
     }
 });
 
+Task("BenchMLNet")
+    .Description("Backprop's ML.NET trainer against SdcaMaximumEntropy and LightGbm on one Fashion-MNIST pipeline: accuracy, training time, PredictionEngine latency (pass flags with --bench-args='--epochs 5 ...').")
+    .IsDependentOn("DepsTrain")
+    .Does(() =>
+{
+    EnsurePackages("Deps (ML.NET bench)", mlnetBenchPackages, Array.Empty<string>());
+    var project = "bench/Backprop.MLNet.Bench/Backprop.MLNet.Bench.csproj";
+    DotNetBuild(project, new DotNetBuildSettings { Configuration = configuration });
+    var extra = Argument("bench-args", "");
+    DotNetRun(project, new ProcessArgumentBuilder().Append("--out").AppendQuoted(artifacts.Combine("bench/mlnet").FullPath).Append(extra),
+        new DotNetRunSettings { Configuration = configuration, NoBuild = true });
+});
+
 Task("BenchSuite")
     .Description("BenchmarkDotNet suites (pass --filter via --bench-args, e.g. --bench-args='--filter *Gemm*').")
     .IsDependentOn("DepsTrain")
@@ -169,12 +184,12 @@ Task("BenchSuite")
 });
 
 Task("Pack")
-    .Description("NuGet packages of Backprop.Kernels and Backprop.Engine into artifacts/packages.")
+    .Description("NuGet packages of Backprop.Kernels, Backprop.Engine and Backprop.MLNet into artifacts/packages.")
     .IsDependentOn("DepsTrain")
     .Does(() =>
 {
     var outDir = artifacts.Combine("packages");
-    foreach (var project in new[] { "src/Kernels/Backprop.Kernels.csproj", "src/Engine/Backprop.Engine.csproj" })
+    foreach (var project in new[] { "src/Kernels/Backprop.Kernels.csproj", "src/Engine/Backprop.Engine.csproj", "src/MLNet/Backprop.MLNet.csproj" })
         DotNetPack(project, new DotNetPackSettings { Configuration = configuration, OutputDirectory = outDir });
 });
 

@@ -3,6 +3,7 @@
 // the ONNX export scored back by ML.NET's ApplyOnnxModel.
 using Backprop.Engine.Export;
 using Backprop.MLNet;
+using Backprop.MLNet.Bench;
 using Microsoft.ML;
 using Microsoft.ML.Data;
 using Microsoft.ML.Transforms;
@@ -57,7 +58,7 @@ public class FashionPipelineTests
         Assert.That(scorer.Model.Network.Spec.Describe(), Does.Contain("784"));
         Assert.That(scorer.Model.NumberOfClasses, Is.EqualTo(10));
 
-        string zip = Path.Combine(Path.GetTempPath(), $"backprop-mlnet-{Environment.ProcessId}-fashion.zip");
+        string zip = MLNetData.Scratch("fashion.zip");
         ml.Model.Save(model, train.Schema, zip);
         using (var archive = System.IO.Compression.ZipFile.OpenRead(zip))
             Assert.That(archive.Entries.Select(e => e.FullName), Has.Some.EndsWith("/Network.safetensors"));
@@ -118,7 +119,7 @@ public class FashionPipelineTests
         var featurizer = Featurize(ml).Fit(train);
         var features = featurizer.Transform(train);
         var scorer = ml.MulticlassClassification.Trainers.Backprop(hiddenLayers: [64], numberOfEpochs: 2).Fit(features);
-        string onnx = Path.Combine(Path.GetTempPath(), $"backprop-mlnet-{Environment.ProcessId}.onnx");
+        string onnx = MLNetData.Scratch("model.onnx");
         OnnxExporter.Export(scorer.Model.Network, onnx, softmax: true);
 
         var testFeatures = featurizer.Transform(test);

@@ -1,22 +1,13 @@
 // Data for the ML.NET tests as ML.NET users hold it: CSV files. Fashion-MNIST (the Debian package's IDX files) is
-// written once per test run in Kaggle's CSV layout (label,pixel1..pixel784); the regression and binary sets are made
-// up from seeded functions.
+// written once per test run in Kaggle's CSV layout by the benchmark's FashionCsv (linked in); the regression and
+// binary sets are made up from seeded functions.
 using System.Globalization;
 using System.Text;
-using Backprop.Engine.Data;
+using Backprop.MLNet.Bench;
 using Microsoft.ML.Data;
 using NUnit.Framework;
 
 namespace Backprop.Tests.MLNet;
-
-/// <summary>A Fashion-MNIST row as LoadFromTextFile reads the CSV.</summary>
-public sealed class FashionRow
-{
-    /// <summary>The class, 0..9.</summary>
-    [LoadColumn(0)] public float Label { get; set; }
-    /// <summary>The 28x28 pixels, 0..255.</summary>
-    [LoadColumn(1, 784), VectorType(784)] public float[] Pixels { get; set; } = [];
-}
 
 /// <summary>A row of the made-up three-feature sets.</summary>
 public sealed class TabularRow
@@ -39,6 +30,30 @@ internal static class MLNetData
     }
 
     private static readonly Lock s_lock = new();
+    private static string? s_dir;
+
+    /// <summary>
+    /// A path in this test run's scratch folder for the ML.NET tests (the CSV copies of Fashion-MNIST take 150 MB),
+    /// deleted when the test host exits.
+    /// </summary>
+    public static string Scratch(string name)
+    {
+        lock (s_lock)
+        {
+            if (s_dir is null)
+            {
+                s_dir = Path.Combine(Path.GetTempPath(), $"backprop-mlnet-{Environment.ProcessId}");
+                Directory.CreateDirectory(s_dir);
+                string dir = s_dir;
+                AppDomain.CurrentDomain.ProcessExit += (_, _) =>
+                {
+                    try { Directory.Delete(dir, true); }
+                    catch (IOException) { } // best effort: a file still open is left for the system's temp cleaning
+                };
+            }
+            return Path.Combine(s_dir, name);
+        }
+    }
     private static (string Train, string Test)? s_fashion;
     private static readonly Dictionary<(int, int), (string, string)> s_subsets = [];
 
@@ -60,31 +75,9 @@ internal static class MLNetData
 
     private static (string, string) WriteFashion(int trainRows, int testRows)
     {
-        string dir = Data.IdxTests.FashionDir;
-        if (!Directory.Exists(dir)) Assert.Fail($"{dir} is missing: run ./build.sh Deps (apt-get install dataset-fashion-mnist)");
-        string outDir = Path.Combine(Path.GetTempPath(), $"backprop-mlnet-{Environment.ProcessId}-{trainRows}-{testRows}");
-        Directory.CreateDirectory(outDir);
-        string Write(string split, int rows)
-        {
-            var d = Idx.ReadPair(Path.Combine(dir, $"{split}-images-idx3-ubyte.gz"), Path.Combine(dir, $"{split}-labels-idx1-ubyte.gz"));
-            string path = Path.Combine(outDir, $"{split}.csv");
-            using var w = new StreamWriter(path, false, new UTF8Encoding(false), 1 << 20);
-            w.Write("label");
-            for (int j = 1; j <= d.Width; j++) w.Write(string.Create(CultureInfo.InvariantCulture, $",pixel{j}"));
-            w.Write('\n');
-            for (int i = 0; i < Math.Min(rows, d.Count); i++)
-            {
-                w.Write(d.Labels![i].ToString(CultureInfo.InvariantCulture));
-                for (int j = 0; j < d.Width; j++)
-                {
-                    w.Write(',');
-                    w.Write(((int)d.Features[i * d.Width + j]).ToString(CultureInfo.InvariantCulture));
-                }
-                w.Write('\n');
-            }
-            return path;
-        }
-        return (Write("train", trainRows), Write("t10k", testRows));
+        if (!Directory.Exists(FashionCsv.DefaultFolder))
+            Assert.Fail($"{FashionCsv.DefaultFolder} is missing: run ./build.sh Deps (apt-get install dataset-fashion-mnist)");
+        return FashionCsv.Write(FashionCsv.DefaultFolder, Scratch($"{trainRows}-{testRows}"), trainRows, testRows);
     }
 
     /// <summary>
@@ -93,7 +86,7 @@ internal static class MLNetData
     /// </summary>
     public static string Tabular(int rows, int seed, string name)
     {
-        string path = Path.Combine(Path.GetTempPath(), $"backprop-mlnet-{Environment.ProcessId}-{name}.csv");
+        string path = MLNetData.Scratch($"{name}.csv");
         var r = new Random(seed);
         var sb = new StringBuilder("x0,x1,x2,target,inside\n");
         for (int i = 0; i < rows; i++)

@@ -49,7 +49,7 @@ public class TabularPipelineTests
         Assert.That(net.LabelMean, Is.EqualTo(1000 + 400.0 / 3).Within(30));
         Assert.That(net.LabelScale, Is.GreaterThan(100));
 
-        string zip = Path.Combine(Path.GetTempPath(), $"backprop-mlnet-{Environment.ProcessId}-regression.zip");
+        string zip = MLNetData.Scratch("regression.zip");
         ml.Model.Save(model, train.Schema, zip);
         var fresh = new MLContext();
         var loaded = fresh.Model.Load(zip, out _);
@@ -79,7 +79,7 @@ public class TabularPipelineTests
             Assert.That(r.PredictedLabel, Is.EqualTo(r.Score > 0));
         }
 
-        string zip = Path.Combine(Path.GetTempPath(), $"backprop-mlnet-{Environment.ProcessId}-binary.zip");
+        string zip = MLNetData.Scratch("binary.zip");
         ml.Model.Save(model, train.Schema, zip);
         var fresh = new MLContext();
         var loaded = fresh.Model.Load(zip, out _);

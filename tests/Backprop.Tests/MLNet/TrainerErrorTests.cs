@@ -81,7 +81,7 @@ public class TrainerErrorTests
         var ml = new MLContext(1);
         var data = Rows(ml);
         var model = ml.Regression.Trainers.Backprop(new BackpropRegressionTrainer.Options { HiddenLayers = [4], NumberOfEpochs = 1 }).Fit(data);
-        string zip = Path.Combine(Path.GetTempPath(), $"backprop-mlnet-{Environment.ProcessId}-damaged.zip");
+        string zip = MLNetData.Scratch("damaged.zip");
         ml.Model.Save(model, data.Schema, zip);
         using (var archive = ZipFile.Open(zip, ZipArchiveMode.Update))
         {
