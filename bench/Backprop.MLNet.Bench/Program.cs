@@ -63,6 +63,10 @@ var candidates = new Dictionary<string, (string Options, Func<IEstimator<ITransf
         () => ml.MulticlassClassification.Trainers.LightGbm(new LightGbmMulticlassTrainer.Options { NumberOfIterations = o.LightGbmIterations })),
 };
 
+// The rows the latencies are timed on, read once: as the CSV gives them (the PredictionEngine's input) and featurized (the network's).
+var rows = ml.Data.CreateEnumerable<FashionRow>(test, reuseRowObject: false).Take(o.LatencyRows).ToArray();
+var featurized = ml.Data.CreateEnumerable<FeatureRow>(testRows, reuseRowObject: false).Take(o.LatencyRows).Select(r => r.Features).ToArray();
+
 var results = new List<Result>();
 foreach (string name in o.Trainers)
 {
@@ -77,7 +81,6 @@ foreach (string name in o.Trainers)
     // One row at a time through the whole pipeline, CSV row in, label out, as an application serves it.
     var pipeline = features.Append(model);
     using var engine = ml.Model.CreatePredictionEngine<FashionRow, Prediction>(pipeline);
-    var rows = ml.Data.CreateEnumerable<FashionRow>(test, reuseRowObject: false).Take(o.LatencyRows).ToArray();
     var output = new Prediction();
     for (int i = 0; i < Math.Min(rows.Length, 200); i++) engine.Predict(rows[i], ref output); // warm-up
     var perRow = new double[o.Rounds];
@@ -93,8 +96,7 @@ foreach (string name in o.Trainers)
     Array.Sort(perRow);
     // Backprop's network alone on the same rows, featurized: what of the PredictionEngine's time is the network's.
     double? network = model is MulticlassPredictionTransformer<BackpropMulticlassModelParameters> backprop
-        ? NetworkMicroseconds(backprop.Model.Network, ml.Data.CreateEnumerable<FeatureRow>(features.Transform(test), reuseRowObject: false)
-            .Take(o.LatencyRows).Select(r => r.Features).ToArray(), o.Rounds)
+        ? NetworkMicroseconds(backprop.Model.Network, featurized, o.Rounds)
         : null;
     var result = new Result(name, description, seconds, m.MicroAccuracy, m.MacroAccuracy, m.LogLoss,
         perRow[perRow.Length / 2], perRow[0], perRow[^1], allocated, network);

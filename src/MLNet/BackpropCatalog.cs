@@ -16,9 +16,7 @@ public static class BackpropCatalog
     public static BackpropMulticlassTrainer Backprop(this MulticlassClassificationCatalog.MulticlassClassificationTrainers catalog,
         string labelColumnName = DefaultColumnNames.Label, string featureColumnName = DefaultColumnNames.Features, int[]? hiddenLayers = null, int numberOfEpochs = 15)
     {
-        var options = new BackpropMulticlassTrainer.Options { LabelColumnName = labelColumnName, FeatureColumnName = featureColumnName, NumberOfEpochs = numberOfEpochs };
-        if (hiddenLayers is not null) options.HiddenLayers = hiddenLayers;
-        return catalog.Backprop(options);
+        return catalog.Backprop(Short<BackpropMulticlassTrainer.Options>(labelColumnName, featureColumnName, hiddenLayers, numberOfEpochs));
     }
 
     /// <summary>A dense-network multiclass trainer with <paramref name="options"/>.</summary>
@@ -37,9 +35,7 @@ public static class BackpropCatalog
     public static BackpropBinaryTrainer Backprop(this BinaryClassificationCatalog.BinaryClassificationTrainers catalog,
         string labelColumnName = DefaultColumnNames.Label, string featureColumnName = DefaultColumnNames.Features, int[]? hiddenLayers = null, int numberOfEpochs = 15)
     {
-        var options = new BackpropBinaryTrainer.Options { LabelColumnName = labelColumnName, FeatureColumnName = featureColumnName, NumberOfEpochs = numberOfEpochs };
-        if (hiddenLayers is not null) options.HiddenLayers = hiddenLayers;
-        return catalog.Backprop(options);
+        return catalog.Backprop(Short<BackpropBinaryTrainer.Options>(labelColumnName, featureColumnName, hiddenLayers, numberOfEpochs));
     }
 
     /// <summary>A dense-network binary trainer with <paramref name="options"/>.</summary>
@@ -58,9 +54,7 @@ public static class BackpropCatalog
     public static BackpropRegressionTrainer Backprop(this RegressionCatalog.RegressionTrainers catalog,
         string labelColumnName = DefaultColumnNames.Label, string featureColumnName = DefaultColumnNames.Features, int[]? hiddenLayers = null, int numberOfEpochs = 15)
     {
-        var options = new BackpropRegressionTrainer.Options { LabelColumnName = labelColumnName, FeatureColumnName = featureColumnName, NumberOfEpochs = numberOfEpochs };
-        if (hiddenLayers is not null) options.HiddenLayers = hiddenLayers;
-        return catalog.Backprop(options);
+        return catalog.Backprop(Short<BackpropRegressionTrainer.Options>(labelColumnName, featureColumnName, hiddenLayers, numberOfEpochs));
     }
 
     /// <summary>A dense-network regression trainer with <paramref name="options"/>.</summary>
@@ -68,5 +62,13 @@ public static class BackpropCatalog
     {
         ArgumentNullException.ThrowIfNull(catalog);
         return new BackpropRegressionTrainer(CatalogUtils.GetEnvironment(catalog), options);
+    }
+
+    // The options of a short form: the defaults but the columns, the hidden layers (when given) and the epochs.
+    private static T Short<T>(string labelColumnName, string featureColumnName, int[]? hiddenLayers, int numberOfEpochs) where T : BackpropTrainerOptionsBase, new()
+    {
+        var options = new T { LabelColumnName = labelColumnName, FeatureColumnName = featureColumnName, NumberOfEpochs = numberOfEpochs };
+        if (hiddenLayers is not null) options.HiddenLayers = hiddenLayers;
+        return options;
     }
 }

@@ -50,6 +50,22 @@ internal sealed class NetworkScorer : IDisposable
         }
     }
 
+    /// <summary>The network's one output for one feature vector (the binary and regression networks).</summary>
+    public float PredictOne(in VBuffer<float> features)
+    {
+        Span<float> z = stackalloc float[1];
+        Predict(in features, z);
+        return z[0];
+    }
+
+    /// <summary><paramref name="ctx"/>, checked to be at a model of <paramref name="version"/> (ML.NET's loaders call this before the base constructor).</summary>
+    public static ModelLoadContext CheckAt(ModelLoadContext ctx, VersionInfo version)
+    {
+        Contracts.CheckValue(ctx, nameof(ctx));
+        ctx.CheckAtModel(version);
+        return ctx;
+    }
+
     public void Save(ModelSaveContext ctx) => ctx.SaveBinaryStream(EntryName, w =>
     {
         w.Flush();
@@ -105,7 +121,7 @@ public sealed class BackpropMulticlassModelParameters : ModelParametersBase<VBuf
         (_inputType, _outputType) = (new(NumberDataViewType.Single, _net.Inputs), new(NumberDataViewType.Single, _net.Outputs));
     }
 
-    private BackpropMulticlassModelParameters(IHostEnvironment env, ModelLoadContext ctx) : base(env, LoaderSignature, CheckVersion(ctx))
+    private BackpropMulticlassModelParameters(IHostEnvironment env, ModelLoadContext ctx) : base(env, LoaderSignature, NetworkScorer.CheckAt(ctx, GetVersionInfo()))
     {
         _net = NetworkScorer.Load(Host, ctx, [LossKind.CrossEntropy], 0);
         (_inputType, _outputType) = (new(NumberDataViewType.Single, _net.Inputs), new(NumberDataViewType.Single, _net.Outputs));
@@ -114,12 +130,6 @@ public sealed class BackpropMulticlassModelParameters : ModelParametersBase<VBuf
     private static VersionInfo GetVersionInfo() => new("BPMCNET1", 0x00010001, 0x00010001, 0x00010001,
         typeof(BackpropMulticlassModelParameters).Assembly.FullName, LoaderSignature, null);
 
-    private static ModelLoadContext CheckVersion(ModelLoadContext ctx)
-    {
-        Contracts.CheckValue(ctx, nameof(ctx));
-        ctx.CheckAtModel(GetVersionInfo());
-        return ctx;
-    }
 
     /// <summary>The engine's network (for checkpoints, <c>Predict</c> on batches, ONNX export with <c>OnnxExporter</c>); disposed with these parameters.</summary>
     public Model Network => _net.Model;
@@ -182,7 +192,7 @@ public sealed class BackpropBinaryModelParameters : ModelParametersBase<float>, 
         _inputType = new(NumberDataViewType.Single, _net.Inputs);
     }
 
-    private BackpropBinaryModelParameters(IHostEnvironment env, ModelLoadContext ctx) : base(env, LoaderSignature, CheckVersion(ctx))
+    private BackpropBinaryModelParameters(IHostEnvironment env, ModelLoadContext ctx) : base(env, LoaderSignature, NetworkScorer.CheckAt(ctx, GetVersionInfo()))
     {
         _net = NetworkScorer.Load(Host, ctx, [LossKind.BceWithLogits], 1);
         _inputType = new(NumberDataViewType.Single, _net.Inputs);
@@ -191,12 +201,6 @@ public sealed class BackpropBinaryModelParameters : ModelParametersBase<float>, 
     private static VersionInfo GetVersionInfo() => new("BPBINET1", 0x00010001, 0x00010001, 0x00010001,
         typeof(BackpropBinaryModelParameters).Assembly.FullName, LoaderSignature, null);
 
-    private static ModelLoadContext CheckVersion(ModelLoadContext ctx)
-    {
-        Contracts.CheckValue(ctx, nameof(ctx));
-        ctx.CheckAtModel(GetVersionInfo());
-        return ctx;
-    }
 
     /// <summary>The engine's network (one output: the logit); disposed with these parameters.</summary>
     public Model Network => _net.Model;
@@ -219,12 +223,7 @@ public sealed class BackpropBinaryModelParameters : ModelParametersBase<float>, 
     ValueMapper<TIn, TOut> IValueMapper.GetMapper<TIn, TOut>()
     {
         Host.Check(typeof(TIn) == typeof(VBuffer<float>) && typeof(TOut) == typeof(float), "Backprop maps float vectors to a float.");
-        ValueMapper<VBuffer<float>, float> map = (in VBuffer<float> src, ref float score) =>
-        {
-            Span<float> z = stackalloc float[1];
-            _net.Predict(in src, z);
-            score = z[0];
-        };
+        ValueMapper<VBuffer<float>, float> map = (in VBuffer<float> src, ref float score) => score = _net.PredictOne(in src);
         return (ValueMapper<TIn, TOut>)(Delegate)map;
     }
 
@@ -234,10 +233,8 @@ public sealed class BackpropBinaryModelParameters : ModelParametersBase<float>, 
             "Backprop maps float vectors to a float score and a float probability.");
         ValueMapper<VBuffer<float>, float, float> map = (in VBuffer<float> src, ref float score, ref float probability) =>
         {
-            Span<float> z = stackalloc float[1];
-            _net.Predict(in src, z);
-            score = z[0];
-            probability = Sigmoid(z[0]);
+            score = _net.PredictOne(in src);
+            probability = Sigmoid(score);
         };
         return (ValueMapper<TIn, TOut, TDist>)(Delegate)map;
     }
@@ -262,7 +259,7 @@ public sealed class BackpropRegressionModelParameters : ModelParametersBase<floa
         (LabelMean, LabelScale) = (labelMean, labelScale);
     }
 
-    private BackpropRegressionModelParameters(IHostEnvironment env, ModelLoadContext ctx) : base(env, LoaderSignature, CheckVersion(ctx))
+    private BackpropRegressionModelParameters(IHostEnvironment env, ModelLoadContext ctx) : base(env, LoaderSignature, NetworkScorer.CheckAt(ctx, GetVersionInfo()))
     {
         // The label's mapping first, then the network entry.
         LabelMean = ctx.Reader.ReadDouble();
@@ -276,12 +273,6 @@ public sealed class BackpropRegressionModelParameters : ModelParametersBase<floa
     private static VersionInfo GetVersionInfo() => new("BPRGNET1", 0x00010001, 0x00010001, 0x00010001,
         typeof(BackpropRegressionModelParameters).Assembly.FullName, LoaderSignature, null);
 
-    private static ModelLoadContext CheckVersion(ModelLoadContext ctx)
-    {
-        Contracts.CheckValue(ctx, nameof(ctx));
-        ctx.CheckAtModel(GetVersionInfo());
-        return ctx;
-    }
 
     /// <summary>The engine's network, trained on (label − <see cref="LabelMean"/>) / <see cref="LabelScale"/>; disposed with these parameters.</summary>
     public Model Network => _net.Model;
@@ -309,12 +300,7 @@ public sealed class BackpropRegressionModelParameters : ModelParametersBase<floa
     ValueMapper<TIn, TOut> IValueMapper.GetMapper<TIn, TOut>()
     {
         Host.Check(typeof(TIn) == typeof(VBuffer<float>) && typeof(TOut) == typeof(float), "Backprop maps float vectors to a float.");
-        ValueMapper<VBuffer<float>, float> map = (in VBuffer<float> src, ref float score) =>
-        {
-            Span<float> z = stackalloc float[1];
-            _net.Predict(in src, z);
-            score = (float)(z[0] * LabelScale + LabelMean);
-        };
+        ValueMapper<VBuffer<float>, float> map = (in VBuffer<float> src, ref float score) => score = (float)(_net.PredictOne(in src) * LabelScale + LabelMean);
         return (ValueMapper<TIn, TOut>)(Delegate)map;
     }
 

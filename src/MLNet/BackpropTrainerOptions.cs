@@ -90,7 +90,15 @@ public abstract class BackpropTrainerOptionsBase : TrainerInputBaseWithLabel
         }
     }
 
-    internal void Validate()
+    // The options a trainer is made with, checked: the trainers' constructors call it before ML.NET's base constructor.
+    internal static T Checked<T>(T options) where T : BackpropTrainerOptionsBase
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        options.Validate();
+        return options;
+    }
+
+    internal virtual void Validate()
     {
         if (string.IsNullOrWhiteSpace(FeatureColumnName)) throw new ArgumentException($"the feature column name is empty ('{FeatureColumnName}'); expected a column such as Features.", nameof(FeatureColumnName));
         if (string.IsNullOrWhiteSpace(LabelColumnName)) throw new ArgumentException($"the label column name is empty ('{LabelColumnName}'); expected a column such as Label.", nameof(LabelColumnName));

@@ -26,15 +26,8 @@ public sealed class BackpropMulticlassTrainer : TrainerEstimatorBase<MulticlassP
     public sealed class Options : BackpropTrainerOptionsBase;
 
     internal BackpropMulticlassTrainer(IHostEnvironment env, Options options)
-        : base(Contracts.CheckRef(env, nameof(env)).Register(LoadName), TrainerUtils.MakeR4VecFeature(Checked(options).FeatureColumnName),
+        : base(Contracts.CheckRef(env, nameof(env)).Register(LoadName), TrainerUtils.MakeR4VecFeature(BackpropTrainerOptionsBase.Checked(options).FeatureColumnName),
             TrainerUtils.MakeU4ScalarColumn(options.LabelColumnName)) => _options = options;
-
-    private static Options Checked(Options options)
-    {
-        ArgumentNullException.ThrowIfNull(options);
-        options.Validate();
-        return options;
-    }
 
     /// <inheritdoc />
     public override TrainerInfo Info => s_info;
@@ -69,12 +62,7 @@ public sealed class BackpropMulticlassTrainer : TrainerEstimatorBase<MulticlassP
             throw Host.ExceptParam(nameof(trainContext), $"the label column '{label.Name}' is {label.Type}; expected a key type of known size (MapValueToKey the label).");
         int classes = (int)key.Count;
         if (classes < 2) throw Host.Except($"the label column '{label.Name}' has {classes} class; a classifier needs at least 2.");
-        Dataset train, validation;
-        using (var ch = Host.Start("Reading"))
-        {
-            train = NetworkTraining.Read(ch, trainContext.TrainingSet, LabelKind.Key, classes, "training");
-            validation = trainContext.ValidationSet is null ? null! : NetworkTraining.Read(ch, trainContext.ValidationSet, LabelKind.Key, classes, "validation");
-        }
+        var (train, validation) = NetworkTraining.Read(Host, trainContext, LabelKind.Key, classes);
         var model = NetworkTraining.Train(Host, _options, train, validation, LossKind.CrossEntropy, classes, $"multiclass, {classes} classes");
         return new BackpropMulticlassModelParameters(Host, model);
     }
@@ -91,15 +79,8 @@ public sealed class BackpropBinaryTrainer : TrainerEstimatorBase<BinaryPredictio
     public sealed class Options : BackpropTrainerOptionsBase;
 
     internal BackpropBinaryTrainer(IHostEnvironment env, Options options)
-        : base(Contracts.CheckRef(env, nameof(env)).Register(LoadName), TrainerUtils.MakeR4VecFeature(Checked(options).FeatureColumnName),
+        : base(Contracts.CheckRef(env, nameof(env)).Register(LoadName), TrainerUtils.MakeR4VecFeature(BackpropTrainerOptionsBase.Checked(options).FeatureColumnName),
             TrainerUtils.MakeBoolScalarLabel(options.LabelColumnName)) => _options = options;
-
-    private static Options Checked(Options options)
-    {
-        ArgumentNullException.ThrowIfNull(options);
-        options.Validate();
-        return options;
-    }
 
     /// <inheritdoc />
     public override TrainerInfo Info => s_info;
@@ -125,12 +106,7 @@ public sealed class BackpropBinaryTrainer : TrainerEstimatorBase<BinaryPredictio
     protected override BackpropBinaryModelParameters TrainModelCore(TrainContext trainContext)
     {
         Host.CheckValue(trainContext, nameof(trainContext));
-        Dataset train, validation;
-        using (var ch = Host.Start("Reading"))
-        {
-            train = NetworkTraining.Read(ch, trainContext.TrainingSet, LabelKind.Boolean, 2, "training");
-            validation = trainContext.ValidationSet is null ? null! : NetworkTraining.Read(ch, trainContext.ValidationSet, LabelKind.Boolean, 2, "validation");
-        }
+        var (train, validation) = NetworkTraining.Read(Host, trainContext, LabelKind.Boolean, 2);
         var model = NetworkTraining.Train(Host, _options, train, validation, LossKind.BceWithLogits, 1, "binary");
         return new BackpropBinaryModelParameters(Host, model);
     }
@@ -154,21 +130,19 @@ public sealed class BackpropRegressionTrainer : TrainerEstimatorBase<RegressionP
 
         /// <summary>Regression's defaults: the engine's network without dropout.</summary>
         public Options() => Dropout = 0;
+
+        internal override void Validate()
+        {
+            base.Validate();
+            if (!Enum.IsDefined(Loss))
+                throw new ArgumentOutOfRangeException(nameof(Loss), Loss, $"unknown regression loss {(int)Loss}; expected SquaredError, Huber or AbsoluteError.");
+        }
     }
 #pragma warning restore CA1051
 
     internal BackpropRegressionTrainer(IHostEnvironment env, Options options)
-        : base(Contracts.CheckRef(env, nameof(env)).Register(LoadName), TrainerUtils.MakeR4VecFeature(Checked(options).FeatureColumnName),
+        : base(Contracts.CheckRef(env, nameof(env)).Register(LoadName), TrainerUtils.MakeR4VecFeature(BackpropTrainerOptionsBase.Checked(options).FeatureColumnName),
             TrainerUtils.MakeR4ScalarColumn(options.LabelColumnName)) => _options = options;
-
-    private static Options Checked(Options options)
-    {
-        ArgumentNullException.ThrowIfNull(options);
-        options.Validate();
-        if (!Enum.IsDefined(options.Loss))
-            throw new ArgumentOutOfRangeException(nameof(options), options.Loss, $"unknown regression loss {(int)options.Loss}; expected SquaredError, Huber or AbsoluteError.");
-        return options;
-    }
 
     /// <inheritdoc />
     public override TrainerInfo Info => s_info;
@@ -192,12 +166,7 @@ public sealed class BackpropRegressionTrainer : TrainerEstimatorBase<RegressionP
     protected override BackpropRegressionModelParameters TrainModelCore(TrainContext trainContext)
     {
         Host.CheckValue(trainContext, nameof(trainContext));
-        Dataset train, validation;
-        using (var ch = Host.Start("Reading"))
-        {
-            train = NetworkTraining.Read(ch, trainContext.TrainingSet, LabelKind.Float, 0, "training");
-            validation = trainContext.ValidationSet is null ? null! : NetworkTraining.Read(ch, trainContext.ValidationSet, LabelKind.Float, 0, "validation");
-        }
+        var (train, validation) = NetworkTraining.Read(Host, trainContext, LabelKind.Float, 0);
         double mean = 0, scale = 1;
         if (_options.NormalizeLabel)
         {

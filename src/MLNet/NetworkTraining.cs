@@ -22,6 +22,14 @@ internal enum LabelKind
 
 internal static class NetworkTraining
 {
+    /// <summary>The training view and, when <c>Fit</c> was given one, the validation view, each read once (<see cref="Read(IChannel, RoleMappedData, LabelKind, int, string)"/>).</summary>
+    public static (Dataset Train, Dataset? Validation) Read(IHost host, TrainContext context, LabelKind kind, int classes)
+    {
+        using var ch = host.Start("Reading");
+        return (Read(ch, context.TrainingSet, kind, classes, "training"),
+            context.ValidationSet is null ? null : Read(ch, context.ValidationSet, kind, classes, "validation"));
+    }
+
     /// <summary>
     /// The rows of <paramref name="data"/> as the engine's dataset, read in one pass straight into its arrays (sized from the
     /// view's row count when it has one). Rows with a missing label or a non-finite feature are left out, with a warning.

@@ -1,5 +1,4 @@
 // The samples (samples/Regression, samples/MLNet) are built with the solution; run them and check they learned.
-using System.Diagnostics;
 using System.Globalization;
 using System.Text.RegularExpressions;
 using NUnit.Framework;
@@ -9,22 +8,8 @@ namespace Backprop.Tests.Cli;
 [TestFixture]
 public class SampleTests
 {
-    private static (int Code, string Output) RunSample(string name, string arguments = "", string? workingDirectory = null)
-    {
-        var dir = new DirectoryInfo(AppContext.BaseDirectory);
-        while (dir is not null && !File.Exists(Path.Combine(dir.FullName, "Engine.sln"))) dir = dir.Parent;
-        Assert.That(dir, Is.Not.Null, "repository root");
-        string config = AppContext.BaseDirectory.Contains("/Debug/") ? "Debug" : "Release";
-        string dll = Path.Combine(dir!.FullName, "samples", name, "bin", config, "net10.0", name + ".dll");
-        Assert.That(File.Exists(dll), Is.True, $"{dll} is built with Engine.sln");
-        var start = new ProcessStartInfo("dotnet", $"\"{dll}\" {arguments}") { RedirectStandardOutput = true, RedirectStandardError = true };
-        if (workingDirectory is not null) start.WorkingDirectory = workingDirectory;
-        using var p = Process.Start(start)!;
-        var error = p.StandardError.ReadToEndAsync();
-        string output = p.StandardOutput.ReadToEnd() + error.Result;
-        p.WaitForExit();
-        return (p.ExitCode, output);
-    }
+    private static (int Code, string Output) RunSample(string name, string arguments = "", string? workingDirectory = null) =>
+        BuiltProgram.Run(Path.Combine("samples", name), name, arguments, workingDirectory);
 
     [Test]
     public void RegressionSample_Runs_AndLearns()

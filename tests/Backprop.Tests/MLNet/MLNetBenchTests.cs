@@ -1,6 +1,5 @@
 // The ML.NET side-by-side benchmark (bench/Backprop.MLNet.Bench) is built with the solution; run it small so that it
 // keeps working, and check its report holds every trainer with a model that learned. Nothing here is timed.
-using System.Diagnostics;
 using System.Text.Json;
 using NUnit.Framework;
 
@@ -9,20 +8,8 @@ namespace Backprop.Tests.MLNet;
 [TestFixture, NonParallelizable]
 public class MLNetBenchTests
 {
-    private static (int Code, string Output) Run(string arguments)
-    {
-        var dir = new DirectoryInfo(AppContext.BaseDirectory);
-        while (dir is not null && !File.Exists(Path.Combine(dir.FullName, "Engine.sln"))) dir = dir.Parent;
-        Assert.That(dir, Is.Not.Null, "repository root");
-        string config = AppContext.BaseDirectory.Contains("/Debug/") ? "Debug" : "Release";
-        string dll = Path.Combine(dir!.FullName, "bench", "Backprop.MLNet.Bench", "bin", config, "net10.0", "Backprop.MLNet.Bench.dll");
-        Assert.That(File.Exists(dll), Is.True, $"{dll} is built with Engine.sln");
-        using var p = Process.Start(new ProcessStartInfo("dotnet", $"\"{dll}\" {arguments}") { RedirectStandardOutput = true, RedirectStandardError = true })!;
-        var error = p.StandardError.ReadToEndAsync();
-        string output = p.StandardOutput.ReadToEnd() + error.Result;
-        p.WaitForExit();
-        return (p.ExitCode, output);
-    }
+    private static (int Code, string Output) Run(string arguments) =>
+        BuiltProgram.Run(Path.Combine("bench", "Backprop.MLNet.Bench"), "Backprop.MLNet.Bench", arguments);
 
     [Test]
     public void TheBenchmark_RunsEveryTrainer_OnTheSamePipeline_AndWritesItsReport()
