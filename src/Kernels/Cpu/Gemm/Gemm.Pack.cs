@@ -41,6 +41,7 @@ internal static unsafe class GemmPack
     {
         int vc = Vector256<T>.Count;
         bool vec = simd && W % vc == 0;
+        bool six = simd && typeof(T) == typeof(float) && W == 6;
         int chunk = Math.Clamp(ChunkBytes / (rows * sizeof(T)), 1, 16);
         for (int k0 = 0; k0 < kc; k0 += chunk)
         {
@@ -55,7 +56,13 @@ internal static unsafe class GemmPack
                     T* d = panel + (nint)k * W;
                     if (w == W)
                     {
-                        if (vec)
+                        if (six)
+                        {
+                            // The AVX2 kernel's 6-row A panels: 4 + 2 floats per k, not 6 scalar moves.
+                            Sse.Store((float*)d, Sse.LoadVector128((float*)s));
+                            *(double*)(d + 4) = *(double*)(s + 4);
+                        }
+                        else if (vec)
                             for (int r = 0; r < W; r += vc) Vector256.Store(Vector256.Load(s + r), d + r);
                         else
                             for (int r = 0; r < W; r++) d[r] = s[r];
@@ -108,6 +115,16 @@ internal static unsafe class GemmPack
         int r = 0;
         if (simd && Avx.IsSupported)
         {
+            if (typeof(T) == typeof(float) && W == 6 && w == 6)
+            {
+                // The AVX2 kernel's 6-row A panels (op(A) = N: the forward's X, the backward's dY): 6 rows x 8 k at a time.
+                int k = 0;
+                for (; k + 8 <= kc; k += 8)
+                    Transpose6x8((float*)src + k, ld, (float*)dst + (nint)k * 6);
+                for (; k < kc; k++)
+                    for (int i = 0; i < 6; i++) dst[(nint)k * 6 + i] = src[(nint)i * ld + k];
+                return;
+            }
             if (typeof(T) == typeof(float))
             {
                 for (; r + 8 <= w; r += 8)
@@ -175,6 +192,47 @@ internal static unsafe class GemmPack
         Avx.Store(d + 5 * (nint)ldd, Avx.Permute2x128(u1, u5, 0x31));
         Avx.Store(d + 6 * (nint)ldd, Avx.Permute2x128(u2, u6, 0x31));
         Avx.Store(d + 7 * (nint)ldd, Avx.Permute2x128(u3, u7, 0x31));
+    }
+
+    // out[k*6 + i] = in[i*lds + k] for 6 rows x 8 k of floats: the 8x8 transpose with two zero rows, each output
+    // row stored as 4 + 2 floats so nothing past the 6 is written.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Transpose6x8(float* s, int lds, float* d)
+    {
+        var r0 = Avx.LoadVector256(s);
+        var r1 = Avx.LoadVector256(s + lds);
+        var r2 = Avx.LoadVector256(s + 2 * (nint)lds);
+        var r3 = Avx.LoadVector256(s + 3 * (nint)lds);
+        var r4 = Avx.LoadVector256(s + 4 * (nint)lds);
+        var r5 = Avx.LoadVector256(s + 5 * (nint)lds);
+        var t0 = Avx.UnpackLow(r0, r1);
+        var t1 = Avx.UnpackHigh(r0, r1);
+        var t2 = Avx.UnpackLow(r2, r3);
+        var t3 = Avx.UnpackHigh(r2, r3);
+        var t4 = Avx.UnpackLow(r4, r5);
+        var t5 = Avx.UnpackHigh(r4, r5);
+        // Rows 0-3 of output k: shuffles of t0..t3; rows 4-5: the 64-bit halves of t4/t5.
+        var u0 = Avx.Shuffle(t0, t2, 0x44);
+        var u1 = Avx.Shuffle(t0, t2, 0xEE);
+        var u2 = Avx.Shuffle(t1, t3, 0x44);
+        var u3 = Avx.Shuffle(t1, t3, 0xEE);
+        var t4d = t4.AsDouble();
+        var t5d = t5.AsDouble();
+        StoreSix(d + 0 * 6, u0.GetLower(), t4d.GetLower(), 0);
+        StoreSix(d + 1 * 6, u1.GetLower(), t4d.GetLower(), 1);
+        StoreSix(d + 2 * 6, u2.GetLower(), t5d.GetLower(), 0);
+        StoreSix(d + 3 * 6, u3.GetLower(), t5d.GetLower(), 1);
+        StoreSix(d + 4 * 6, u0.GetUpper(), t4d.GetUpper(), 0);
+        StoreSix(d + 5 * 6, u1.GetUpper(), t4d.GetUpper(), 1);
+        StoreSix(d + 6 * 6, u2.GetUpper(), t5d.GetUpper(), 0);
+        StoreSix(d + 7 * 6, u3.GetUpper(), t5d.GetUpper(), 1);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void StoreSix(float* d, Vector128<float> first4, Vector128<double> last2, int half)
+    {
+        Sse.Store(d, first4);
+        *(double*)(d + 4) = last2.GetElement(half);
     }
 
     // out[k*ldd + i] = in[i*lds + k] for a 4x4 block of doubles.
