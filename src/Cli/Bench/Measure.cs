@@ -1,6 +1,6 @@
 // Timing helpers shared by the benchmarks: a measurement is the median seconds per call over at
-// least 3 calls and a minimum time; a comparison times two functions back to back in each of
-// several rounds (alternating which goes first) and yields one ratio per round.
+// least 3 calls and a minimum time; a comparison times two functions in alternating slices in each of
+// several rounds and yields one ratio per round.
 using System.Diagnostics;
 
 namespace Backprop.Cli.Bench;
@@ -30,11 +30,21 @@ internal static class Measure
         return s.Length % 2 == 1 ? s[s.Length / 2] : 0.5 * (s[s.Length / 2 - 1] + s[s.Length / 2]);
     }
 
-    // OpenBLAS's pthreads and libgomp's OpenMP threads (oneDNN) keep spinning for a while after a call
-    // (and so, briefly, do ours); a pause between the two measurements of a round lets each side start on idle cores.
-    internal const int SettleMs = 120;
+    // OpenBLAS's pthreads and libgomp's OpenMP threads (oneDNN) keep spinning for a while after a call (libgomp's for
+    // 8-12 ms on an EPYC Zen 3 at its default GOMP_SPINCOUNT, measured with a 2-thread region and the process's CPU time
+    // in 5 ms slices after it; ours for microseconds): a pause before each slice lets each side start on idle cores.
+    internal const int SettleMs = 40;
 
-    /// <summary>Times a and b in <paramref name="rounds"/> rounds; Ratio = time(b)/time(a) per round (a's speed-up over b), median and spread.</summary>
+    // Slices per round. This machine is shared: a neighbour can slow a core down for a second or more at a time, and
+    // one window per side per round let such a spell fall on one side only (ratios of one binary spread 0.4-1.1).
+    // Interleaving the two sides slice by slice (a b b a a b b a) puts both under the same spells.
+    internal const int Slices = 4;
+
+    /// <summary>
+    /// Times a and b in <paramref name="rounds"/> rounds, each of <see cref="Slices"/> alternating slices (a b b a ...) of
+    /// <paramref name="minSeconds"/>/<see cref="Slices"/> per side (at least one call); per round, Ratio = median call time of b /
+    /// median call time of a (a's speed-up over b), then the median and spread of the rounds' ratios.
+    /// </summary>
     public static PairResult Compare(Action a, Action b, int rounds, double minSeconds)
     {
         Time(a, 0.05);
@@ -42,14 +52,39 @@ internal static class Measure
         var ta = new double[rounds];
         var tb = new double[rounds];
         var ratio = new double[rounds];
+        var callsA = new List<double>(256);
+        var callsB = new List<double>(256);
         for (int r = 0; r < rounds; r++)
         {
-            Thread.Sleep(SettleMs);
-            if (r % 2 == 0) { ta[r] = Time(a, minSeconds); Thread.Sleep(SettleMs); tb[r] = Time(b, minSeconds); }
-            else { tb[r] = Time(b, minSeconds); Thread.Sleep(SettleMs); ta[r] = Time(a, minSeconds); }
+            callsA.Clear();
+            callsB.Clear();
+            for (int s = 0; s < 2 * Slices; s++)
+            {
+                Thread.Sleep(SettleMs);
+                bool aTurn = ((s + 1) / 2 + r) % 2 == 0; // a b b a a b b a, the next round starting with b
+                if (aTurn) Calls(a, minSeconds / Slices, callsA);
+                else Calls(b, minSeconds / Slices, callsB);
+            }
+            ta[r] = Median(callsA.ToArray());
+            tb[r] = Median(callsB.ToArray());
             ratio[r] = tb[r] / ta[r];
         }
         return new PairResult(Median(ta), Median(tb), Median(ratio), ratio.Min(), ratio.Max());
+    }
+
+    // Calls f for at least one call and `seconds`, adding each call's seconds to `into` (at most 10,000).
+    private static void Calls(Action f, double seconds, List<double> into)
+    {
+        var total = Stopwatch.StartNew();
+        int n = 0;
+        do
+        {
+            long t0 = Stopwatch.GetTimestamp();
+            f();
+            into.Add(Stopwatch.GetElapsedTime(t0).TotalSeconds);
+            n++;
+        }
+        while (total.Elapsed.TotalSeconds < seconds && n < 10_000);
     }
 
     public static float[] Random(int n, int seed)

@@ -4,9 +4,9 @@
 // For each thread count t: omp_set_num_threads(t) for oneDNN's OpenMP runtime (libgomp) and
 // CpuContext(t) for ours; the primitives of each shape are created after that (oneDNN fixes its work
 // split at creation), W is reordered into the layout they chose once, and the oracle (DenseOracle)
-// must pass before anything is timed. Measure.Compare then times ours and oneDNN back to back in each
-// round (alternating which goes first, a 120 ms pause before each side so that the other side's
-// threads, libgomp's spinning ones included, are idle) and yields ratio = oneDNN time / our time.
+// must pass before anything is timed. Measure.Compare then times ours and oneDNN in alternating slices
+// of each round (a pause before each slice so that the other side's threads, libgomp's spinning ones
+// included, are idle) and yields ratio = oneDNN time / our time.
 // GFLOP/s count 2·batch·in·out per kernel (the GEMM; the bias, ReLU, mask and db passes are not
 // counted) and are given as a percent of the FMA peak measured in this process (FmaPeak), before and
 // after the measurements, the higher kept.
@@ -153,11 +153,11 @@ internal static unsafe class OneDnnDenseBench
         sb.Append(CultureInfo.InvariantCulture, $"oneDNN: f32 inner-product primitives created once per shape and thread count: {report.ForwardPropKind} with bias and a ReLU eltwise post-op; ");
         sb.Append("backward_data followed by eltwise backward ReLU (relu_use_dst_for_bwd, mask from the saved output, in place); backward_weights with diff_bias. ");
         sb.Append("X, Y, dY, dX in plain nc; W and dW in the layout the primitive chose for format_tag any (reordered once, outside the timing). ");
-        sb.AppendLine(CultureInfo.InvariantCulture, $"Threads: omp_set_num_threads(t) and CpuContext(t); OMP_WAIT_POLICY {report.OmpWaitPolicy}, GOMP_SPINCOUNT {report.GompSpinCount}; a {report.SettleMs} ms pause before each side's measurement.");
+        sb.AppendLine(CultureInfo.InvariantCulture, $"Threads: omp_set_num_threads(t) and CpuContext(t); OMP_WAIT_POLICY {report.OmpWaitPolicy}, GOMP_SPINCOUNT {report.GompSpinCount}; {Measure.Slices} slices per side and round, alternating, a {report.SettleMs} ms pause before each.");
         sb.AppendLine();
         double worst = report.Rows.Count == 0 ? 0 : report.Rows.Max(r => r.OracleWorst);
         sb.Append(CultureInfo.InvariantCulture, $"Oracle before timing: every result equal to ours within 1e-6 + 4e-7·(k+2)·Σ|a||b|; worst |ours − oneDNN| / tolerance {worst:F4}. ");
-        sb.AppendLine("Ratio = oneDNN time / our time (≥ 1: ours at least as fast), median over rounds that time both back to back, [min..max] across rounds. GFLOP/s count 2·batch·in·out.");
+        sb.AppendLine("Ratio = oneDNN time / our time (≥ 1: ours at least as fast), median over rounds (each: median call time of oneDNN's slices / of ours), [min..max] across rounds. GFLOP/s count 2·batch·in·out.");
         sb.AppendLine();
         sb.AppendLine("| kernel | batch | in | out | threads | ours ms | oneDNN ms | ratio | spread | ours GFLOP/s | oneDNN GFLOP/s | ours % peak | oneDNN % peak | oneDNN impl | oneDNN W layout |");
         sb.AppendLine("|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---|---|");
