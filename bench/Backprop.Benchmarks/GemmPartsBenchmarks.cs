@@ -1,8 +1,11 @@
-// Where a dense layer's GEMM spends its time, one thread, AVX-512 float: the whole call (Gemm.Run as
-// the dense kernels call it) against its parts run alone, with the driver's own loops and blocks:
-//   PackB   every B block packed (jc, pc), as the call packs them
+// Where a dense layer's GEMM spends its time, one thread, float, on this machine's widest micro-kernel (AVX-512 or
+// AVX2): the whole call (Gemm.Run as the dense kernels call it) against its parts run alone, with the driver's own
+// loops and blocks:
+//   PackB   every B block packed (jc, pc), as the call packs them (a non-transposed B is read in place: only a last
+//           panel narrower than NR is packed, so BwdData and BwdWeights have next to nothing here)
 //   PackA   every A block packed (jc, pc, ic)
-//   Kernel  the micro-kernel over already packed blocks: the FMAs, the C tile loads and stores
+//   Kernel  the micro-kernel over already packed blocks (B in place where the call reads it so): the FMAs, the C tile
+//           loads and stores
 // Full ~ PackB + PackA + Kernel; Kernel alone against the FMA peak is the micro-kernel's efficiency.
 //   ./build.sh BenchSuite --bench-args='--filter *GemmParts* --job short'
 using Backprop.Kernels.Cpu;
@@ -42,7 +45,9 @@ public unsafe class GemmPartsBenchmarks
         _c = GemmBenchmarks.Alloc(_m * _n, 3);
         _packA = (float*)System.Runtime.InteropServices.NativeMemory.AlignedAlloc((nuint)MicroKernels.PackABytes, 64);
         _packB = (float*)System.Runtime.InteropServices.NativeMemory.AlignedAlloc((nuint)MicroKernels.PackBBytes, 64);
-        _ctx = new CpuContext(1, Isa.Avx512);
+        _isa = CpuIsa.Supported >= Isa.Avx512 ? Isa.Avx512 : Isa.Avx2;
+        if (CpuIsa.Supported < Isa.Avx2) throw new PlatformNotSupportedException($"GemmParts measures the vector micro-kernels; this CPU's best ISA path is {CpuIsa.Supported}.");
+        _ctx = new CpuContext(1, _isa);
     }
 
     [GlobalCleanup]
@@ -52,8 +57,10 @@ public unsafe class GemmPartsBenchmarks
         foreach (var p in new[] { _a, _b, _c, _packA, _packB }) System.Runtime.InteropServices.NativeMemory.AlignedFree(p);
     }
 
-    private static GemmBlocks Blocks => Blocks<MicroKernelAvx512<float>, float>.Value;
-    private const int MR = 8, NR = 32;
+    private Isa _isa;
+
+    // As the driver decides (GemmJob.InPlaceB): a non-transposed B whose rows do not lie a multiple of 4 KiB apart.
+    private bool BInPlace => !_tb && (long)_ldb * sizeof(float) % 4096 != 0;
 
     [Benchmark(Baseline = true)]
     public void Full()
@@ -65,21 +72,43 @@ public unsafe class GemmPartsBenchmarks
     [Benchmark]
     public void PackB()
     {
-        var bl = Blocks;
-        int NC = GemmBlocks.Step(_n, bl.NC, NR), KC = GemmBlocks.Step(_k, bl.KC, 8);
-        for (int jc = 0; jc < _n; jc += NC)
-            for (int pc = 0; pc < _k; pc += KC)
-            {
-                int nc = Math.Min(NC, _n - jc), kc = Math.Min(KC, _k - pc);
-                if (_tb) GemmPack.Block(true, _b + (nint)jc * _ldb + pc, _ldb, nc, kc, NR, _packB, true);
-                else GemmPack.Block(false, _b + (nint)pc * _ldb + jc, _ldb, nc, kc, NR, _packB, true);
-            }
+        if (_isa == Isa.Avx512) PackB<MicroKernelAvx512<float>>();
+        else PackB<MicroKernelAvx2<float>>();
     }
 
     [Benchmark]
     public void PackA()
     {
-        var bl = Blocks;
+        if (_isa == Isa.Avx512) PackA<MicroKernelAvx512<float>>();
+        else PackA<MicroKernelAvx2<float>>();
+    }
+
+    [Benchmark]
+    public void Kernel()
+    {
+        if (_isa == Isa.Avx512) Kernel<MicroKernelAvx512<float>>();
+        else Kernel<MicroKernelAvx2<float>>();
+    }
+
+    private void PackB<TK>() where TK : struct, IMicroKernel<float>
+    {
+        int NR = TK.NR;
+        var bl = Blocks<TK, float>.Value;
+        int NC = GemmBlocks.Step(_n, bl.NC, NR), KC = GemmBlocks.Step(_k, bl.KC, 8);
+        for (int jc = 0; jc < _n; jc += NC)
+            for (int pc = 0; pc < _k; pc += KC)
+            {
+                int nc = Math.Min(NC, _n - jc), kc = Math.Min(KC, _k - pc);
+                int fullN = BInPlace ? nc / NR * NR : 0;
+                if (_tb) GemmPack.Block(true, _b + (nint)jc * _ldb + pc, _ldb, nc, kc, NR, _packB, true);
+                else if (fullN < nc) GemmPack.Block(false, _b + (nint)pc * _ldb + jc + fullN, _ldb, nc - fullN, kc, NR, _packB, true);
+            }
+    }
+
+    private void PackA<TK>() where TK : struct, IMicroKernel<float>
+    {
+        int MR = TK.MR, NR = TK.NR;
+        var bl = Blocks<TK, float>.Value;
         int NC = GemmBlocks.Step(_n, bl.NC, NR), KC = GemmBlocks.Step(_k, bl.KC, 8), MC = GemmBlocks.Step(_m, bl.MC, MR);
         for (int jc = 0; jc < _n; jc += NC)
             for (int pc = 0; pc < _k; pc += KC)
@@ -91,10 +120,10 @@ public unsafe class GemmPartsBenchmarks
                 }
     }
 
-    [Benchmark]
-    public void Kernel()
+    private void Kernel<TK>() where TK : struct, IMicroKernel<float>
     {
-        var bl = Blocks;
+        int MR = TK.MR, NR = TK.NR;
+        var bl = Blocks<TK, float>.Value;
         var epi = default(IdentityEpilogue<float>);
         int NC = GemmBlocks.Step(_n, bl.NC, NR), KC = GemmBlocks.Step(_k, bl.KC, 8), MC = GemmBlocks.Step(_m, bl.MC, MR);
         for (int jc = 0; jc < _n; jc += NC)
@@ -103,14 +132,19 @@ public unsafe class GemmPartsBenchmarks
             for (int pc = 0; pc < _k; pc += KC)
             {
                 int kc = Math.Min(KC, _k - pc);
+                int fullN = BInPlace ? nc / NR * NR : 0;
                 var st = new TileStore<float>(1f, 0f, first: pc == 0, last: pc + kc == _k);
                 for (int ic = 0; ic < _m; ic += MC)
                 {
                     int mc = Math.Min(MC, _m - ic);
                     for (int jr = 0; jr < nc; jr += NR)
+                    {
+                        bool inPlace = jr < fullN;
+                        float* bp = inPlace ? _b + (nint)pc * _ldb + jc + jr : _packB + (nint)(jr - fullN) * kc;
                         for (int ir = 0; ir < mc; ir += MR)
-                            MicroKernelAvx512<float>.Run(kc, _packA + (nint)ir * kc, _packB + (nint)jr * kc,
+                            TK.Run(kc, _packA + (nint)ir * kc, bp, inPlace ? _ldb : NR,
                                 _c + (nint)(ic + ir) * _n + jc + jr, _n, Math.Min(MR, mc - ir), Math.Min(NR, nc - jr), in st, ref epi, ic + ir, jc + jr);
+                    }
                 }
             }
         }

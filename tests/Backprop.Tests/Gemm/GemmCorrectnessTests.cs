@@ -162,6 +162,40 @@ public class GemmCorrectnessTests
     }
 
     [Test]
+    [NonParallelizable] // switches GemmDriver.ReadBInPlace, which every GEMM of the process reads
+    public void ReadingBInPlace_MatchesPackingBitForBit([ValueSource(nameof(Isas))] Isa isa, [Values(1, 2)] int threads)
+    {
+        // A non-transposed B is read in place by the micro-kernels, only a last panel narrower than NR packed (n % NR != 0),
+        // several K blocks, padded ldb, both op(A); the packed path must give the same bits.
+        if (isa < Isa.Avx2) Assert.Ignore("the scalar rung always packs");
+        using var ctx = new CpuContext(threads, isa);
+        bool saved = GemmDriver.ReadBInPlace;
+        try
+        {
+            foreach (var (m, n, k, ldb) in new[] { (37, 300, 600, 307), (128, 784, 256, 784), (9, 100, 40, 101), (5, 16, 9, 16), (10, 256, 128, 256) })
+                foreach (var ta in new[] { Transpose.N, Transpose.T })
+                {
+                    int lda = ta == Transpose.N ? k : m;
+                    var a = TestData.Floats(m * k, m + k);
+                    var b = TestData.Floats(k * ldb, n + k);
+                    var packed = new float[m * n];
+                    var inPlace = new float[m * n];
+                    GemmDriver.ReadBInPlace = false;
+                    Kernels.Cpu.Gemm.Sgemm(ta, Transpose.N, m, n, k, 1f, a, lda, b, ldb, 0f, packed, n, ctx);
+                    GemmDriver.ReadBInPlace = true;
+                    Kernels.Cpu.Gemm.Sgemm(ta, Transpose.N, m, n, k, 1f, a, lda, b, ldb, 0f, inPlace, n, ctx);
+                    Assert.That(inPlace.Select(BitConverter.SingleToInt32Bits), Is.EqualTo(packed.Select(BitConverter.SingleToInt32Bits)),
+                        $"{ta}N {m}x{n}x{k} ldb {ldb}, {threads} thread(s)");
+                    RunFloat(isa, ta, Transpose.N, m, n, k, 1f, 0.5f, ldb - n, m * n + k);
+                }
+        }
+        finally
+        {
+            GemmDriver.ReadBInPlace = saved;
+        }
+    }
+
+    [Test]
     public void Sgemm_KZero_ScalesC()
     {
         foreach (var isa in Isas())

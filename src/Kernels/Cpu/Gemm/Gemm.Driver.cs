@@ -26,6 +26,8 @@ internal unsafe struct GemmJob<T, TKernel, TEpi> : IParallelJob
     // threads split N, where every thread would otherwise pack the whole of A again (bench dense, 2 threads, batch 128,
     // 784 -> 256: forward 8 % and backward-data 7 % faster; on one thread it measured no better than packing).
     public bool StridedA;
+    // B (K x N, rows contiguous in N) read in place by the micro-kernel instead of copied into panels.
+    public bool InPlaceB;
     public int M, N, K, Lda, Ldb, Ldc;
     public T Alpha, Beta;
     public T* A, B, C;
@@ -43,6 +45,13 @@ internal unsafe struct GemmJob<T, TKernel, TEpi> : IParallelJob
         Loops(m0, m1, n0, n1, (T*)Packs[2 * part], (T*)Packs[2 * part + 1]);
     }
 
+    // The B micro-panel at column jr of the block (jc, pc) and its row stride: in place for the first fullN columns, else packed.
+    private readonly T* Panel(T* packB, int pc, int jc, int jr, int kc, int fullN, out nint stride)
+    {
+        stride = jr < fullN ? Ldb : TKernel.NR;
+        return jr < fullN ? B + (nint)pc * Ldb + jc + jr : packB + (nint)(jr - fullN) * kc;
+    }
+
     private void Loops(int m0, int m1, int n0, int n1, T* packA, T* packB)
     {
         int MR = TKernel.MR, NR = TKernel.NR;
@@ -57,9 +66,11 @@ internal unsafe struct GemmJob<T, TKernel, TEpi> : IParallelJob
             {
                 int kc = Math.Min(KC, K - pc);
                 var st = new TileStore<T>(Alpha, Beta, first: pc == 0, last: pc + kc == K);
-                // op(B)[pc.., jc..]: B is K x N (N) or N x K (T); panels run along N.
+                // op(B)[pc.., jc..]: B is K x N (N) or N x K (T); panels run along N. Read in place (B is N and not
+                // transposed), only a last panel narrower than NR is packed, at packB, so that no row is read past N.
+                int fullN = InPlaceB ? nc / NR * NR : 0;
                 if (TransB) GemmPack.Block(true, B + (nint)jc * Ldb + pc, Ldb, nc, kc, NR, packB, Simd);
-                else GemmPack.Block(false, B + (nint)pc * Ldb + jc, Ldb, nc, kc, NR, packB, Simd);
+                else if (fullN < nc) GemmPack.Block(false, B + (nint)pc * Ldb + jc + fullN, Ldb, nc - fullN, kc, NR, packB, Simd);
                 for (int ic = m0; ic < m1; ic += MC)
                 {
                     int mc = Math.Min(MC, m1 - ic);
@@ -69,9 +80,9 @@ internal unsafe struct GemmJob<T, TKernel, TEpi> : IParallelJob
                         for (int jr = 0; jr < nc; jr += NR)
                         {
                             int nr = Math.Min(NR, nc - jr);
-                            T* bp = packB + (nint)jr * kc;
+                            T* bp = Panel(packB, pc, jc, jr, kc, fullN, out nint bK);
                             for (int ir = 0; ir < mc; ir += MR)
-                                TKernel.RunStrided(kc, A + (nint)(ic + ir) * Lda + pc, Lda, 1, bp,
+                                TKernel.RunStrided(kc, A + (nint)(ic + ir) * Lda + pc, Lda, 1, bp, bK,
                                     C + (nint)(ic + ir) * Ldc + jc + jr, Ldc, Math.Min(MR, mc - ir), nr, in st, ref Epi, ic + ir, jc + jr);
                         }
                         continue;
@@ -85,11 +96,11 @@ internal unsafe struct GemmJob<T, TKernel, TEpi> : IParallelJob
                     for (int jr = 0; jr < nc; jr += NR)
                     {
                         int nr = Math.Min(NR, nc - jr);
-                        T* bp = packB + (nint)jr * kc;
+                        T* bp = Panel(packB, pc, jc, jr, kc, fullN, out nint bK);
                         for (int ir = 0; ir < mc; ir += MR)
                         {
                             int mr = Math.Min(MR, mc - ir);
-                            TKernel.Run(kc, packA + (nint)ir * kc, bp,
+                            TKernel.Run(kc, packA + (nint)ir * kc, bp, bK,
                                 C + (nint)(ic + ir) * Ldc + jc + jr, Ldc, mr, nr, in st, ref Epi, ic + ir, jc + jr);
                         }
                     }
@@ -106,6 +117,9 @@ internal static unsafe class GemmDriver
 
     /// <summary>Whether A may be read in place when the threads split N (false packs it always; for measurements).</summary>
     internal static bool ReadAInPlace { get; set; } = Environment.GetEnvironmentVariable("BACKPROP_GEMM_PACK_A") != "1";
+
+    /// <summary>Whether a non-transposed B may be read in place (false packs it always; for measurements).</summary>
+    internal static bool ReadBInPlace { get; set; } = Environment.GetEnvironmentVariable("BACKPROP_GEMM_PACK_B") != "1";
 
     // Up to this many rows of A or columns of B (N x T case), the dot-product path beats packing
     // (bench dense: a 256 -> 10 output layer's forward ran at 10-14 % of peak through the 8 x 32 tile).
@@ -185,6 +199,7 @@ internal static unsafe class GemmDriver
             TransA = transA, TransB = transB, SplitM = splitM, Simd = ctx.Isa >= Isa.Avx2,
             // Not where A's rows lie a multiple of 4 KiB apart: the 8 rows a micro-kernel reads would share one L1 set.
             StridedA = !transA && !splitM && parts > 1 && sumA == null && ctx.Isa >= Isa.Avx2 && ReadAInPlace && (long)lda * sizeof(T) % 4096 != 0,
+            InPlaceB = !transB && ctx.Isa >= Isa.Avx2 && ReadBInPlace && (long)ldb * sizeof(T) % 4096 != 0,
             M = m, N = n, K = k, Lda = lda, Ldb = ldb, Ldc = ldc,
             Alpha = alpha, Beta = beta, A = a, B = b, C = c,
             Packs = ctx.Packs, Epi = epi, SumA = sumA, SumAccumulate = sumAccumulate,

@@ -12,16 +12,18 @@ internal unsafe interface IMicroKernel<T> where T : unmanaged, IFloatingPointIee
     /// <summary>Columns of C per register tile.</summary>
     static abstract int NR { get; }
     /// <summary>
-    /// C[0..mr, 0..nr] (row-major, ldc) receives the product of the packed panels a (kc x MR, k-major)
-    /// and b (kc x NR, k-major) through <paramref name="st"/>; row/col locate the tile in the whole C.
+    /// C[0..mr, 0..nr] (row-major, ldc) receives the product of the packed panel a (kc x MR, k-major)
+    /// and the B micro-panel b (kc x NR, element (p, j) at b[p * bK + j]: bK = NR when packed, B's leading
+    /// dimension when read in place) through <paramref name="st"/>; row/col locate the tile in the whole C.
+    /// All NR columns of b are read, whatever nr.
     /// </summary>
-    static abstract void Run<TEpi>(int kc, T* a, T* b, T* c, int ldc, int mr, int nr, in TileStore<T> st, ref TEpi epi, int row, int col)
+    static abstract void Run<TEpi>(int kc, T* a, T* b, nint bK, T* c, int ldc, int mr, int nr, in TileStore<T> st, ref TEpi epi, int row, int col)
         where TEpi : struct, IGemmEpilogue<T>;
 
     /// <summary>
     /// As <see cref="Run"/>, with A read where it lies instead of from a packed panel: element (r, p) of the MR x kc
     /// micro-panel at a[r * aRow + p * aK] (rows past mr are not read).
     /// </summary>
-    static abstract void RunStrided<TEpi>(int kc, T* a, nint aRow, nint aK, T* b, T* c, int ldc, int mr, int nr, in TileStore<T> st, ref TEpi epi, int row, int col)
+    static abstract void RunStrided<TEpi>(int kc, T* a, nint aRow, nint aK, T* b, nint bK, T* c, int ldc, int mr, int nr, in TileStore<T> st, ref TEpi epi, int row, int col)
         where TEpi : struct, IGemmEpilogue<T>;
 }

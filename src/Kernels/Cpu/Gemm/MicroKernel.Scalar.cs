@@ -13,7 +13,7 @@ internal readonly unsafe struct MicroKernelScalar<T> : IMicroKernel<T> where T :
     public static int NR => 4;
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static void Run<TEpi>(int kc, T* a, T* b, T* c, int ldc, int mr, int nr, in TileStore<T> st, ref TEpi epi, int row, int col)
+    public static void Run<TEpi>(int kc, T* a, T* b, nint bK, T* c, int ldc, int mr, int nr, in TileStore<T> st, ref TEpi epi, int row, int col)
         where TEpi : struct, IGemmEpilogue<T>
     {
         T c00 = T.Zero; T c01 = T.Zero; T c02 = T.Zero; T c03 = T.Zero;
@@ -32,7 +32,7 @@ internal readonly unsafe struct MicroKernelScalar<T> : IMicroKernel<T> where T :
             T a3 = a[3];
             c30 = T.FusedMultiplyAdd(a3, b0, c30); c31 = T.FusedMultiplyAdd(a3, b1, c31); c32 = T.FusedMultiplyAdd(a3, b2, c32); c33 = T.FusedMultiplyAdd(a3, b3, c33);
             a += 4;
-            b += 4;
+            b += bK;
         }
         T* t = stackalloc T[16];
         t[0] = c00; t[1] = c01; t[2] = c02; t[3] = c03;
@@ -43,12 +43,12 @@ internal readonly unsafe struct MicroKernelScalar<T> : IMicroKernel<T> where T :
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static void RunStrided<TEpi>(int kc, T* a, nint aRow, nint aK, T* b, T* c, int ldc, int mr, int nr, in TileStore<T> st, ref TEpi epi, int row, int col)
+    public static void RunStrided<TEpi>(int kc, T* a, nint aRow, nint aK, T* b, nint bK, T* c, int ldc, int mr, int nr, in TileStore<T> st, ref TEpi epi, int row, int col)
         where TEpi : struct, IGemmEpilogue<T>
     {
         T* panel = stackalloc T[4 * kc];
         for (int p = 0; p < kc; p++)
             for (int r = 0; r < 4; r++) panel[p * 4 + r] = r < mr ? a[r * aRow + p * aK] : T.Zero;
-        Run(kc, panel, b, c, ldc, mr, nr, in st, ref epi, row, col);
+        Run(kc, panel, b, bK, c, ldc, mr, nr, in st, ref epi, row, col);
     }
 }
