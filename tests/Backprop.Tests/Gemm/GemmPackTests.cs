@@ -9,11 +9,11 @@ namespace Backprop.Tests.Gemm;
 public unsafe class GemmPackTests
 {
     [Test]
-    public void VectorPacking_MatchesScalarPacking([Values(false, true)] bool transpose, [Values(4, 6, 8, 16)] int width)
+    public void VectorPacking_MatchesScalarPacking([Values(false, true)] bool transpose, [Values(4, 6, 8, 16, 32)] int width)
     {
         if (CpuIsa.Supported < Isa.Avx2) Assert.Ignore("the vector packing paths need AVX2");
         const int Guard = 32;
-        foreach (int rows in new[] { 1, 5, 6, 7, 12, 13, 17 })
+        foreach (int rows in new[] { 1, 5, 6, 7, 12, 13, 16, 17, 32, 33 })
             foreach (int kc in new[] { 1, 7, 8, 9, 16, 23 })
             {
                 int ld = (transpose ? kc : rows) + 3;

@@ -125,6 +125,18 @@ internal static unsafe class GemmPack
                     for (int i = 0; i < 6; i++) dst[(nint)k * 6 + i] = src[(nint)i * ld + k];
                 return;
             }
+            if (typeof(T) == typeof(float) && w == W && W % 8 == 0 && W <= 32)
+            {
+                // A full panel (the forward's W, 16 or 32 rows): every 8 x 8 block of one k chunk in turn, so that each
+                // k's W values are written whole, one line after the other, rather than in 8-float parts a pass apart.
+                int k = 0;
+                for (; k + 8 <= kc; k += 8)
+                    for (int r8 = 0; r8 < W; r8 += 8)
+                        Transpose8x8((float*)src + (nint)r8 * ld + k, ld, (float*)dst + (nint)k * W + r8, W);
+                for (; k < kc; k++)
+                    for (int i = 0; i < W; i++) dst[(nint)k * W + i] = src[(nint)i * ld + k];
+                return;
+            }
             if (typeof(T) == typeof(float))
             {
                 for (; r + 8 <= w; r += 8)
