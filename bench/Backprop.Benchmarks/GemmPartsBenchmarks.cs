@@ -59,8 +59,8 @@ public unsafe class GemmPartsBenchmarks
 
     private Isa _isa;
 
-    // As the driver decides (GemmJob.InPlaceB): a non-transposed B whose rows do not lie a multiple of 4 KiB apart.
-    private bool BInPlace => !_tb && (long)_ldb * sizeof(float) % 4096 != 0;
+    // As the driver decides (GemmJob.InPlaceB): a non-transposed B whose micro-panel stays in L1, or few rows.
+    private bool BInPlace<TK>() where TK : struct, IMicroKernel<float> => !_tb && GemmDriver.BInPlaceFits(_b, _ldb, _m, TK.MR);
 
     [Benchmark(Baseline = true)]
     public void Full()
@@ -99,7 +99,7 @@ public unsafe class GemmPartsBenchmarks
             for (int pc = 0; pc < _k; pc += KC)
             {
                 int nc = Math.Min(NC, _n - jc), kc = Math.Min(KC, _k - pc);
-                int fullN = BInPlace ? nc / NR * NR : 0;
+                int fullN = BInPlace<TK>() ? nc / NR * NR : 0;
                 if (_tb) GemmPack.Block(true, _b + (nint)jc * _ldb + pc, _ldb, nc, kc, NR, _packB, true);
                 else if (fullN < nc) GemmPack.Block(false, _b + (nint)pc * _ldb + jc + fullN, _ldb, nc - fullN, kc, NR, _packB, true);
             }
@@ -132,7 +132,7 @@ public unsafe class GemmPartsBenchmarks
             for (int pc = 0; pc < _k; pc += KC)
             {
                 int kc = Math.Min(KC, _k - pc);
-                int fullN = BInPlace ? nc / NR * NR : 0;
+                int fullN = BInPlace<TK>() ? nc / NR * NR : 0;
                 var st = new TileStore<float>(1f, 0f, first: pc == 0, last: pc + kc == _k);
                 for (int ic = 0; ic < _m; ic += MC)
                 {

@@ -1,6 +1,7 @@
 // SGEMM/DGEMM against the naive double reference: all four transpose pairs, sizes that hit every
 // edge of the register tiles and cache blocks, alpha/beta variations, padded leading dimensions,
 // and every ISA path forced in turn.
+using System.Runtime.InteropServices;
 using Backprop.Kernels.Cpu;
 using NUnit.Framework;
 
@@ -8,7 +9,7 @@ namespace Backprop.Tests.Gemm;
 
 [TestFixture]
 [Parallelizable(ParallelScope.Children)] // each case forces its ISA path on its own CpuContext, so the cases run side by side
-public class GemmCorrectnessTests
+public unsafe class GemmCorrectnessTests
 {
     private static readonly int[] Sizes = [0, 1, 2, 3, 7, 15, 16, 17, 31, 33, 63, 64, 65, 127, 255, 257];
 
@@ -162,6 +163,26 @@ public class GemmCorrectnessTests
     }
 
     [Test]
+    public void BInPlace_OnlyWhereItsPanelStaysInL1OrFewRowsReadIt()
+    {
+        float* b = (float*)NativeMemory.AlignedAlloc(4096, 64);
+        try
+        {
+            Assert.That(GemmDriver.BInPlaceFits(b, 784, 128, 6), Is.True, "784 floats: 49 lines, every L1 set");
+            Assert.That(GemmDriver.BInPlaceFits(b, 256, 128, 6), Is.False, "256 floats: 16 lines, 4 sets");
+            Assert.That(GemmDriver.BInPlaceFits(b, 512, 128, 6), Is.False, "512 floats: 32 lines, 2 sets");
+            Assert.That(GemmDriver.BInPlaceFits(b, 300, 128, 6), Is.False, "rows not line-aligned: each spans two lines");
+            Assert.That(GemmDriver.BInPlaceFits(b + 1, 784, 128, 6), Is.False, "B not line-aligned");
+            Assert.That(GemmDriver.BInPlaceFits(b, 256, 12, 6), Is.True, "two row tiles: each panel read twice");
+            Assert.That(GemmDriver.BInPlaceFits(b, 256, 13, 6), Is.False, "three row tiles");
+        }
+        finally
+        {
+            NativeMemory.AlignedFree(b);
+        }
+    }
+
+    [Test]
     public void Split_PrefersN_WhenAIsReadInPlace()
     {
         // Splitting M makes each thread pack the whole of B; with A read in place an N split packs nothing twice.
@@ -177,26 +198,37 @@ public class GemmCorrectnessTests
     public void ReadingBInPlace_MatchesPackingBitForBit([ValueSource(nameof(Isas))] Isa isa, [Values(1, 2)] int threads)
     {
         // A non-transposed B is read in place by the micro-kernels, only a last panel narrower than NR packed (n % NR != 0),
-        // several K blocks, padded ldb, both op(A); the packed path must give the same bits.
+        // several K blocks, padded ldb, both op(A); the packed path must give the same bits. B is 64-byte aligned, and its
+        // strides are odd numbers of lines (in place whatever M) or the rows are few (in place whatever the stride).
         if (isa < Isa.Avx2) Assert.Ignore("the scalar rung always packs");
         using var ctx = new CpuContext(threads, isa);
         bool saved = GemmDriver.ReadBInPlace;
         try
         {
-            foreach (var (m, n, k, ldb) in new[] { (37, 300, 600, 307), (128, 784, 256, 784), (9, 100, 40, 101), (5, 16, 9, 16), (10, 256, 128, 256) })
+            foreach (var (m, n, k, ldb) in new[] { (37, 300, 600, 304), (128, 784, 256, 784), (9, 100, 40, 101), (5, 16, 9, 16), (10, 256, 128, 256) })
                 foreach (var ta in new[] { Transpose.N, Transpose.T })
                 {
                     int lda = ta == Transpose.N ? k : m;
                     var a = TestData.Floats(m * k, m + k);
-                    var b = TestData.Floats(k * ldb, n + k);
-                    var packed = new float[m * n];
-                    var inPlace = new float[m * n];
-                    GemmDriver.ReadBInPlace = false;
-                    Kernels.Cpu.Gemm.Sgemm(ta, Transpose.N, m, n, k, 1f, a, lda, b, ldb, 0f, packed, n, ctx);
-                    GemmDriver.ReadBInPlace = true;
-                    Kernels.Cpu.Gemm.Sgemm(ta, Transpose.N, m, n, k, 1f, a, lda, b, ldb, 0f, inPlace, n, ctx);
-                    Assert.That(inPlace.Select(BitConverter.SingleToInt32Bits), Is.EqualTo(packed.Select(BitConverter.SingleToInt32Bits)),
-                        $"{ta}N {m}x{n}x{k} ldb {ldb}, {threads} thread(s)");
+                    float* bAligned = (float*)NativeMemory.AlignedAlloc((nuint)(k * ldb * sizeof(float)), 64);
+                    try
+                    {
+                        var b = new Span<float>(bAligned, k * ldb);
+                        TestData.Floats(k * ldb, n + k).CopyTo(b);
+                        Assert.That(GemmDriver.BInPlaceFits(bAligned, ldb, m, isa == Isa.Avx512 ? 8 : 6), Is.True, $"{m}x{n}x{k} ldb {ldb} is read in place");
+                        var packed = new float[m * n];
+                        var inPlace = new float[m * n];
+                        GemmDriver.ReadBInPlace = false;
+                        Kernels.Cpu.Gemm.Sgemm(ta, Transpose.N, m, n, k, 1f, a, lda, b, ldb, 0f, packed, n, ctx);
+                        GemmDriver.ReadBInPlace = true;
+                        Kernels.Cpu.Gemm.Sgemm(ta, Transpose.N, m, n, k, 1f, a, lda, b, ldb, 0f, inPlace, n, ctx);
+                        Assert.That(inPlace.Select(BitConverter.SingleToInt32Bits), Is.EqualTo(packed.Select(BitConverter.SingleToInt32Bits)),
+                            $"{ta}N {m}x{n}x{k} ldb {ldb}, {threads} thread(s)");
+                    }
+                    finally
+                    {
+                        NativeMemory.AlignedFree(bAligned);
+                    }
                     RunFloat(isa, ta, Transpose.N, m, n, k, 1f, 0.5f, ldb - n, m * n + k);
                 }
         }
