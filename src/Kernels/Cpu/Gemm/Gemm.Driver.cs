@@ -226,13 +226,14 @@ internal static unsafe class GemmDriver
     /// How a call is split over threads: along M or N in whole MR or NR tiles, into this many parts (1 below the threshold). The
     /// larger side is split: each thread re-packs the whole of the other operand's block, so splitting M costs an extra K x N pack
     /// of B, splitting N an extra M x K pack of A. When A is read in place (<paramref name="nSplitIsFree"/>) an N split packs
-    /// nothing twice, so N is split whenever it has a tile per thread (batch 256, 784 -> 256 forward on 2 threads of a Zen 3:
-    /// 6 % faster than splitting M, where each thread transposed the whole of W).
+    /// nothing twice, so N is split whenever it has four tiles per thread or more (fewer would leave the threads' shares
+    /// uneven; batch 256, 784 -> 256 forward on 2 threads of a Zen 3: 6 % faster than splitting M, where each thread
+    /// transposed the whole of W).
     /// </summary>
     internal static (bool SplitM, int Parts) Split(int threads, int m, int n, int k, int mr, int nr, bool nSplitIsFree = false)
     {
         int mTiles = (m + mr - 1) / mr, nTiles = (n + nr - 1) / nr;
-        bool splitM = nSplitIsFree && nTiles >= threads ? false
+        bool splitM = nSplitIsFree && nTiles >= 4 * threads ? false
             : m >= n ? mTiles >= threads || mTiles >= nTiles : nTiles < threads && mTiles > nTiles;
         int parts = (long)m * n * k < ParallelThreshold ? 1 : Math.Min(threads, splitM ? mTiles : nTiles);
         return (splitM, parts);
