@@ -60,7 +60,7 @@ internal static unsafe class GemmPack
                         {
                             // The AVX2 kernel's 6-row A panels: 4 + 2 floats per k, not 6 scalar moves.
                             Sse.Store((float*)d, Sse.LoadVector128((float*)s));
-                            *(double*)(d + 4) = *(double*)(s + 4);
+                            *(long*)(d + 4) = *(long*)(s + 4);
                         }
                         else if (vec)
                             for (int r = 0; r < W; r += vc) Vector256.Store(Vector256.Load(s + r), d + r);
@@ -206,8 +206,9 @@ internal static unsafe class GemmPack
         Avx.Store(d + 7 * (nint)ldd, Avx.Permute2x128(u3, u7, 0x31));
     }
 
-    // out[k*6 + i] = in[i*lds + k] for 6 rows x 8 k of floats: the 8x8 transpose with two zero rows, each output
-    // row stored as 4 + 2 floats so nothing past the 6 is written.
+    // out[k*6 + i] = in[i*lds + k] for 6 rows x 8 k of floats: the 8x8 transpose's unpacks and shuffles for rows 0-3,
+    // and for rows 4-5 the 64-bit halves of their unpacks; each output row stored as 4 + 2 floats so nothing past the 6
+    // is written.
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void Transpose6x8(float* s, int lds, float* d)
     {
@@ -228,8 +229,8 @@ internal static unsafe class GemmPack
         var u1 = Avx.Shuffle(t0, t2, 0xEE);
         var u2 = Avx.Shuffle(t1, t3, 0x44);
         var u3 = Avx.Shuffle(t1, t3, 0xEE);
-        var t4d = t4.AsDouble();
-        var t5d = t5.AsDouble();
+        var t4d = t4.AsInt64();
+        var t5d = t5.AsInt64();
         StoreSix(d + 0 * 6, u0.GetLower(), t4d.GetLower(), 0);
         StoreSix(d + 1 * 6, u1.GetLower(), t4d.GetLower(), 1);
         StoreSix(d + 2 * 6, u2.GetLower(), t5d.GetLower(), 0);
@@ -241,10 +242,10 @@ internal static unsafe class GemmPack
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void StoreSix(float* d, Vector128<float> first4, Vector128<double> last2, int half)
+    private static void StoreSix(float* d, Vector128<float> first4, Vector128<long> last2, int half)
     {
         Sse.Store(d, first4);
-        *(double*)(d + 4) = last2.GetElement(half);
+        *(long*)(d + 4) = last2.GetElement(half);
     }
 
     // out[k*ldd + i] = in[i*lds + k] for a 4x4 block of doubles.
