@@ -13,13 +13,7 @@ internal static class Measure
     public static double Time(Action f, double minSeconds)
     {
         var times = new List<double>(64);
-        var total = Stopwatch.StartNew();
-        while (times.Count < 3 || (total.Elapsed.TotalSeconds < minSeconds && times.Count < 10_000))
-        {
-            long t0 = Stopwatch.GetTimestamp();
-            f();
-            times.Add(Stopwatch.GetElapsedTime(t0).TotalSeconds);
-        }
+        Calls(f, minSeconds, times, minCalls: 3);
         return Median(times.ToArray());
     }
 
@@ -72,19 +66,16 @@ internal static class Measure
         return new PairResult(Median(ta), Median(tb), Median(ratio), ratio.Min(), ratio.Max());
     }
 
-    // Calls f for at least one call and `seconds`, adding each call's seconds to `into` (at most 10,000).
-    private static void Calls(Action f, double seconds, List<double> into)
+    // Calls f for at least minCalls calls and `seconds` (at most 10,000 calls), adding each call's seconds to `into`.
+    private static void Calls(Action f, double seconds, List<double> into, int minCalls = 1)
     {
         var total = Stopwatch.StartNew();
-        int n = 0;
-        do
+        for (int n = 0; n < minCalls || (total.Elapsed.TotalSeconds < seconds && n < 10_000); n++)
         {
             long t0 = Stopwatch.GetTimestamp();
             f();
             into.Add(Stopwatch.GetElapsedTime(t0).TotalSeconds);
-            n++;
         }
-        while (total.Elapsed.TotalSeconds < seconds && n < 10_000);
     }
 
     public static float[] Random(int n, int seed)

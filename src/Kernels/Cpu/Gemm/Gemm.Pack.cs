@@ -125,28 +125,17 @@ internal static unsafe class GemmPack
                     for (int i = 0; i < 6; i++) dst[(nint)k * 6 + i] = src[(nint)i * ld + k];
                 return;
             }
-            if (typeof(T) == typeof(float) && w == W && W % 8 == 0 && W <= 32)
-            {
-                // A full panel (the forward's W, 16 or 32 rows): every 8 x 8 block of one k chunk in turn, so that each
-                // k's W values are written whole, one line after the other, rather than in 8-float parts a pass apart.
-                int k = 0;
-                for (; k + 8 <= kc; k += 8)
-                    for (int r8 = 0; r8 < W; r8 += 8)
-                        Transpose8x8((float*)src + (nint)r8 * ld + k, ld, (float*)dst + (nint)k * W + r8, W);
-                for (; k < kc; k++)
-                    for (int i = 0; i < W; i++) dst[(nint)k * W + i] = src[(nint)i * ld + k];
-                return;
-            }
             if (typeof(T) == typeof(float))
             {
-                for (; r + 8 <= w; r += 8)
-                {
-                    int k = 0;
-                    for (; k + 8 <= kc; k += 8)
-                        Transpose8x8((float*)src + (nint)r * ld + k, ld, (float*)dst + (nint)k * W + r, W);
-                    for (; k < kc; k++)
-                        for (int i = 0; i < 8; i++) dst[(nint)k * W + r + i] = src[(nint)(r + i) * ld + k];
-                }
+                // Every 8-row block of one k chunk in turn, so that a full panel's k values (the forward's W: 16 or 32) are
+                // written whole, one line after the other, rather than in 8-float parts a pass over kc apart.
+                int w8 = w / 8 * 8, k = 0;
+                for (; k + 8 <= kc; k += 8)
+                    for (int r8 = 0; r8 < w8; r8 += 8)
+                        Transpose8x8((float*)src + (nint)r8 * ld + k, ld, (float*)dst + (nint)k * W + r8, W);
+                for (; k < kc; k++)
+                    for (int i = 0; i < w8; i++) dst[(nint)k * W + i] = src[(nint)i * ld + k];
+                r = w8;
             }
             else if (typeof(T) == typeof(double))
             {
@@ -168,6 +157,19 @@ internal static unsafe class GemmPack
         }
     }
 
+    // Four rows of 8 floats transposed within 128-bit lanes: the low lane of u_j holds column j of the four rows, the high
+    // lane column j + 4 (the first two stages of the 8x8 transpose).
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static (Vector256<float>, Vector256<float>, Vector256<float>, Vector256<float>) FourRows(
+        Vector256<float> r0, Vector256<float> r1, Vector256<float> r2, Vector256<float> r3)
+    {
+        var t0 = Avx.UnpackLow(r0, r1);
+        var t1 = Avx.UnpackHigh(r0, r1);
+        var t2 = Avx.UnpackLow(r2, r3);
+        var t3 = Avx.UnpackHigh(r2, r3);
+        return (Avx.Shuffle(t0, t2, 0x44), Avx.Shuffle(t0, t2, 0xEE), Avx.Shuffle(t1, t3, 0x44), Avx.Shuffle(t1, t3, 0xEE));
+    }
+
     // out[k*ldd + i] = in[i*lds + k] for an 8x8 block of floats.
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void Transpose8x8(float* s, int lds, float* d, int ldd)
@@ -180,22 +182,8 @@ internal static unsafe class GemmPack
         var r5 = Avx.LoadVector256(s + 5 * (nint)lds);
         var r6 = Avx.LoadVector256(s + 6 * (nint)lds);
         var r7 = Avx.LoadVector256(s + 7 * (nint)lds);
-        var t0 = Avx.UnpackLow(r0, r1);
-        var t1 = Avx.UnpackHigh(r0, r1);
-        var t2 = Avx.UnpackLow(r2, r3);
-        var t3 = Avx.UnpackHigh(r2, r3);
-        var t4 = Avx.UnpackLow(r4, r5);
-        var t5 = Avx.UnpackHigh(r4, r5);
-        var t6 = Avx.UnpackLow(r6, r7);
-        var t7 = Avx.UnpackHigh(r6, r7);
-        var u0 = Avx.Shuffle(t0, t2, 0x44);
-        var u1 = Avx.Shuffle(t0, t2, 0xEE);
-        var u2 = Avx.Shuffle(t1, t3, 0x44);
-        var u3 = Avx.Shuffle(t1, t3, 0xEE);
-        var u4 = Avx.Shuffle(t4, t6, 0x44);
-        var u5 = Avx.Shuffle(t4, t6, 0xEE);
-        var u6 = Avx.Shuffle(t5, t7, 0x44);
-        var u7 = Avx.Shuffle(t5, t7, 0xEE);
+        var (u0, u1, u2, u3) = FourRows(r0, r1, r2, r3);
+        var (u4, u5, u6, u7) = FourRows(r4, r5, r6, r7);
         Avx.Store(d, Avx.Permute2x128(u0, u4, 0x20));
         Avx.Store(d + ldd, Avx.Permute2x128(u1, u5, 0x20));
         Avx.Store(d + 2 * (nint)ldd, Avx.Permute2x128(u2, u6, 0x20));
@@ -218,19 +206,10 @@ internal static unsafe class GemmPack
         var r3 = Avx.LoadVector256(s + 3 * (nint)lds);
         var r4 = Avx.LoadVector256(s + 4 * (nint)lds);
         var r5 = Avx.LoadVector256(s + 5 * (nint)lds);
-        var t0 = Avx.UnpackLow(r0, r1);
-        var t1 = Avx.UnpackHigh(r0, r1);
-        var t2 = Avx.UnpackLow(r2, r3);
-        var t3 = Avx.UnpackHigh(r2, r3);
-        var t4 = Avx.UnpackLow(r4, r5);
-        var t5 = Avx.UnpackHigh(r4, r5);
-        // Rows 0-3 of output k: shuffles of t0..t3; rows 4-5: the 64-bit halves of t4/t5.
-        var u0 = Avx.Shuffle(t0, t2, 0x44);
-        var u1 = Avx.Shuffle(t0, t2, 0xEE);
-        var u2 = Avx.Shuffle(t1, t3, 0x44);
-        var u3 = Avx.Shuffle(t1, t3, 0xEE);
-        var t4d = t4.AsInt64();
-        var t5d = t5.AsInt64();
+        // Rows 0-3 of output k as in the 8x8 transpose; rows 4-5: the 64-bit halves of the unpacks of rows 4 and 5.
+        var (u0, u1, u2, u3) = FourRows(r0, r1, r2, r3);
+        var t4d = Avx.UnpackLow(r4, r5).AsInt64();
+        var t5d = Avx.UnpackHigh(r4, r5).AsInt64();
         StoreSix(d + 0 * 6, u0.GetLower(), t4d.GetLower(), 0);
         StoreSix(d + 1 * 6, u1.GetLower(), t4d.GetLower(), 1);
         StoreSix(d + 2 * 6, u2.GetLower(), t5d.GetLower(), 0);
