@@ -119,7 +119,7 @@ public unsafe class GemmCorrectnessTests
     public void SmallN_TimesTransposedB_DotProductPath([ValueSource(nameof(Isas))] Isa isa)
     {
         // N <= 16 with op(A) = A, op(B) = Bᵀ (an output layer's forward) takes the dot-product path too: odd rows and
-        // columns (edge tiles of the 2 x 4 tiling), tails of K, alpha/beta, padding; N = 17 goes back to the tiled GEMM.
+        // columns (edge tiles of the 6 x 2 tiling), tails of K, alpha/beta, padding; N = 17 goes back to the tiled GEMM.
         foreach (int n in new[] { 1, 3, 10, 16, 17 })
             foreach (int k in new[] { 1, 15, 16, 17, 256, 300 })
             {
@@ -139,6 +139,58 @@ public unsafe class GemmCorrectnessTests
         var row = new float[10];
         Kernels.Cpu.Gemm.Sgemm(Transpose.N, Transpose.T, 1, 10, 300, 1f, a, 300, b, 300, 0f, row, 10, one);
         Assert.That(row.Select(BitConverter.SingleToInt32Bits), Is.EqualTo(c1.Take(10).Select(BitConverter.SingleToInt32Bits)), "the same sum in any tile");
+    }
+
+    [Test]
+    public void DotProductPath_SumsEachElementInItsDocumentedOrder([ValueSource(nameof(Isas))] Isa isa)
+    {
+        // Both tilings (2 rows x 6 columns for few rows, 6 x 2 for few columns), edge tiles, a K tail: every element is
+        // lane-wise FMAs over whole vectors, the lanes summed in Vector256.Sum's order (AVX2) or the AVX-512 tree's, then
+        // the tail's FMAs in order. Computed here lane by lane and compared bit for bit.
+        foreach (var (m, n, k) in new[] { (3, 13, 300), (4, 40, 37), (37, 10, 300), (13, 7, 64), (2, 5, 7) })
+        {
+            var a = TestData.Floats(m * k, m + k);
+            var b = TestData.Floats(n * k, n + k + 1);
+            var c = new float[m * n];
+            using var ctx = new CpuContext(1, isa);
+            Kernels.Cpu.Gemm.Sgemm(Transpose.N, Transpose.T, m, n, k, 1f, a, k, b, k, 0f, c, n, ctx);
+            for (int i = 0; i < m; i++)
+                for (int j = 0; j < n; j++)
+                    Assert.That(BitConverter.SingleToInt32Bits(c[i * n + j]), Is.EqualTo(BitConverter.SingleToInt32Bits(DotInOrder(isa, a, i * k, b, j * k, k))),
+                        $"{m}x{n}x{k} at ({i}, {j})");
+        }
+    }
+
+    private static float DotInOrder(Isa isa, float[] a, int ai, float[] b, int bi, int k)
+    {
+        int w = isa >= Isa.Avx512 ? 16 : isa >= Isa.Avx2 ? 8 : 0, p = 0;
+        float sum = 0f;
+        if (w > 0)
+        {
+            var l = new float[w];
+            for (; p + w <= k; p += w)
+                for (int q = 0; q < w; q++) l[q] = MathF.FusedMultiplyAdd(a[ai + p + q], b[bi + p + q], l[q]);
+            if (w == 8) sum = ((l[0] + l[1]) + (l[2] + l[3])) + ((l[4] + l[5]) + (l[6] + l[7]));
+            else
+            {
+                var t = new float[4];
+                for (int j = 0; j < 4; j++) t[j] = (l[j] + l[j + 8]) + (l[j + 4] + l[j + 12]);
+                sum = (t[0] + t[1]) + (t[2] + t[3]);
+            }
+        }
+        for (; p < k; p++) sum = MathF.FusedMultiplyAdd(a[ai + p], b[bi + p], sum);
+        return sum;
+    }
+
+    [Test]
+    public void DotProductPath_TilesTheWayThatPadsLess()
+    {
+        // 6 x 2 tiles for an output layer of 10 (5 column pairs, no padding); 2 x 6 for a batch of up to 4 against many columns.
+        Assert.That(SmallMJob<float, IdentityEpilogue<float>>.PrefersWide(128, 10), Is.True);
+        Assert.That(SmallMJob<float, IdentityEpilogue<float>>.PrefersWide(37, 16), Is.True);
+        Assert.That(SmallMJob<float, IdentityEpilogue<float>>.PrefersWide(1, 256), Is.False);
+        Assert.That(SmallMJob<float, IdentityEpilogue<float>>.PrefersWide(4, 256), Is.False);
+        Assert.That(SmallMJob<float, IdentityEpilogue<float>>.PrefersWide(4, 3), Is.False, "a tie keeps 2 x 6");
     }
 
     [Test]

@@ -141,13 +141,13 @@ internal static unsafe class GemmDriver
         // A few rows or columns against a transposed B (a forward at batch <= 4, an output layer of <= 16 units): dot products, no packing.
         if (TakesDotProducts(transA, transB, m, n, sumA != null))
         {
-            bool splitRows = m > n;
+            bool splitRows = m > n, wide = SmallMJob<T, TEpi>.PrefersWide(m, n);
             var job = new SmallMJob<T, TEpi>
             {
                 M = m, N = n, K = k, Lda = lda, Ldb = ldb, Ldc = ldc, Alpha = alpha, Beta = beta, A = a, B = b, C = c, Epi = epi, Isa = ctx.Isa,
-                SplitRows = splitRows,
+                SplitRows = splitRows, Wide = wide,
             };
-            int parts = (long)m * n * k < 4 * ParallelThreshold ? 1 : Math.Min(ctx.Threads, splitRows ? (m + 1) / 2 : n);
+            int parts = (long)m * n * k < 4 * ParallelThreshold ? 1 : Math.Min(ctx.Threads, splitRows ? (m + (wide ? SmallMJob<T, TEpi>.Q - 1 : 1)) / (wide ? SmallMJob<T, TEpi>.Q : 2) : n);
             ctx.Pool.Run(ref job, parts);
             return;
         }
