@@ -150,6 +150,20 @@ def vec_run(w, k, strided):
         for v in range(nv):
             w(f"            st.Store(c{r}{v}, c + {r} * ldc + {v} * VL, ref epi, row + {r}, col + {v} * VL);")
     w("        }")
+    # The last row tile of an M that is not a multiple of MR (batch 64, 128 or 256 against 6 rows): its rows are whole, and
+    # take the same vector stores as a full tile's instead of the element-by-element edge store.
+    w("        else if (nr == NR)")
+    w("        {")
+    for r in range(mr - 1):
+        ind = "            " if r == 0 else "                "
+        if r > 0:
+            w(f"            if (mr > {r})")
+            w("            {")
+        for v in range(nv):
+            w(f"{ind}st.Store(c{r}{v}, c + {r} * ldc + {v} * VL, ref epi, row + {r}, col + {v} * VL);")
+        if r > 0:
+            w("            }")
+    w("        }")
     w("        else")
     w("        {")
     w(f"            T* t = stackalloc T[{mr} * NR];")

@@ -163,6 +163,31 @@ internal readonly unsafe struct MicroKernelAvx2<T> : IMicroKernel<T> where T : u
             st.Store(c50, c + 5 * ldc + 0 * VL, ref epi, row + 5, col + 0 * VL);
             st.Store(c51, c + 5 * ldc + 1 * VL, ref epi, row + 5, col + 1 * VL);
         }
+        else if (nr == NR)
+        {
+            st.Store(c00, c + 0 * ldc + 0 * VL, ref epi, row + 0, col + 0 * VL);
+            st.Store(c01, c + 0 * ldc + 1 * VL, ref epi, row + 0, col + 1 * VL);
+            if (mr > 1)
+            {
+                st.Store(c10, c + 1 * ldc + 0 * VL, ref epi, row + 1, col + 0 * VL);
+                st.Store(c11, c + 1 * ldc + 1 * VL, ref epi, row + 1, col + 1 * VL);
+            }
+            if (mr > 2)
+            {
+                st.Store(c20, c + 2 * ldc + 0 * VL, ref epi, row + 2, col + 0 * VL);
+                st.Store(c21, c + 2 * ldc + 1 * VL, ref epi, row + 2, col + 1 * VL);
+            }
+            if (mr > 3)
+            {
+                st.Store(c30, c + 3 * ldc + 0 * VL, ref epi, row + 3, col + 0 * VL);
+                st.Store(c31, c + 3 * ldc + 1 * VL, ref epi, row + 3, col + 1 * VL);
+            }
+            if (mr > 4)
+            {
+                st.Store(c40, c + 4 * ldc + 0 * VL, ref epi, row + 4, col + 0 * VL);
+                st.Store(c41, c + 4 * ldc + 1 * VL, ref epi, row + 4, col + 1 * VL);
+            }
+        }
         else
         {
             T* t = stackalloc T[6 * NR];
@@ -332,6 +357,31 @@ internal readonly unsafe struct MicroKernelAvx2<T> : IMicroKernel<T> where T : u
             st.Store(c41, c + 4 * ldc + 1 * VL, ref epi, row + 4, col + 1 * VL);
             st.Store(c50, c + 5 * ldc + 0 * VL, ref epi, row + 5, col + 0 * VL);
             st.Store(c51, c + 5 * ldc + 1 * VL, ref epi, row + 5, col + 1 * VL);
+        }
+        else if (nr == NR)
+        {
+            st.Store(c00, c + 0 * ldc + 0 * VL, ref epi, row + 0, col + 0 * VL);
+            st.Store(c01, c + 0 * ldc + 1 * VL, ref epi, row + 0, col + 1 * VL);
+            if (mr > 1)
+            {
+                st.Store(c10, c + 1 * ldc + 0 * VL, ref epi, row + 1, col + 0 * VL);
+                st.Store(c11, c + 1 * ldc + 1 * VL, ref epi, row + 1, col + 1 * VL);
+            }
+            if (mr > 2)
+            {
+                st.Store(c20, c + 2 * ldc + 0 * VL, ref epi, row + 2, col + 0 * VL);
+                st.Store(c21, c + 2 * ldc + 1 * VL, ref epi, row + 2, col + 1 * VL);
+            }
+            if (mr > 3)
+            {
+                st.Store(c30, c + 3 * ldc + 0 * VL, ref epi, row + 3, col + 0 * VL);
+                st.Store(c31, c + 3 * ldc + 1 * VL, ref epi, row + 3, col + 1 * VL);
+            }
+            if (mr > 4)
+            {
+                st.Store(c40, c + 4 * ldc + 0 * VL, ref epi, row + 4, col + 0 * VL);
+                st.Store(c41, c + 4 * ldc + 1 * VL, ref epi, row + 4, col + 1 * VL);
+            }
         }
         else
         {

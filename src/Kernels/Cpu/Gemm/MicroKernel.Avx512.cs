@@ -80,6 +80,41 @@ internal readonly unsafe struct MicroKernelAvx512<T> : IMicroKernel<T> where T :
             st.Store(c70, c + 7 * ldc + 0 * VL, ref epi, row + 7, col + 0 * VL);
             st.Store(c71, c + 7 * ldc + 1 * VL, ref epi, row + 7, col + 1 * VL);
         }
+        else if (nr == NR)
+        {
+            st.Store(c00, c + 0 * ldc + 0 * VL, ref epi, row + 0, col + 0 * VL);
+            st.Store(c01, c + 0 * ldc + 1 * VL, ref epi, row + 0, col + 1 * VL);
+            if (mr > 1)
+            {
+                st.Store(c10, c + 1 * ldc + 0 * VL, ref epi, row + 1, col + 0 * VL);
+                st.Store(c11, c + 1 * ldc + 1 * VL, ref epi, row + 1, col + 1 * VL);
+            }
+            if (mr > 2)
+            {
+                st.Store(c20, c + 2 * ldc + 0 * VL, ref epi, row + 2, col + 0 * VL);
+                st.Store(c21, c + 2 * ldc + 1 * VL, ref epi, row + 2, col + 1 * VL);
+            }
+            if (mr > 3)
+            {
+                st.Store(c30, c + 3 * ldc + 0 * VL, ref epi, row + 3, col + 0 * VL);
+                st.Store(c31, c + 3 * ldc + 1 * VL, ref epi, row + 3, col + 1 * VL);
+            }
+            if (mr > 4)
+            {
+                st.Store(c40, c + 4 * ldc + 0 * VL, ref epi, row + 4, col + 0 * VL);
+                st.Store(c41, c + 4 * ldc + 1 * VL, ref epi, row + 4, col + 1 * VL);
+            }
+            if (mr > 5)
+            {
+                st.Store(c50, c + 5 * ldc + 0 * VL, ref epi, row + 5, col + 0 * VL);
+                st.Store(c51, c + 5 * ldc + 1 * VL, ref epi, row + 5, col + 1 * VL);
+            }
+            if (mr > 6)
+            {
+                st.Store(c60, c + 6 * ldc + 0 * VL, ref epi, row + 6, col + 0 * VL);
+                st.Store(c61, c + 6 * ldc + 1 * VL, ref epi, row + 6, col + 1 * VL);
+            }
+        }
         else
         {
             T* t = stackalloc T[8 * NR];
@@ -172,6 +207,41 @@ internal readonly unsafe struct MicroKernelAvx512<T> : IMicroKernel<T> where T :
             st.Store(c61, c + 6 * ldc + 1 * VL, ref epi, row + 6, col + 1 * VL);
             st.Store(c70, c + 7 * ldc + 0 * VL, ref epi, row + 7, col + 0 * VL);
             st.Store(c71, c + 7 * ldc + 1 * VL, ref epi, row + 7, col + 1 * VL);
+        }
+        else if (nr == NR)
+        {
+            st.Store(c00, c + 0 * ldc + 0 * VL, ref epi, row + 0, col + 0 * VL);
+            st.Store(c01, c + 0 * ldc + 1 * VL, ref epi, row + 0, col + 1 * VL);
+            if (mr > 1)
+            {
+                st.Store(c10, c + 1 * ldc + 0 * VL, ref epi, row + 1, col + 0 * VL);
+                st.Store(c11, c + 1 * ldc + 1 * VL, ref epi, row + 1, col + 1 * VL);
+            }
+            if (mr > 2)
+            {
+                st.Store(c20, c + 2 * ldc + 0 * VL, ref epi, row + 2, col + 0 * VL);
+                st.Store(c21, c + 2 * ldc + 1 * VL, ref epi, row + 2, col + 1 * VL);
+            }
+            if (mr > 3)
+            {
+                st.Store(c30, c + 3 * ldc + 0 * VL, ref epi, row + 3, col + 0 * VL);
+                st.Store(c31, c + 3 * ldc + 1 * VL, ref epi, row + 3, col + 1 * VL);
+            }
+            if (mr > 4)
+            {
+                st.Store(c40, c + 4 * ldc + 0 * VL, ref epi, row + 4, col + 0 * VL);
+                st.Store(c41, c + 4 * ldc + 1 * VL, ref epi, row + 4, col + 1 * VL);
+            }
+            if (mr > 5)
+            {
+                st.Store(c50, c + 5 * ldc + 0 * VL, ref epi, row + 5, col + 0 * VL);
+                st.Store(c51, c + 5 * ldc + 1 * VL, ref epi, row + 5, col + 1 * VL);
+            }
+            if (mr > 6)
+            {
+                st.Store(c60, c + 6 * ldc + 0 * VL, ref epi, row + 6, col + 0 * VL);
+                st.Store(c61, c + 6 * ldc + 1 * VL, ref epi, row + 6, col + 1 * VL);
+            }
         }
         else
         {
