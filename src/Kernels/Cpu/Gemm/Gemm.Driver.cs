@@ -28,6 +28,8 @@ internal unsafe struct GemmJob<T, TKernel, TEpi> : IParallelJob
     public bool StridedA;
     // B (K x N, rows contiguous in N) read in place by the micro-kernel instead of copied into panels.
     public bool InPlaceB;
+    // op(B) = Bᵀ already in NR-wide panels over the whole of K (Gemm.PackPanels): the micro-kernels read them, nothing is packed.
+    public T* PanelsB;
     public int M, N, K, Lda, Ldb, Ldc;
     public T Alpha, Beta;
     public T* A, B, C;
@@ -45,10 +47,12 @@ internal unsafe struct GemmJob<T, TKernel, TEpi> : IParallelJob
         Loops(m0, m1, n0, n1, (T*)Packs[2 * part], (T*)Packs[2 * part + 1]);
     }
 
-    // The B micro-panel at column jr of the block (jc, pc) and its row stride: in place for the first fullN columns, else packed.
+    // The B micro-panel at column jr of the block (jc, pc) and its row stride: in place for the first fullN columns, else packed
+    // (by this call, or beforehand into whole-K panels: rows pc.. of the panel of columns jc + jr..).
     private readonly T* Panel(T* packB, int pc, int jc, int jr, int kc, int fullN, out nint stride)
     {
         stride = jr < fullN ? Ldb : TKernel.NR;
+        if (PanelsB != null) return PanelsB + (nint)(jc + jr) * K + (nint)pc * TKernel.NR;
         return jr < fullN ? B + (nint)pc * Ldb + jc + jr : packB + (nint)(jr - fullN) * kc;
     }
 
@@ -69,7 +73,8 @@ internal unsafe struct GemmJob<T, TKernel, TEpi> : IParallelJob
                 // op(B)[pc.., jc..]: B is K x N (N) or N x K (T); panels run along N. Read in place (B is N and not
                 // transposed), only a last panel narrower than NR is packed, at packB, so that no row is read past N.
                 int fullN = InPlaceB ? nc / NR * NR : 0;
-                if (TransB) GemmPack.Block(true, B + (nint)jc * Ldb + pc, Ldb, nc, kc, NR, packB, Simd);
+                if (PanelsB != null) { }
+                else if (TransB) GemmPack.Block(true, B + (nint)jc * Ldb + pc, Ldb, nc, kc, NR, packB, Simd);
                 else if (fullN < nc) GemmPack.Block(false, B + (nint)pc * Ldb + jc + fullN, Ldb, nc - fullN, kc, NR, packB, Simd);
                 for (int ic = m0; ic < m1; ic += MC)
                 {
@@ -126,7 +131,8 @@ internal static unsafe class GemmDriver
     private const int SmallM = 4, SmallN = 16;
 
     public static void Run<T, TEpi>(CpuContext ctx, bool transA, bool transB, int m, int n, int k,
-        T alpha, T* a, int lda, T* b, int ldb, T beta, T* c, int ldc, ref TEpi epi, T* sumA = null, bool sumAccumulate = false)
+        T alpha, T* a, int lda, T* b, int ldb, T beta, T* c, int ldc, ref TEpi epi, T* sumA = null, bool sumAccumulate = false,
+        T* panelsB = null, int panelsWidth = 0)
         where T : unmanaged, IFloatingPointIeee754<T>
         where TEpi : unmanaged, IGemmEpilogue<T>
     {
@@ -161,16 +167,27 @@ internal static unsafe class GemmDriver
         switch (ctx.Isa)
         {
             case Isa.Avx512:
-                Run<T, MicroKernelAvx512<T>, TEpi>(ctx, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, ref epi, sumA, sumAccumulate);
+                Run<T, MicroKernelAvx512<T>, TEpi>(ctx, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, ref epi, sumA, sumAccumulate,
+                    transB && panelsWidth == MicroKernelAvx512<T>.NR ? panelsB : null);
                 break;
             case Isa.Avx2:
-                Run<T, MicroKernelAvx2<T>, TEpi>(ctx, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, ref epi, sumA, sumAccumulate);
+                Run<T, MicroKernelAvx2<T>, TEpi>(ctx, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, ref epi, sumA, sumAccumulate,
+                    transB && panelsWidth == MicroKernelAvx2<T>.NR ? panelsB : null);
                 break;
             default:
-                Run<T, MicroKernelScalar<T>, TEpi>(ctx, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, ref epi, sumA, sumAccumulate);
+                Run<T, MicroKernelScalar<T>, TEpi>(ctx, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, ref epi, sumA, sumAccumulate,
+                    transB && panelsWidth == MicroKernelScalar<T>.NR ? panelsB : null);
                 break;
         }
     }
+
+    /// <summary>
+    /// The width of the B panels that <paramref name="ctx"/>'s float/double GEMM reads (its micro-kernel's NR), or 0 where its GEMMs
+    /// take no panels made beforehand (bf16 operands).
+    /// </summary>
+    internal static int PanelWidth<T>(CpuContext ctx) where T : unmanaged, IFloatingPointIeee754<T> =>
+        typeof(T) == typeof(float) && ctx.Precision == GemmPrecision.Bf16 ? 0
+        : ctx.Isa switch { Isa.Avx512 => MicroKernelAvx512<T>.NR, Isa.Avx2 => MicroKernelAvx2<T>.NR, _ => MicroKernelScalar<T>.NR };
 
     /// <summary>Whether a call goes to the dot-product path (float32 operands whatever the context's precision).</summary>
     internal static bool TakesDotProducts(bool transA, bool transB, int m, int n, bool rowSums) =>
@@ -188,7 +205,7 @@ internal static unsafe class GemmDriver
     }
 
     private static void Run<T, TKernel, TEpi>(CpuContext ctx, bool transA, bool transB, int m, int n, int k,
-        T alpha, T* a, int lda, T* b, int ldb, T beta, T* c, int ldc, ref TEpi epi, T* sumA, bool sumAccumulate)
+        T alpha, T* a, int lda, T* b, int ldb, T beta, T* c, int ldc, ref TEpi epi, T* sumA, bool sumAccumulate, T* panelsB)
         where T : unmanaged, IFloatingPointIeee754<T>
         where TKernel : struct, IMicroKernel<T>
         where TEpi : unmanaged, IGemmEpilogue<T>
@@ -203,7 +220,7 @@ internal static unsafe class GemmDriver
             InPlaceB = !transB && ctx.Isa >= Isa.Avx2 && ReadBInPlace && BInPlaceFits(b, ldb, m, TKernel.MR),
             M = m, N = n, K = k, Lda = lda, Ldb = ldb, Ldc = ldc,
             Alpha = alpha, Beta = beta, A = a, B = b, C = c,
-            Packs = ctx.Packs, Epi = epi, SumA = sumA, SumAccumulate = sumAccumulate,
+            Packs = ctx.Packs, Epi = epi, SumA = sumA, SumAccumulate = sumAccumulate, PanelsB = panelsB,
         };
         ctx.Pool.Run(ref job, parts);
     }

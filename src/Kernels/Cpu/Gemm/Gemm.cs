@@ -9,7 +9,7 @@ using System.Numerics;
 namespace Backprop.Kernels.Cpu;
 
 /// <summary>General matrix multiply in float and double, on the project's own BLIS-style kernels.</summary>
-public static unsafe class Gemm
+public static unsafe partial class Gemm
 {
     /// <summary>Single-precision C = alpha·op(A)·op(B) + beta·C (row-major).</summary>
     public static void Sgemm(Transpose transA, Transpose transB, int m, int n, int k, float alpha,
@@ -72,6 +72,48 @@ public static unsafe class Gemm
         where T : unmanaged, IFloatingPointIeee754<T>
         where TEpi : unmanaged, IGemmEpilogue<T>
         => GemmDriver.Run(context, transA == Transpose.T, transB == Transpose.T, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, ref epilogue, rowSums, accumulateRowSums);
+
+    /// <summary>
+    /// The width of the panels <see cref="PackPanels{T}(CpuContext, int, int, T*, int, T*, int, int)"/> writes for <paramref name="context"/> (its micro-kernel's columns), or 0
+    /// where its GEMMs read no panels made beforehand (bf16 operands).
+    /// </summary>
+    public static int PanelWidth<T>(CpuContext context) where T : unmanaged, IFloatingPointIeee754<T> => GemmDriver.PanelWidth<T>(context);
+
+    /// <summary>Elements of the panels of a B stored <paramref name="n"/> x <paramref name="k"/>: n rounded up to <see cref="PanelWidth{T}"/>, times k.</summary>
+    public static long PanelsLength<T>(CpuContext context, int n, int k) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        int w = PanelWidth<T>(context);
+        return w == 0 ? 0 : (long)((n + w - 1) / w) * w * k;
+    }
+
+    /// <summary>
+    /// Writes Bᵀ (B stored n x k, rows contiguous along k) as the k-major panels that <see cref="ComputeWithPanels{T,TEpi}"/> reads
+    /// instead of packing B in each call: rows [rowStart, rowEnd) of B (rowStart a multiple of <see cref="PanelWidth{T}"/>, rowEnd
+    /// that or n), panel p holding rows p·w.. over the whole of k, rows past n zero. Packs on the calling thread.
+    /// </summary>
+    public static void PackPanels<T>(CpuContext context, int n, int k, T* b, int ldb, T* panels, int rowStart, int rowEnd)
+        where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        int w = PanelWidth<T>(context);
+        if (w == 0) throw new InvalidOperationException("this context's GEMMs take bf16 operands and read no float32 panels.");
+        if (rowStart < 0 || rowStart % w != 0 || rowEnd < rowStart || rowEnd > n || (rowEnd % w != 0 && rowEnd != n))
+            throw new ArgumentOutOfRangeException(nameof(rowStart), $"rows [{rowStart}, {rowEnd}) of {n}: the start must be a multiple of {w} and the end one or {n}.");
+        if (rowEnd > rowStart && k > 0)
+            GemmPack.Block(true, b + (nint)rowStart * ldb, ldb, rowEnd - rowStart, k, w, panels + (nint)rowStart * k, context.Isa >= Isa.Avx2);
+    }
+
+    /// <summary>
+    /// C = epilogue(alpha·A·Bᵀ + beta·C) (A stored m x k, B stored n x k) with Bᵀ read from <paramref name="panels"/>, made by
+    /// <see cref="PackPanels{T}(CpuContext, int, int, T*, int, T*, int, int)"/> for this context from the same B, instead of packed in the call. Where a call takes no panels
+    /// (a few rows or columns: the dot-product path; bf16 operands), B is read as in <see cref="Compute{T,TEpi}(CpuContext, Transpose, Transpose, int, int, int, T, T*, int, T*, int, T, T*, int, ref TEpi)"/>;
+    /// the results are the same bit for bit either way. Unchecked, like that entry point.
+    /// </summary>
+    public static void ComputeWithPanels<T, TEpi>(CpuContext context, int m, int n, int k, T alpha, T* a, int lda, T* b, int ldb, T* panels,
+        T beta, T* c, int ldc, ref TEpi epilogue)
+        where T : unmanaged, IFloatingPointIeee754<T>
+        where TEpi : unmanaged, IGemmEpilogue<T>
+        => GemmDriver.Run(context, false, true, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, ref epilogue,
+            panelsB: panels, panelsWidth: panels == null ? 0 : PanelWidth<T>(context));
 
     /// <summary>Throws an exception naming the argument, the value seen and the bound when a GEMM argument is invalid.</summary>
     public static void Validate(Transpose transA, Transpose transB, int m, int n, int k,

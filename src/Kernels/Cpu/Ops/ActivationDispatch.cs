@@ -38,18 +38,23 @@ public static unsafe class ActivationDispatch
     }
 
     /// <summary><see cref="Dense.Fwd"/> with the operator of <paramref name="act"/>.</summary>
-    public static void DenseFwd<T>(Activation act, CpuContext ctx, int batch, int inFeatures, int outFeatures, T* src, T* w, T* b, T* dst, T* preact)
+    public static void DenseFwd<T>(Activation act, CpuContext ctx, int batch, int inFeatures, int outFeatures, T* src, T* w, T* b, T* dst, T* preact,
+        T* wPanels = null)
         where T : unmanaged, IFloatingPointIeee754<T>
     {
-        var v = new FwdVisitor<T> { Ctx = ctx, Batch = batch, In = inFeatures, Out = outFeatures, Src = src, W = w, B = b, Dst = dst, Pre = preact };
+        var v = new FwdVisitor<T> { Ctx = ctx, Batch = batch, In = inFeatures, Out = outFeatures, Src = src, W = w, B = b, Dst = dst, Pre = preact, Panels = wPanels };
         act.Visit<T, FwdVisitor<T>>(ref v);
     }
 
     /// <summary><see cref="Dense.FwdResidual{T,TAct}"/> for <paramref name="act"/>.</summary>
     public static void DenseFwdResidual<T>(Activation act, CpuContext ctx, int batch, int inFeatures, int outFeatures, T* src, T* w, T* b, T* dst, T* preact,
-        T* hidden, T* skip) where T : unmanaged, IFloatingPointIeee754<T>
+        T* hidden, T* skip, T* wPanels = null) where T : unmanaged, IFloatingPointIeee754<T>
     {
-        var v = new FwdVisitor<T> { Ctx = ctx, Batch = batch, In = inFeatures, Out = outFeatures, Src = src, W = w, B = b, Dst = dst, Pre = preact, Hidden = hidden, Skip = skip };
+        var v = new FwdVisitor<T>
+        {
+            Ctx = ctx, Batch = batch, In = inFeatures, Out = outFeatures, Src = src, W = w, B = b, Dst = dst, Pre = preact, Hidden = hidden, Skip = skip,
+            Panels = wPanels,
+        };
         act.Visit<T, FwdVisitor<T>>(ref v);
     }
 
@@ -91,11 +96,11 @@ public static unsafe class ActivationDispatch
 
     private struct FwdVisitor<T> : IActivationVisitor<T> where T : unmanaged, IFloatingPointIeee754<T>
     {
-        public CpuContext Ctx; public int Batch, In, Out; public T* Src, W, B, Dst, Pre, Hidden, Skip;
+        public CpuContext Ctx; public int Batch, In, Out; public T* Src, W, B, Dst, Pre, Hidden, Skip, Panels;
         public void Visit<TAct>(TAct act) where TAct : unmanaged, IActivation<T>
         {
-            if (Skip == null) Dense.Fwd(Ctx, act, Batch, In, Out, Src, W, B, Dst, Pre);
-            else Dense.FwdResidual(Ctx, act, Batch, In, Out, Src, W, B, Dst, Pre, Hidden, Skip);
+            if (Skip == null) Dense.Fwd(Ctx, act, Batch, In, Out, Src, W, B, Dst, Pre, Panels);
+            else Dense.FwdResidual(Ctx, act, Batch, In, Out, Src, W, B, Dst, Pre, Hidden, Skip, Panels);
         }
     }
 

@@ -26,14 +26,18 @@ public enum GradientMode
 /// <summary>Fused dense-layer kernels (float and double).</summary>
 public static unsafe class Dense
 {
-    /// <summary>dst[batch, out] = f(src[batch, in] · W[out, in]ᵀ + b[out]); preact (null or [batch, out]) receives the pre-activation.</summary>
+    /// <summary>
+    /// dst[batch, out] = f(src[batch, in] · W[out, in]ᵀ + b[out]); preact (null or [batch, out]) receives the pre-activation.
+    /// <paramref name="wPanels"/> (null, or W packed by <see cref="Gemm.PackPanels{T}(CpuContext, int, int, T*, int, T*, int, int)"/> for <paramref name="ctx"/>) spares the call
+    /// its transpose of W into panels; the result is the same bit for bit.
+    /// </summary>
     public static void Fwd<T, TAct>(CpuContext ctx, in TAct act, int batch, int inFeatures, int outFeatures,
-        T* src, T* w, T* b, T* dst, T* preact)
+        T* src, T* w, T* b, T* dst, T* preact, T* wPanels = null)
         where T : unmanaged, IFloatingPointIeee754<T>
         where TAct : unmanaged, IActivation<T>
     {
         var epi = new BiasActivationEpilogue<T, TAct>(act, b, preact, outFeatures);
-        Gemm.Compute(ctx, Transpose.N, Transpose.T, batch, outFeatures, inFeatures, T.One, src, inFeatures, w, inFeatures, T.Zero, dst, outFeatures, ref epi);
+        Gemm.ComputeWithPanels(ctx, batch, outFeatures, inFeatures, T.One, src, inFeatures, w, inFeatures, wPanels, T.Zero, dst, outFeatures, ref epi);
     }
 
     /// <summary>
@@ -41,12 +45,12 @@ public static unsafe class Dense
     /// or [batch, out]) receive the pre-activation and f of it.
     /// </summary>
     public static void FwdResidual<T, TAct>(CpuContext ctx, in TAct act, int batch, int inFeatures, int outFeatures,
-        T* src, T* w, T* b, T* dst, T* preact, T* hidden, T* skip)
+        T* src, T* w, T* b, T* dst, T* preact, T* hidden, T* skip, T* wPanels = null)
         where T : unmanaged, IFloatingPointIeee754<T>
         where TAct : unmanaged, IActivation<T>
     {
         var epi = new ResidualEpilogue<T, TAct>(act, b, preact, hidden, skip, outFeatures);
-        Gemm.Compute(ctx, Transpose.N, Transpose.T, batch, outFeatures, inFeatures, T.One, src, inFeatures, w, inFeatures, T.Zero, dst, outFeatures, ref epi);
+        Gemm.ComputeWithPanels(ctx, batch, outFeatures, inFeatures, T.One, src, inFeatures, w, inFeatures, wPanels, T.Zero, dst, outFeatures, ref epi);
     }
 
     /// <summary>

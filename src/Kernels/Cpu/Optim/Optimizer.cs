@@ -88,6 +88,102 @@ public static unsafe class Optimizer
         ctx.Pool.Run(ref job, parts);
     }
 
+    /// <summary>
+    /// As <see cref="Update{T}(CpuContext, OptimizerSettings, in OptimizerStep, T*, T*, T*, T*, T*, long)"/>, and in the same pass the
+    /// panels of each matrix in <paramref name="panels"/> (weights inside [p, p + n), rows contiguous: Ldb = K; in ascending order,
+    /// not overlapping) written from the updated values: each group of a panel's rows is updated, then packed while it is in cache.
+    /// The update is elementwise, so p and the state are those of Update bit for bit, and the panels those of
+    /// <see cref="Gemm.PackPanels{T}(CpuContext, ReadOnlySpan{PanelMatrix{T}})"/> run after it.
+    /// </summary>
+    public static void UpdateAndPack<T>(CpuContext ctx, OptimizerSettings s, in OptimizerStep step, T* p, T* g, T* state0, T* state1, T* state2, long n,
+        ReadOnlySpan<PanelMatrix<T>> panels)
+        where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        CheckStep(step);
+        int w = Gemm.PanelWidth<T>(ctx);
+        if (w == 0 && !panels.IsEmpty) throw new InvalidOperationException("this context's GEMMs take bf16 operands and read no float32 panels.");
+        long last = 0;
+        for (int i = 0; i < panels.Length; i++)
+        {
+            var m = panels[i];
+            long start = m.B - p, end = start + (long)m.N * m.K;
+            if (m.Ldb != m.K) throw new ArgumentException($"panel matrix {i}: rows must be contiguous (ldb = k = {m.K}); got ldb {m.Ldb}.", nameof(panels));
+            if (start < last || end > n)
+                throw new ArgumentException($"panel matrix {i} spans elements [{start}, {end}) of the block; expected them inside [{last}, {n}) (ascending, not overlapping).", nameof(panels));
+            last = end;
+        }
+        fixed (PanelMatrix<T>* pm = panels)
+        {
+            var job = new UpdatePackJob<T>
+            {
+                U = new UpdateJob<T> { H = new Hyper<T>(s, step), Isa = ctx.Isa, P = p, G = g, S0 = state0, S1 = state1, S2 = state2, N = n },
+                Matrices = pm, Count = panels.Length, Width = w, Simd = ctx.Isa >= Isa.Avx2,
+            };
+            int parts = n < 16384 ? 1 : Math.Min(ctx.Threads, (int)(n / 8192));
+            ctx.Pool.Run(ref job, parts);
+        }
+    }
+
+    // Part t of T takes the elements [n·t/T, n·(t+1)/T), each end moved up to the next group boundary of the matrix it falls in;
+    // inside a matrix it updates and then packs one group of Width rows at a time.
+    private struct UpdatePackJob<T> : IParallelJob where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        public UpdateJob<T> U;
+        public PanelMatrix<T>* Matrices;
+        public int Count, Width;
+        public bool Simd;
+
+        public readonly void Execute(int part, int parts)
+        {
+            long n = U.N, a = Snap(n * part / parts), b = Snap(n * (part + 1) / parts), x = a;
+            for (int i = 0; i < Count && x < b; i++)
+            {
+                var m = Matrices[i];
+                long start = m.B - U.P, end = start + (long)m.N * m.K, group = (long)Width * m.K;
+                if (end <= x || group == 0) continue;
+                if (start >= b) break;
+                if (start > x)
+                {
+                    Range(x, start);
+                    x = start;
+                }
+                for (long stop = Math.Min(end, b); x < stop;)
+                {
+                    long ge = Math.Min(end, x + group);
+                    Range(x, ge);
+                    int r0 = (int)((x - start) / m.K);
+                    GemmPack.Block(true, m.B + (nint)r0 * m.K, m.K, (int)((ge - x) / m.K), m.K, Width, m.Panels + (nint)r0 * m.K, Simd);
+                    x = ge;
+                }
+            }
+            if (x < b) Range(x, b);
+        }
+
+        private readonly long Snap(long x)
+        {
+            for (int i = 0; i < Count; i++)
+            {
+                var m = Matrices[i];
+                long start = m.B - U.P, end = start + (long)m.N * m.K, group = (long)Width * m.K;
+                if (x > start && x < end && group > 0) return Math.Min(end, start + (x - start + group - 1) / group * group);
+            }
+            return x;
+        }
+
+        // The update of elements [lo, hi) on this thread.
+        private readonly void Range(long lo, long hi)
+        {
+            var u = U;
+            u.P += lo;
+            u.G += lo;
+            if (u.S0 != null) u.S0 += lo;
+            if (u.S1 != null) u.S1 += lo;
+            if (u.S2 != null) u.S2 += lo;
+            u.N = hi - lo;
+            u.Execute(0, 1);
+        }
+    }
+
     private static void CheckStep(in OptimizerStep step)
     {
         if (step.Step < 1) throw new ArgumentOutOfRangeException(nameof(step), step.Step, $"step count must start at 1; got {step.Step}.");
