@@ -23,6 +23,16 @@ internal sealed unsafe class CpuExecutor<T, TDense> : IExecutor<T>
     private readonly CpuContext _ctx;
     private T* _params, _acts;
     private int* _labels, _nonFinite;
+    // The forward's Wᵀ panels of each dense layer (when TDense reads them): the optimizer pass writes them as it updates W
+    // (Optimizer.UpdateAndPack), and any other write of the parameters (WriteParameters) has them repacked whole before
+    // the next run. The panels of a layer live at _panelsOf[its weight slot's offset], in one block.
+    private readonly PanelMatrix<T>[] _panels = [];
+    private readonly Dictionary<long, nint> _panelsOf = [];
+    private T* _panelBlock;
+    private bool _panelsStale = true;
+
+    /// <summary>Whether Backend.Cpu keeps the forward's weight panels (false repacks W in every forward; for measurements and tests).</summary>
+    internal static bool KeepPanels { get; set; } = Environment.GetEnvironmentVariable("BACKPROP_WEIGHT_PANELS") != "0";
 
     public CpuExecutor(Plan plan, CpuContext ctx)
     {
@@ -34,6 +44,22 @@ internal sealed unsafe class CpuExecutor<T, TDense> : IExecutor<T>
             _acts = Allocate<T>(plan.ActivationBlock);
             _labels = Allocate<int>(plan.Rows);
             _nonFinite = Allocate<int>(1);
+            if (TDense.ReadsPanels && KeepPanels && Gemm.PanelWidth<T>(ctx) > 0)
+            {
+                var weights = DenseWeights(plan);
+                long total = 0;
+                foreach (var w in weights) total += Gemm.PanelsLength<T>(ctx, w.Rows, w.Cols);
+                _panelBlock = Allocate<T>(total);
+                _panels = new PanelMatrix<T>[weights.Count];
+                long at = 0;
+                for (int i = 0; i < weights.Count; i++)
+                {
+                    var w = weights[i];
+                    _panels[i] = new PanelMatrix<T>(_params + w.Offset, w.Rows, w.Cols, w.Cols, _panelBlock + at);
+                    _panelsOf[w.Offset] = (nint)(_panelBlock + at);
+                    at += Gemm.PanelsLength<T>(ctx, w.Rows, w.Cols);
+                }
+            }
         }
         catch
         {
@@ -41,6 +67,21 @@ internal sealed unsafe class CpuExecutor<T, TDense> : IExecutor<T>
             throw;
         }
     }
+
+    /// <summary>The weight slots ([units, inputs], rows contiguous) the plan's dense forwards read, by offset.</summary>
+    internal static List<Slot> DenseWeights(Plan plan)
+    {
+        var seen = new SortedDictionary<long, Slot>();
+        foreach (var op in plan.TrainingOps.Concat(plan.InferenceOps).Concat(plan.GradientOps).Concat(plan.LossOps))
+        {
+            var w = op switch { DenseFwdOp f => f.Weight, DenseResidualFwdOp r => r.Weight, _ => default };
+            if (w.Length > 0 && w.Length == (long)w.Rows * w.Cols) seen[w.Offset] = w;
+        }
+        return [.. seen.Values];
+    }
+
+    // The panels of the weight slot w, or null (the forward then packs W itself).
+    private T* Panels(Slot w) => _panelsOf.TryGetValue(w.Offset, out var p) ? (T*)p : null;
 
     private static TE* Allocate<TE>(long n) where TE : unmanaged
     {
@@ -68,17 +109,22 @@ internal sealed unsafe class CpuExecutor<T, TDense> : IExecutor<T>
         ulong seed = _plan.Options.Seed;
         var overlap = Overlap;
         *_nonFinite = 0;
+        if (_panelsStale && _panels.Length > 0)
+        {
+            Gemm.PackPanels<T>(_ctx, _panels);
+            _panelsStale = false;
+        }
         for (int i = 0; i < ops.Count; i++)
         {
             overlap?.Progress(); // the layers' sums started so far move along between kernels
             switch (ops[i])
             {
                 case DenseFwdOp f:
-                    TDense.Fwd(_ctx, f.Activation, batch, f.Src.Cols, f.Dst.Cols, At(f.Src), Param(f.Weight), Param(f.Bias), At(f.Dst), At(f.PreActivation));
+                    TDense.Fwd(_ctx, f.Activation, batch, f.Src.Cols, f.Dst.Cols, At(f.Src), Param(f.Weight), Param(f.Bias), At(f.Dst), At(f.PreActivation), Panels(f.Weight));
                     break;
                 case DenseResidualFwdOp f:
                     TDense.FwdResidual(_ctx, f.Activation, batch, f.Src.Cols, f.Dst.Cols, At(f.Src), Param(f.Weight), Param(f.Bias), At(f.Dst), At(f.PreActivation),
-                        f.KeepHidden ? At(f.Hidden) : null, At(f.Skip));
+                        f.KeepHidden ? At(f.Hidden) : null, At(f.Skip), Panels(f.Weight));
                     break;
                 case DropoutFwdOp d:
                     Dropout.Apply<T>(d.P, seed, (ulong)step, (uint)d.Layer, Rows(d.Src, batch), Rows(d.Dst, batch), _ctx.Isa, (long)rowOffset * d.Src.Cols);
@@ -179,8 +225,12 @@ internal sealed unsafe class CpuExecutor<T, TDense> : IExecutor<T>
         double scale = opt.ClipNorm > 0 ? Optimizer.GlobalNormScale(Optimizer.SumOfSquares(grads, opt.ClipValue), opt.ClipNorm) : 1.0;
         int slots = _plan.StateSlots;
         T* s = _params + 2 * len;
-        Optimizer.Update(_ctx, opt, new OptimizerStep(lr, t, scale), _params, _params + len,
-            slots > 0 ? s : null, slots > 1 ? s + len : null, slots > 2 ? s + 2 * len : null, len);
+        if (_panels.Length > 0)
+            Optimizer.UpdateAndPack<T>(_ctx, opt, new OptimizerStep(lr, t, scale), _params, _params + len,
+                slots > 0 ? s : null, slots > 1 ? s + len : null, slots > 2 ? s + 2 * len : null, len, _panels);
+        else
+            Optimizer.Update(_ctx, opt, new OptimizerStep(lr, t, scale), _params, _params + len,
+                slots > 0 ? s : null, slots > 1 ? s + len : null, slots > 2 ? s + 2 * len : null, len);
     }
 
     public void ClearGradients(bool micro) =>
@@ -193,7 +243,11 @@ internal sealed unsafe class CpuExecutor<T, TDense> : IExecutor<T>
     public ReadOnlySpan<T> Activations(Slot slot, int batch) => Rows(slot, batch);
     public ReadOnlySpan<T> Output(int batch) => Rows(_plan.Output, batch);
     public ReadOnlySpan<T> ReadParameters() => new(_params, checked((int)_plan.ParameterBlock));
-    public Span<T> WriteParameters() => new(_params, checked((int)_plan.ParameterBlock));
+    public Span<T> WriteParameters()
+    {
+        _panelsStale = true; // the caller writes W: the next run repacks the panels from it
+        return new(_params, checked((int)_plan.ParameterBlock));
+    }
 
     public IReadOnlyList<string> Listing(IReadOnlyList<PlanOp> ops, int batch) =>
         ops.Select(o => $"{o} {typeof(TDense).Name.Split('`')[0]}<{typeof(T).Name}> batch {batch}").ToArray();
@@ -211,7 +265,8 @@ internal sealed unsafe class CpuExecutor<T, TDense> : IExecutor<T>
         NativeMemory.AlignedFree(_acts);
         NativeMemory.AlignedFree(_labels);
         NativeMemory.AlignedFree(_nonFinite);
-        _params = _acts = null;
+        NativeMemory.AlignedFree(_panelBlock);
+        _params = _acts = _panelBlock = null;
         _labels = _nonFinite = null;
     }
 }

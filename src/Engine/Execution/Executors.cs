@@ -23,7 +23,7 @@ internal static class Executors
         switch (o.Backend)
         {
             case Backend.Cpu:
-                CheckMemory<T>(plan, cpu: true);
+                CheckMemory<T>(plan, cpu: true, panels: true);
                 return OnContext(plan, ctx => new CpuExecutor<T, FusedDense<T>>(plan, ctx));
             case Backend.Blas:
                 OpenBlas.EnsureAvailable();
@@ -83,11 +83,15 @@ internal static class Executors
         return a + b;
     }
 
+    // At most what the Cpu executor's weight panels take: each dense layer's W with its rows rounded up to the widest panel (32).
+    private static unsafe long PanelBytes<T>(Plan plan) where T : unmanaged, IFloatingPointIeee754<T> =>
+        CpuExecutor<T, FusedDense<T>>.DenseWeights(plan).Sum(w => (long)((w.Rows + 31) / 32 * 32) * w.Cols * sizeof(T));
+
     // Refuses, before allocating, a model whose host memory is more than this machine (or its container limit) has.
-    private static unsafe void CheckMemory<T>(Plan plan, bool cpu) where T : unmanaged
+    private static unsafe void CheckMemory<T>(Plan plan, bool cpu, bool panels = false) where T : unmanaged, IFloatingPointIeee754<T>
     {
         long need = cpu
-            ? plan.BlockBytes(sizeof(T)) + plan.Options.Threads * PackBytes(plan.Options.Isa)
+            ? plan.BlockBytes(sizeof(T)) + plan.Options.Threads * PackBytes(plan.Options.Isa) + (panels ? PanelBytes<T>(plan) : 0)
             : plan.ParameterBlock * 4 + 2L * plan.Rows * (plan.Spec.InputWidth + plan.Spec.OutputWidth) * 4;
         long have = GC.GetGCMemoryInfo().TotalAvailableMemoryBytes;
         if (have > 0 && need > have)
