@@ -1,6 +1,6 @@
 // Weight panels made ahead of the GEMM (Gemm.PackPanels) and by the optimizer pass (Optimizer.UpdateAndPack):
-// the GEMM reading them gives the bits of the GEMM that packs in the call, on every ISA rung and thread count,
-// and the fused pass gives the bits of Update followed by PackPanels.
+// the GEMM reading them gives the bits of the GEMM that packs in the call, on every ISA rung and thread count and
+// with bf16 operands, and the fused pass gives the bits of Update followed by PackPanels.
 using Backprop.Kernels;
 using Backprop.Kernels.Cpu;
 using Backprop.Kernels.Cpu.Optim;
@@ -36,6 +36,38 @@ public unsafe class GemmPanelsTests
                 Kernels.Cpu.Gemm.ComputeWithPanels(ctx, m, n, k, 0.5f, pa, k, pb, k, pp, 1.5f, pc1, n, ref epi);
             }
             Assert.That(Bits(c1), Is.EqualTo(Bits(c0)), $"{m}x{n}x{k}");
+        }
+    }
+
+    [Test]
+    public void ComputeWithPanels_WithBf16Operands_MatchesPackingInTheCall_BitForBit([Values(1, 2)] int threads)
+    {
+        if (!Bf16Gemm.IsAvailable) Assert.Ignore($"bf16 not available here: {Bf16Gemm.Unavailable}");
+        using var ctx = new CpuContext(threads, null, null, GemmPrecision.Bf16);
+        int w = Kernels.Cpu.Gemm.PanelWidth<float>(ctx);
+        Assert.That(w, Is.EqualTo(Bf16Gemm.Blocks.NR));
+        // Odd K (a padded last pair) in one and in several K blocks, N off the panel width, M over several row blocks.
+        foreach (var (m, n, k) in new[] { (64, 256, 784), (37, 100, 651), (300, 70, 1001), (24, 21, 37), (129, 1030, 320) })
+        {
+            var a = TestData.Floats(m * k, m + n);
+            var b = TestData.Floats(n * k, n + k);
+            var c0 = TestData.Floats(m * n, 7);
+            var c1 = (float[])c0.Clone();
+            var panels = TestData.Floats((int)Kernels.Cpu.Gemm.PanelsLength<float>(ctx, n, k), 9); // every element overwritten
+            Assert.That(panels.Length, Is.EqualTo((n + w - 1) / w * w * ((k + 1) / 2)), "one 4-byte element per bf16 pair");
+            var epi = default(IdentityEpilogue<float>);
+            fixed (float* pa = a, pb = b, pc0 = c0, pc1 = c1, pp = panels)
+            {
+                Kernels.Cpu.Gemm.PackPanels(ctx, n, k, pb, k, pp, 0, n);
+                Kernels.Cpu.Gemm.Compute(ctx, Transpose.N, Transpose.T, m, n, k, 0.5f, pa, k, pb, k, 1.5f, pc0, n, ref epi);
+                Kernels.Cpu.Gemm.ComputeWithPanels(ctx, m, n, k, 0.5f, pa, k, pb, k, pp, 1.5f, pc1, n, ref epi);
+            }
+            Assert.That(Bits(c1), Is.EqualTo(Bits(c0)), $"{m}x{n}x{k}");
+            // The panels hold bf16(B): row r, pair q of panel r / w is element q·w + r % w, k = 2q in its low half.
+            var rounded = new float[1];
+            Bf16Gemm.Round([b[(n - 1) * k + 2]], rounded);
+            uint word = BitConverter.SingleToUInt32Bits(panels[(n - 1) / w * w * ((k + 1) / 2) + 1 * w + (n - 1) % w]);
+            Assert.That(word & 0xffff, Is.EqualTo(BitConverter.SingleToUInt32Bits(rounded[0]) >> 16), $"{m}x{n}x{k}: bf16 of B[n-1, 2]");
         }
     }
 
@@ -139,6 +171,39 @@ public unsafe class GemmPanelsTests
         for (int i = 0; i < opt.StateSlots; i++) Assert.That(Bits(s[i]), Is.EqualTo(Bits(sRef[i])), $"state {i}");
         Assert.That(Bits(panels0), Is.EqualTo(Bits(ref0)), "panels of W0");
         Assert.That(Bits(panels1), Is.EqualTo(Bits(ref1)), "panels of W1");
+    }
+
+    [Test]
+    public void UpdateAndPack_WithBf16Operands_WritesThePanelsOfTheUpdatedWeights([Values(1, 2)] int threads)
+    {
+        if (!Bf16Gemm.IsAvailable) Assert.Ignore($"bf16 not available here: {Bf16Gemm.Unavailable}");
+        using var ctx = new CpuContext(threads, null, null, GemmPrecision.Bf16);
+        int w = Kernels.Cpu.Gemm.PanelWidth<float>(ctx);
+        // W0 (3w + 5 rows x 301: odd K) and W1 (w rows x 112) inside a block of 40,000 elements.
+        const int n = 40_000, o0 = 64, k0 = 301, k1 = 112;
+        int n0 = 3 * w + 5, o1 = o0 + n0 * k0 + 16, n1 = w;
+        var opt = new Adam(1e-2);
+        var p = TestData.Floats(n, 1);
+        var g = TestData.Floats(n, 2);
+        var s = Enumerable.Range(0, 2).Select(i => TestData.Floats(n, 3 + i, 0f, 1f)).ToArray();
+        var (pRef, sRef) = ((float[])p.Clone(), s.Select(a => (float[])a.Clone()).ToArray());
+        var panels0 = new float[Kernels.Cpu.Gemm.PanelsLength<float>(ctx, n0, k0)];
+        var panels1 = new float[Kernels.Cpu.Gemm.PanelsLength<float>(ctx, n1, k1)];
+        var ref0 = new float[panels0.Length];
+        var ref1 = new float[panels1.Length];
+        var step = new OptimizerStep(1e-2, 2);
+        fixed (float* pp = p, pg = g, s0 = s[0], s1 = s[1], q0 = panels0, q1 = panels1, rp = pRef, r0 = sRef[0], r1 = sRef[1], e0 = ref0, e1 = ref1)
+        {
+            Optimizer.UpdateAndPack<float>(ctx, opt, step, pp, pg, s0, s1, null, n,
+                [new PanelMatrix<float>(pp + o0, n0, k0, k0, q0), new PanelMatrix<float>(pp + o1, n1, k1, k1, q1)]);
+            Optimizer.Update(ctx, opt, step, rp, pg, r0, r1, null, n);
+            Kernels.Cpu.Gemm.PackPanels(ctx, n0, k0, rp + o0, k0, e0, 0, n0);
+            Kernels.Cpu.Gemm.PackPanels(ctx, n1, k1, rp + o1, k1, e1, 0, n1);
+        }
+        Assert.That(Bits(p), Is.EqualTo(Bits(pRef)), "parameters");
+        Assert.That(Bits(panels0), Is.EqualTo(Bits(ref0)), "bf16 panels of W0");
+        Assert.That(Bits(panels1), Is.EqualTo(Bits(ref1)), "bf16 panels of W1");
+        Assert.That(panels0.Any(v => v != 0f), Is.True);
     }
 
     [Test]

@@ -1,8 +1,8 @@
 // The BLIS loops of the bf16 GEMM (GemmPrecision.Bf16): C = epilogue(alpha * op(A) * op(B) + beta * C) with
 // op(A) and op(B) rounded to bf16 while they are packed and float32 accumulation.
 //
-//   for jc in N by NC:                 pack op(B)[pc.., jc..] -> bf16 pairs (native)
-//     for pc in K by KC:
+//   for jc in N by NC:
+//     for pc in K by KC:               pack op(B)[pc.., jc..] -> bf16 pairs (native), or read them from B's panels
 //       for ic in M by MC:             pack op(A)[ic.., pc..] -> bf16 pairs (native)
 //         for jr in NC by NR:          native strip: every MR x NR tile of this NR-wide column strip,
 //                                      stored as TileStore does (=, fma with beta, or +=)
@@ -28,6 +28,8 @@ internal unsafe struct Bf16GemmJob<T, TEpi> : IParallelJob
     public GemmBlocks Blocks;
     public float Alpha, Beta;
     public float* A, B, C;
+    // B's whole-K panels of bf16 pairs made beforehand (Gemm.PackPanels; transposed B only), or null to pack B per block.
+    public uint* PanelsB;
     public byte** Packs;
     public TEpi Epi;
 
@@ -49,7 +51,11 @@ internal unsafe struct Bf16GemmJob<T, TEpi> : IParallelJob
                 int kc = Math.Min(KC, K - pc), kc2 = (kc + 1) / 2;
                 int mode = pc > 0 ? 2 : Beta == 0f ? 0 : 1; // TileStore's Overwrite, ScaleAdd, Accumulate
                 bool last = pc + kc == K;
-                Bf16Native.PackB(TransB ? 1 : 0, TransB ? B + (nint)jc * Ldb + pc : B + (nint)pc * Ldb + jc, Ldb, nc, kc, packB);
+                // A block of the panels: column jc + jr's panel at (jc + jr) * K2 pairs, its K block at pair pc / 2 (pc is even).
+                uint* blockB = PanelsB != null ? PanelsB + (nint)jc * ((K + 1) / 2) + (nint)(pc / 2) * NR : packB;
+                int panelStride = PanelsB != null ? (K + 1) / 2 : kc2;
+                if (PanelsB == null)
+                    Bf16Native.PackB(TransB ? 1 : 0, TransB ? B + (nint)jc * Ldb + pc : B + (nint)pc * Ldb + jc, Ldb, nc, kc, packB);
                 for (int ic = m0; ic < m1; ic += MC)
                 {
                     int mc = Math.Min(MC, m1 - ic);
@@ -58,7 +64,7 @@ internal unsafe struct Bf16GemmJob<T, TEpi> : IParallelJob
                     {
                         int nr = Math.Min(NR, nc - jr);
                         float* c = C + (nint)ic * Ldc + jc + jr;
-                        Bf16Native.Strip(kc, mc, nr, packA, packB + (nint)jr * kc2, c, Ldc, Alpha, Beta, mode);
+                        Bf16Native.Strip(kc, mc, nr, packA, blockB + (nint)jr * panelStride, c, Ldc, Alpha, Beta, mode);
                         if (last && !Identity) Epilogue((T*)c, mc, nr, ic, jc + jr);
                     }
                 }
@@ -85,7 +91,7 @@ internal static unsafe class Bf16Driver
 {
     /// <summary>The bf16 path of the GEMM driver (T is float; m, n, k > 0 and alpha != 0, checked by the caller).</summary>
     public static void Run<T, TEpi>(CpuContext ctx, bool transA, bool transB, int m, int n, int k,
-        T alpha, T* a, int lda, T* b, int ldb, T beta, T* c, int ldc, ref TEpi epi, T* sumA, bool sumAccumulate)
+        T alpha, T* a, int lda, T* b, int ldb, T beta, T* c, int ldc, ref TEpi epi, T* sumA, bool sumAccumulate, T* panelsB = null)
         where T : unmanaged, IFloatingPointIeee754<T>
         where TEpi : unmanaged, IGemmEpilogue<T>
     {
@@ -104,7 +110,7 @@ internal static unsafe class Bf16Driver
             M = m, N = n, K = k, Lda = lda, Ldb = ldb, Ldc = ldc, MR = mr, NR = nr,
             Blocks = new GemmBlocks(blocks.MC, blocks.KC, blocks.NC),
             Alpha = float.CreateTruncating(alpha), Beta = float.CreateTruncating(beta),
-            A = (float*)a, B = (float*)b, C = (float*)c, Packs = ctx.Packs, Epi = epi,
+            A = (float*)a, B = (float*)b, C = (float*)c, PanelsB = transB ? (uint*)panelsB : null, Packs = ctx.Packs, Epi = epi,
         };
         ctx.Pool.Run(ref job, parts);
     }

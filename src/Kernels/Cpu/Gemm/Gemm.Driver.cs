@@ -161,7 +161,8 @@ internal static unsafe class GemmDriver
         // save nothing (a few rows or columns, bound by reading the operands).
         if (typeof(T) == typeof(float) && ctx.Precision == GemmPrecision.Bf16)
         {
-            Bf16Driver.Run(ctx, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, ref epi, sumA, sumAccumulate);
+            Bf16Driver.Run(ctx, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, ref epi, sumA, sumAccumulate,
+                transB && panelsWidth == Bf16Gemm.Blocks.NR ? panelsB : null);
             return;
         }
         switch (ctx.Isa)
@@ -181,13 +182,18 @@ internal static unsafe class GemmDriver
         }
     }
 
-    /// <summary>
-    /// The width of the B panels that <paramref name="ctx"/>'s float/double GEMM reads (its micro-kernel's NR), or 0 where its GEMMs
-    /// take no panels made beforehand (bf16 operands).
-    /// </summary>
+    /// <summary>The width of the B panels that <paramref name="ctx"/>'s GEMM reads: its micro-kernel's NR (the bf16 kernel's with bf16 operands).</summary>
     internal static int PanelWidth<T>(CpuContext ctx) where T : unmanaged, IFloatingPointIeee754<T> =>
-        typeof(T) == typeof(float) && ctx.Precision == GemmPrecision.Bf16 ? 0
+        PanelsBf16<T>(ctx) ? Bf16Gemm.Blocks.NR
         : ctx.Isa switch { Isa.Avx512 => MicroKernelAvx512<T>.NR, Isa.Avx2 => MicroKernelAvx2<T>.NR, _ => MicroKernelScalar<T>.NR };
+
+    /// <summary>Whether <paramref name="ctx"/>'s panels hold bf16 pairs along K (one 4-byte element per pair) rather than values of T.</summary>
+    internal static bool PanelsBf16<T>(CpuContext ctx) where T : unmanaged, IFloatingPointIeee754<T> =>
+        typeof(T) == typeof(float) && ctx.Precision == GemmPrecision.Bf16;
+
+    /// <summary>Elements of T one panel column takes over a K of <paramref name="k"/>: k, or its (k + 1) / 2 bf16 pairs.</summary>
+    internal static int PanelDepth<T>(CpuContext ctx, int k) where T : unmanaged, IFloatingPointIeee754<T> =>
+        PanelsBf16<T>(ctx) ? (k + 1) / 2 : k;
 
     /// <summary>Whether a call goes to the dot-product path (float32 operands whatever the context's precision).</summary>
     internal static bool TakesDotProducts(bool transA, bool transB, int m, int n, bool rowSums) =>

@@ -4,6 +4,9 @@
 // them in its pass over the weights (Optimizer.UpdateAndPack), panel by panel while each group of rows is
 // still in cache. The layout is the driver's own: panel p (rows p·NR .. p·NR + NR − 1 of B, zero past N) holds
 // k = 0 .. K − 1 one after the other, NR values each, so that any K block of any column block is a sub-panel.
+// With bf16 operands the panels hold the bf16 kernel's pairs (k = 2q and 2q + 1 in one 4-byte element, the last
+// pair of an odd K padded with +0) over the whole of K: the bf16 driver's K blocks start at even k, so a block
+// of it is again a sub-panel, and the forward skips the float32 -> bf16 conversion of W as well as its transpose.
 using System.Numerics;
 using Backprop.Kernels.Threading;
 
@@ -39,8 +42,8 @@ public static unsafe partial class Gemm
     /// <summary>Packs the panels of every matrix (see <see cref="PackPanels{T}(CpuContext, int, int, T*, int, T*, int, int)"/>), the panels split over the context's threads.</summary>
     public static void PackPanels<T>(CpuContext context, ReadOnlySpan<PanelMatrix<T>> matrices) where T : unmanaged, IFloatingPointIeee754<T>
     {
-        int w = PanelWidth<T>(context);
-        if (w == 0) throw new InvalidOperationException("this context's GEMMs take bf16 operands and read no float32 panels.");
+        var layout = PanelLayout.Of<T>(context);
+        int w = layout.Width;
         long work = 0, panels = 0;
         foreach (var m in matrices)
         {
@@ -50,7 +53,7 @@ public static unsafe partial class Gemm
         if (panels == 0) return;
         fixed (PanelMatrix<T>* p = matrices)
         {
-            var job = new PanelsJob<T> { Matrices = p, Count = matrices.Length, Width = w, Simd = context.Isa >= Isa.Avx2, Panels = panels };
+            var job = new PanelsJob<T> { Matrices = p, Count = matrices.Length, Layout = layout, Panels = panels };
             context.Pool.Run(ref job, work < 65536 ? 1 : (int)Math.Min(context.Threads, panels));
         }
     }
@@ -59,8 +62,8 @@ public static unsafe partial class Gemm
     private struct PanelsJob<T> : IParallelJob where T : unmanaged, IFloatingPointIeee754<T>
     {
         public PanelMatrix<T>* Matrices;
-        public int Count, Width;
-        public bool Simd;
+        public int Count;
+        public PanelLayout Layout;
         public long Panels;
 
         public readonly void Execute(int part, int parts)
@@ -69,15 +72,33 @@ public static unsafe partial class Gemm
             for (int i = 0; i < Count && at < end; i++)
             {
                 var m = Matrices[i];
-                long count = (m.N + Width - 1) / Width;
+                int w = Layout.Width;
+                long count = (m.N + w - 1) / w;
                 long p0 = Math.Max(first, at) - at, p1 = Math.Min(end, at + count) - at;
-                if (p1 > p0)
-                {
-                    int r0 = (int)(p0 * Width), r1 = (int)Math.Min(m.N, p1 * Width);
-                    GemmPack.Block(true, m.B + (nint)r0 * m.Ldb, m.Ldb, r1 - r0, m.K, Width, m.Panels + (nint)r0 * m.K, Simd);
-                }
+                if (p1 > p0) PanelRows(Layout, m.B, m.Ldb, m.K, (int)(p0 * w), (int)Math.Min(m.N, p1 * w), m.Panels);
                 at += count;
             }
         }
     }
+
+    /// <summary>
+    /// Rows [r0, r1) of B (stored n x k, rows <paramref name="ldb"/> apart; r0 a multiple of the width) into their panels, on the
+    /// calling thread: as the driver packs Bᵀ, or with bf16 operands as the bf16 kernel's pairs along k (native, the same code
+    /// that packs B in a bf16 call, so the panels hold the bits a call would pack).
+    /// </summary>
+    internal static void PanelRows<T>(in PanelLayout layout, T* b, int ldb, int k, int r0, int r1, T* panels) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        if (r1 <= r0 || k == 0) return;
+        if (layout.Bf16)
+            Native.Bf16Native.PackB(1, (float*)(b + (nint)r0 * ldb), ldb, r1 - r0, k, (uint*)(panels + (nint)r0 * ((k + 1) / 2)));
+        else
+            GemmPack.Block(true, b + (nint)r0 * ldb, ldb, r1 - r0, k, layout.Width, panels + (nint)r0 * k, layout.Simd);
+    }
+}
+
+/// <summary>How a context's panels are laid out: their width, whether they hold bf16 pairs, whether the float packing may use vectors.</summary>
+internal readonly record struct PanelLayout(int Width, bool Bf16, bool Simd)
+{
+    public static PanelLayout Of<T>(CpuContext ctx) where T : unmanaged, IFloatingPointIeee754<T> =>
+        new(GemmDriver.PanelWidth<T>(ctx), GemmDriver.PanelsBf16<T>(ctx), ctx.Isa >= Isa.Avx2);
 }

@@ -74,38 +74,41 @@ public static unsafe partial class Gemm
         => GemmDriver.Run(context, transA == Transpose.T, transB == Transpose.T, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, ref epilogue, rowSums, accumulateRowSums);
 
     /// <summary>
-    /// The width of the panels <see cref="PackPanels{T}(CpuContext, int, int, T*, int, T*, int, int)"/> writes for <paramref name="context"/> (its micro-kernel's columns), or 0
-    /// where its GEMMs read no panels made beforehand (bf16 operands).
+    /// The width of the panels <see cref="PackPanels{T}(CpuContext, int, int, T*, int, T*, int, int)"/> writes for <paramref name="context"/>:
+    /// its micro-kernel's columns (with bf16 operands, the bf16 kernel's).
     /// </summary>
     public static int PanelWidth<T>(CpuContext context) where T : unmanaged, IFloatingPointIeee754<T> => GemmDriver.PanelWidth<T>(context);
 
-    /// <summary>Elements of the panels of a B stored <paramref name="n"/> x <paramref name="k"/>: n rounded up to <see cref="PanelWidth{T}"/>, times k.</summary>
+    /// <summary>
+    /// Elements of T the panels of a B stored <paramref name="n"/> x <paramref name="k"/> take: n rounded up to <see cref="PanelWidth{T}"/>,
+    /// times k (with bf16 operands, times the (k + 1) / 2 bf16 pairs, each held in one 4-byte element).
+    /// </summary>
     public static long PanelsLength<T>(CpuContext context, int n, int k) where T : unmanaged, IFloatingPointIeee754<T>
     {
         int w = PanelWidth<T>(context);
-        return w == 0 ? 0 : (long)((n + w - 1) / w) * w * k;
+        return (long)((n + w - 1) / w) * w * GemmDriver.PanelDepth<T>(context, k);
     }
 
     /// <summary>
     /// Writes Bᵀ (B stored n x k, rows contiguous along k) as the k-major panels that <see cref="ComputeWithPanels{T,TEpi}"/> reads
     /// instead of packing B in each call: rows [rowStart, rowEnd) of B (rowStart a multiple of <see cref="PanelWidth{T}"/>, rowEnd
-    /// that or n), panel p holding rows p·w.. over the whole of k, rows past n zero. Packs on the calling thread.
+    /// that or n), panel p holding rows p·w.. over the whole of k, rows past n zero. With bf16 operands (a float context of
+    /// <see cref="GemmPrecision.Bf16"/>) the panels hold the values rounded to bf16, in pairs along k, as the bf16 GEMM packs them.
+    /// Packs on the calling thread.
     /// </summary>
     public static void PackPanels<T>(CpuContext context, int n, int k, T* b, int ldb, T* panels, int rowStart, int rowEnd)
         where T : unmanaged, IFloatingPointIeee754<T>
     {
         int w = PanelWidth<T>(context);
-        if (w == 0) throw new InvalidOperationException("this context's GEMMs take bf16 operands and read no float32 panels.");
         if (rowStart < 0 || rowStart % w != 0 || rowEnd < rowStart || rowEnd > n || (rowEnd % w != 0 && rowEnd != n))
             throw new ArgumentOutOfRangeException(nameof(rowStart), $"rows [{rowStart}, {rowEnd}) of {n}: the start must be a multiple of {w} and the end one or {n}.");
-        if (rowEnd > rowStart && k > 0)
-            GemmPack.Block(true, b + (nint)rowStart * ldb, ldb, rowEnd - rowStart, k, w, panels + (nint)rowStart * k, context.Isa >= Isa.Avx2);
+        if (rowEnd > rowStart && k > 0) PanelRows(PanelLayout.Of<T>(context), b, ldb, k, rowStart, rowEnd, panels);
     }
 
     /// <summary>
     /// C = epilogue(alpha·A·Bᵀ + beta·C) (A stored m x k, B stored n x k) with Bᵀ read from <paramref name="panels"/>, made by
     /// <see cref="PackPanels{T}(CpuContext, int, int, T*, int, T*, int, int)"/> for this context from the same B, instead of packed in the call. Where a call takes no panels
-    /// (a few rows or columns: the dot-product path; bf16 operands), B is read as in <see cref="Compute{T,TEpi}(CpuContext, Transpose, Transpose, int, int, int, T, T*, int, T*, int, T, T*, int, ref TEpi)"/>;
+    /// (a few rows or columns: the dot-product path, float32 operands whatever the precision), B is read as in <see cref="Compute{T,TEpi}(CpuContext, Transpose, Transpose, int, int, int, T, T*, int, T*, int, T, T*, int, ref TEpi)"/>;
     /// the results are the same bit for bit either way. Unchecked, like that entry point.
     /// </summary>
     public static void ComputeWithPanels<T, TEpi>(CpuContext context, int m, int n, int k, T alpha, T* a, int lda, T* b, int ldb, T* panels,

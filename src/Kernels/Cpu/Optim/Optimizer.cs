@@ -100,8 +100,7 @@ public static unsafe class Optimizer
         where T : unmanaged, IFloatingPointIeee754<T>
     {
         CheckStep(step);
-        int w = Gemm.PanelWidth<T>(ctx);
-        if (w == 0 && !panels.IsEmpty) throw new InvalidOperationException("this context's GEMMs take bf16 operands and read no float32 panels.");
+        var layout = PanelLayout.Of<T>(ctx);
         long last = 0;
         for (int i = 0; i < panels.Length; i++)
         {
@@ -117,7 +116,7 @@ public static unsafe class Optimizer
             var job = new UpdatePackJob<T>
             {
                 U = new UpdateJob<T> { H = new Hyper<T>(s, step), Isa = ctx.Isa, P = p, G = g, S0 = state0, S1 = state1, S2 = state2, N = n },
-                Matrices = pm, Count = panels.Length, Width = w, Simd = ctx.Isa >= Isa.Avx2,
+                Matrices = pm, Count = panels.Length, Layout = layout,
             };
             int parts = n < 16384 ? 1 : Math.Min(ctx.Threads, (int)(n / 8192));
             ctx.Pool.Run(ref job, parts);
@@ -130,8 +129,8 @@ public static unsafe class Optimizer
     {
         public UpdateJob<T> U;
         public PanelMatrix<T>* Matrices;
-        public int Count, Width;
-        public bool Simd;
+        public int Count;
+        public PanelLayout Layout;
 
         public readonly void Execute(int part, int parts)
         {
@@ -139,7 +138,7 @@ public static unsafe class Optimizer
             for (int i = 0; i < Count && x < b; i++)
             {
                 var m = Matrices[i];
-                long start = m.B - U.P, end = start + (long)m.N * m.K, group = (long)Width * m.K;
+                long start = m.B - U.P, end = start + (long)m.N * m.K, group = (long)Layout.Width * m.K;
                 if (end <= x || group == 0) continue;
                 if (start >= b) break;
                 if (start > x)
@@ -152,7 +151,7 @@ public static unsafe class Optimizer
                     long ge = Math.Min(end, x + group);
                     Range(x, ge);
                     int r0 = (int)((x - start) / m.K);
-                    GemmPack.Block(true, m.B + (nint)r0 * m.K, m.K, (int)((ge - x) / m.K), m.K, Width, m.Panels + (nint)r0 * m.K, Simd);
+                    Gemm.PanelRows(Layout, m.B, m.K, m.K, r0, r0 + (int)((ge - x) / m.K), m.Panels);
                     x = ge;
                 }
             }
@@ -164,7 +163,7 @@ public static unsafe class Optimizer
             for (int i = 0; i < Count; i++)
             {
                 var m = Matrices[i];
-                long start = m.B - U.P, end = start + (long)m.N * m.K, group = (long)Width * m.K;
+                long start = m.B - U.P, end = start + (long)m.N * m.K, group = (long)Layout.Width * m.K;
                 if (x > start && x < end && group > 0) return Math.Min(end, start + (x - start + group - 1) / group * group);
             }
             return x;
