@@ -131,6 +131,30 @@ public class GemmBlockingTests
     [TestCase("512", 512L)]
     public void Sizes_Parse(string text, long bytes) => Assert.That(CpuCaches.ParseSize(text), Is.EqualTo(bytes));
 
+    [Test]
+    public void L2StreamModel_PutsTheBMicroPanelInHalfAnL2Way_NeverShorterThanTheWayModel()
+    {
+        if (Environment.GetEnvironmentVariable(GemmBlocking.OverrideVariable) is { Length: > 0 }) Assert.Ignore("BACKPROP_GEMM_BLOCKS is set");
+        // 8 x 32 floats: Zen 4's 128 KiB L2 way / 2 / (32 * 4) = 512 (the way model's 128); Golden Cove's too (its 256).
+        var z4 = GemmBlocking.ForL2Stream(8, 32, 4, Zen4);
+        var gc = GemmBlocking.ForL2Stream(8, 32, 4, GoldenCove);
+        Assert.That(z4.KC, Is.EqualTo(512));
+        Assert.That(gc.KC, Is.EqualTo(512));
+        // MC from the L2 left beside the B micro-panel's way: (8 - 1 - 1) ways of 128 KiB / (512 * 4) = 384 on Zen 4.
+        Assert.That(z4.MC, Is.EqualTo(384));
+        // A small L2 (128 KiB 4-way: 32 KiB ways) would give 128, below the way model of 256 on a 48 KiB 12-way L1d: that one stays.
+        var smallL2 = new CpuCaches(Level(1, 48 << 10, 12), Level(2, 128 << 10, 4), Level(3, 8L << 20, 16, 4), "test");
+        Assert.That(GemmBlocking.Model(8, 32, 4, smallL2).KC, Is.EqualTo(256));
+        Assert.That(GemmBlocking.ForL2Stream(8, 32, 4, smallL2).KC, Is.EqualTo(256));
+        foreach (var (b, c) in new[] { (z4, Zen4), (gc, GoldenCove) })
+        {
+            Assert.That((long)b.KC * 32 * 4, Is.LessThanOrEqualTo(c.L2.WayBytes / 2), "the B micro-panel in half an L2 way");
+            Assert.That((long)b.MC * b.KC * 4, Is.LessThan(c.L2.Bytes), "the packed A block fits L2");
+            Assert.That(b.MC % 8, Is.Zero);
+            Assert.That(b.NC % 32, Is.Zero);
+        }
+    }
+
     [TestCase("0", 1)]
     [TestCase("0-1", 2)]
     [TestCase("0,16", 2)]
@@ -145,9 +169,11 @@ public class GemmBlockingTests
         Assert.That(c.L2.Bytes, Is.GreaterThanOrEqualTo(c.L1.Bytes), c.ToString());
         foreach (var k in MicroKernels.All)
         {
-            // The model and BACKPROP_GEMM_BLOCKS when set; the native bf16 kernel and the AVX2 kernels size KC by L1 capacity.
-            var b = k.Name == "Avx512Bf16/bf16" || k.Isa == Isa.Avx2
-                ? GemmBlocking.ForCapacity(k.MR, k.NR, k.ElementSize, c) : GemmBlocking.For(k.MR, k.NR, k.ElementSize, c);
+            // The model and BACKPROP_GEMM_BLOCKS when set; the native bf16 kernel and the AVX2 kernels size KC by L1 capacity,
+            // the AVX-512 float and double kernels by an L2-streamed B micro-panel.
+            var b = k.Name == "Avx512Bf16/bf16" || k.Isa == Isa.Avx2 ? GemmBlocking.ForCapacity(k.MR, k.NR, k.ElementSize, c)
+                : k.Isa == Isa.Avx512 ? GemmBlocking.ForL2Stream(k.MR, k.NR, k.ElementSize, c)
+                : GemmBlocking.For(k.MR, k.NR, k.ElementSize, c);
             Assert.That((k.MC, k.KC, k.NC), Is.EqualTo((b.MC, b.KC, b.NC)), k.Name);
             var (packA, packB) = MicroKernels.PackBytes(k.Isa);
             Assert.That(packA, Is.GreaterThanOrEqualTo((long)k.MC * k.KC * k.ElementSize), k.Name);

@@ -66,6 +66,27 @@ public static class GemmBlocking
         return Override(new GemmBlocks(mc, kc, nc), mr, nr, Environment.GetEnvironmentVariable(OverrideVariable));
     }
 
+    /// <summary>
+    /// The blocks of a micro-kernel whose B micro-panel streams from L2 rather than staying in L1: KC = the depth at which the
+    /// B micro-panel (KC x NR) takes half an L2 way, and never less than the way-based model's; MC and NC as in
+    /// <see cref="Model(int, int, int, CpuCaches)"/> for that KC. For the AVX-512 float and double kernels: on an AMD EPYC
+    /// Zen 4 (32 KiB 8-way L1d, 1 MiB 8-way L2, 512-bit FMAs issued once a cycle) the way-based KC of 128 stores and reloads
+    /// C every 128 steps of K, and KC 512 (this model's) ran the dense kernels against oneDNN at 0.89-0.93 where 128 ran
+    /// them at 0.71-0.75 (4096 -> 4096 forward), 1.01-1.05 against 0.86-0.87 (its backward data), and as well or better on
+    /// every other benchmark shape (bench dense --versus onednn with BACKPROP_GEMM_BLOCKS, README, kernel section): two
+    /// B vectors per 16 FMAs is a rate the L2 sustains there.
+    /// </summary>
+    public static GemmBlocks ForL2Stream(int mr, int nr, int elementSize, CpuCaches caches)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(mr, 1);
+        ArgumentOutOfRangeException.ThrowIfLessThan(nr, 1);
+        ArgumentNullException.ThrowIfNull(caches);
+        int wayBased = Model(mr, nr, elementSize, caches).KC;
+        int stream = (int)Math.Clamp(caches.L2.WayBytes / 2 / ((long)nr * elementSize), 64, 1024) / 8 * 8;
+        var b = ModelWith(mr, nr, elementSize, caches, Math.Max(wayBased, stream));
+        return Override(b, mr, nr, Environment.GetEnvironmentVariable(OverrideVariable));
+    }
+
     /// <summary>The analytical model alone (no override).</summary>
     public static GemmBlocks Model(int mr, int nr, int elementSize, CpuCaches caches) => ModelWith(mr, nr, elementSize, caches, null);
 

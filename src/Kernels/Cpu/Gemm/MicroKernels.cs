@@ -61,8 +61,9 @@ public static class MicroKernels
 /// One kernel's blocks on this machine, computed once. The AVX2 kernel (6 x 16) takes its depth from L1's capacity
 /// (<see cref="GemmBlocking.ForCapacity"/>), as the native bf16 kernel does: its way-based KC (168 on a 32 KiB 8-way L1d) stores
 /// and reloads C every 168 steps of K, and on an AMD EPYC Zen 3 (AVX2, no AVX-512) KC 320-336 ran the float GEMMs 1-11 % faster
-/// (bench gemm --threads 1 with BACKPROP_GEMM_BLOCKS, against OpenBLAS in the same process). The AVX-512 kernels keep the
-/// way-based model, which measured as well as or better than a longer KC on the machines tried (README, kernel section).
+/// (bench gemm --threads 1 with BACKPROP_GEMM_BLOCKS, against OpenBLAS in the same process). The AVX-512 kernels (8 x 32 floats,
+/// 8 x 16 doubles) stream their B micro-panel from L2 (<see cref="GemmBlocking.ForL2Stream"/>): on a Zen 4 the way-based KC of 128
+/// left the large products at 0.71-0.87 of oneDNN, KC 512 at 0.89-1.05 (README, kernel section).
 /// </summary>
 internal static unsafe class Blocks<TKernel, T>
     where TKernel : struct, IMicroKernel<T>
@@ -70,5 +71,7 @@ internal static unsafe class Blocks<TKernel, T>
 {
     public static readonly GemmBlocks Value = typeof(TKernel) == typeof(MicroKernelAvx2<T>)
         ? GemmBlocking.ForCapacity(TKernel.MR, TKernel.NR, sizeof(T), CpuCaches.Detected)
-        : GemmBlocking.For(TKernel.MR, TKernel.NR, sizeof(T), CpuCaches.Detected);
+        : typeof(TKernel) == typeof(MicroKernelAvx512<T>)
+            ? GemmBlocking.ForL2Stream(TKernel.MR, TKernel.NR, sizeof(T), CpuCaches.Detected)
+            : GemmBlocking.For(TKernel.MR, TKernel.NR, sizeof(T), CpuCaches.Detected);
 }
