@@ -142,6 +142,9 @@ public class GemmBlockingTests
         Assert.That(gc.KC, Is.EqualTo(512));
         // MC from the L2 left beside the B micro-panel's way: (8 - 1 - 1) ways of 128 KiB / (512 * 4) = 384 on Zen 4.
         Assert.That(z4.MC, Is.EqualTo(384));
+        // The bf16 kernel (12 x 32 pairs of 2-byte values): 128 KiB / 2 / (32 * 2) = 1024, MC 6 ways / (1024 * 2) = 384.
+        var bf = GemmBlocking.ForL2Stream(12, 32, 2, Zen4);
+        Assert.That((bf.KC, bf.MC), Is.EqualTo((1024, 384)));
         // A small L2 (128 KiB 4-way: 32 KiB ways) would give 128, below the way model of 256 on a 48 KiB 12-way L1d: that one stays.
         var smallL2 = new CpuCaches(Level(1, 48 << 10, 12), Level(2, 128 << 10, 4), Level(3, 8L << 20, 16, 4), "test");
         Assert.That(GemmBlocking.Model(8, 32, 4, smallL2).KC, Is.EqualTo(256));
@@ -169,9 +172,9 @@ public class GemmBlockingTests
         Assert.That(c.L2.Bytes, Is.GreaterThanOrEqualTo(c.L1.Bytes), c.ToString());
         foreach (var k in MicroKernels.All)
         {
-            // The model and BACKPROP_GEMM_BLOCKS when set; the native bf16 kernel and the AVX2 kernels size KC by L1 capacity,
-            // the AVX-512 float and double kernels by an L2-streamed B micro-panel.
-            var b = k.Name == "Avx512Bf16/bf16" || k.Isa == Isa.Avx2 ? GemmBlocking.ForCapacity(k.MR, k.NR, k.ElementSize, c)
+            // The model and BACKPROP_GEMM_BLOCKS when set; the AVX2 kernels size KC by L1 capacity, the AVX-512 float and double
+            // kernels and the native bf16 kernel by an L2-streamed B micro-panel.
+            var b = k.Isa == Isa.Avx2 ? GemmBlocking.ForCapacity(k.MR, k.NR, k.ElementSize, c)
                 : k.Isa == Isa.Avx512 ? GemmBlocking.ForL2Stream(k.MR, k.NR, k.ElementSize, c)
                 : GemmBlocking.For(k.MR, k.NR, k.ElementSize, c);
             Assert.That((k.MC, k.KC, k.NC), Is.EqualTo((b.MC, b.KC, b.NC)), k.Name);

@@ -31,7 +31,7 @@ public static unsafe class Bf16Gemm
 
     private static readonly Lazy<MicroKernelBlocks> s_blocks = new(() =>
     {
-        var b = GemmBlocking.ForCapacity(Bf16Native.MR, Bf16Native.NR, 2, CpuCaches.Detected);
+        var b = GemmBlocking.ForL2Stream(Bf16Native.MR, Bf16Native.NR, 2, CpuCaches.Detected);
         return new MicroKernelBlocks("Avx512Bf16/bf16", Isa.Avx512, 2, Bf16Native.MR, Bf16Native.NR, b.MC, b.KC, b.NC);
     });
 

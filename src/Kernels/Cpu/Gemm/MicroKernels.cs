@@ -59,7 +59,7 @@ public static class MicroKernels
 
 /// <summary>
 /// One kernel's blocks on this machine, computed once. The AVX2 kernel (6 x 16) takes its depth from L1's capacity
-/// (<see cref="GemmBlocking.ForCapacity"/>), as the native bf16 kernel does: its way-based KC (168 on a 32 KiB 8-way L1d) stores
+/// (<see cref="GemmBlocking.ForCapacity"/>): its way-based KC (168 on a 32 KiB 8-way L1d) stores
 /// and reloads C every 168 steps of K, and on an AMD EPYC Zen 3 (AVX2, no AVX-512) KC 320-336 ran the float GEMMs 1-11 % faster
 /// (bench gemm --threads 1 with BACKPROP_GEMM_BLOCKS, against OpenBLAS in the same process). The AVX-512 kernels (8 x 32 floats,
 /// 8 x 16 doubles) stream their B micro-panel from L2 (<see cref="GemmBlocking.ForL2Stream"/>): on a Zen 4 the way-based KC of 128
