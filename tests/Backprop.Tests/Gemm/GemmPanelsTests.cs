@@ -23,20 +23,26 @@ public unsafe class GemmPanelsTests
         foreach (var (m, n, k) in new[] { (64, 256, 784), (37, 100, 650), (128, 10, 256), (3, 300, 40), (301, 513, 1000) })
         {
             using var ctx = new CpuContext(threads, isa);
-            var a = TestData.Floats(m * k, m + n);
-            var b = TestData.Floats(n * k, n + k);
-            var c0 = TestData.Floats(m * n, 7);
-            var c1 = (float[])c0.Clone();
-            var panels = new float[Kernels.Cpu.Gemm.PanelsLength<float>(ctx, n, k)];
-            var epi = default(IdentityEpilogue<float>);
-            fixed (float* pa = a, pb = b, pc0 = c0, pc1 = c1, pp = panels)
-            {
-                Kernels.Cpu.Gemm.PackPanels(ctx, n, k, pb, k, pp, 0, n);
-                Kernels.Cpu.Gemm.Compute(ctx, Transpose.N, Transpose.T, m, n, k, 0.5f, pa, k, pb, k, 1.5f, pc0, n, ref epi);
-                Kernels.Cpu.Gemm.ComputeWithPanels(ctx, m, n, k, 0.5f, pa, k, pb, k, pp, 1.5f, pc1, n, ref epi);
-            }
-            Assert.That(Bits(c1), Is.EqualTo(Bits(c0)), $"{m}x{n}x{k}");
+            AssertPanelsGiveTheCallsBits(ctx, m, n, k, new float[Kernels.Cpu.Gemm.PanelsLength<float>(ctx, n, k)]);
         }
+    }
+
+    // C = 0.5·A·Bᵀ + 1.5·C through PackPanels + ComputeWithPanels equals Compute's, bit for bit; returns B (the panels are filled in place).
+    private static float[] AssertPanelsGiveTheCallsBits(CpuContext ctx, int m, int n, int k, float[] panels)
+    {
+        var a = TestData.Floats(m * k, m + n);
+        var b = TestData.Floats(n * k, n + k);
+        var c0 = TestData.Floats(m * n, 7);
+        var c1 = (float[])c0.Clone();
+        var epi = default(IdentityEpilogue<float>);
+        fixed (float* pa = a, pb = b, pc0 = c0, pc1 = c1, pp = panels)
+        {
+            Kernels.Cpu.Gemm.PackPanels(ctx, n, k, pb, k, pp, 0, n);
+            Kernels.Cpu.Gemm.Compute(ctx, Transpose.N, Transpose.T, m, n, k, 0.5f, pa, k, pb, k, 1.5f, pc0, n, ref epi);
+            Kernels.Cpu.Gemm.ComputeWithPanels(ctx, m, n, k, 0.5f, pa, k, pb, k, pp, 1.5f, pc1, n, ref epi);
+        }
+        Assert.That(Bits(c1), Is.EqualTo(Bits(c0)), $"{m}x{n}x{k}");
+        return b;
     }
 
     [Test]
@@ -49,20 +55,9 @@ public unsafe class GemmPanelsTests
         // Odd K (a padded last pair) in one and in several K blocks, N off the panel width, M over several row blocks.
         foreach (var (m, n, k) in new[] { (64, 256, 784), (37, 100, 651), (300, 70, 1001), (24, 21, 37), (129, 1030, 320) })
         {
-            var a = TestData.Floats(m * k, m + n);
-            var b = TestData.Floats(n * k, n + k);
-            var c0 = TestData.Floats(m * n, 7);
-            var c1 = (float[])c0.Clone();
             var panels = TestData.Floats((int)Kernels.Cpu.Gemm.PanelsLength<float>(ctx, n, k), 9); // every element overwritten
             Assert.That(panels.Length, Is.EqualTo((n + w - 1) / w * w * ((k + 1) / 2)), "one 4-byte element per bf16 pair");
-            var epi = default(IdentityEpilogue<float>);
-            fixed (float* pa = a, pb = b, pc0 = c0, pc1 = c1, pp = panels)
-            {
-                Kernels.Cpu.Gemm.PackPanels(ctx, n, k, pb, k, pp, 0, n);
-                Kernels.Cpu.Gemm.Compute(ctx, Transpose.N, Transpose.T, m, n, k, 0.5f, pa, k, pb, k, 1.5f, pc0, n, ref epi);
-                Kernels.Cpu.Gemm.ComputeWithPanels(ctx, m, n, k, 0.5f, pa, k, pb, k, pp, 1.5f, pc1, n, ref epi);
-            }
-            Assert.That(Bits(c1), Is.EqualTo(Bits(c0)), $"{m}x{n}x{k}");
+            var b = AssertPanelsGiveTheCallsBits(ctx, m, n, k, panels);
             // The panels hold bf16(B): row r, pair q of panel r / w is element q·w + r % w, k = 2q in its low half.
             var rounded = new float[1];
             Bf16Gemm.Round([b[(n - 1) * k + 2]], rounded);

@@ -43,6 +43,7 @@ internal unsafe struct Bf16GemmJob<T, TEpi> : IParallelJob
     private void Loops(int m0, int m1, int n0, int n1, uint* packA, uint* packB)
     {
         int NC = GemmBlocks.Step(n1 - n0, Blocks.NC, NR), KC = GemmBlocks.Step(K, Blocks.KC, 8), MC = GemmBlocks.Step(m1 - m0, Blocks.MC, MR);
+        int k2 = (K + 1) / 2; // pairs in a whole-K panel
         for (int jc = n0; jc < n1; jc += NC)
         {
             int nc = Math.Min(NC, n1 - jc);
@@ -51,9 +52,9 @@ internal unsafe struct Bf16GemmJob<T, TEpi> : IParallelJob
                 int kc = Math.Min(KC, K - pc), kc2 = (kc + 1) / 2;
                 int mode = pc > 0 ? 2 : Beta == 0f ? 0 : 1; // TileStore's Overwrite, ScaleAdd, Accumulate
                 bool last = pc + kc == K;
-                // A block of the panels: column jc + jr's panel at (jc + jr) * K2 pairs, its K block at pair pc / 2 (pc is even).
-                uint* blockB = PanelsB != null ? PanelsB + (nint)jc * ((K + 1) / 2) + (nint)(pc / 2) * NR : packB;
-                int panelStride = PanelsB != null ? (K + 1) / 2 : kc2;
+                // A block of the panels: column jc + jr's panel at (jc + jr) * k2 pairs, its K block at pair pc / 2 (pc is even).
+                uint* blockB = PanelsB != null ? PanelsB + (nint)jc * k2 + (nint)(pc / 2) * NR : packB;
+                int panelStride = PanelsB != null ? k2 : kc2;
                 if (PanelsB == null)
                     Bf16Native.PackB(TransB ? 1 : 0, TransB ? B + (nint)jc * Ldb + pc : B + (nint)pc * Ldb + jc, Ldb, nc, kc, packB);
                 for (int ic = m0; ic < m1; ic += MC)

@@ -191,10 +191,6 @@ internal static unsafe class GemmDriver
     internal static bool PanelsBf16<T>(CpuContext ctx) where T : unmanaged, IFloatingPointIeee754<T> =>
         typeof(T) == typeof(float) && ctx.Precision == GemmPrecision.Bf16;
 
-    /// <summary>Elements of T one panel column takes over a K of <paramref name="k"/>: k, or its (k + 1) / 2 bf16 pairs.</summary>
-    internal static int PanelDepth<T>(CpuContext ctx, int k) where T : unmanaged, IFloatingPointIeee754<T> =>
-        PanelsBf16<T>(ctx) ? (k + 1) / 2 : k;
-
     /// <summary>Whether a call goes to the dot-product path (float32 operands whatever the context's precision).</summary>
     internal static bool TakesDotProducts(bool transA, bool transB, int m, int n, bool rowSums) =>
         (m <= SmallM || n <= SmallN) && !transA && transB && !rowSums;

@@ -90,7 +90,7 @@ public static unsafe partial class Gemm
     {
         if (r1 <= r0 || k == 0) return;
         if (layout.Bf16)
-            Native.Bf16Native.PackB(1, (float*)(b + (nint)r0 * ldb), ldb, r1 - r0, k, (uint*)(panels + (nint)r0 * ((k + 1) / 2)));
+            Native.Bf16Native.PackB(1, (float*)(b + (nint)r0 * ldb), ldb, r1 - r0, k, (uint*)(panels + (nint)r0 * layout.Depth(k)));
         else
             GemmPack.Block(true, b + (nint)r0 * ldb, ldb, r1 - r0, k, layout.Width, panels + (nint)r0 * k, layout.Simd);
     }
@@ -101,4 +101,7 @@ internal readonly record struct PanelLayout(int Width, bool Bf16, bool Simd)
 {
     public static PanelLayout Of<T>(CpuContext ctx) where T : unmanaged, IFloatingPointIeee754<T> =>
         new(GemmDriver.PanelWidth<T>(ctx), GemmDriver.PanelsBf16<T>(ctx), ctx.Isa >= Isa.Avx2);
+
+    /// <summary>Elements one panel column takes over a K of <paramref name="k"/>: k values, or (k + 1) / 2 bf16 pairs.</summary>
+    public int Depth(int k) => Bf16 ? (k + 1) / 2 : k;
 }

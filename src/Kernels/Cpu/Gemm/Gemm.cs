@@ -85,8 +85,8 @@ public static unsafe partial class Gemm
     /// </summary>
     public static long PanelsLength<T>(CpuContext context, int n, int k) where T : unmanaged, IFloatingPointIeee754<T>
     {
-        int w = PanelWidth<T>(context);
-        return (long)((n + w - 1) / w) * w * GemmDriver.PanelDepth<T>(context, k);
+        var layout = PanelLayout.Of<T>(context);
+        return (long)((n + layout.Width - 1) / layout.Width) * layout.Width * layout.Depth(k);
     }
 
     /// <summary>

@@ -79,9 +79,6 @@ public static class GemmBlocking
     /// </summary>
     public static GemmBlocks ForL2Stream(int mr, int nr, int elementSize, CpuCaches caches)
     {
-        ArgumentOutOfRangeException.ThrowIfLessThan(mr, 1);
-        ArgumentOutOfRangeException.ThrowIfLessThan(nr, 1);
-        ArgumentNullException.ThrowIfNull(caches);
         int wayBased = Model(mr, nr, elementSize, caches).KC;
         int stream = (int)Math.Clamp(caches.L2.WayBytes / 2 / ((long)nr * elementSize), 64, 1024) / 8 * 8;
         var b = ModelWith(mr, nr, elementSize, caches, Math.Max(wayBased, stream));
