@@ -194,24 +194,56 @@ public unsafe class GemmCorrectnessTests
     }
 
     [Test]
-    public void ReadingAInPlace_WhenThreadsSplitN_MatchesPackingBitForBit([ValueSource(nameof(Isas))] Isa isa)
+    [NonParallelizable] // switches GemmDriver.ReadAInPlace, which every GEMM of the process reads
+    public void ReadingAInPlace_MatchesPackingBitForBit([ValueSource(nameof(Isas))] Isa isa, [Values(1, 2)] int threads)
     {
-        // Two threads splitting N read a row-major A in place (edge rows of the 8-row tile, several K blocks, a padded lda);
-        // one thread packs it. The micro-kernels do the same FMAs in the same order either way.
+        // A row-major A is read in place by the micro-kernels (two threads splitting N; one AVX-512 thread): edge rows of
+        // the 8-row tile, several K blocks, a padded lda. Packing it (ReadAInPlace off) must give the same bits, and so must
+        // the other thread count: the micro-kernels do the same FMAs in the same order either way.
         if (isa < Isa.Avx2) Assert.Ignore("the scalar rung always packs");
-        foreach (var (m, n, k, lda) in new[] { (37, 300, 600, 603), (128, 256, 784, 784), (9, 100, 40, 41), (256, 256, 784, 784), (300, 128, 50, 50) })
+        bool saved = GemmDriver.ReadAInPlace;
+        try
         {
-            var a = TestData.Floats(m * lda, m);
-            var b = TestData.Floats(k * n, n);
-            var c1 = new float[m * n];
-            var c2 = new float[m * n];
-            using var one = new CpuContext(1, isa);
-            using var two = new CpuContext(2, isa);
-            Kernels.Cpu.Gemm.Sgemm(Transpose.N, Transpose.N, m, n, k, 1f, a, lda, b, n, 0f, c1, n, one);
-            Kernels.Cpu.Gemm.Sgemm(Transpose.N, Transpose.N, m, n, k, 1f, a, lda, b, n, 0f, c2, n, two);
-            Assert.That(c2.Select(BitConverter.SingleToInt32Bits), Is.EqualTo(c1.Select(BitConverter.SingleToInt32Bits)), $"{m}x{n}x{k} lda {lda}");
-            RunFloat(isa, Transpose.N, Transpose.N, m, n, k, 1f, 0f, lda - k, m + n + k);
+            foreach (var (m, n, k, lda) in new[] { (37, 300, 600, 603), (128, 256, 784, 784), (9, 100, 40, 41), (256, 256, 784, 784), (300, 128, 50, 50) })
+            {
+                var a = TestData.Floats(m * lda, m);
+                var b = TestData.Floats(k * n, n);
+                var packed = new float[m * n];
+                var inPlace = new float[m * n];
+                var other = new float[m * n];
+                using var ctx = new CpuContext(threads, isa);
+                using var otherCtx = new CpuContext(3 - threads, isa);
+                GemmDriver.ReadAInPlace = false;
+                Kernels.Cpu.Gemm.Sgemm(Transpose.N, Transpose.N, m, n, k, 1f, a, lda, b, n, 0f, packed, n, ctx);
+                GemmDriver.ReadAInPlace = true;
+                Kernels.Cpu.Gemm.Sgemm(Transpose.N, Transpose.N, m, n, k, 1f, a, lda, b, n, 0f, inPlace, n, ctx);
+                Kernels.Cpu.Gemm.Sgemm(Transpose.N, Transpose.N, m, n, k, 1f, a, lda, b, n, 0f, other, n, otherCtx);
+                Assert.That(inPlace.Select(BitConverter.SingleToInt32Bits), Is.EqualTo(packed.Select(BitConverter.SingleToInt32Bits)),
+                    $"{m}x{n}x{k} lda {lda}, {threads} thread(s): in place against packed");
+                Assert.That(other.Select(BitConverter.SingleToInt32Bits), Is.EqualTo(inPlace.Select(BitConverter.SingleToInt32Bits)),
+                    $"{m}x{n}x{k} lda {lda}: {3 - threads} thread(s) against {threads}");
+                RunFloat(isa, Transpose.N, Transpose.N, m, n, k, 1f, 0f, lda - k, m + n + k);
+            }
         }
+        finally
+        {
+            GemmDriver.ReadAInPlace = saved;
+        }
+    }
+
+    [Test]
+    public void AInPlace_WhereThreadsSplitN_OrOnOneAvx512Thread()
+    {
+        Assert.That(GemmDriver.AInPlaceFits(Isa.Avx512, transA: false, rowSums: false, 784 * 4), Is.True, "784 floats a row");
+        Assert.That(GemmDriver.AInPlaceFits(Isa.Avx512, transA: false, rowSums: false, 1024 * 4), Is.False, "rows 4 KiB apart share an L1 set");
+        Assert.That(GemmDriver.AInPlaceFits(Isa.Avx512, transA: true, rowSums: false, 784 * 4), Is.False, "a transposed A is packed");
+        Assert.That(GemmDriver.AInPlaceFits(Isa.Avx512, transA: false, rowSums: true, 784 * 4), Is.False, "row sums come from the packing");
+        Assert.That(GemmDriver.AInPlaceFits(Isa.Scalar, transA: false, rowSums: false, 784 * 4), Is.False, "the scalar rung packs");
+        Assert.That(GemmDriver.StridesA(Isa.Avx512, fits: true, splitM: false, parts: 1), Is.True, "one AVX-512 thread");
+        Assert.That(GemmDriver.StridesA(Isa.Avx2, fits: true, splitM: false, parts: 1), Is.False, "one AVX2 thread packs");
+        Assert.That(GemmDriver.StridesA(Isa.Avx2, fits: true, splitM: false, parts: 2), Is.True, "threads splitting N");
+        Assert.That(GemmDriver.StridesA(Isa.Avx512, fits: true, splitM: true, parts: 2), Is.False, "threads splitting M pack their rows");
+        Assert.That(GemmDriver.StridesA(Isa.Avx512, fits: false, splitM: false, parts: 1), Is.False);
     }
 
     [Test]

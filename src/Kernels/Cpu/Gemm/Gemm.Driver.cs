@@ -22,9 +22,8 @@ internal unsafe struct GemmJob<T, TKernel, TEpi> : IParallelJob
     where TEpi : unmanaged, IGemmEpilogue<T>
 {
     public bool TransA, TransB, SplitM, Simd;
-    // A (M x K, rows contiguous in K) read in place by the micro-kernel instead of transposed into panels; set when the
-    // threads split N, where every thread would otherwise pack the whole of A again (bench dense, 2 threads, batch 128,
-    // 784 -> 256: forward 8 % and backward-data 7 % faster; on one thread it measured no better than packing).
+    // A (M x K, rows contiguous in K) read in place by the micro-kernel instead of transposed into panels
+    // (GemmDriver.StridesA: where the threads split N, and on one AVX-512 thread).
     public bool StridedA;
     // B (K x N, rows contiguous in N) read in place by the micro-kernel instead of copied into panels.
     public bool InPlaceB;
@@ -212,13 +211,12 @@ internal static unsafe class GemmDriver
         where TKernel : struct, IMicroKernel<T>
         where TEpi : unmanaged, IGemmEpilogue<T>
     {
-        // Not where A's rows lie a multiple of 4 KiB apart: the 8 rows a micro-kernel reads would share one L1 set.
-        bool aInPlace = !transA && sumA == null && ctx.Isa >= Isa.Avx2 && ReadAInPlace && (long)lda * sizeof(T) % 4096 != 0;
+        bool aInPlace = AInPlaceFits(ctx.Isa, transA, sumA != null, (long)lda * sizeof(T));
         var (splitM, parts) = Split(ctx.Threads, m, n, k, TKernel.MR, TKernel.NR, nSplitIsFree: aInPlace);
         var job = new GemmJob<T, TKernel, TEpi>
         {
             TransA = transA, TransB = transB, SplitM = splitM, Simd = ctx.Isa >= Isa.Avx2,
-            StridedA = aInPlace && !splitM && parts > 1,
+            StridedA = StridesA(ctx.Isa, aInPlace, splitM, parts),
             InPlaceB = !transB && ctx.Isa >= Isa.Avx2 && ReadBInPlace && BInPlaceFits(b, ldb, m, TKernel.MR),
             M = m, N = n, K = k, Lda = lda, Ldb = ldb, Ldc = ldc,
             Alpha = alpha, Beta = beta, A = a, B = b, C = c,
@@ -226,6 +224,25 @@ internal static unsafe class GemmDriver
         };
         ctx.Pool.Run(ref job, parts);
     }
+
+    /// <summary>
+    /// Whether a row-major A (not transposed, no row sums to take from its packing) can be read in place by the
+    /// micro-kernels: not where its rows lie a multiple of 4 KiB apart, as then the 8 rows a micro-kernel reads share one
+    /// L1 set (on a Zen 4, batch 256 x 1024 -> 1024 and 512 x 4096 -> 4096 forwards ran at 0.92-0.94 of oneDNN in place
+    /// against 0.98-0.99 packed).
+    /// </summary>
+    internal static bool AInPlaceFits(Isa isa, bool transA, bool rowSums, long ldaBytes) =>
+        !transA && !rowSums && isa >= Isa.Avx2 && ReadAInPlace && ldaBytes % 4096 != 0;
+
+    /// <summary>
+    /// Whether a call whose A <paramref name="fits"/> in place reads it so. When the threads split N, always: every thread
+    /// would otherwise pack the whole of A again (2 threads, batch 128, 784 -> 256: forward 8 % and backward-data 7 %
+    /// faster). On one thread, with the AVX-512 kernel: on a Zen 4 the batch 64-256, 784 -> 256 forwards ran 2-5 % faster
+    /// (0.96 -> 0.99 of oneDNN with W in panels, 98 % of the FMA peak), no slower elsewhere; with AVX2 (a Zen 3) in place
+    /// measured no better than packing there, so that rung keeps packing.
+    /// </summary>
+    internal static bool StridesA(Isa isa, bool fits, bool splitM, int parts) =>
+        fits && (parts == 1 ? isa == Isa.Avx512 : !splitM);
 
     /// <summary>
     /// Whether a non-transposed B is read in place: its micro-panel (kc rows of one 64-byte line) then stays in L1 only when
