@@ -66,7 +66,7 @@ internal static unsafe class DenseBench
                         {
                             OpenBlas.Sgemm(Transpose.N, Transpose.T, batch, outF, inF, 1f, X, inF, W, inF, 0f, Y, outF);
                             Elementwise.BiasForward(ctx.Isa, relu, Y, B, batch, outF, null);
-                        }, rounds, minSeconds);
+                        }, rounds, minSeconds, OpenBlasSpin.SettleMs);
                     Add("Fwd bias+ReLU", fwd);
                     var bwd = Measure.Compare(
                         () => Dense.BwdData(ctx, relu, batch, inF, outF, DY, W, S, DX),
@@ -74,7 +74,7 @@ internal static unsafe class DenseBench
                         {
                             OpenBlas.Sgemm(Transpose.N, Transpose.N, batch, inF, outF, 1f, DY, outF, W, inF, 0f, DX, inF);
                             Elementwise.Backward(ctx.Isa, relu, S, DX, DX, batch * inF);
-                        }, rounds, minSeconds);
+                        }, rounds, minSeconds, OpenBlasSpin.SettleMs);
                     Add("BwdData ReLU mask", bwd);
                     var bww = Measure.Compare(
                         () => Dense.BwdWeights(ctx, GradientMode.Overwrite, batch, inF, outF, DY, X, DW, DB),
@@ -82,7 +82,7 @@ internal static unsafe class DenseBench
                         {
                             OpenBlas.Sgemm(Transpose.T, Transpose.N, outF, inF, batch, 1f, DY, outF, X, inF, 0f, DW, inF);
                             Elementwise.ColumnSums(ctx.Isa, DY, batch, outF, DB, accumulate: false);
-                        }, rounds, minSeconds);
+                        }, rounds, minSeconds, OpenBlasSpin.SettleMs);
                     Add("BwdWeights dW+db", bww);
                 }
 
@@ -104,6 +104,7 @@ internal static unsafe class DenseBench
         sb.AppendLine("# Dense kernels: fused vs OpenBLAS + separate pass");
         sb.AppendLine();
         sb.AppendLine(CultureInfo.InvariantCulture, $"ISA path: {CpuIsa.Supported}. OpenBLAS core: {OpenBlas.CoreName}. Speed-up = unfused time / fused time, median over rounds [min..max].");
+        sb.AppendLine(CultureInfo.InvariantCulture, $"{Measure.Slices} slices per side and round, alternating; a {Measure.SettleMs} ms pause before each, {OpenBlasSpin.SettleMs} ms after OpenBLAS's (its threads spun {OpenBlasSpin.SpinMs} ms after a call here).");
         sb.AppendLine();
         sb.AppendLine("| kernel | batch | in | out | threads | fused ms | unfused ms | speed-up | spread | fused GFLOP/s |");
         sb.AppendLine("|---|---:|---:|---:|---:|---:|---:|---:|---|---:|");

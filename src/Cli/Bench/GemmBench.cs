@@ -117,7 +117,7 @@ internal static class GemmBench
                     var epi = default(IdentityEpilogue<float>);
                     void Ours() => Gemm.Compute(ctx, s.TransA, s.TransB, s.M, s.N, s.K, 1f, A, lda, B, ldb, 0f, C, s.N, ref epi);
                     void Blas() => OpenBlas.Sgemm(s.TransA, s.TransB, s.M, s.N, s.K, 1f, A, lda, B, ldb, 0f, C, s.N);
-                    var pr = Measure.Compare(Ours, Blas, rounds, minSeconds);
+                    var pr = Measure.Compare(Ours, Blas, rounds, minSeconds, OpenBlasSpin.SettleMs);
                     double og = flops / pr.MedianA / 1e9, bg = flops / pr.MedianB / 1e9;
                     var row = new GemmBenchRow(s.Name, s.M, s.N, s.K, $"{s.TransA}{s.TransB}", threads, Math.Round(og, 2), Math.Round(bg, 2),
                         Math.Round(pr.Ratio, 3), Math.Round(pr.RatioMin, 3), Math.Round(pr.RatioMax, 3),
@@ -137,6 +137,7 @@ internal static class GemmBench
         sb.AppendLine(CultureInfo.InvariantCulture, $"Our ISA path: {report.Isa}. OpenBLAS core: {report.OpenBlasCore}. " +
             $"Measured FMA peak: {string.Join(", ", report.PeakGflops.Select(p => $"{p.Value:F1} GFLOP/s on {p.Key} thread(s)"))}.");
         sb.AppendLine("Ratio = ours / OpenBLAS throughput, median over rounds that time both back to back, [min..max] across rounds.");
+        sb.AppendLine(CultureInfo.InvariantCulture, $"{Measure.Slices} slices per side and round, alternating; a {Measure.SettleMs} ms pause before each, {OpenBlasSpin.SettleMs} ms after OpenBLAS's (its threads spun {OpenBlasSpin.SpinMs} ms after a call here).");
         sb.AppendLine();
         sb.AppendLine("| shape | M | N | K | op | threads | ours GFLOP/s | OpenBLAS GFLOP/s | ratio | spread | % peak |");
         sb.AppendLine("|---|---:|---:|---:|---|---:|---:|---:|---:|---|---:|");

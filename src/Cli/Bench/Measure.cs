@@ -39,7 +39,11 @@ internal static class Measure
     /// <paramref name="minSeconds"/>/<see cref="Slices"/> per side (at least one call); per round, Ratio = median call time of b /
     /// median call time of a (a's speed-up over b), then the median and spread of the rounds' ratios.
     /// </summary>
-    public static PairResult Compare(Action a, Action b, int rounds, double minSeconds)
+    /// <remarks>
+    /// The pause before a slice that follows one of b is <paramref name="settleAfterB"/> ms (default <see cref="SettleMs"/>):
+    /// <see cref="OpenBlasSpin.SettleMs"/> where b calls OpenBLAS, whose threads spin for about 100 ms after a call.
+    /// </remarks>
+    public static PairResult Compare(Action a, Action b, int rounds, double minSeconds, int settleAfterB = SettleMs)
     {
         Time(a, 0.05);
         Time(b, 0.05); // warm-up: JIT, page faults, library threads
@@ -54,8 +58,8 @@ internal static class Measure
             callsB.Clear();
             for (int s = 0; s < 2 * Slices; s++)
             {
-                Thread.Sleep(SettleMs);
-                bool aTurn = ((s + 1) / 2 + r) % 2 == 0; // a b b a a b b a, the next round starting with b
+                var (aTurn, pause) = Slice(r, s, settleAfterB);
+                Thread.Sleep(pause);
                 if (aTurn) Calls(a, minSeconds / Slices, callsA);
                 else Calls(b, minSeconds / Slices, callsB);
             }
@@ -64,6 +68,18 @@ internal static class Measure
             ratio[r] = tb[r] / ta[r];
         }
         return new PairResult(Median(ta), Median(tb), Median(ratio), ratio.Min(), ratio.Max());
+    }
+
+    /// <summary>
+    /// Slice <paramref name="s"/> of round <paramref name="r"/>: whether it times a (a b b a a b b a, the next round starting
+    /// with b) and the pause before it, <paramref name="settleAfterB"/> ms (at least <see cref="SettleMs"/>) where the slice
+    /// before it, or the warm-up, timed b.
+    /// </summary>
+    internal static (bool ATurn, int PauseMs) Slice(int r, int s, int settleAfterB)
+    {
+        static bool ATurn(int r, int s) => ((s + 1) / 2 + r) % 2 == 0;
+        bool lastWasB = s > 0 ? !ATurn(r, s - 1) : r == 0 || !ATurn(r - 1, 2 * Slices - 1);
+        return (ATurn(r, s), lastWasB ? Math.Max(SettleMs, settleAfterB) : SettleMs);
     }
 
     // Calls f for at least minCalls calls and `seconds` (at most 10,000 calls), adding each call's seconds to `into`.

@@ -126,12 +126,14 @@ internal static class StepBench
                 var labels = new int[batch];
                 for (int i = 0; i < batch; i++) labels[i] = i % spec.OutputWidth;
                 var x = Measure.Random(batch * spec.InputWidth, 1);
-                var pr = Measure.Compare(() => cpu.Step(x, labels), () => blas.Step(x, labels), rounds, minSeconds);
+                var pr = Measure.Compare(() => cpu.Step(x, labels), () => blas.Step(x, labels), rounds, minSeconds, OpenBlasSpin.SettleMs);
+                Thread.Sleep(OpenBlasSpin.SettleMs); // the last slice may have been the Blas step's
                 var gemms = new StepGemms(layers, batch, ctx, blas: false);
                 var pg = Measure.Compare(gemms.Run, () => cpu.Step(x, labels), rounds, minSeconds); // Ratio = step / GEMMs
                 var blasGemms = new StepGemms(layers, batch, ctx, blas: true);
                 var pb = Measure.Compare(blasGemms.Run, () => blas.Step(x, labels), rounds, minSeconds);
                 using var update = new StepUpdate(cpu.Options.Optimizer, cpu.Plan.ParameterCount, ctx);
+                Thread.Sleep(OpenBlasSpin.SettleMs); // after OpenBLAS's slices
                 var pu = Measure.Compare(update.Run, () => cpu.Step(x, labels), rounds, minSeconds); // Ratio = step / update
                 double flops = FlopsPerStep(layers, batch);
                 double cpuGflops = flops / pr.MedianA / 1e9;
@@ -160,6 +162,8 @@ internal static class StepBench
         sb.AppendLine("Update alone: the optimizer's fused pass over the model's parameters (Optimizer.Update); fraction = its time / the Cpu step's.");
         sb.AppendLine();
         sb.AppendLine("Blas GEMMs: the same products through OpenBLAS; fraction = their time / the Blas step's. 1 − fraction is the share outside GEMMs.");
+        sb.AppendLine();
+        sb.AppendLine(CultureInfo.InvariantCulture, $"{Measure.Slices} slices per side and round, alternating; a {Measure.SettleMs} ms pause before each, {OpenBlasSpin.SettleMs} ms after OpenBLAS's (its threads spun {OpenBlasSpin.SpinMs} ms after a call here).");
         sb.AppendLine();
         sb.AppendLine("| model | batch | threads | Cpu ms/step | Blas ms/step | Cpu samples/s | Blas samples/s | Cpu GFLOP/s | Blas GFLOP/s | cpu/blas | spread | Cpu % peak | GEMMs alone ms | GEMM fraction | spread | update alone ms | update fraction | Blas GEMMs ms | Blas GEMM fraction |");
         sb.AppendLine("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---|---:|---:|---:|---:|");

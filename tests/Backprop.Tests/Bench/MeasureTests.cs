@@ -1,0 +1,45 @@
+// The benches' comparison schedule (alternating slices, the pauses between them) and the probe of how long
+// OpenBLAS's threads spin after a call, which sets the pause after its slices.
+using Backprop.Cli.Bench;
+using Backprop.Kernels.Blas;
+using NUnit.Framework;
+
+namespace Backprop.Tests.Bench;
+
+[TestFixture]
+public class MeasureTests
+{
+    [Test]
+    public void Slices_AlternateAndPauseLongerAfterB()
+    {
+        Assert.That(Measure.Slices, Is.EqualTo(4));
+        var turns = new List<string>();
+        var pauses = new List<int>();
+        for (int r = 0; r < 2; r++)
+            for (int s = 0; s < 2 * Measure.Slices; s++)
+            {
+                var (aTurn, pause) = Measure.Slice(r, s, settleAfterB: 150);
+                turns.Add(aTurn ? "a" : "b");
+                pauses.Add(pause);
+            }
+        Assert.That(string.Concat(turns), Is.EqualTo("abbaabba" + "baabbaab"));
+        // Long where the slice before (or the warm-up, which ends with b) timed b.
+        int L = 150, S = Measure.SettleMs;
+        Assert.That(pauses, Is.EqualTo(new[] { L, S, L, L, S, S, L, L, S, L, S, S, L, L, S, S }));
+        Assert.That(Measure.Slice(0, 0, settleAfterB: 1).PauseMs, Is.EqualTo(Measure.SettleMs), "never shorter than the usual pause");
+    }
+
+    [Test]
+    [NonParallelizable] // OpenBLAS's thread count
+    public void OpenBlasSpin_SettlesPastTheSpinAndRestoresTheThreadCount()
+    {
+        Assert.That(OpenBlas.IsAvailable, Is.True, OpenBlas.UnavailableReason);
+        int before = OpenBlas.Threads;
+        int spin = OpenBlasSpin.SpinMs, settle = OpenBlasSpin.SettleMs;
+        Assert.That(OpenBlas.Threads, Is.EqualTo(before), "the probe restores the thread count");
+        Assert.That(spin, Is.InRange(0, 1000));
+        Assert.That(settle, Is.EqualTo(Math.Max(Measure.SettleMs, spin + 20)));
+        if (Environment.ProcessorCount >= 2 && Environment.GetEnvironmentVariable("OPENBLAS_THREAD_TIMEOUT") == null)
+            Assert.That(spin, Is.GreaterThan(0), "at its default timeout OpenBLAS's idle threads spin for about 2^28 TSC ticks");
+    }
+}
