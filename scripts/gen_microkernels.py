@@ -29,7 +29,8 @@ def parse_args(argv):
     # streamed B panel.
     for isa, d in (("512", dict(mr=8, nv=2, unroll=1, prefetch=2, pfdist=48)), ("256", dict(mr=6, nv=2, unroll=4, prefetch=0, pfdist=48))):
         for knob, default in d.items():
-            ap.add_argument(f"--{knob}{isa}", type=int, default=default, help=f"{knob.upper()} of the {'AVX-512' if isa == '512' else 'AVX2'} kernel (default {default})")
+            extra = {"prefetch": ": 0 none, 1 C before the K loop, 2 C PFDIST steps before its end", "pfdist": ": steps of K before the loop's end (PREFETCH 2)"}.get(knob, "")
+            ap.add_argument(f"--{knob}{isa}", type=int, default=default, help=f"{knob.upper()} of the {'AVX-512' if isa == '512' else 'AVX2'} kernel{extra} (default {default})")
     for knob, default in dict(mr=4, nr=4).items():
         ap.add_argument(f"--scalar-{knob}", type=int, default=default, help=f"{knob.upper()} of the scalar kernel (default {default})")
     ap.add_argument("--check", action="store_true", help="regenerate in memory and fail if a file differs")
@@ -150,7 +151,7 @@ def vec_run(w, k, strided):
     if k["prefetch"] == 2:
         w(f"        int pf = kc - {k['pfdist']};")
         bound = "pf"
-    if unroll > 1:
+    def unrolled_loop(bound):
         w(f"        for (; p + {unroll} <= {bound}; p += {unroll})")
         w("        {")
         w("            {")
@@ -162,9 +163,14 @@ def vec_run(w, k, strided):
         w(f"            a += {f'{unroll} * aK' if strided else unroll * mr};")
         w(f"            b += {unroll} * bK;")
         w("        }")
+
+    if unroll > 1:
+        unrolled_loop(bound)
     if k["prefetch"] == 2:
         single_loop("pf")
         prefetch_c()
+        if unroll > 1:
+            unrolled_loop("kc")
     single_loop("kc")
     w("        if (mr == MR && nr == NR)")
     w("        {")

@@ -66,7 +66,7 @@ internal static unsafe class DenseBench
                         {
                             OpenBlas.Sgemm(Transpose.N, Transpose.T, batch, outF, inF, 1f, X, inF, W, inF, 0f, Y, outF);
                             Elementwise.BiasForward(ctx.Isa, relu, Y, B, batch, outF, null);
-                        }, rounds, minSeconds, OpenBlasSpin.SettleMs);
+                        }, rounds, minSeconds, OpenBlasSpin.SettleFor(threads));
                     Add("Fwd bias+ReLU", fwd);
                     var bwd = Measure.Compare(
                         () => Dense.BwdData(ctx, relu, batch, inF, outF, DY, W, S, DX),
@@ -74,7 +74,7 @@ internal static unsafe class DenseBench
                         {
                             OpenBlas.Sgemm(Transpose.N, Transpose.N, batch, inF, outF, 1f, DY, outF, W, inF, 0f, DX, inF);
                             Elementwise.Backward(ctx.Isa, relu, S, DX, DX, batch * inF);
-                        }, rounds, minSeconds, OpenBlasSpin.SettleMs);
+                        }, rounds, minSeconds, OpenBlasSpin.SettleFor(threads));
                     Add("BwdData ReLU mask", bwd);
                     var bww = Measure.Compare(
                         () => Dense.BwdWeights(ctx, GradientMode.Overwrite, batch, inF, outF, DY, X, DW, DB),
@@ -82,7 +82,7 @@ internal static unsafe class DenseBench
                         {
                             OpenBlas.Sgemm(Transpose.T, Transpose.N, outF, inF, batch, 1f, DY, outF, X, inF, 0f, DW, inF);
                             Elementwise.ColumnSums(ctx.Isa, DY, batch, outF, DB, accumulate: false);
-                        }, rounds, minSeconds, OpenBlasSpin.SettleMs);
+                        }, rounds, minSeconds, OpenBlasSpin.SettleFor(threads));
                     Add("BwdWeights dW+db", bww);
                 }
 

@@ -117,7 +117,7 @@ internal static class GemmBench
                     var epi = default(IdentityEpilogue<float>);
                     void Ours() => Gemm.Compute(ctx, s.TransA, s.TransB, s.M, s.N, s.K, 1f, A, lda, B, ldb, 0f, C, s.N, ref epi);
                     void Blas() => OpenBlas.Sgemm(s.TransA, s.TransB, s.M, s.N, s.K, 1f, A, lda, B, ldb, 0f, C, s.N);
-                    var pr = Measure.Compare(Ours, Blas, rounds, minSeconds, OpenBlasSpin.SettleMs);
+                    var pr = Measure.Compare(Ours, Blas, rounds, minSeconds, OpenBlasSpin.SettleFor(threads));
                     double og = flops / pr.MedianA / 1e9, bg = flops / pr.MedianB / 1e9;
                     var row = new GemmBenchRow(s.Name, s.M, s.N, s.K, $"{s.TransA}{s.TransB}", threads, Math.Round(og, 2), Math.Round(bg, 2),
                         Math.Round(pr.Ratio, 3), Math.Round(pr.RatioMin, 3), Math.Round(pr.RatioMax, 3),

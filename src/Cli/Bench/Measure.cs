@@ -27,6 +27,7 @@ internal static class Measure
     // OpenBLAS's pthreads and libgomp's OpenMP threads (oneDNN) keep spinning for a while after a call (libgomp's for
     // 8-12 ms on an EPYC Zen 3 at its default GOMP_SPINCOUNT, measured with a 2-thread region and the process's CPU time
     // in 5 ms slices after it; ours for microseconds): a pause before each slice lets each side start on idle cores.
+    // OpenBLAS's threads spin longer (about 100 ms): after its slices Compare waits settleAfterB (OpenBlasSpin).
     internal const int SettleMs = 40;
 
     // Slices per round. This machine is shared: a neighbour can slow a core down for a second or more at a time, and

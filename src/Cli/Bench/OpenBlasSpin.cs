@@ -15,7 +15,7 @@ internal static class OpenBlasSpin
 {
     private static readonly Lazy<(int Spin, int Settle)> Value = new(Probe);
 
-    /// <summary>Milliseconds the process stayed busy after a multi-threaded OpenBLAS call (0 when it runs one thread).</summary>
+    /// <summary>Milliseconds the process stayed busy after a 2-thread (or wider) OpenBLAS call; 0 when OpenBLAS is missing or nothing spun.</summary>
     public static int SpinMs => Value.Value.Spin;
 
     /// <summary>The pause after a slice of OpenBLAS calls: the spin and 20 ms more, and at least <see cref="Measure.SettleMs"/>.</summary>
@@ -25,7 +25,11 @@ internal static class OpenBlasSpin
     private const double IdleCores = 0.25;
     private const int MaxMs = 1000;
 
-    private static unsafe (int, int) Probe()
+    /// <summary>The pause after a slice of OpenBLAS calls on <paramref name="threads"/> threads: one thread leaves nothing spinning.</summary>
+    public static int SettleFor(int threads) => threads > 1 ? SettleMs : Measure.SettleMs;
+
+    // Runs 2-thread sgemms, then samples the process's CPU time in 10 ms windows until two windows in a row are idle.
+    internal static unsafe (int Spin, int Settle) Probe()
     {
         if (!OpenBlas.IsAvailable) return (0, Measure.SettleMs);
         int saved = OpenBlas.Threads;
@@ -39,16 +43,21 @@ internal static class OpenBlasSpin
                 for (int i = 0; i < 3; i++)
                     OpenBlas.Sgemm(Transpose.N, Transpose.N, n, n, n, 1f, pa, n, pa, n, 0f, pc, n);
             var wall = Stopwatch.StartNew();
-            double cpu0 = Environment.CpuUsage.TotalTime.TotalSeconds, t0 = 0;
+            double cpu0 = Environment.CpuUsage.TotalTime.TotalSeconds, t0 = 0, idleSince = -1;
             while (wall.ElapsedMilliseconds < MaxMs)
             {
                 Thread.Sleep(10);
                 double t1 = wall.Elapsed.TotalSeconds, cpu1 = Environment.CpuUsage.TotalTime.TotalSeconds;
                 if ((cpu1 - cpu0) / (t1 - t0) < IdleCores)
                 {
-                    int spin = (int)Math.Round(t0 * 1000);
-                    return (spin, Math.Max(Measure.SettleMs, spin + 20));
+                    if (idleSince < 0) idleSince = t0;
+                    else
+                    {
+                        int spin = (int)Math.Round(idleSince * 1000);
+                        return (spin, Math.Max(Measure.SettleMs, spin + 20));
+                    }
                 }
+                else idleSince = -1;
                 (cpu0, t0) = (cpu1, t1);
             }
             return (MaxMs, MaxMs + 20);

@@ -126,14 +126,12 @@ internal static class StepBench
                 var labels = new int[batch];
                 for (int i = 0; i < batch; i++) labels[i] = i % spec.OutputWidth;
                 var x = Measure.Random(batch * spec.InputWidth, 1);
-                var pr = Measure.Compare(() => cpu.Step(x, labels), () => blas.Step(x, labels), rounds, minSeconds, OpenBlasSpin.SettleMs);
-                Thread.Sleep(OpenBlasSpin.SettleMs); // the last slice may have been the Blas step's
+                var pr = Measure.Compare(() => cpu.Step(x, labels), () => blas.Step(x, labels), rounds, minSeconds, OpenBlasSpin.SettleFor(threads));
                 var gemms = new StepGemms(layers, batch, ctx, blas: false);
                 var pg = Measure.Compare(gemms.Run, () => cpu.Step(x, labels), rounds, minSeconds); // Ratio = step / GEMMs
                 var blasGemms = new StepGemms(layers, batch, ctx, blas: true);
                 var pb = Measure.Compare(blasGemms.Run, () => blas.Step(x, labels), rounds, minSeconds);
                 using var update = new StepUpdate(cpu.Options.Optimizer, cpu.Plan.ParameterCount, ctx);
-                Thread.Sleep(OpenBlasSpin.SettleMs); // after OpenBLAS's slices
                 var pu = Measure.Compare(update.Run, () => cpu.Step(x, labels), rounds, minSeconds); // Ratio = step / update
                 double flops = FlopsPerStep(layers, batch);
                 double cpuGflops = flops / pr.MedianA / 1e9;

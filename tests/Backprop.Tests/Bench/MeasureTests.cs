@@ -34,12 +34,21 @@ public class MeasureTests
     public void OpenBlasSpin_SettlesPastTheSpinAndRestoresTheThreadCount()
     {
         Assert.That(OpenBlas.IsAvailable, Is.True, OpenBlas.UnavailableReason);
-        int before = OpenBlas.Threads;
-        int spin = OpenBlasSpin.SpinMs, settle = OpenBlasSpin.SettleMs;
-        Assert.That(OpenBlas.Threads, Is.EqualTo(before), "the probe restores the thread count");
-        Assert.That(spin, Is.InRange(0, 1000));
-        Assert.That(settle, Is.EqualTo(Math.Max(Measure.SettleMs, spin + 20)));
-        if (Environment.ProcessorCount >= 2 && Environment.GetEnvironmentVariable("OPENBLAS_THREAD_TIMEOUT") == null)
-            Assert.That(spin, Is.GreaterThan(0), "at its default timeout OpenBLAS's idle threads spin for about 2^28 TSC ticks");
+        int saved = OpenBlas.Threads;
+        try
+        {
+            OpenBlas.Threads = 1; // the probe runs 2 threads, then puts the count back
+            var (spin, settle) = OpenBlasSpin.Probe();
+            Assert.That(OpenBlas.Threads, Is.EqualTo(1), "the probe restores the thread count");
+            Assert.That(settle, Is.EqualTo(Math.Max(Measure.SettleMs, spin + 20)));
+            if (Environment.ProcessorCount >= 2 && Environment.GetEnvironmentVariable("OPENBLAS_THREAD_TIMEOUT") == null)
+                Assert.That(spin, Is.GreaterThan(Measure.SettleMs), "at its default timeout OpenBLAS's idle threads spin for 2^28 TSC ticks, about 100 ms");
+        }
+        finally
+        {
+            OpenBlas.Threads = saved;
+        }
+        Assert.That(OpenBlasSpin.SettleFor(1), Is.EqualTo(Measure.SettleMs), "one OpenBLAS thread leaves nothing spinning");
+        Assert.That(OpenBlasSpin.SettleFor(2), Is.EqualTo(OpenBlasSpin.SettleMs));
     }
 }

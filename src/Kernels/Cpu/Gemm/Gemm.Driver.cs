@@ -9,7 +9,7 @@
 //           for ir in MC by MR:        micro-kernel: MR x NR register tile of C
 //
 // Threads split C into static column or row ranges aligned to NR/MR; each thread packs its own
-// blocks. The K loop is never split and the block boundaries do not depend on the thread count,
+// blocks (or reads a row-major A, or B, in place where GemmDriver says so). The K loop is never split and the block boundaries do not depend on the thread count,
 // so every element of C is computed by the same sequence of operations on 1 or on N threads.
 using System.Numerics;
 using Backprop.Kernels.Threading;
@@ -119,7 +119,7 @@ internal static unsafe class GemmDriver
     // Below this many multiply-adds a second thread costs more to wake than it saves.
     private const long ParallelThreshold = 32L * 32 * 32;
 
-    /// <summary>Whether A may be read in place when the threads split N (false packs it always; for measurements).</summary>
+    /// <summary>Whether a row-major A may be read in place where <see cref="StridesA"/> would (false packs it always; for measurements).</summary>
     internal static bool ReadAInPlace { get; set; } = Environment.GetEnvironmentVariable("BACKPROP_GEMM_PACK_A") != "1";
 
     /// <summary>Whether a non-transposed B may be read in place (false packs it always; for measurements).</summary>
@@ -211,7 +211,7 @@ internal static unsafe class GemmDriver
         where TKernel : struct, IMicroKernel<T>
         where TEpi : unmanaged, IGemmEpilogue<T>
     {
-        bool aInPlace = AInPlaceFits(ctx.Isa, transA, sumA != null, (long)lda * sizeof(T));
+        bool aInPlace = ReadAInPlace && AInPlaceFits(ctx.Isa, transA, sumA != null, (long)lda * sizeof(T));
         var (splitM, parts) = Split(ctx.Threads, m, n, k, TKernel.MR, TKernel.NR, nSplitIsFree: aInPlace);
         var job = new GemmJob<T, TKernel, TEpi>
         {
@@ -228,17 +228,18 @@ internal static unsafe class GemmDriver
     /// <summary>
     /// Whether a row-major A (not transposed, no row sums to take from its packing) can be read in place by the
     /// micro-kernels: not where its rows lie a multiple of 4 KiB apart, as then the 8 rows a micro-kernel reads share one
-    /// L1 set (on a Zen 4, batch 256 x 1024 -> 1024 and 512 x 4096 -> 4096 forwards ran at 0.92-0.94 of oneDNN in place
-    /// against 0.98-0.99 packed).
+    /// L1 set (on a Zen 4, the batch 256 x 1024 -> 1024 and 512 x 4096 -> 4096 forwards with W in panels ran at 0.92-0.94 of
+    /// oneDNN in place against 0.97-0.99 packed, in the same runs).
     /// </summary>
     internal static bool AInPlaceFits(Isa isa, bool transA, bool rowSums, long ldaBytes) =>
-        !transA && !rowSums && isa >= Isa.Avx2 && ReadAInPlace && ldaBytes % 4096 != 0;
+        !transA && !rowSums && isa >= Isa.Avx2 && ldaBytes % 4096 != 0;
 
     /// <summary>
     /// Whether a call whose A <paramref name="fits"/> in place reads it so. When the threads split N, always: every thread
     /// would otherwise pack the whole of A again (2 threads, batch 128, 784 -> 256: forward 8 % and backward-data 7 %
-    /// faster). On one thread, with the AVX-512 kernel: on a Zen 4 the batch 64-256, 784 -> 256 forwards ran 2-5 % faster
-    /// (0.96 -> 0.99 of oneDNN with W in panels, 98 % of the FMA peak), no slower elsewhere; with AVX2 (a Zen 3) in place
+    /// faster). On one thread, with the AVX-512 kernel: on a Zen 4 the batch 64-256, 784 -> 256 forwards with W in panels went
+    /// from 0.93-0.97 of oneDNN to 0.97-0.99 (98 % of the FMA peak at batch 64 and 128), no slower elsewhere (float32
+    /// measured; double takes the same path); with AVX2 (a Zen 3) in place
     /// measured no better than packing there, so that rung keeps packing.
     /// </summary>
     internal static bool StridesA(Isa isa, bool fits, bool splitM, int parts) =>
