@@ -6,8 +6,8 @@
 // (and 2.0-3.5 ms with none). The benches that alternate a side of ours with OpenBLAS pause this long after
 // OpenBLAS's slices (Measure.Compare's settleAfterB).
 using System.Diagnostics;
-using Backprop.Kernels.Cpu;
 using Backprop.Kernels.Blas;
+using Backprop.Kernels.Cpu;
 
 namespace Backprop.Cli.Bench;
 
