@@ -47,7 +47,9 @@ internal sealed record GemmBenchReport(
     [property: JsonPropertyName("isa")] string Isa,
     [property: JsonPropertyName("openblas_core")] string OpenBlasCore,
     [property: JsonPropertyName("peak_gflops")] Dictionary<string, double> PeakGflops,
-    [property: JsonPropertyName("rows")] List<GemmBenchRow> Rows);
+    [property: JsonPropertyName("rows")] List<GemmBenchRow> Rows,
+    [property: JsonPropertyName("openblas_spin_ms")] int OpenBlasSpinMs,
+    [property: JsonPropertyName("openblas_settle_ms")] int OpenBlasSettleMs);
 
 internal static class GemmBench
 {
@@ -96,7 +98,7 @@ internal static class GemmBench
         }
         for (int i = 0; i < rows.Count; i++)
             rows[i] = rows[i] with { PctPeak = peaks.Percent(rows[i].OursGflops, rows[i].Threads) };
-        return new GemmBenchReport(CpuIsa.Supported.ToString(), OpenBlas.CoreName, peaks.ByThreads, rows);
+        return new GemmBenchReport(CpuIsa.Supported.ToString(), OpenBlas.CoreName, peaks.ByThreads, rows, OpenBlasSpin.SpinMs, OpenBlasSpin.SettleMs);
     }
 
     private static unsafe void RunShapes(IReadOnlyList<GemmShape> shapes, IReadOnlyList<int> threadCounts, int rounds, double minSeconds,

@@ -1,8 +1,10 @@
 // The benches' comparison schedule (alternating slices, the pauses between them) and the probe of how long
 // OpenBLAS's threads spin after a call, which sets the pause after its slices.
+using System.Text.Json;
 using Backprop.Cli.Bench;
 using Backprop.Kernels.Blas;
 using NUnit.Framework;
+using static Backprop.Tests.Cli.InProcessCli;
 
 namespace Backprop.Tests.Bench;
 
@@ -50,5 +52,25 @@ public class MeasureTests
         }
         Assert.That(OpenBlasSpin.SettleFor(1), Is.EqualTo(Measure.SettleMs), "one OpenBLAS thread leaves nothing spinning");
         Assert.That(OpenBlasSpin.SettleFor(2), Is.EqualTo(OpenBlasSpin.SettleMs));
+    }
+
+    [Test]
+    [NonParallelizable] // the in-process CLI and OpenBLAS's thread count
+    public void BenchGemm_ReportsThePauseAfterOpenBlas()
+    {
+        var dir = Path.Combine(Path.GetTempPath(), "backprop-gemm-" + Guid.NewGuid().ToString("N"));
+        try
+        {
+            var (code, output, err) = Run("bench", "gemm", "--size", "32x32x32:NN", "--threads", "2", "--rounds", "1", "--min-seconds", "0.01", "--output", dir);
+            Assert.That(code, Is.EqualTo(0), output + err);
+            using var json = JsonDocument.Parse(File.ReadAllText(Path.Combine(dir, "gemm.json")));
+            Assert.That(json.RootElement.GetProperty("openblas_spin_ms").GetInt32(), Is.EqualTo(OpenBlasSpin.SpinMs));
+            Assert.That(json.RootElement.GetProperty("openblas_settle_ms").GetInt32(), Is.EqualTo(OpenBlasSpin.SettleMs));
+            Assert.That(File.ReadAllText(Path.Combine(dir, "gemm.md")), Does.Contain($"{OpenBlasSpin.SettleMs} ms after OpenBLAS's"));
+        }
+        finally
+        {
+            if (Directory.Exists(dir)) Directory.Delete(dir, true);
+        }
     }
 }

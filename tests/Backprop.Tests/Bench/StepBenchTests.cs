@@ -60,7 +60,8 @@ public class StepBenchTests
         {
             var (code, output, err) = Run("bench", "step", "--model", "784-256-10", "--threads", "1", "--rounds", "1", "--min-seconds", "0.01", "--output", dir);
             Assert.That(code, Is.EqualTo(0), output + err);
-            Assert.That(File.ReadAllText(Path.Combine(dir, "step.md")), Does.Contain("GEMM fraction").And.Contain("Cpu % peak").And.Contain("update fraction"));
+            Assert.That(File.ReadAllText(Path.Combine(dir, "step.md")), Does.Contain("GEMM fraction").And.Contain("Cpu % peak").And.Contain("update fraction")
+                .And.Contain($"{OpenBlasSpin.SettleMs} ms after OpenBLAS's (its threads spun {OpenBlasSpin.SpinMs} ms after a call here)"));
             using var json = JsonDocument.Parse(File.ReadAllText(Path.Combine(dir, "step.json")));
             var rows = json.RootElement.EnumerateArray().ToArray();
             Assert.That(rows.Select(r => r.GetProperty("batch").GetInt32()), Is.EqualTo(new[] { 64, 128, 256 }));
