@@ -238,8 +238,8 @@ internal static unsafe class GemmDriver
     /// Whether a call whose A <paramref name="fits"/> in place reads it so. When the threads split N, always: every thread
     /// would otherwise pack the whole of A again (2 threads, batch 128, 784 -> 256: forward 8 % and backward-data 7 %
     /// faster). On one thread, with the AVX-512 kernel: on a Zen 4 the batch 64-256, 784 -> 256 forwards with W in panels went
-    /// from 0.93-0.97 of oneDNN to 0.97-0.99 (98 % of the FMA peak at batch 64 and 128), no slower elsewhere (float32
-    /// measured; double takes the same path); with AVX2 (a Zen 3) in place
+    /// from 0.93-0.97 of oneDNN to 0.97-0.99 (98 % of the FMA peak at batch 64 and 128), no slower elsewhere; double
+    /// GEMMs 2-4 % faster too (Gemm.Dgemm NN and NT, 64-256 x 784 x 256 and 256 x 300 x 512, alternating, best of 5); with AVX2 (a Zen 3) in place
     /// measured no better than packing there, so that rung keeps packing.
     /// </summary>
     internal static bool StridesA(Isa isa, bool fits, bool splitM, int parts) =>
