@@ -98,7 +98,10 @@ def vec_kernel(k):
 def vec_run(w, k, strided):
     """Run (packed A micro-panel) or RunStrided (A read in place: element (r, p) at a[r * aRow + p * aK])."""
     V, mr, nv = k["vec"], k["mr"], k["nv"]
-    w("    [MethodImpl(MethodImplOptions.AggressiveOptimization)]")
+    # SkipLocalsInit: the edge path's stack tile is written whole before StoreEdge reads it, and zeroing it is a call
+    # (CORINFO_HELP_MEMZERO) that the accumulators would be live across; the JIT then kept them in memory through the
+    # K loop before the store (16 zmm stores per step: 40 cycles a step instead of 8 on a Sapphire Rapids class Xeon).
+    w("    [MethodImpl(MethodImplOptions.AggressiveOptimization), SkipLocalsInit]")
     if strided:
         w("    public static void RunStrided<TEpi>(int kc, T* a, nint aRow, nint aK, T* b, nint bK, T* c, int ldc, int mr, int nr, in TileStore<T> st, ref TEpi epi, int row, int col)")
     else:

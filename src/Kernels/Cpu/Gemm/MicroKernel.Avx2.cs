@@ -17,7 +17,7 @@ internal readonly unsafe struct MicroKernelAvx2<T> : IMicroKernel<T> where T : u
     public static int MR => 6;
     public static int NR => 2 * Vector256<T>.Count;
 
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(MethodImplOptions.AggressiveOptimization), SkipLocalsInit]
     public static void Run<TEpi>(int kc, T* a, T* b, nint bK, T* c, int ldc, int mr, int nr, in TileStore<T> st, ref TEpi epi, int row, int col)
         where TEpi : struct, IGemmEpilogue<T>
     {
@@ -207,7 +207,7 @@ internal readonly unsafe struct MicroKernelAvx2<T> : IMicroKernel<T> where T : u
         }
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(MethodImplOptions.AggressiveOptimization), SkipLocalsInit]
     public static void RunStrided<TEpi>(int kc, T* a, nint aRow, nint aK, T* b, nint bK, T* c, int ldc, int mr, int nr, in TileStore<T> st, ref TEpi epi, int row, int col)
         where TEpi : struct, IGemmEpilogue<T>
     {

@@ -21,7 +21,7 @@ internal readonly unsafe struct MicroKernelAvx512<T> : IMicroKernel<T> where T :
     public static int MR => 8;
     public static int NR => 2 * Vector512<T>.Count;
 
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(MethodImplOptions.AggressiveOptimization), SkipLocalsInit]
     public static void Run<TEpi>(int kc, T* a, T* b, nint bK, T* c, int ldc, int mr, int nr, in TileStore<T> st, ref TEpi epi, int row, int col)
         where TEpi : struct, IGemmEpilogue<T>
     {
@@ -190,7 +190,7 @@ internal readonly unsafe struct MicroKernelAvx512<T> : IMicroKernel<T> where T :
         }
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(MethodImplOptions.AggressiveOptimization), SkipLocalsInit]
     public static void RunStrided<TEpi>(int kc, T* a, nint aRow, nint aK, T* b, nint bK, T* c, int ldc, int mr, int nr, in TileStore<T> st, ref TEpi epi, int row, int col)
         where TEpi : struct, IGemmEpilogue<T>
     {
