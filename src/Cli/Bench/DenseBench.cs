@@ -104,6 +104,7 @@ internal static unsafe class DenseBench
         sb.AppendLine("# Dense kernels: fused vs OpenBLAS + separate pass");
         sb.AppendLine();
         sb.AppendLine(CultureInfo.InvariantCulture, $"ISA path: {CpuIsa.Supported}. OpenBLAS core: {OpenBlas.CoreName}. Speed-up = unfused time / fused time, median over rounds [min..max].");
+        if (OpenBlasCore.Current is { } note) sb.AppendLine(note);
         sb.AppendLine(CultureInfo.InvariantCulture, $"{Measure.Slices} slices per side and round, alternating; a {Measure.SettleMs} ms pause before each, {OpenBlasSpin.SettleMs} ms after OpenBLAS's (its threads spun {OpenBlasSpin.SpinMs} ms after a call here).");
         sb.AppendLine();
         sb.AppendLine("| kernel | batch | in | out | threads | fused ms | unfused ms | speed-up | spread | fused GFLOP/s |");

@@ -49,7 +49,8 @@ internal sealed record GemmBenchReport(
     [property: JsonPropertyName("peak_gflops")] Dictionary<string, double> PeakGflops,
     [property: JsonPropertyName("rows")] List<GemmBenchRow> Rows,
     [property: JsonPropertyName("openblas_spin_ms")] int OpenBlasSpinMs,
-    [property: JsonPropertyName("openblas_settle_ms")] int OpenBlasSettleMs);
+    [property: JsonPropertyName("openblas_settle_ms")] int OpenBlasSettleMs,
+    [property: JsonPropertyName("openblas_note")] string? OpenBlasNote = null);
 
 internal static class GemmBench
 {
@@ -84,6 +85,8 @@ internal static class GemmBench
     public static unsafe GemmBenchReport Run(IReadOnlyList<GemmShape> shapes, IReadOnlyList<int> threadCounts, int rounds, double minSeconds, TextWriter log)
     {
         OpenBlas.EnsureAvailable();
+        string? note = OpenBlasCore.Current;
+        if (note != null) log.WriteLine(note);
         int maxThreads = threadCounts.Max();
         using var pool = new WorkerPool(maxThreads);
         var peaks = new PeakTable(pool, threadCounts);
@@ -98,7 +101,7 @@ internal static class GemmBench
         }
         for (int i = 0; i < rows.Count; i++)
             rows[i] = rows[i] with { PctPeak = peaks.Percent(rows[i].OursGflops, rows[i].Threads) };
-        return new GemmBenchReport(CpuIsa.Supported.ToString(), OpenBlas.CoreName, peaks.ByThreads, rows, OpenBlasSpin.SpinMs, OpenBlasSpin.SettleMs);
+        return new GemmBenchReport(CpuIsa.Supported.ToString(), OpenBlas.CoreName, peaks.ByThreads, rows, OpenBlasSpin.SpinMs, OpenBlasSpin.SettleMs, note);
     }
 
     private static unsafe void RunShapes(IReadOnlyList<GemmShape> shapes, IReadOnlyList<int> threadCounts, int rounds, double minSeconds,
@@ -138,6 +141,7 @@ internal static class GemmBench
         sb.AppendLine();
         sb.AppendLine(CultureInfo.InvariantCulture, $"Our ISA path: {report.Isa}. OpenBLAS core: {report.OpenBlasCore}. " +
             $"Measured FMA peak: {string.Join(", ", report.PeakGflops.Select(p => $"{p.Value:F1} GFLOP/s on {p.Key} thread(s)"))}.");
+        if (report.OpenBlasNote != null) sb.AppendLine(report.OpenBlasNote);
         sb.AppendLine("Ratio = ours / OpenBLAS throughput, median over rounds that time both back to back, [min..max] across rounds.");
         sb.AppendLine(CultureInfo.InvariantCulture, $"{Measure.Slices} slices per side and round, alternating; a {Measure.SettleMs} ms pause before each, {OpenBlasSpin.SettleMs} ms after OpenBLAS's (its threads spun {OpenBlasSpin.SpinMs} ms after a call here).");
         sb.AppendLine();

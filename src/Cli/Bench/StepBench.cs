@@ -154,6 +154,7 @@ internal static class StepBench
         sb.AppendLine("# Training step: Cpu (fused) vs Blas (OpenBLAS + passes) backends");
         sb.AppendLine();
         sb.AppendLine(CultureInfo.InvariantCulture, $"OpenBLAS core: {OpenBlas.CoreName}. Adam, ReLU hidden layers, softmax cross-entropy. cpu/blas = Blas time / Cpu time, median over rounds [min..max].");
+        if (OpenBlasCore.Current is { } note) sb.AppendLine(note);
         sb.AppendLine();
         sb.AppendLine("GEMMs alone: the step's products through Gemm.Sgemm back to back; fraction = their time / the Cpu step's time (median [min..max]). % peak: Cpu GFLOP/s over the FMA peak of this process.");
         sb.AppendLine();

@@ -3,6 +3,7 @@
 using System.Text.Json;
 using Backprop.Cli.Bench;
 using Backprop.Kernels.Blas;
+using Backprop.Kernels.Cpu;
 using NUnit.Framework;
 using static Backprop.Tests.Cli.InProcessCli;
 
@@ -67,10 +68,34 @@ public class MeasureTests
             Assert.That(json.RootElement.GetProperty("openblas_spin_ms").GetInt32(), Is.EqualTo(OpenBlasSpin.SpinMs));
             Assert.That(json.RootElement.GetProperty("openblas_settle_ms").GetInt32(), Is.EqualTo(OpenBlasSpin.SettleMs));
             Assert.That(File.ReadAllText(Path.Combine(dir, "gemm.md")), Does.Contain($"{OpenBlasSpin.SettleMs} ms after OpenBLAS's"));
+            // The note on OpenBLAS's kernels: in the JSON as this process computes it, and in the table's header when there is one.
+            string? note = OpenBlasCore.Current;
+            string? jsonNote = json.RootElement.TryGetProperty("openblas_note", out var n) && n.ValueKind == JsonValueKind.String ? n.GetString() : null;
+            Assert.That(jsonNote, Is.EqualTo(note));
+            if (note != null) Assert.That(File.ReadAllText(Path.Combine(dir, "gemm.md")), Does.Contain(note));
         }
         finally
         {
             if (Directory.Exists(dir)) Directory.Delete(dir, true);
         }
     }
+
+    [TestCase("Prescott", Isa.Avx512, null, "its Prescott (pre-AVX2) kernels on this Avx512 CPU (this OpenBLAS did not recognise the CPU and fell back to them); OPENBLAS_CORETYPE=SkylakeX selects its AVX-512 kernels")]
+    [TestCase("Haswell", Isa.Avx512, "Haswell", "its Haswell (AVX2) kernels on this Avx512 CPU (OPENBLAS_CORETYPE=Haswell chose them); OPENBLAS_CORETYPE=SkylakeX selects its AVX-512 kernels")]
+    [TestCase("Sandybridge", Isa.Avx2, null, "its Sandybridge (pre-AVX2) kernels on this Avx2 CPU (this OpenBLAS did not recognise the CPU and fell back to them); OPENBLAS_CORETYPE=Haswell selects its AVX2 kernels")]
+    public void OpenBlasCoreNote_SaysWhenItsKernelsAreNarrowerThanTheCpu(string core, Isa isa, string? coretype, string expected)
+    {
+        string? note = OpenBlasCore.Note(core, isa, coretype);
+        Assert.That(note, Does.Contain(expected));
+        Assert.That(note, Does.EndWith("so ratios against it here say little about ours."));
+    }
+
+    [TestCase("Cooperlake", Isa.Avx512, null)]
+    [TestCase("skylakex", Isa.Avx512, "SkylakeX")] // names compare without case
+    [TestCase("SapphireRapids", Isa.Avx512, null)]
+    [TestCase("Zen", Isa.Avx2, null)]
+    [TestCase("Haswell", Isa.Avx2, "Haswell")]
+    [TestCase("Prescott", Isa.Scalar, null)] // no vector ISA to fall short of
+    public void OpenBlasCoreNote_IsNullWhereItRunsTheWidestKernels(string core, Isa isa, string? coretype) =>
+        Assert.That(OpenBlasCore.Note(core, isa, coretype), Is.Null);
 }
