@@ -98,4 +98,20 @@ public class MeasureTests
     [TestCase("Prescott", Isa.Scalar, null)] // no vector ISA to fall short of
     public void OpenBlasCoreNote_IsNullWhereItRunsTheWidestKernels(string core, Isa isa, string? coretype) =>
         Assert.That(OpenBlasCore.Note(core, isa, coretype), Is.Null);
+
+    [Test]
+    public void PeakTable_KeepsTheHighestReadingOfEachThreadCount()
+    {
+        // Readings by thread count, in the order the table takes them: made, then three remeasures (a slow minute in the middle).
+        var readings = new Dictionary<int, Queue<double>> { [1] = new([150.0, 210.04, 140.0, 180.0]), [2] = new([300.0, 290.0, 320.06, 100.0]) };
+        using var pool = new Backprop.Kernels.Threading.WorkerPool(1);
+        var peaks = new PeakTable(pool, [1, 2], (_, t) => readings[t].Dequeue());
+        Assert.That(peaks[1], Is.EqualTo(150.0));
+        for (int i = 0; i < 3; i++) peaks.Remeasure();
+        Assert.That(readings.Values.All(q => q.Count == 0), "every remeasure reads every count once");
+        Assert.That(peaks[1], Is.EqualTo(210.0));
+        Assert.That(peaks[2], Is.EqualTo(320.1));
+        Assert.That(peaks.ByThreads.Keys, Is.EquivalentTo(new[] { "1", "2" }));
+        Assert.That(peaks.Percent(105.0, 1), Is.EqualTo(50.0));
+    }
 }
