@@ -104,7 +104,8 @@ public static class FmaPeak
 
 /// <summary>
 /// The peak of each thread count of a report (the FMA loop, or another: the bf16 report's VDPBF16PS loop), measured when made and
-/// again by <see cref="Remeasure"/> (the gemm and dense-versus-oneDNN reports call it after every shape, the others at the end),
+/// again by <see cref="Remeasure"/> (the gemm, dense-versus-oneDNN and step reports call it after every shape or model, the bf16
+/// gemm report at the end; the bf16 step report reads its peaks once),
 /// the highest kept: a busy neighbour or a lower clock during one measurement would understate the peak and overstate "% peak"
 /// (on a shared Xeon whose one-thread peak read 136 to 219 GFLOP/s within a session, a single reading put oneDNN at 104-106 %).
 /// Keyed by the count as text.
